@@ -1,0 +1,61 @@
+"""Typed errors. Each message names the offending value and says how to fix it."""
+
+from __future__ import annotations
+
+
+class LazymergeError(Exception):
+    """Base class of every error lazymerge raises on purpose."""
+
+
+class InvalidRequestError(LazymergeError, ValueError):
+    """A merge/plan argument is malformed."""
+
+
+class InvalidCRSError(InvalidRequestError):
+    """A CRS that pyproj does not know."""
+
+
+class InvalidBBoxError(InvalidRequestError):
+    """A bbox that is not (xmin, ymin, xmax, ymax) with xmin < xmax and ymin < ymax."""
+
+
+class InvalidResolutionError(InvalidRequestError):
+    """A resolution that is not a positive number."""
+
+
+class InvalidChunkSizeError(InvalidRequestError):
+    """A chunk_size that is not two positive integers."""
+
+
+class UnknownColumnError(InvalidRequestError, KeyError):
+    """A sortby column that the source table does not have."""
+
+    def __str__(self) -> str:  # KeyError would otherwise repr() the message
+        return str(self.args[0])
+
+
+class BandNotFoundError(LazymergeError, KeyError):
+    """A requested band that no source (or not every source) has."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class StoreError(LazymergeError, ValueError):
+    """A store that cannot be opened or has no usable sources."""
+
+
+class ConventionError(LazymergeError, ValueError):
+    """spatial:/proj:/multiscales attributes that are missing or invalid."""
+
+
+class MetaNotFoundError(LazymergeError, FileNotFoundError):
+    """datafusion=True on a store that has no /meta table."""
+
+
+class MetaSchemaError(LazymergeError, ValueError):
+    """A /meta table that lacks a required column or has one of the wrong type."""
+
+
+class InvalidFootprintError(MetaSchemaError):
+    """A /meta bbox value that is not valid WKB."""

@@ -1,0 +1,135 @@
+"""merge(): request -> plan -> lazy Cubed array whose blocks run the chunk kernel."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+import uuid
+from typing import Any, NamedTuple
+
+import cubed
+import numpy as np
+
+from lazymerge.conventions import ProjAttrs, SpatialAttrs
+from lazymerge.grid import TargetGrid
+from lazymerge.kernel import KernelTask, merge_block
+from lazymerge.planner import build_plan
+from lazymerge.planner.request import build_request
+from lazymerge.planner.table import Plan
+from lazymerge.sources import crs_code
+
+DEFAULT_ALLOWED_MEM = "1GB"
+DEFAULT_RESERVED_MEM = "100MB"
+
+
+class _MergeTuple(NamedTuple):
+    array: cubed.Array
+    spatial: SpatialAttrs
+    proj: ProjAttrs
+    time_coords: np.ndarray | None
+
+
+class MergeResult(_MergeTuple):
+    """``(array, spatial, proj, time_coords)``, plus the ``plan`` and ``grid`` it came from."""
+
+    plan: Plan
+    grid: TargetGrid
+
+    def to_xarray(self):
+        """A DataArray backed by the Cubed array, with rasterix RasterIndex coords and the xproj CRS."""
+        from lazymerge.xarray import to_xarray
+
+        return to_xarray(self)
+
+    def to_zarr(self, target: Any, **kwargs: Any) -> None:
+        """Stream the blocks into a Zarr array at ``target`` and write its spatial:/proj: attributes."""
+        from lazymerge.output import write_zarr
+
+        write_zarr(self, target, **kwargs)
+
+
+def default_spec(work_dir: str | None = None) -> cubed.Spec:
+    """Local threads, with allowed_mem always explicit (a Spec without it allows 0 bytes)."""
+    return cubed.Spec(work_dir=work_dir, allowed_mem=DEFAULT_ALLOWED_MEM, reserved_mem=DEFAULT_RESERVED_MEM)
+
+
+def _plan_location(spec: cubed.Spec) -> str:
+    """Where the plan is saved for the tasks: under the spec's work_dir, or a temp dir removed at exit."""
+    if spec.work_dir:
+        return f"{str(spec.work_dir).rstrip('/')}/lazymerge-plan-{uuid.uuid4().hex}.zarr"
+    tmp = tempfile.mkdtemp(prefix="lazymerge-plan-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return f"{tmp}/plan.zarr"
+
+
+def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
+    """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan."""
+    path = plan.save(_plan_location(spec))
+    task = KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim)
+    chunks = plan.grid.chunks
+    if plan.band_dim:
+        chunks = ((1,) * len(plan.bands), *chunks)
+    return cubed.map_blocks(merge_block, dtype=np.dtype(plan.dtype), chunks=chunks, spec=spec, task=task)
+
+
+def merge(
+    store: Any,
+    crs: Any,
+    bbox: Any,
+    resolution: Any,
+    chunk_size: Any = (512, 512),
+    bands: Any = None,
+    datafusion: bool | None = None,
+    sortby: Any = None,
+    *,
+    spec: cubed.Spec | None = None,
+) -> MergeResult:
+    """Mosaic every source of ``store`` into one grid, lazily.
+
+    Parameters
+    ----------
+    store
+        obstore store, zarr Store, Icechunk Session, or path/URL.
+    crs, bbox, resolution
+        The target grid: its CRS, (xmin, ymin, xmax, ymax) in that CRS, and its pixel size.
+    chunk_size
+        (rows, cols) of each output chunk; edges are ragged.
+    bands
+        A band name (2-D result), a list of names (a leading band dimension), or None for the one band
+        every source has.
+    datafusion
+        True: discover sources by SQL over /meta; False: scan the store's conventions; None: /meta when
+        the store has one.
+    sortby
+        Column or list of columns of the source table (``-col`` for descending) giving priority; earlier
+        sources win where they overlap. None keeps the table's row order.
+    spec
+        The cubed.Spec to compute with (default: local threads, allowed_mem 1GB).
+
+    Returns
+    -------
+    MergeResult
+        ``(array, spatial, proj, time_coords)`` with ``.plan``, ``.grid``, ``.to_xarray()``.
+
+    Raises
+    ------
+    lazymerge.errors.LazymergeError
+        A typed subclass naming the bad value and the fix.
+    """
+    request = build_request(
+        store=store, crs=crs, bbox=bbox, resolution=resolution, chunk_size=chunk_size,
+        bands=bands, datafusion=datafusion, sortby=sortby,
+    )
+    plan = build_plan(request)
+    spec = spec or default_spec()
+    array = lazy_array(plan, request.store.zarr_store, spec)
+    grid = plan.grid
+    h, w = grid.shape
+    spatial = SpatialAttrs(
+        dimensions=("y", "x"), transform=tuple(grid.transform)[:6], bbox=grid.bbox, shape=(h, w)
+    )
+    result = MergeResult(array, spatial, ProjAttrs(code=crs_code(grid.crs)), None)
+    result.plan = plan
+    result.grid = grid
+    return result

@@ -1,0 +1,96 @@
+"""Source discovery by batched DataFusion SQL over the store's /meta table (zarr-datafusion-search).
+
+One query reads the source columns, one ranks them by ``sortby``, one joins every chunk footprint with
+every source footprint (an equi-join on a coarse spatial bin, then the exact box test) -- never one query
+per chunk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import zarr
+
+from lazymerge.errors import InvalidFootprintError
+from lazymerge.geometry import wkb_parts
+from lazymerge.meta import INDEX_HINT, REQUIRED_COLUMNS, MetaTable
+from lazymerge.planner.request import MergeRequest
+from lazymerge.planner.sources import SourceSet, bin_size
+from lazymerge.planner.windows import Candidates
+from lazymerge.sources import Band, read_band
+
+JOIN_SQL = """
+WITH s1 AS (SELECT src, prio, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx FROM sparts),
+     s2 AS (SELECT src, prio, xmin, ymin, xmax, ymax, cx, unnest(range(by0, by1 + 1)) AS cy FROM s1),
+     c1 AS (SELECT chunk, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx FROM cparts),
+     c2 AS (SELECT chunk, xmin, ymin, xmax, ymax, cx, unnest(range(by0, by1 + 1)) AS cy FROM c1)
+SELECT DISTINCT c.chunk AS chunk, s.src AS src, s.prio AS prio
+FROM c2 c JOIN s2 s ON c.cx = s.cx AND c.cy = s.cy
+WHERE s.xmin <= c.xmax AND s.xmax >= c.xmin AND s.ymin <= c.ymax AND s.ymax >= c.ymin
+ORDER BY chunk, prio
+"""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _binned(name: str, ids: np.ndarray, parts: np.ndarray, cell: float, extra: dict | None = None) -> pa.Table:
+    b = np.floor(parts / cell).astype("i8")
+    cols = {name: pa.array(ids.astype("i8"))}
+    cols.update(extra or {})
+    cols.update({k: pa.array(parts[:, i]) for i, k in enumerate(("xmin", "ymin", "xmax", "ymax"))})
+    cols.update({"bx0": b[:, 0], "by0": b[:, 1], "bx1": b[:, 2], "by1": b[:, 3]})
+    return pa.table(cols)
+
+
+def discover(request: MergeRequest) -> tuple[SourceSet, object]:
+    """Read /meta into a SourceSet, ranking sources by ``sortby``; returns it and the join function."""
+    meta = MetaTable(request.store)
+    request.check_sort_columns(meta.schema.names)
+    names = meta.schema.names
+    wanted = [*REQUIRED_COLUMNS, *(c for c in ("proj:code", "proj:epsg") if c in names)]
+    wanted += [k.column for k in request.sortby if k.column not in wanted]
+    table = meta.sql(f"SELECT {', '.join(map(_quote, wanted))} FROM meta")
+    table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
+
+    rank_cols = table.drop_columns(["bbox"])
+    meta.ctx.register_record_batches("src", [rank_cols.to_batches()])
+    order_by = ", ".join([*(k.sql() for k in request.sortby), "_row"])
+    order = meta.sql(f"SELECT _row FROM src ORDER BY {order_by}")["_row"].to_numpy()
+    priority = np.empty(table.num_rows, dtype="i8")
+    priority[order] = np.arange(table.num_rows)
+
+    ids = [str(v) for v in table["id"].to_pylist()]
+    codes = table["proj:code"].to_pylist() if "proj:code" in names else [None] * table.num_rows
+    epsgs = table["proj:epsg"].to_pylist() if "proj:epsg" in names else [None] * table.num_rows
+    crs = [c if c else f"EPSG:{e}" for c, e in zip(codes, epsgs, strict=True)]
+
+    part_index, part_bounds, bad = wkb_parts(table["bbox"].to_pylist())
+    if len(bad):
+        row = int(bad[0])
+        raise InvalidFootprintError(
+            f"/meta row {row} (id {ids[row]!r}) has a bbox that is not valid WKB; {INDEX_HINT}"
+        )
+    root = request.store.open_root()
+
+    def read_bands(s: int) -> dict[str | None, Band]:
+        node = root[ids[s]]
+        if isinstance(node, zarr.Array):
+            return {None: read_band(node, None)[0]}
+        if "multiscales" in node.attrs:
+            return {None: read_band(node, None)[0]}
+        return {name: read_band(child, name)[0] for name, child in sorted(node.members(max_depth=0))}
+
+    def join(c_index: np.ndarray, c_parts: np.ndarray, s_index: np.ndarray, s_parts: np.ndarray):
+        cell = bin_size(c_parts, s_parts)
+        meta.ctx.register_record_batches("cparts", [_binned("chunk", c_index, c_parts, cell).to_batches()])
+        sparts = _binned("src", s_index, s_parts, cell, {"prio": pa.array(priority[s_index])})
+        meta.ctx.register_record_batches("sparts", [sparts.to_batches()])
+        pairs = meta.sql(JOIN_SQL)
+        meta.ctx.deregister_table("cparts")
+        meta.ctx.deregister_table("sparts")
+        return pairs["chunk"].to_numpy().astype("i8"), pairs["src"].to_numpy().astype("i8")
+
+    cands = Candidates(ids, crs, priority)
+    return SourceSet(cands, part_index, part_bounds, read_bands), join

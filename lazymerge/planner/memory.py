@@ -1,0 +1,37 @@
+"""Source discovery from an in-memory ScanIndex of the store's conventions (no /meta needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from lazymerge.geometry import split_parts
+from lazymerge.planner.request import MergeRequest
+from lazymerge.planner.sources import SourceSet, order_pairs
+from lazymerge.planner.windows import Candidates
+from lazymerge.sources import crs_code, scan_store, source_footprints
+
+
+def discover(request: MergeRequest) -> tuple[SourceSet, object]:
+    """Scan the store into a SourceSet ranked by ``sortby``; returns it and the join function."""
+    index = scan_store(request.store)
+    table = index.table()
+    request.check_sort_columns(table.column_names)
+    table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
+    keys = [(k.column, "descending" if k.descending else "ascending") for k in request.sortby]
+    order = pc.sort_indices(table, sort_keys=[*keys, ("_row", "ascending")], null_placement="at_end")
+    priority = np.empty(table.num_rows, dtype="i8")
+    priority[order.to_numpy()] = np.arange(table.num_rows)
+
+    part_index, part_bounds = split_parts(source_footprints(index.entries))
+    entries = index.entries
+    cands = Candidates([e.id for e in entries], [crs_code(e.crs) for e in entries], priority)
+
+    def join(c_index: np.ndarray, c_parts: np.ndarray, s_index: np.ndarray, s_parts: np.ndarray):
+        tree = shapely.STRtree(shapely.box(*s_parts.T))
+        qi, si = tree.query(shapely.box(*c_parts.T))
+        return order_pairs(c_index[qi], s_index[si], priority)
+
+    return SourceSet(cands, part_index, part_bounds, lambda s: dict(entries[s].bands)), join

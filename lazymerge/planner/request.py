@@ -1,0 +1,150 @@
+"""MergeRequest: every merge/plan argument validated once, with errors that name the value and the fix."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from lazymerge.errors import (
+    InvalidBBoxError,
+    InvalidChunkSizeError,
+    InvalidCRSError,
+    InvalidRequestError,
+    InvalidResolutionError,
+    UnknownColumnError,
+)
+from lazymerge.grid import TargetGrid
+from lazymerge.stores import StoreHandle, resolve_store
+
+
+@dataclass(frozen=True)
+class SortKey:
+    column: str
+    descending: bool = False
+
+    def sql(self) -> str:
+        """ORDER BY term with the column quoted as an identifier (never pasted as SQL)."""
+        quoted = '"' + self.column.replace('"', '""') + '"'
+        return f"{quoted} {'DESC' if self.descending else 'ASC'} NULLS LAST"
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """A validated merge: where the sources are, the target grid, which bands, and their priority."""
+
+    store: StoreHandle
+    grid: TargetGrid
+    bands: tuple[str | None, ...] | None  # None: the one band every source has
+    band_dim: bool  # True when the user asked for a list of bands
+    datafusion: bool
+    sortby: tuple[SortKey, ...]
+
+    def check_sort_columns(self, columns: Sequence[str]) -> None:
+        """Raise UnknownColumnError for a sortby column that is not in ``columns``."""
+        for key in self.sortby:
+            if key.column not in columns:
+                raise UnknownColumnError(
+                    f"sortby column {key.column!r} does not exist; available columns: {sorted(columns)}"
+                )
+
+
+def parse_crs(crs: Any) -> CRS:
+    try:
+        return CRS.from_user_input(crs)
+    except (CRSError, TypeError, ValueError) as exc:
+        raise InvalidCRSError(
+            f"crs {crs!r} is not a CRS pyproj knows; pass e.g. 'EPSG:32618', a WKT2 string or a pyproj.CRS"
+        ) from exc
+
+
+def parse_bbox(bbox: Any) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in bbox)
+    except (TypeError, ValueError) as exc:
+        raise InvalidBBoxError(f"bbox {bbox!r} must be four numbers (xmin, ymin, xmax, ymax)") from exc
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InvalidBBoxError(f"bbox {bbox!r} must be four finite numbers (xmin, ymin, xmax, ymax)")
+    xmin, ymin, xmax, ymax = values
+    if xmin >= xmax:
+        raise InvalidBBoxError(f"bbox {bbox!r} has xmin {xmin} >= xmax {xmax}; order it (xmin, ymin, xmax, ymax)")
+    if ymin >= ymax:
+        raise InvalidBBoxError(f"bbox {bbox!r} has ymin {ymin} >= ymax {ymax}; order it (xmin, ymin, xmax, ymax)")
+    return values
+
+
+def parse_resolution(resolution: Any) -> float:
+    ok = isinstance(resolution, numbers.Real) and not isinstance(resolution, bool)
+    if not ok or not math.isfinite(float(resolution)) or float(resolution) <= 0:
+        raise InvalidResolutionError(
+            f"resolution {resolution!r} must be a positive number in the target CRS's units (e.g. 10.0)"
+        )
+    return float(resolution)
+
+
+def parse_chunk_size(chunk_size: Any) -> tuple[int, int]:
+    def is_int(v: Any) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    if isinstance(chunk_size, (str, bytes)) or not isinstance(chunk_size, Sequence) or len(chunk_size) != 2:
+        raise InvalidChunkSizeError(f"chunk_size {chunk_size!r} must be two positive integers, e.g. (512, 512)")
+    if not all(is_int(v) and v > 0 for v in chunk_size):
+        raise InvalidChunkSizeError(f"chunk_size {chunk_size!r} must be two positive integers, e.g. (512, 512)")
+    return (int(chunk_size[0]), int(chunk_size[1]))
+
+
+def parse_sortby(sortby: Any) -> tuple[SortKey, ...]:
+    if sortby is None:
+        return ()
+    items = [sortby] if isinstance(sortby, str) else list(sortby)
+    keys = []
+    for item in items:
+        if not isinstance(item, str) or not item.lstrip("-"):
+            raise InvalidRequestError(f"sortby entry {item!r} must be a column name, '-name' for descending")
+        keys.append(SortKey(item[1:], True) if item.startswith("-") else SortKey(item))
+    return tuple(keys)
+
+
+def parse_bands(bands: Any) -> tuple[tuple[str | None, ...] | None, bool]:
+    if bands is None:
+        return None, False
+    if isinstance(bands, str):
+        return (bands,), False
+    values = tuple(bands)
+    if not values or not all(isinstance(b, str) for b in values):
+        raise InvalidRequestError(f"bands {bands!r} must be a band name or a non-empty list of band names")
+    if len(set(values)) != len(values):
+        raise InvalidRequestError(f"bands {bands!r} lists a band twice")
+    return values, True
+
+
+def build_request(
+    *,
+    store: Any,
+    crs: Any,
+    bbox: Any,
+    resolution: Any,
+    chunk_size: Any = (512, 512),
+    bands: Any = None,
+    datafusion: bool | None = None,
+    sortby: Any = None,
+) -> MergeRequest:
+    """Validate every argument of merge()/plan() into a MergeRequest."""
+    target_crs = parse_crs(crs)
+    box = parse_bbox(bbox)
+    res = parse_resolution(resolution)
+    chunks = parse_chunk_size(chunk_size)
+    band_names, band_dim = parse_bands(bands)
+    keys = parse_sortby(sortby)
+    handle = resolve_store(store)
+    if datafusion is None:
+        from lazymerge.sources import META_GROUP
+
+        datafusion = META_GROUP in handle.open_root()
+    grid = TargetGrid.from_bbox(target_crs, box, res, chunks)
+    return MergeRequest(handle, grid, band_names, band_dim, bool(datafusion), keys)

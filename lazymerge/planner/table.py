@@ -1,0 +1,224 @@
+"""Plan: the chunk -> ordered sources table, the levels it reads, and its on-disk CSR layout for tasks.
+
+On disk (a Zarr group) a task fetches only its own rows: ``start``/``count`` on the (band, row, col) chunk
+grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entries those rows name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import zarr
+from affine import Affine
+from pyproj import CRS
+
+from lazymerge.grid import TargetGrid
+
+LEVEL_COLUMNS = ("source", "band", "level")
+
+
+@dataclass
+class Plan:
+    """The explicit plan of a merge: one row per (band, chunk, contributing source), in priority order.
+
+    ``table`` columns: band, chunk_row, chunk_col, source (row of the source table: /meta or the
+    ScanIndex), source_id, priority, level, src_row0, src_row1, src_col0, src_col1 (the source window at
+    that level). ``levels`` holds what the kernel needs to read each (source, band, level).
+    """
+
+    grid: TargetGrid
+    bands: list[str | None]
+    band_dim: bool
+    table: pa.Table
+    levels: pa.Table
+    dtype: str
+    n_sources: int
+
+    @property
+    def n_pairs(self) -> int:
+        return self.table.num_rows
+
+    def rows(self, band: int, row: int, col: int) -> pa.Table:
+        t = self.table
+        mask = pc.and_(
+            pc.and_(pc.equal(t["band"], band), pc.equal(t["chunk_row"], row)), pc.equal(t["chunk_col"], col)
+        )
+        return t.filter(mask)
+
+    def __repr__(self) -> str:
+        nb = len(self.bands)
+        nr, nc = self.grid.nchunks
+        busy = len({(b, r, c) for b, r, c in zip(*(self.table[k].to_pylist() for k in ("band", "chunk_row", "chunk_col")), strict=True)})
+        return (
+            f"Plan({self.grid!r}, bands={self.bands}, chunks={nb * nr * nc} ({busy} non-empty), "
+            f"pairs={self.n_pairs}, sources={self.n_sources})"
+        )
+
+    def level_ids(self) -> np.ndarray:
+        """Row of ``levels`` for every row of ``table``."""
+        key = {
+            (s, b, lv): i
+            for i, (s, b, lv) in enumerate(zip(*(self.levels[c].to_pylist() for c in LEVEL_COLUMNS), strict=True))
+        }
+        cols = zip(*(self.table[c].to_pylist() for c in LEVEL_COLUMNS), strict=True)
+        return np.array([key[k] for k in cols], dtype="i4")
+
+    def save(self, path: str) -> str:
+        """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
+        nb, (nr, nc) = len(self.bands), self.grid.nchunks
+        root = zarr.open_group(path, mode="w")
+        root.attrs.update(
+            {
+                "lazymerge_plan": 1,
+                "crs": self.grid.crs.to_wkt(),
+                "transform": list(self.grid.transform)[:6],
+                "shape": list(self.grid.shape),
+                "chunk_size": list(self.grid.chunk_size),
+                "bands": self.bands,
+                "band_dim": self.band_dim,
+                "dtype": self.dtype,
+                "n_sources": self.n_sources,
+            }
+        )
+        t = self.table
+        key = (
+            t["band"].to_numpy().astype("i8") * nr * nc
+            + t["chunk_row"].to_numpy().astype("i8") * nc
+            + t["chunk_col"].to_numpy().astype("i8")
+        )
+        count = np.bincount(key, minlength=nb * nr * nc).astype("i4")
+        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
+        n = max(t.num_rows, 1)
+        grid_chunks = (1, min(nr, 256), min(nc, 256))
+        root.create_array("count", data=count.reshape(nb, nr, nc), chunks=grid_chunks)
+        root.create_array("start", data=start.reshape(nb, nr, nc), chunks=grid_chunks)
+        rows = root.create_group("rows")
+        window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
+        rows.create_array("level_id", data=self.level_ids(), chunks=(min(n, 1 << 20),))
+        rows.create_array("window", data=window.astype("i8").reshape(-1, 4), chunks=(min(n, 1 << 20), 4))
+        rows.create_array("priority", data=t["priority"].to_numpy().astype("i4"), chunks=(min(n, 1 << 20),))
+        _write_levels(root.create_group("levels"), self.levels)
+        import pyarrow.parquet as pq  # the readable copy, for people and other tools
+
+        store_path = str(path)
+        if "://" not in store_path:
+            pq.write_table(self.table, f"{store_path}/plan.parquet")
+        return path
+
+
+def _write_levels(group: zarr.Group, levels: pa.Table) -> None:
+    n = max(levels.num_rows, 1)
+    for name in levels.column_names:
+        col = levels[name]
+        if pa.types.is_string(col.type):
+            arr = group.create_array(name, shape=(levels.num_rows,), dtype="string", chunks=(min(n, 4096),))
+            if levels.num_rows:
+                arr[:] = np.array(col.to_pylist(), dtype=object)
+        else:
+            group.create_array(name, data=col.to_numpy(), chunks=(min(n, 4096),))
+
+
+@dataclass(frozen=True)
+class TaskLevel:
+    """What the kernel needs to read and warp one (source, band, level)."""
+
+    path: str
+    crs: str
+    transform: Affine
+    shape: tuple[int, int]
+    nodata: float | None
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    level: TaskLevel
+    window: tuple[int, int, int, int]
+
+
+_PLAN_CACHE: dict[str, Any] = {}
+
+
+def _open_plan(path: str) -> zarr.Group:
+    group = _PLAN_CACHE.get(path)
+    if group is None:
+        group = _PLAN_CACHE[path] = zarr.open_group(path, mode="r")
+    return group
+
+
+def read_task_rows(path: str, band: int, row: int, col: int) -> list[TaskRow]:
+    """The rows of one chunk, in priority order, read from a saved plan: one small read per array."""
+    root = _open_plan(path)
+    n = int(root["count"][band, row, col])
+    if n == 0:
+        return []
+    s = int(root["start"][band, row, col])
+    level_ids = root["rows/level_id"][s : s + n]
+    windows = root["rows/window"][s : s + n]
+    lv = root["levels"]
+    ids = np.unique(level_ids)
+    lo, hi = int(ids.min()), int(ids.max()) + 1
+    paths = lv["path"][lo:hi]
+    crss = lv["crs"][lo:hi]
+    tr = np.stack([lv[f"transform_{k}"][lo:hi] for k in range(6)], axis=1)
+    shp = np.stack([lv["shape_y"][lo:hi], lv["shape_x"][lo:hi]], axis=1)
+    nod = lv["nodata"][lo:hi]
+    has = lv["has_nodata"][lo:hi]
+    levels = {
+        int(i): TaskLevel(
+            str(paths[i - lo]), str(crss[i - lo]), Affine(*tr[i - lo]), tuple(int(v) for v in shp[i - lo]),
+            float(nod[i - lo]) if has[i - lo] else None,
+        )
+        for i in ids
+    }
+    return [TaskRow(levels[int(i)], tuple(int(v) for v in w)) for i, w in zip(level_ids, windows, strict=True)]
+
+
+def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
+    """The target grid, bands, band_dim flag and dtype of a saved plan."""
+    attrs = dict(zarr.open_group(path, mode="r").attrs)
+    if attrs.get("lazymerge_plan") != 1:
+        raise ValueError(f"{path!r} is not a saved lazymerge plan")
+    grid = TargetGrid(
+        CRS.from_wkt(attrs["crs"]), Affine(*attrs["transform"]), tuple(attrs["shape"]), tuple(attrs["chunk_size"])
+    )
+    return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
+
+
+def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
+    """The levels table from (source, band, level, Level, crs code) tuples."""
+    cols: dict[str, list[Any]] = {k: [] for k in (*LEVEL_COLUMNS, "path", "crs")}
+    tcols: list[list[float]] = [[] for _ in range(6)]
+    shape_y, shape_x, dtype, nodata, has = [], [], [], [], []
+    for s, b, lv, level, crs in entries:
+        cols["source"].append(s)
+        cols["band"].append(b)
+        cols["level"].append(lv)
+        cols["path"].append(level.path)
+        cols["crs"].append(crs)
+        for k in range(6):
+            tcols[k].append(level.transform[k])
+        shape_y.append(level.shape[0])
+        shape_x.append(level.shape[1])
+        dtype.append(level.dtype)
+        nodata.append(np.nan if level.nodata is None else level.nodata)
+        has.append(level.nodata is not None)
+    data: dict[str, Any] = {
+        "source": pa.array(cols["source"], pa.int32()),
+        "band": pa.array(cols["band"], pa.int16()),
+        "level": pa.array(cols["level"], pa.int16()),
+        "path": pa.array(cols["path"], pa.string()),
+        "crs": pa.array(cols["crs"], pa.string()),
+    }
+    for k in range(6):
+        data[f"transform_{k}"] = pa.array(tcols[k], pa.float64())
+    data["shape_y"] = pa.array(shape_y, pa.int64())
+    data["shape_x"] = pa.array(shape_x, pa.int64())
+    data["dtype"] = pa.array(dtype, pa.string())
+    data["nodata"] = pa.array(nodata, pa.float64())
+    data["has_nodata"] = pa.array(has, pa.bool_())
+    return pa.table(data)
+
