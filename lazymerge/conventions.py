@@ -89,7 +89,7 @@ class Overview:
         """Pixel size of this level: from its own spatial:transform, else native_res * scale."""
         if self.transform is not None:
             a, b, _, d, e, _ = self.transform
-            return float(((abs(a * e - b * d)) ** 0.5))
+            return float((abs(a * e - b * d)) ** 0.5)
         if native_res is None:
             raise ConventionError(
                 f"overview {self.asset!r} has no spatial:transform; pass native_res to derive its resolution"
@@ -118,7 +118,9 @@ def _write(node: Any, module: Any, data: Mapping[str, Any]) -> None:
     try:
         attrs = module.insert(_attrs_of(node), dict(data), overwrite=True)
     except (ValueError, TypeError) as exc:
-        raise ConventionError(f"invalid {module.__name__.split('.')[-1]} attributes {dict(data)}: {exc}") from exc
+        raise ConventionError(
+            f"invalid {module.__name__.split('.')[-1]} attributes {dict(data)}: {exc}"
+        ) from exc
     node.attrs.update(attrs)
 
 

@@ -103,7 +103,9 @@ def bounds_to_wkb(bounds: np.ndarray) -> list[bytes]:
         if west <= east:
             geom = shapely.box(west, south, east, north)
         else:
-            geom = shapely.MultiPolygon([shapely.box(west, south, 180.0, north), shapely.box(-180.0, south, east, north)])
+            geom = shapely.MultiPolygon(
+                [shapely.box(west, south, 180.0, north), shapely.box(-180.0, south, east, north)]
+            )
         out.append(shapely.to_wkb(geom, byte_order=1))
     return out
 

@@ -92,7 +92,7 @@ class TargetGrid:
         return np.stack([xx0.ravel(), yy0.ravel(), xx1.ravel(), yy1.ravel()], axis=1)
 
     def chunk_footprints(self) -> np.ndarray:
-        """(n, 4) EPSG:4326 (west, south, east, north) of every chunk: densified, antimeridian- and pole-aware."""
+        """(n, 4) EPSG:4326 (west, south, east, north) of every chunk, antimeridian- and pole-aware."""
         return lonlat_bounds(self.crs, self.chunk_bounds)
 
     def pixel_centres(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:

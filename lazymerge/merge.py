@@ -118,8 +118,14 @@ def merge(
         A typed subclass naming the bad value and the fix.
     """
     request = build_request(
-        store=store, crs=crs, bbox=bbox, resolution=resolution, chunk_size=chunk_size,
-        bands=bands, datafusion=datafusion, sortby=sortby,
+        store=store,
+        crs=crs,
+        bbox=bbox,
+        resolution=resolution,
+        chunk_size=chunk_size,
+        bands=bands,
+        datafusion=datafusion,
+        sortby=sortby,
     )
     plan = build_plan(request)
     spec = spec or default_spec()

@@ -1,4 +1,4 @@
-"""The /meta table: written from a store's conventions, read through zarr-datafusion-search into DataFusion."""
+"""The /meta table: written from a store's conventions, read into DataFusion via zarr-datafusion-search."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ REQUIRED_COLUMNS = ("id", "bbox", *(f"transform_{i}" for i in range(6)), "shape_
 CRS_COLUMNS = ("proj:code", "proj:epsg")  # at least one; proj:code wins where both exist
 INDEX_HINT = "build it with `lazymerge index STORE` or lazymerge.meta.write_meta(store)"
 
+# Both are expected and harmless: /meta's WKB column uses zarr's variable_length_bytes (no v3 spec yet), and
+# obstore stores cross the zarr-datafusion-search FFI by reconstruction (no shared connection pool).
+warnings.filterwarnings("ignore", message=r"The data type \(VariableLengthBytes\(\)\)", category=Warning)
+warnings.filterwarnings("ignore", message="Successfully reconstructed a store", category=RuntimeWarning)
+
 
 def _writable_root(store: Any) -> tuple[zarr.Group, Path | None]:
     """A writable zarr root for the store, and its local directory when it has one."""
@@ -46,11 +51,9 @@ def _write_table(group: zarr.Group, table: pa.Table) -> None:
             arr = group.create_array(name, shape=(len(col),), dtype="string", chunks=(max(len(col), 1),))
             arr[:] = np.array(col.to_pylist(), dtype=object)
         elif pa.types.is_binary(col.type):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # variable_length_bytes has no v3 spec yet
-                arr = group.create_array(
-                    name, shape=(len(col),), dtype="variable_length_bytes", chunks=(max(len(col), 1),)
-                )
+            arr = group.create_array(
+                name, shape=(len(col),), dtype="variable_length_bytes", chunks=(max(len(col), 1),)
+            )
             arr[:] = np.array(col.to_pylist(), dtype=object)
         else:
             group.create_array(name, data=col.to_numpy(), chunks=(max(len(col), 1),))
@@ -92,7 +95,8 @@ class MetaTable:
         self._check_exists(handle)
         if handle.icechunk_session is None and handle.obstore is None:
             raise StoreError(
-                f"datafusion=True needs an obstore store, a path/URL or an Icechunk session; got {handle.description}"
+                f"datafusion=True needs an obstore store, a path/URL or an Icechunk session; "
+                f"got {handle.description}"
             )
 
         async def _open() -> Any:  # ZarrTable constructors must be called inside a running loop

@@ -20,7 +20,12 @@ def write_zarr(result: MergeResult, target: Any, *, executor: Any = None) -> zar
     """
     arr = result.array
     out = zarr.create_array(
-        target, shape=arr.shape, chunks=arr.chunksize, dtype=arr.dtype, fill_value=float("nan"), overwrite=True
+        target,
+        shape=arr.shape,
+        chunks=arr.chunksize,
+        dtype=arr.dtype,
+        fill_value=float("nan"),
+        overwrite=True,
     )
     cubed.store(arr, out, executor=executor)
     write_spatial(out, result.spatial)

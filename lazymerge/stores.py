@@ -54,8 +54,12 @@ def _from_path(path: str | os.PathLike[str]) -> StoreHandle:
         return StoreHandle(zarr.storage.ObjectStore(ob, read_only=True), ob, None, text)
     local = Path(text.removeprefix("file://")).expanduser().resolve()
     if not local.is_dir():
-        raise StoreError(f"store path {text!r} does not exist or is not a directory; pass an existing Zarr store")
-    return StoreHandle(zarr.storage.LocalStore(str(local), read_only=True), ObLocalStore(str(local)), None, str(local))
+        raise StoreError(
+            f"store path {text!r} does not exist or is not a directory; pass an existing Zarr store"
+        )
+    return StoreHandle(
+        zarr.storage.LocalStore(str(local), read_only=True), ObLocalStore(str(local)), None, str(local)
+    )
 
 
 def resolve_store(store: Any) -> StoreHandle:

@@ -42,7 +42,7 @@ def source_pixels(inv: Affine, sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarr
 def sample_nearest(
     data: np.ndarray, origin: tuple[int, int], ri: np.ndarray, ci: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Values at (ri, ci) from ``data`` (a window whose top-left is ``origin``) and where they fall inside it."""
+    """Values at (ri, ci) from ``data`` (a window with top-left ``origin``), and where they fall inside it."""
     r = ri - origin[0]
     c = ci - origin[1]
     inside = (r >= 0) & (r < data.shape[0]) & (c >= 0) & (c < data.shape[1])

@@ -30,10 +30,38 @@ def run_seed(tmpdir, datafusion=True):
     store = zarr.storage.LocalStore(tmpdir)
     root = zarr.open_group(store, mode="w")
     sources = [
-        {"name": "utm18n_tile_a", "crs": "EPSG:32618", "epsg": 32618, "bbox": (500000.0, 5990000.0, 505000.0, 5995000.0), "resolution": 10.0, "fill": 100.0},
-        {"name": "utm18n_tile_c", "crs": "EPSG:32618", "epsg": 32618, "bbox": (500000.0, 5995000.0, 505000.0, 6000000.0), "resolution": 10.0, "fill": 300.0},
-        {"name": "utm17n_tile_b", "crs": "EPSG:32617", "epsg": 32617, "bbox": (895094.0, 6006920.0, 900511.0, 6012337.0), "resolution": 10.0, "fill": 200.0},
-        {"name": "utm17n_tile_d", "crs": "EPSG:32617", "epsg": 32617, "bbox": (894669.0, 6011912.0, 900086.0, 6017329.0), "resolution": 10.0, "fill": 400.0},
+        {
+            "name": "utm18n_tile_a",
+            "crs": "EPSG:32618",
+            "epsg": 32618,
+            "bbox": (500000.0, 5990000.0, 505000.0, 5995000.0),
+            "resolution": 10.0,
+            "fill": 100.0,
+        },
+        {
+            "name": "utm18n_tile_c",
+            "crs": "EPSG:32618",
+            "epsg": 32618,
+            "bbox": (500000.0, 5995000.0, 505000.0, 6000000.0),
+            "resolution": 10.0,
+            "fill": 300.0,
+        },
+        {
+            "name": "utm17n_tile_b",
+            "crs": "EPSG:32617",
+            "epsg": 32617,
+            "bbox": (895094.0, 6006920.0, 900511.0, 6012337.0),
+            "resolution": 10.0,
+            "fill": 200.0,
+        },
+        {
+            "name": "utm17n_tile_d",
+            "crs": "EPSG:32617",
+            "epsg": 32617,
+            "bbox": (894669.0, 6011912.0, 900086.0, 6017329.0),
+            "resolution": 10.0,
+            "fill": 400.0,
+        },
     ]
     for src in sources:
         xmin, ymin, xmax, ymax = src["bbox"]
@@ -44,19 +72,39 @@ def run_seed(tmpdir, datafusion=True):
         band_group = scene_group.create_group("data")
         base = band_group.create_array("0", shape=(height, width), dtype="f4", chunks=(256, 256))
         base[:] = src["fill"]
-        write_spatial(base, SpatialAttrs(dimensions=["y", "x"], transform=(res, 0.0, xmin, 0.0, -res, ymax), bbox=(xmin, ymin, xmax, ymax), shape=(height, width)))
+        write_spatial(
+            base,
+            SpatialAttrs(
+                dimensions=["y", "x"],
+                transform=(res, 0.0, xmin, 0.0, -res, ymax),
+                bbox=(xmin, ymin, xmax, ymax),
+                shape=(height, width),
+            ),
+        )
         write_proj(base, ProjAttrs(code=src["crs"]))
         ovr_width = width // 2
         ovr_height = height // 2
         ovr_res = res * 2
         ovr = band_group.create_array("1", shape=(ovr_height, ovr_width), dtype="f4", chunks=(256, 256))
         ovr[:] = src["fill"]
-        write_spatial(ovr, SpatialAttrs(dimensions=["y", "x"], transform=(ovr_res, 0.0, xmin, 0.0, -ovr_res, ymax), bbox=(xmin, ymin, xmax, ymax), shape=(ovr_height, ovr_width)))
+        write_spatial(
+            ovr,
+            SpatialAttrs(
+                dimensions=["y", "x"],
+                transform=(ovr_res, 0.0, xmin, 0.0, -ovr_res, ymax),
+                bbox=(xmin, ymin, xmax, ymax),
+                shape=(ovr_height, ovr_width),
+            ),
+        )
         write_proj(ovr, ProjAttrs(code=src["crs"]))
         band_group.attrs["multiscales"] = {
             "layout": [
                 {"asset": "0", "transform": {"scale": [1.0, 1.0], "translation": [0.0, 0.0]}},
-                {"asset": "1", "derived_from": "0", "transform": {"scale": [2.0, 2.0], "translation": [0.5, 0.5]}},
+                {
+                    "asset": "1",
+                    "derived_from": "0",
+                    "transform": {"scale": [2.0, 2.0], "translation": [0.5, 0.5]},
+                },
             ],
         }
     ob_store = LocalStore(tmpdir)
@@ -123,18 +171,32 @@ def run_seed(tmpdir, datafusion=True):
 
     # 4. Merge with DataFusion (the seed unpacked three values here; merge returns four)
     result_arr, result_spatial, result_proj, time_coords = merge(
-        store=ob_store, crs="EPSG:32618", bbox=(500000.0, 5990000.0, 508000.0, 6000000.0), resolution=10.0,
-        chunk_size=(256, 256), bands="data", datafusion=datafusion, sortby="id",
+        store=ob_store,
+        crs="EPSG:32618",
+        bbox=(500000.0, 5990000.0, 508000.0, 6000000.0),
+        resolution=10.0,
+        chunk_size=(256, 256),
+        bands="data",
+        datafusion=datafusion,
+        sortby="id",
     )
     # 3. Lazy merge
     result_arr, result_spatial, result_proj, time_coords = merge(
-        store=ob_store, crs="EPSG:32618", bbox=(500000.0, 5990000.0, 508000.0, 6000000.0), resolution=10.0,
-        chunk_size=(256, 256), bands="data", datafusion=datafusion, sortby="id",
+        store=ob_store,
+        crs="EPSG:32618",
+        bbox=(500000.0, 5990000.0, 508000.0, 6000000.0),
+        resolution=10.0,
+        chunk_size=(256, 256),
+        bands="data",
+        datafusion=datafusion,
+        sortby="id",
     )
     # 4. Open the lazy Cubed array with xarray
     da = xr.DataArray(result_arr, dims=["y", "x"])
     affine = Affine(*result_spatial.transform)
-    raster_idx = RasterIndex.from_transform(affine=affine, width=da.sizes["x"], height=da.sizes["y"], x_dim="x", y_dim="y", crs=result_proj.code)
+    raster_idx = RasterIndex.from_transform(
+        affine=affine, width=da.sizes["x"], height=da.sizes["y"], x_dim="x", y_dim="y", crs=result_proj.code
+    )
     coords = xr.Coordinates.from_xindex(raster_idx)
     da = da.assign_coords(coords)
     da = da.proj.assign_crs(spatial_ref=result_proj.code, allow_override=True)
@@ -143,17 +205,37 @@ def run_seed(tmpdir, datafusion=True):
     da = da.compute()
     # 6. Overview selection at 20m
     result_20m, result_spatial_20m, result_proj_20m, time_coords = merge(
-        store=ob_store, crs="EPSG:32618", bbox=(500000.0, 5990000.0, 508000.0, 6000000.0), resolution=20.0,
-        chunk_size=(128, 128), bands="data", datafusion=datafusion, sortby="id",
+        store=ob_store,
+        crs="EPSG:32618",
+        bbox=(500000.0, 5990000.0, 508000.0, 6000000.0),
+        resolution=20.0,
+        chunk_size=(128, 128),
+        bands="data",
+        datafusion=datafusion,
+        sortby="id",
     )
     affine_20m = Affine(*result_spatial_20m.transform)
     da_20m = xr.DataArray(result_20m, dims=["y", "x"])
-    raster_idx_20m = RasterIndex.from_transform(affine=affine_20m, width=da_20m.sizes["x"], height=da_20m.sizes["y"], x_dim="x", y_dim="y", crs=result_proj_20m.code)
+    raster_idx_20m = RasterIndex.from_transform(
+        affine=affine_20m,
+        width=da_20m.sizes["x"],
+        height=da_20m.sizes["y"],
+        x_dim="x",
+        y_dim="y",
+        crs=result_proj_20m.code,
+    )
     coords_20m = xr.Coordinates.from_xindex(raster_idx_20m)
     da_20m = da_20m.assign_coords(coords_20m)
     da_20m = da_20m.proj.assign_crs(spatial_ref=result_proj_20m.code, allow_override=True)
     return {
-        "overviews": overviews, "sel_10": sel_10, "sel_20": sel_20, "lazy": lazy_da, "da": da,
-        "da_20m": da_20m, "result_arr": result_arr, "result_spatial": result_spatial,
-        "result_proj": result_proj, "time_coords": time_coords,
+        "overviews": overviews,
+        "sel_10": sel_10,
+        "sel_20": sel_20,
+        "lazy": lazy_da,
+        "da": da,
+        "da_20m": da_20m,
+        "result_arr": result_arr,
+        "result_spatial": result_spatial,
+        "result_proj": result_proj,
+        "time_coords": time_coords,
     }

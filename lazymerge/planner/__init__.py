@@ -68,7 +68,13 @@ def plan(
         ``.table`` is the Arrow plan table (one row per chunk x contributing source, priority order).
     """
     request = build_request(
-        store=store, crs=crs, bbox=bbox, resolution=resolution, chunk_size=chunk_size,
-        bands=bands, datafusion=datafusion, sortby=sortby,
+        store=store,
+        crs=crs,
+        bbox=bbox,
+        resolution=resolution,
+        chunk_size=chunk_size,
+        bands=bands,
+        datafusion=datafusion,
+        sortby=sortby,
     )
     return build_plan(request)

@@ -20,7 +20,8 @@ from lazymerge.planner.windows import Candidates
 from lazymerge.sources import Band, read_band
 
 JOIN_SQL = """
-WITH s1 AS (SELECT src, prio, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx FROM sparts),
+WITH s1 AS (SELECT src, prio, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx
+            FROM sparts),
      s2 AS (SELECT src, prio, xmin, ymin, xmax, ymax, cx, unnest(range(by0, by1 + 1)) AS cy FROM s1),
      c1 AS (SELECT chunk, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx FROM cparts),
      c2 AS (SELECT chunk, xmin, ymin, xmax, ymax, cx, unnest(range(by0, by1 + 1)) AS cy FROM c1)
@@ -35,7 +36,9 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _binned(name: str, ids: np.ndarray, parts: np.ndarray, cell: float, extra: dict | None = None) -> pa.Table:
+def _binned(
+    name: str, ids: np.ndarray, parts: np.ndarray, cell: float, extra: dict | None = None
+) -> pa.Table:
     b = np.floor(parts / cell).astype("i8")
     cols = {name: pa.array(ids.astype("i8"))}
     cols.update(extra or {})

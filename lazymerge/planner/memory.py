@@ -20,8 +20,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     table = index.table()
     request.check_sort_columns(table.column_names)
     table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
-    keys = [(k.column, "descending" if k.descending else "ascending") for k in request.sortby]
-    order = pc.sort_indices(table, sort_keys=[*keys, ("_row", "ascending")], null_placement="at_end")
+    keys = [(k.column, "descending" if k.descending else "ascending", "at_end") for k in request.sortby]
+    order = pc.sort_indices(table, sort_keys=[*keys, ("_row", "ascending", "at_end")])
     priority = np.empty(table.num_rows, dtype="i8")
     priority[order.to_numpy()] = np.arange(table.num_rows)
 

@@ -72,9 +72,13 @@ def parse_bbox(bbox: Any) -> tuple[float, float, float, float]:
         raise InvalidBBoxError(f"bbox {bbox!r} must be four finite numbers (xmin, ymin, xmax, ymax)")
     xmin, ymin, xmax, ymax = values
     if xmin >= xmax:
-        raise InvalidBBoxError(f"bbox {bbox!r} has xmin {xmin} >= xmax {xmax}; order it (xmin, ymin, xmax, ymax)")
+        raise InvalidBBoxError(
+            f"bbox {bbox!r} has xmin {xmin} >= xmax {xmax}; order it (xmin, ymin, xmax, ymax)"
+        )
     if ymin >= ymax:
-        raise InvalidBBoxError(f"bbox {bbox!r} has ymin {ymin} >= ymax {ymax}; order it (xmin, ymin, xmax, ymax)")
+        raise InvalidBBoxError(
+            f"bbox {bbox!r} has ymin {ymin} >= ymax {ymax}; order it (xmin, ymin, xmax, ymax)"
+        )
     return values
 
 
@@ -92,9 +96,13 @@ def parse_chunk_size(chunk_size: Any) -> tuple[int, int]:
         return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
     if isinstance(chunk_size, (str, bytes)) or not isinstance(chunk_size, Sequence) or len(chunk_size) != 2:
-        raise InvalidChunkSizeError(f"chunk_size {chunk_size!r} must be two positive integers, e.g. (512, 512)")
+        raise InvalidChunkSizeError(
+            f"chunk_size {chunk_size!r} must be two positive integers, e.g. (512, 512)"
+        )
     if not all(is_int(v) and v > 0 for v in chunk_size):
-        raise InvalidChunkSizeError(f"chunk_size {chunk_size!r} must be two positive integers, e.g. (512, 512)")
+        raise InvalidChunkSizeError(
+            f"chunk_size {chunk_size!r} must be two positive integers, e.g. (512, 512)"
+        )
     return (int(chunk_size[0]), int(chunk_size[1]))
 
 

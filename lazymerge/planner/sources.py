@@ -60,7 +60,11 @@ class SourceSet:
                     f"no source has band {band!r}; bands present: {sorted(map(str, anywhere))}"
                 )
             if band not in everywhere:
-                lacking = [self.candidates.ids[int(s)] for s, b in zip(used, per_source, strict=True) if band not in b]
+                lacking = [
+                    self.candidates.ids[int(s)]
+                    for s, b in zip(used, per_source, strict=True)
+                    if band not in b
+                ]
                 raise BandNotFoundError(
                     f"band {band!r} is missing from source(s) {lacking[:10]}; pass bands that every "
                     "contributing source has"
@@ -80,6 +84,7 @@ def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> 
 
 def bin_size(chunk_parts: np.ndarray, source_parts: np.ndarray) -> float:
     """Grid cell (degrees) for the binned join: a quarter of a source, at least a chunk."""
+
     def extent(p: np.ndarray) -> float:
         return float(np.median(np.maximum(p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]))) if len(p) else 1.0
 

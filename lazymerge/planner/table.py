@@ -52,7 +52,14 @@ class Plan:
     def __repr__(self) -> str:
         nb = len(self.bands)
         nr, nc = self.grid.nchunks
-        busy = len({(b, r, c) for b, r, c in zip(*(self.table[k].to_pylist() for k in ("band", "chunk_row", "chunk_col")), strict=True)})
+        busy = len(
+            {
+                (b, r, c)
+                for b, r, c in zip(
+                    *(self.table[k].to_pylist() for k in ("band", "chunk_row", "chunk_col")), strict=True
+                )
+            }
+        )
         return (
             f"Plan({self.grid!r}, bands={self.bands}, chunks={nb * nr * nc} ({busy} non-empty), "
             f"pairs={self.n_pairs}, sources={self.n_sources})"
@@ -62,7 +69,9 @@ class Plan:
         """Row of ``levels`` for every row of ``table``."""
         key = {
             (s, b, lv): i
-            for i, (s, b, lv) in enumerate(zip(*(self.levels[c].to_pylist() for c in LEVEL_COLUMNS), strict=True))
+            for i, (s, b, lv) in enumerate(
+                zip(*(self.levels[c].to_pylist() for c in LEVEL_COLUMNS), strict=True)
+            )
         }
         cols = zip(*(self.table[c].to_pylist() for c in LEVEL_COLUMNS), strict=True)
         return np.array([key[k] for k in cols], dtype="i4")
@@ -119,7 +128,7 @@ def _write_levels(group: zarr.Group, levels: pa.Table) -> None:
             if levels.num_rows:
                 arr[:] = np.array(col.to_pylist(), dtype=object)
         else:
-            group.create_array(name, data=col.to_numpy(), chunks=(min(n, 4096),))
+            group.create_array(name, data=col.to_numpy(zero_copy_only=False), chunks=(min(n, 4096),))
 
 
 @dataclass(frozen=True)
@@ -169,12 +178,17 @@ def read_task_rows(path: str, band: int, row: int, col: int) -> list[TaskRow]:
     has = lv["has_nodata"][lo:hi]
     levels = {
         int(i): TaskLevel(
-            str(paths[i - lo]), str(crss[i - lo]), Affine(*tr[i - lo]), tuple(int(v) for v in shp[i - lo]),
+            str(paths[i - lo]),
+            str(crss[i - lo]),
+            Affine(*tr[i - lo]),
+            tuple(int(v) for v in shp[i - lo]),
             float(nod[i - lo]) if has[i - lo] else None,
         )
         for i in ids
     }
-    return [TaskRow(levels[int(i)], tuple(int(v) for v in w)) for i, w in zip(level_ids, windows, strict=True)]
+    return [
+        TaskRow(levels[int(i)], tuple(int(v) for v in w)) for i, w in zip(level_ids, windows, strict=True)
+    ]
 
 
 def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
@@ -183,7 +197,10 @@ def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
     if attrs.get("lazymerge_plan") != 1:
         raise ValueError(f"{path!r} is not a saved lazymerge plan")
     grid = TargetGrid(
-        CRS.from_wkt(attrs["crs"]), Affine(*attrs["transform"]), tuple(attrs["shape"]), tuple(attrs["chunk_size"])
+        CRS.from_wkt(attrs["crs"]),
+        Affine(*attrs["transform"]),
+        tuple(attrs["shape"]),
+        tuple(attrs["chunk_size"]),
     )
     return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
 
@@ -204,7 +221,7 @@ def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
         shape_y.append(level.shape[0])
         shape_x.append(level.shape[1])
         dtype.append(level.dtype)
-        nodata.append(np.nan if level.nodata is None else level.nodata)
+        nodata.append(level.nodata)
         has.append(level.nodata is not None)
     data: dict[str, Any] = {
         "source": pa.array(cols["source"], pa.int32()),
@@ -221,4 +238,3 @@ def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
     data["nodata"] = pa.array(nodata, pa.float64())
     data["has_nodata"] = pa.array(has, pa.bool_())
     return pa.table(data)
-
