@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check lazymerge tests benchmarks
+	$(BIN)/ruff check .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

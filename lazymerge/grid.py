@@ -50,8 +50,8 @@ class TargetGrid:
     @property
     def bbox(self) -> tuple[float, float, float, float]:
         h, w = self.shape
-        x0, y1 = self.transform * (0, 0)
-        x1, y0 = self.transform * (w, h)
+        x0, y1 = self.transform @ (0, 0)
+        x1, y0 = self.transform @ (w, h)
         return (x0, y0, x1, y1)
 
     @property
@@ -76,7 +76,7 @@ class TargetGrid:
 
     def chunk_transform(self, row: int, col: int) -> Affine:
         r0, _, c0, _ = self.chunk_window(row, col)
-        return self.transform * Affine.translation(c0, r0)
+        return self.transform @ Affine.translation(c0, r0)
 
     @cached_property
     def chunk_bounds(self) -> np.ndarray:

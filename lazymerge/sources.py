@@ -84,7 +84,7 @@ class SourceEntry:
 def level_bounds(level: Level) -> tuple[float, float, float, float]:
     t = Affine(*level.transform)
     h, w = level.shape
-    xs, ys = zip(*(t * (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+    xs, ys = zip(*(t @ (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
     return (min(xs), min(ys), max(xs), max(ys))
 
 
