@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import icechunk
 import numpy as np
 import pytest
 import zarr
@@ -44,13 +45,30 @@ def test_store_kinds(reference, kind, datafusion):
 def test_memory_store_scan_path_and_datafusion_error(reference):
     path, expected = reference
     mem = zarr.storage.MemoryStore()
-    src = zarr.storage.LocalStore(str(path), read_only=True)
-
-    async def copy():  # the seed store, key by key, into memory
-        async for key in src.list():
-            await mem.set(key, await src.get(key, prototype=zarr.core.buffer.default_buffer_prototype()))
-
-    asyncio.run(copy())
+    copy_store(path, mem)
     np.testing.assert_array_equal(merge(mem, datafusion=False, **SEED).array.compute(), expected)
     with pytest.raises(StoreError, match="datafusion=True needs an obstore store"):
         merge(mem, datafusion=True, **SEED)
+
+
+def copy_store(src_path, dst) -> None:
+    """Every key of the store at ``src_path`` into the zarr store ``dst``."""
+    src = zarr.storage.LocalStore(str(src_path), read_only=True)
+    proto = zarr.core.buffer.default_buffer_prototype()
+
+    async def copy():
+        async for key in src.list():
+            await dst.set(key, await src.get(key, prototype=proto))
+
+    asyncio.run(copy())
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_icechunk_readonly_session(reference, tmp_path, datafusion):
+    path, expected = reference
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")))
+    session = repo.writable_session("main")
+    copy_store(path, session.store)
+    session.commit("the seed store")
+    readonly = repo.readonly_session("main")
+    np.testing.assert_array_equal(merge(readonly, datafusion=datafusion, **SEED).array.compute(), expected)
