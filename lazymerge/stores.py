@@ -27,14 +27,27 @@ class StoreHandle:
     description: str = ""
 
     def open_root(self) -> zarr.Group:
+        """The store's root group; the first read of a merge, so access errors surface here, typed."""
         try:
             return zarr.open_group(self.zarr_store, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{self.description} is not a Zarr group: {exc}") from exc
+        except Exception as exc:
+            if not _is_obstore(exc):
+                raise
+            raise StoreError(
+                f"cannot read {self.description}: {_store_message(exc)}. Check the store's credentials, "
+                "endpoint and region (given on the store object or in the AWS_*/GOOGLE_*/AZURE_* environment)"
+            ) from exc
 
 
 def _is_obstore(obj: Any) -> bool:
     return type(obj).__module__.startswith("obstore")
+
+
+def _store_message(exc: Exception) -> str:
+    """obstore's message (bucket, key, HTTP status and the server's error), without its debug dump."""
+    return str(exc).split("Debug source:")[0].strip()
 
 
 def _is_icechunk_session(obj: Any) -> bool:
