@@ -59,3 +59,11 @@ class MetaSchemaError(LazymergeError, ValueError):
 
 class InvalidFootprintError(MetaSchemaError):
     """A /meta bbox value that is not valid WKB."""
+
+
+class GroupByError(InvalidRequestError):
+    """A groupby that is unknown, or that the sources' datetimes cannot answer."""
+
+
+class BandsInferredWarning(UserWarning):
+    """bands=None took several bands; says which, so the user can pass them explicitly."""

@@ -70,11 +70,18 @@ class KernelTask:
     grid: TargetGrid
     dtype: str
     band_dim: bool
+    time_dim: bool = False
+    n_bands: int = 1
 
 
 def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
-    """Cubed task: fetch this block's rows from the saved plan and render it."""
-    band, row, col = block_id if task.band_dim else (0, *block_id)
-    rows = read_task_rows(task.plan_path, band, row, col)
+    """Cubed task: fetch this block's rows from the saved plan and render it.
+
+    Blocks are indexed ``([time,] [band,] row, col)``; the plan's rows are keyed by layer and chunk.
+    """
+    *lead, row, col = block_id
+    time = lead.pop(0) if task.time_dim else 0
+    band = lead.pop(0) if task.band_dim else 0
+    rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
     block = render_chunk(rows, task.grid, row, col, task.store, np.dtype(task.dtype))
-    return block[None] if task.band_dim else block
+    return block.reshape((1,) * (len(block_id) - 2) + block.shape)

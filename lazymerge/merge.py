@@ -66,10 +66,13 @@ def _plan_location(spec: cubed.Spec) -> str:
 def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
     """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan."""
     path = plan.save(_plan_location(spec))
-    task = KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim)
+    time_dim = plan.time_coords is not None
+    task = KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands))
     chunks = plan.grid.chunks
     if plan.band_dim:
         chunks = ((1,) * len(plan.bands), *chunks)
+    if time_dim:
+        chunks = ((1,) * plan.n_times, *chunks)
     return cubed.map_blocks(merge_block, dtype=np.dtype(plan.dtype), chunks=chunks, spec=spec, task=task)
 
 
@@ -83,6 +86,7 @@ def merge(
     datafusion: bool | None = None,
     sortby: Any = None,
     *,
+    groupby: str | None = None,
     spec: cubed.Spec | None = None,
 ) -> MergeResult:
     """Mosaic every source of ``store`` into one grid, lazily.
@@ -96,14 +100,19 @@ def merge(
     chunk_size
         (rows, cols) of each output chunk; edges are ragged.
     bands
-        A band name (2-D result), a list of names (a leading band dimension), or None for the one band
-        every source has.
+        A band name (2-D result), a list of names (a leading band dimension, in that order), or None:
+        every band that all contributing sources share (2-D when that is one band; several are taken in
+        name order, with a BandsInferredWarning saying which).
     datafusion
         True: discover sources by SQL over /meta; False: scan the store's conventions; None: /meta when
         the store has one.
     sortby
         Column or list of columns of the source table (``-col`` for descending) giving priority; earlier
-        sources win where they overlap. None keeps the table's row order.
+        sources win where they overlap (within each time group). None keeps the table's row order.
+    groupby
+        None: one composite. ``"time"`` (each distinct timestamp), ``"day"`` (UTC date) or ``"solar_day"``
+        (local solar date at each source's longitude): a leading time dimension, one composite per group,
+        labelled by ``time_coords``. Needs a ``datetime`` per source (/meta column or group attribute).
     spec
         The cubed.Spec to compute with (default: local threads, allowed_mem 1GB).
 
@@ -126,6 +135,7 @@ def merge(
         bands=bands,
         datafusion=datafusion,
         sortby=sortby,
+        groupby=groupby,
     )
     plan = build_plan(request)
     spec = spec or default_spec()
@@ -135,7 +145,7 @@ def merge(
     spatial = SpatialAttrs(
         dimensions=("y", "x"), transform=tuple(grid.transform)[:6], bbox=grid.bbox, shape=(h, w)
     )
-    result = MergeResult(array, spatial, ProjAttrs(code=crs_code(grid.crs)), None)
+    result = MergeResult(array, spatial, ProjAttrs(code=crs_code(grid.crs)), plan.time_coords)
     result.plan = plan
     result.grid = grid
     return result

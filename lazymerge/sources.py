@@ -25,6 +25,7 @@ from lazymerge.conventions import (
     read_proj,
     read_spatial,
 )
+from lazymerge.datetimes import to_datetimes
 from lazymerge.errors import ConventionError, StoreError
 from lazymerge.geometry import lonlat_bounds
 from lazymerge.stores import resolve_store
@@ -60,11 +61,12 @@ class Band:
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """One source: its id (group path), CRS and bands."""
+    """One source: its id (group path), CRS, bands, and acquisition time (its ``datetime`` attribute)."""
 
     id: str
     proj: ProjAttrs
     bands: dict[str | None, Band] = field(default_factory=dict)
+    datetime: str | None = None
 
     @property
     def crs(self) -> CRS:
@@ -169,6 +171,8 @@ class ScanIndex:
             cols[f"transform_{i}"] = pa.array([e.base.transform[i] for e in self.entries], pa.float64())
         cols["shape_x"] = pa.array([e.base.shape[1] for e in self.entries], pa.int64())
         cols["shape_y"] = pa.array([e.base.shape[0] for e in self.entries], pa.int64())
+        if any(e.datetime for e in self.entries):
+            cols["datetime"] = pa.array(to_datetimes([e.datetime for e in self.entries]), pa.timestamp("us"))
         return pa.table(cols)
 
 
@@ -220,7 +224,18 @@ def scan_store(store: Any) -> ScanIndex:
             f"no sources found in {root.store}: expected groups with a multiscales attribute or arrays with "
             "spatial:/proj: attributes"
         )
-    return ScanIndex([SourceEntry(sid, proj, bands) for sid, (proj, bands) in sorted(sources.items())])
+    return ScanIndex(
+        [
+            SourceEntry(sid, proj, bands, _datetime_attr(root[sid]))
+            for sid, (proj, bands) in sorted(sources.items())
+        ]
+    )
+
+
+def _datetime_attr(node: zarr.Group | zarr.Array) -> str | None:
+    """A source's acquisition time: its ``datetime`` attribute (ISO 8601, UTC, as in STAC)."""
+    value = node.attrs.get("datetime")
+    return None if value is None else str(value)
 
 
 def select_overview(overviews: Sequence[Any], target_res: float, native_res: float) -> Any:

@@ -14,9 +14,10 @@ if TYPE_CHECKING:
 
 
 def to_xarray(result: MergeResult, name: str = "mosaic") -> xr.DataArray:
-    """DataArray with dims ([band,] y, x), RasterIndex x/y coordinates and a spatial_ref CRS coordinate."""
+    """DataArray with dims ([time,] [band,] y, x), RasterIndex x/y coordinates, labelled band and time
+    coordinates, and a spatial_ref CRS coordinate."""
     plan = result.plan
-    dims = ("band", "y", "x") if plan.band_dim else ("y", "x")
+    dims = ("time",) * (plan.time_coords is not None) + ("band",) * plan.band_dim + ("y", "x")
     da = xr.DataArray(result.array, dims=dims, name=name)
     h, w = result.grid.shape
     code = result.proj.code
@@ -26,4 +27,6 @@ def to_xarray(result: MergeResult, name: str = "mosaic") -> xr.DataArray:
     da = da.assign_coords(xr.Coordinates.from_xindex(index))
     if plan.band_dim:
         da = da.assign_coords(band=list(plan.bands))
+    if plan.time_coords is not None:
+        da = da.assign_coords(time=plan.time_coords)
     return da.proj.assign_crs(spatial_ref=code, allow_override=True)

@@ -9,6 +9,7 @@ import numpy as np
 from lazymerge.geometry import split_parts
 from lazymerge.planner.request import MergeRequest, build_request
 from lazymerge.planner.table import Plan, levels_table
+from lazymerge.planner.time import add_time_column, centre_longitudes, time_groups
 from lazymerge.planner.windows import resolve_windows
 
 __all__ = ["Plan", "MergeRequest", "build_plan", "plan"]
@@ -34,6 +35,13 @@ def build_plan(request: MergeRequest) -> Plan:
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
     table = resolve_windows(grid, chunk, source, sources.candidates, bands, sources.band_of)
+    time_coords = None
+    if request.groupby:
+        cands = sources.candidates
+        lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
+        used = np.unique(table["source"].to_numpy())
+        group_of_source, time_coords = time_groups(request.groupby, cands.datetime, cands.ids, lon, used)
+        table = add_time_column(table, group_of_source)
 
     keys = sorted(set(zip(*(table[c].to_pylist() for c in ("source", "band", "level")), strict=True)))
     entries = [
@@ -42,11 +50,12 @@ def build_plan(request: MergeRequest) -> Plan:
     return Plan(
         grid=grid,
         bands=bands,
-        band_dim=request.band_dim,
+        band_dim=request.band_dim or len(bands) > 1,
         table=table,
         levels=levels_table(entries),
         dtype=output_dtype([e[3].dtype for e in entries]),
         n_sources=len(sources.candidates.ids),
+        time_coords=time_coords,
     )
 
 
@@ -59,6 +68,7 @@ def plan(
     bands: Any = None,
     datafusion: bool | None = None,
     sortby: Any = None,
+    groupby: Any = None,
 ) -> Plan:
     """Plan a merge without computing anything; takes the same arguments as ``lazymerge.merge``.
 
@@ -76,5 +86,6 @@ def plan(
         bands=bands,
         datafusion=datafusion,
         sortby=sortby,
+        groupby=groupby,
     )
     return build_plan(request)

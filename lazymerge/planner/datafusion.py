@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import zarr
 
+from lazymerge.datetimes import to_datetimes
 from lazymerge.errors import InvalidFootprintError
 from lazymerge.geometry import wkb_parts
 from lazymerge.meta import INDEX_HINT, REQUIRED_COLUMNS, MetaTable
@@ -53,7 +54,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     request.check_sort_columns(meta.schema.names)
     names = meta.schema.names
     wanted = [*REQUIRED_COLUMNS, *(c for c in ("proj:code", "proj:epsg") if c in names)]
-    wanted += [k.column for k in request.sortby if k.column not in wanted]
+    extra = ["datetime", *(k.column for k in request.sortby)]
+    wanted = list(dict.fromkeys([*wanted, *(c for c in extra if c in names)]))
     table = meta.sql(f"SELECT {', '.join(map(_quote, wanted))} FROM meta")
     table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
 
@@ -95,5 +97,6 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
         meta.ctx.deregister_table("sparts")
         return pairs["chunk"].to_numpy().astype("i8"), pairs["src"].to_numpy().astype("i8")
 
-    cands = Candidates(ids, crs, priority)
+    dt = to_datetimes(table["datetime"]) if "datetime" in names else None
+    cands = Candidates(ids, crs, priority, dt)
     return SourceSet(cands, part_index, part_bounds, read_bands), join

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
+from lazymerge.datetimes import to_datetimes
 from lazymerge.geometry import split_parts
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.sources import SourceSet, order_pairs
@@ -27,7 +28,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
 
     part_index, part_bounds = split_parts(source_footprints(index.entries))
     entries = index.entries
-    cands = Candidates([e.id for e in entries], [crs_code(e.crs) for e in entries], priority)
+    dt = to_datetimes(table["datetime"]) if "datetime" in table.column_names else None
+    cands = Candidates([e.id for e in entries], [crs_code(e.crs) for e in entries], priority, dt)
 
     def join(c_index: np.ndarray, c_parts: np.ndarray, s_index: np.ndarray, s_parts: np.ndarray):
         tree = shapely.STRtree(shapely.box(*s_parts.T))

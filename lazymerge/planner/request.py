@@ -20,6 +20,7 @@ from lazymerge.errors import (
     UnknownColumnError,
 )
 from lazymerge.grid import TargetGrid
+from lazymerge.planner.time import parse_groupby
 from lazymerge.stores import StoreHandle, resolve_store
 
 
@@ -44,6 +45,7 @@ class MergeRequest:
     band_dim: bool  # True when the user asked for a list of bands
     datafusion: bool
     sortby: tuple[SortKey, ...]
+    groupby: str | None = None  # None, "time", "day" or "solar_day": a leading time dimension
 
     def check_sort_columns(self, columns: Sequence[str]) -> None:
         """Raise UnknownColumnError for a sortby column that is not in ``columns``."""
@@ -141,6 +143,7 @@ def build_request(
     bands: Any = None,
     datafusion: bool | None = None,
     sortby: Any = None,
+    groupby: Any = None,
 ) -> MergeRequest:
     """Validate every argument of merge()/plan() into a MergeRequest."""
     target_crs = parse_crs(crs)
@@ -149,10 +152,11 @@ def build_request(
     chunks = parse_chunk_size(chunk_size)
     band_names, band_dim = parse_bands(bands)
     keys = parse_sortby(sortby)
+    group = parse_groupby(groupby)
     handle = resolve_store(store)
     if datafusion is None:
         from lazymerge.sources import META_GROUP
 
         datafusion = META_GROUP in handle.open_root()
     grid = TargetGrid.from_bbox(target_crs, box, res, chunks)
-    return MergeRequest(handle, grid, band_names, band_dim, bool(datafusion), keys)
+    return MergeRequest(handle, grid, band_names, band_dim, bool(datafusion), keys, group)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import zarr
 
-from lazymerge.errors import BandNotFoundError
+from lazymerge.errors import BandNotFoundError, BandsInferredWarning
 from lazymerge.planner.windows import Candidates
 from lazymerge.sources import Band
 
@@ -50,10 +51,19 @@ class SourceSet:
         if requested is None:
             if len(everywhere) == 1:
                 return [next(iter(everywhere))]
-            raise BandNotFoundError(
-                f"bands=None, but the contributing sources share bands {sorted(map(str, everywhere))}; "
-                "pass bands='name' or a list of names"
+            if not everywhere:
+                raise BandNotFoundError(
+                    f"bands=None, but the contributing sources share no band (bands present: "
+                    f"{sorted(map(str, anywhere))}); pass bands='name' or a list of names"
+                )
+            taken = sorted(everywhere)
+            warnings.warn(
+                f"bands=None took every band the contributing sources share: {taken}; pass bands=[...] to "
+                "choose bands and their order",
+                BandsInferredWarning,
+                stacklevel=4,
             )
+            return taken
         for band in requested:
             if band not in anywhere:
                 raise BandNotFoundError(

@@ -37,17 +37,32 @@ class Plan:
     levels: pa.Table
     dtype: str
     n_sources: int
+    time_coords: np.ndarray | None = None  # datetime64[ns] labels of the time groups (a "time" column)
 
     @property
     def n_pairs(self) -> int:
         return self.table.num_rows
 
-    def rows(self, band: int, row: int, col: int) -> pa.Table:
+    @property
+    def n_times(self) -> int:
+        return 1 if self.time_coords is None else len(self.time_coords)
+
+    def rows(self, band: int, row: int, col: int, time: int = 0) -> pa.Table:
+        """The rows of one chunk of one band (and time group), in priority order."""
         t = self.table
         mask = pc.and_(
             pc.and_(pc.equal(t["band"], band), pc.equal(t["chunk_row"], row)), pc.equal(t["chunk_col"], col)
         )
+        if self.time_coords is not None:
+            mask = pc.and_(mask, pc.equal(t["time"], time))
         return t.filter(mask)
+
+    def layers(self) -> np.ndarray:
+        """Layer of every row: ``time * n_bands + band``, the leading axis of the saved CSR index."""
+        layer = self.table["band"].to_numpy().astype("i8")
+        if self.time_coords is not None:
+            layer = layer + self.table["time"].to_numpy().astype("i8") * len(self.bands)
+        return layer
 
     def __repr__(self) -> str:
         nb = len(self.bands)
@@ -78,7 +93,7 @@ class Plan:
 
     def save(self, path: str) -> str:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
-        nb, (nr, nc) = len(self.bands), self.grid.nchunks
+        nl, (nr, nc) = len(self.bands) * self.n_times, self.grid.nchunks
         root = zarr.open_group(path, mode="w")
         root.attrs.update(
             {
@@ -91,20 +106,21 @@ class Plan:
                 "band_dim": self.band_dim,
                 "dtype": self.dtype,
                 "n_sources": self.n_sources,
+                "time_coords": None if self.time_coords is None else [str(v) for v in self.time_coords],
             }
         )
         t = self.table
         key = (
-            t["band"].to_numpy().astype("i8") * nr * nc
+            self.layers() * nr * nc
             + t["chunk_row"].to_numpy().astype("i8") * nc
             + t["chunk_col"].to_numpy().astype("i8")
         )
-        count = np.bincount(key, minlength=nb * nr * nc).astype("i4")
+        count = np.bincount(key, minlength=nl * nr * nc).astype("i4")
         start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
         n = max(t.num_rows, 1)
         grid_chunks = (1, min(nr, 256), min(nc, 256))
-        root.create_array("count", data=count.reshape(nb, nr, nc), chunks=grid_chunks)
-        root.create_array("start", data=start.reshape(nb, nr, nc), chunks=grid_chunks)
+        root.create_array("count", data=count.reshape(nl, nr, nc), chunks=grid_chunks)
+        root.create_array("start", data=start.reshape(nl, nr, nc), chunks=grid_chunks)
         rows = root.create_group("rows")
         window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
         rows.create_array("level_id", data=self.level_ids(), chunks=(min(n, 1 << 20),))
@@ -158,13 +174,14 @@ def _open_plan(path: str) -> zarr.Group:
     return group
 
 
-def read_task_rows(path: str, band: int, row: int, col: int) -> list[TaskRow]:
-    """The rows of one chunk, in priority order, read from a saved plan: one small read per array."""
+def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
+    """The rows of one chunk of one layer (``time * n_bands + band``), in priority order, read from a saved
+    plan: one small read per array."""
     root = _open_plan(path)
-    n = int(root["count"][band, row, col])
+    n = int(root["count"][layer, row, col])
     if n == 0:
         return []
-    s = int(root["start"][band, row, col])
+    s = int(root["start"][layer, row, col])
     level_ids = root["rows/level_id"][s : s + n]
     windows = root["rows/window"][s : s + n]
     lv = root["levels"]

@@ -27,6 +27,7 @@ class Candidates:
     ids: list[str]
     crs: list[str]
     priority: np.ndarray  # rank per source row, 0 = highest priority
+    datetime: np.ndarray | None = None  # datetime64[us] per source row (NaT: none), when the table has one
 
 
 def target_res_in_source(grid: TargetGrid, src_crs: CRS, level: Level) -> float:

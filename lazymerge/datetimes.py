@@ -1,0 +1,23 @@
+"""Acquisition times as datetime64[us], from /meta columns or source attributes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def to_datetimes(values: Any) -> np.ndarray:
+    """datetime64[us] (NaT where missing) from an Arrow timestamp column, int64 microseconds since the
+    epoch (the prototype /meta layout), or ISO 8601 strings / None."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if pa.types.is_timestamp(values.type):
+            values = pc.cast(values, pa.timestamp("us"))
+            return values.to_numpy(zero_copy_only=False).astype("datetime64[us]")
+        if pa.types.is_integer(values.type):
+            ints = pc.fill_null(values, np.iinfo("i8").min).to_numpy(zero_copy_only=False)
+            return ints.astype("i8").view("datetime64[us]")
+        values = values.to_pylist()
+    return np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "us") for v in values])

@@ -1,0 +1,159 @@
+"""Multi-band, multi-date merges: band and time dimensions against the GDAL oracle, on both paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+
+from lazymerge.errors import BandsInferredWarning, GroupByError
+from lazymerge.merge import merge
+from lazymerge.meta import MetaTable, write_meta
+from lazymerge.planner import plan
+from lazymerge.stores import resolve_store
+
+from conftest import add_source
+from gdal_oracle import Raster, agreement, around, mosaic_exact
+from test_merge_gdal import CHUNK, SIZE, target_grid
+
+DATES = ["2024-06-01T10:30:00", "2024-06-01T10:31:10", "2024-06-03T10:29:00", "2024-06-03T10:30:40"]
+TARGET = ("EPSG:32618", -78.0, 40.01, 25.0)
+
+
+def scenes() -> list[tuple[str, str, Raster, Raster]]:
+    """Four scenes (two per day, in two UTM zones), each with B04 at 30 m and B11 at 60 m."""
+    out = []
+    for k, when in enumerate(DATES):
+        crs = "EPSG:32617" if k % 2 == 0 else "EPSG:32618"
+        b04 = around(f"s{k}", crs, -78.015 + 0.01 * k, 40.0 + 0.003 * k, 30.0, 160, 10 + k)
+        a, b, c, d, e, f = b04.transform
+        rng = np.random.default_rng(20 + k)
+        b11 = Raster(b04.name, crs, (2 * a, b, c, d, 2 * e, f), rng.random((80, 80), dtype="f4"))
+        out.append((b04.name, when, b04, b11))
+    return out
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bt") / "scenes.zarr"
+    root = zarr.open_group(zarr.storage.LocalStore(str(path)), mode="w")
+    for name, when, b04, b11 in scenes():
+        add_source(root, name, b04.crs, b04.transform, b04.data, band="B04")
+        add_source(root, name, b11.crs, b11.transform, b11.data, band="B11")
+        root[name].attrs["datetime"] = when
+    write_meta(path)
+    return path
+
+
+def compute(store, **kw):
+    crs, lon, lat, res = TARGET
+    bbox, _ = target_grid(crs, lon, lat, res)
+    return merge(str(store), crs=crs, bbox=bbox, resolution=res, chunk_size=CHUNK, sortby="id", **kw)
+
+
+def test_meta_has_a_timestamp_column(store):
+    meta = MetaTable(resolve_store(str(store)))
+    assert str(meta.schema.field("datetime").type).startswith("timestamp")
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_bands_and_days_match_gdal_per_slice(store, datafusion):
+    result = compute(store, bands=["B11", "B04"], groupby="day", datafusion=datafusion)
+    got = result.array.compute()
+    assert got.shape == (2, 2, SIZE, SIZE)
+    np.testing.assert_array_equal(
+        result.time_coords, np.array(["2024-06-01", "2024-06-03"], dtype="datetime64[ns]")
+    )
+    crs, lon, lat, res = TARGET
+    _, transform = target_grid(crs, lon, lat, res)
+    for t, day in enumerate(["2024-06-01", "2024-06-03"]):
+        todays = [s for s in scenes() if s[1].startswith(day)]
+        for b, band in enumerate([3, 2]):  # B11 then B04, as asked
+            expected = mosaic_exact([s[band] for s in todays], crs, transform, (SIZE, SIZE))
+            assert np.isfinite(expected).mean() > 0.25
+            assert agreement(got[t, b], expected) >= 0.9999, (day, band)
+
+
+def test_both_paths_identical_with_time_and_bands(store):
+    kw = {"bands": ["B04", "B11"], "groupby": "time"}
+    a = compute(store, datafusion=True, **kw)
+    b = compute(store, datafusion=False, **kw)
+    assert a.plan.table.equals(b.plan.table)
+    assert a.plan.table.column_names[:2] == ["time", "band"]
+    assert len(a.time_coords) == 4
+    np.testing.assert_array_equal(a.array.compute(), b.array.compute())
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_latest_first_without_groupby(store, datafusion):
+    """sortby='-datetime' puts the newest scene on top; time_coords stays None."""
+    result = compute(store, bands="B04", datafusion=datafusion)
+    latest = merge(
+        str(store),
+        crs=result.grid.crs,
+        bbox=result.grid.bbox,
+        resolution=result.grid.resolution,
+        chunk_size=CHUNK,
+        bands="B04",
+        sortby="-datetime",
+        datafusion=datafusion,
+    )
+    assert result.time_coords is None and latest.time_coords is None
+    assert latest.plan.table["source_id"].to_pylist()[0] == "s3"
+    crs, lon, lat, res = TARGET
+    _, transform = target_grid(crs, lon, lat, res)
+    expected = mosaic_exact([s[2] for s in reversed(scenes())], crs, transform, (SIZE, SIZE))
+    assert agreement(latest.array.compute(), expected) >= 0.9999
+
+
+def test_bands_none_takes_every_shared_band_and_says_so(store):
+    with pytest.warns(BandsInferredWarning, match=r"\['B04', 'B11'\]"):
+        result = compute(store, bands=None)
+    assert result.array.shape == (2, SIZE, SIZE)
+    da = result.to_xarray()
+    assert da.dims == ("band", "y", "x") and list(da.band.values) == ["B04", "B11"]
+
+
+def test_to_xarray_time_and_band(store):
+    da = compute(store, bands=["B04", "B11"], groupby="day").to_xarray()
+    assert da.dims == ("time", "band", "y", "x")
+    assert da.time.dtype == np.dtype("datetime64[ns]") and len(da.time) == 2
+    assert list(da.band.values) == ["B04", "B11"]
+
+
+def test_solar_day_keeps_one_pass_together(make_store, tmp_path):
+    """Two scenes at 23:50 and 00:20 UTC at 150 W are one local solar day, but two UTC days."""
+    rng = np.random.default_rng(3)
+    first = around("a", "EPSG:32605", -150.0, 60.0, 30.0, 64, 1)
+    second = around("b", "EPSG:32605", -149.99, 60.0, 30.0, 64, 2)
+    path = make_store(
+        [(s.name, s.crs, s.transform, rng.random((64, 64), dtype="f4")) for s in (first, second)], meta=False
+    )
+    root = zarr.open_group(str(path), mode="r+")
+    root["a"].attrs["datetime"] = "2024-06-01T23:50:00"
+    root["b"].attrs["datetime"] = "2024-06-02T00:20:00"
+    write_meta(path)
+    x0, y1 = first.transform[2], first.transform[5]
+    kw = {"crs": "EPSG:32605", "bbox": (x0, y1 - 1920, x0 + 1920, y1), "resolution": 30.0, "bands": "data"}
+    for datafusion in (True, False):
+        days = plan(str(path), groupby="day", datafusion=datafusion, **kw).time_coords
+        solar = plan(str(path), groupby="solar_day", datafusion=datafusion, **kw).time_coords
+        assert [str(d)[:10] for d in days] == ["2024-06-01", "2024-06-02"]
+        assert [str(d)[:10] for d in solar] == ["2024-06-01"]
+
+
+def test_groupby_errors(store, make_store):
+    with pytest.raises(GroupByError, match=r"'week' is not one of \['time', 'day', 'solar_day'\]"):
+        compute(store, bands="B04", groupby="week")
+    rng = np.random.default_rng(0)
+    plain = make_store([("a", "EPSG:32618", (30.0, 0, 500000.0, 0, -30.0, 4430000.0), rng.random((8, 8)))])
+    for datafusion in (True, False):
+        with pytest.raises(GroupByError, match="needs a datetime.*lazymerge index"):
+            plan(
+                str(plain),
+                crs="EPSG:32618",
+                bbox=(500000, 4429800, 500240, 4430000),
+                resolution=30,
+                groupby="day",
+                datafusion=datafusion,
+            )
