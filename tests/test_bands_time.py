@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
-from lazymerge.errors import BandsInferredWarning, GroupByError
+from lazymerge.errors import BandNotFoundError, BandsInferredWarning, GroupByError
 from lazymerge.merge import merge
 from lazymerge.meta import MetaTable, write_meta
 from lazymerge.planner import plan
@@ -157,3 +157,16 @@ def test_groupby_errors(store, make_store):
                 groupby="day",
                 datafusion=datafusion,
             )
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_band_only_some_sources_have(store, tmp_path, datafusion):
+    root = zarr.open_group(str(store), mode="r+")
+    extra = np.random.default_rng(5).random((160, 160), dtype="f4")
+    b04 = scenes()[1][2]
+    add_source(root, "s1", b04.crs, b04.transform, extra, band="B08")
+    try:
+        with pytest.raises(BandNotFoundError, match=r"band 'B08' is missing from source\(s\) \['s0'"):
+            compute(store, bands=["B04", "B08"], datafusion=datafusion)
+    finally:
+        del root["s1/B08"]
