@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -20,4 +21,16 @@ def to_datetimes(values: Any) -> np.ndarray:
             ints = pc.fill_null(values, np.iinfo("i8").min).to_numpy(zero_copy_only=False)
             return ints.astype("i8").view("datetime64[us]")
         values = values.to_pylist()
-    return np.array([np.datetime64("NaT") if v is None else np.datetime64(v, "us") for v in values])
+    return np.array([_parse(v) for v in values], dtype="datetime64[us]")
+
+
+def _parse(value: Any) -> np.datetime64:
+    """One ISO 8601 time (``Z`` or an offset is converted to UTC; a naive time is taken as UTC)."""
+    if value is None:
+        return np.datetime64("NaT", "us")
+    if isinstance(value, str):
+        when = datetime.fromisoformat(value)
+        if when.tzinfo is not None:
+            when = when.astimezone(UTC).replace(tzinfo=None)
+        return np.datetime64(when, "us")
+    return np.datetime64(value, "us")

@@ -16,7 +16,7 @@ from conftest import add_source
 from gdal_oracle import Raster, agreement, around, mosaic_exact
 from test_merge_gdal import CHUNK, SIZE, target_grid
 
-DATES = ["2024-06-01T10:30:00", "2024-06-01T10:31:10", "2024-06-03T10:29:00", "2024-06-03T10:30:40"]
+DATES = ["2024-06-01T10:30:00Z", "2024-06-01T10:31:10", "2024-06-03T12:29:00+02:00", "2024-06-03T10:30:40Z"]
 TARGET = ("EPSG:32618", -78.0, 40.01, 25.0)
 
 
