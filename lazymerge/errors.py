@@ -67,3 +67,15 @@ class GroupByError(InvalidRequestError):
 
 class BandsInferredWarning(UserWarning):
     """bands=None took several bands; says which, so the user can pass them explicitly."""
+
+
+class InvalidWhereError(InvalidRequestError):
+    """A where= filter that does not parse as one SQL predicate or names an unknown column."""
+
+
+class EmptyPlanWarning(UserWarning):
+    """The bbox meets no source (after where=): the plan has zero pairs and the result is all nodata."""
+
+
+class TaskMemoryError(InvalidRequestError):
+    """A chunk whose task would need more memory than the executor allows."""

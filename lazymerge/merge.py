@@ -15,9 +15,11 @@ from lazymerge.conventions import ProjAttrs, SpatialAttrs
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import KernelTask, merge_block
 from lazymerge.planner import build_plan
+from lazymerge.planner.report import check_memory
 from lazymerge.planner.request import build_request
 from lazymerge.planner.table import Plan
 from lazymerge.sources import crs_code
+from lazymerge.stores import resolve_store
 
 DEFAULT_ALLOWED_MEM = "1GB"
 DEFAULT_RESERVED_MEM = "100MB"
@@ -49,9 +51,9 @@ class MergeResult(_MergeTuple):
         write_zarr(self, target, **kwargs)
 
 
-def default_spec(work_dir: str | None = None) -> cubed.Spec:
+def default_spec(work_dir: str | None = None, allowed_mem: int | str = DEFAULT_ALLOWED_MEM) -> cubed.Spec:
     """Local threads, with allowed_mem always explicit (a Spec without it allows 0 bytes)."""
-    return cubed.Spec(work_dir=work_dir, allowed_mem=DEFAULT_ALLOWED_MEM, reserved_mem=DEFAULT_RESERVED_MEM)
+    return cubed.Spec(work_dir=work_dir, allowed_mem=allowed_mem, reserved_mem=DEFAULT_RESERVED_MEM)
 
 
 def _plan_location(spec: cubed.Spec) -> str:
@@ -65,6 +67,7 @@ def _plan_location(spec: cubed.Spec) -> str:
 
 def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
     """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan."""
+    mem = check_memory(plan, int(spec.allowed_mem) - int(spec.reserved_mem or 0))
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
     task = KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands))
@@ -73,20 +76,31 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
         chunks = ((1,) * len(plan.bands), *chunks)
     if time_dim:
         chunks = ((1,) * plan.n_times, *chunks)
-    return cubed.map_blocks(merge_block, dtype=np.dtype(plan.dtype), chunks=chunks, spec=spec, task=task)
+    out_block = int(np.prod([c[0] for c in chunks])) * np.dtype(plan.dtype).itemsize
+    return cubed.map_blocks(
+        merge_block,
+        dtype=np.dtype(plan.dtype),
+        chunks=chunks,
+        spec=spec,
+        task=task,
+        extra_projected_mem=max(mem - out_block, 0),  # reads and kernel arrays, beyond the output block
+    )
 
 
 def merge(
     store: Any,
-    crs: Any,
-    bbox: Any,
-    resolution: Any,
+    crs: Any = None,
+    bbox: Any = None,
+    resolution: Any = None,
     chunk_size: Any = (512, 512),
     bands: Any = None,
     datafusion: bool | None = None,
     sortby: Any = None,
     *,
     groupby: str | None = None,
+    where: str | None = None,
+    cull: bool = False,
+    plan: Plan | str | None = None,
     spec: cubed.Spec | None = None,
 ) -> MergeResult:
     """Mosaic every source of ``store`` into one grid, lazily.
@@ -113,6 +127,15 @@ def merge(
         None: one composite. ``"time"`` (each distinct timestamp), ``"day"`` (UTC date) or ``"solar_day"``
         (local solar date at each source's longitude): a leading time dimension, one composite per group,
         labelled by ``time_coords``. Needs a ``datetime`` per source (/meta column or group attribute).
+    where
+        A SQL predicate over the source table's columns (e.g. ``"cloud_cover < 20"``), parsed by
+        DataFusion as one expression: only the sources it holds for are merged.
+    cull
+        Drop, per chunk, sources that higher-priority sources already cover (first-valid compositing).
+        Assumes each source is valid over its whole grid; leave it off when sources have nodata inside.
+    plan
+        A Plan (or the path of a saved one) to run as is, without planning again; then ``store`` is only
+        read for pixels and the grid arguments are ignored.
     spec
         The cubed.Spec to compute with (default: local threads, allowed_mem 1GB).
 
@@ -126,20 +149,25 @@ def merge(
     lazymerge.errors.LazymergeError
         A typed subclass naming the bad value and the fix.
     """
-    request = build_request(
-        store=store,
-        crs=crs,
-        bbox=bbox,
-        resolution=resolution,
-        chunk_size=chunk_size,
-        bands=bands,
-        datafusion=datafusion,
-        sortby=sortby,
-        groupby=groupby,
-    )
-    plan = build_plan(request)
+    if plan is None:
+        request = build_request(
+            store=store,
+            crs=crs,
+            bbox=bbox,
+            resolution=resolution,
+            chunk_size=chunk_size,
+            bands=bands,
+            datafusion=datafusion,
+            sortby=sortby,
+            groupby=groupby,
+            where=where,
+            cull=cull,
+        )
+        plan, handle = build_plan(request), request.store
+    else:
+        plan, handle = Plan.load(plan) if isinstance(plan, str) else plan, resolve_store(store)
     spec = spec or default_spec()
-    array = lazy_array(plan, request.store.zarr_store, spec)
+    array = lazy_array(plan, handle.zarr_store, spec)
     grid = plan.grid
     h, w = grid.shape
     spatial = SpatialAttrs(

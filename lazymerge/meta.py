@@ -55,6 +55,10 @@ def _write_table(group: zarr.Group, table: pa.Table) -> None:
                 name, shape=(len(col),), dtype="variable_length_bytes", chunks=(max(len(col), 1),)
             )
             arr[:] = np.array(col.to_pylist(), dtype=object)
+        elif pa.types.is_integer(col.type) and col.null_count:  # NaN marks the missing values
+            group.create_array(
+                name, data=col.to_numpy(zero_copy_only=False).astype("f8"), chunks=(max(len(col), 1),)
+            )
         elif pa.types.is_timestamp(col.type):  # read back by DataFusion as a timestamp column
             data = col.to_numpy(zero_copy_only=False).astype("datetime64[us]")
             group.create_array(name, data=data, chunks=(max(len(col), 1),))

@@ -31,6 +31,7 @@ from lazymerge.geometry import lonlat_bounds
 from lazymerge.stores import resolve_store
 
 META_GROUP = "meta"
+RESERVED_ATTRS = {"multiscales", "zarr_conventions", "nodata", "_FillValue", "id", "bbox"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Level:
     dtype: str
     nodata: float | None
     scale: float = 1.0
+    chunks: tuple[int, int] = (0, 0)  # the array's chunk shape (rows, cols); what one read fetches
 
     @property
     def resolution(self) -> float:
@@ -67,6 +69,7 @@ class SourceEntry:
     proj: ProjAttrs
     bands: dict[str | None, Band] = field(default_factory=dict)
     datetime: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)  # other scalar attributes: /meta columns
 
     @property
     def crs(self) -> CRS:
@@ -111,6 +114,7 @@ def _level(arr: zarr.Array, scale: float = 1.0) -> Level:
         dtype=str(np.dtype(arr.dtype)),
         nodata=_nodata(arr),
         scale=scale,
+        chunks=tuple(int(v) for v in arr.chunks[-2:]),
     )
 
 
@@ -173,6 +177,12 @@ class ScanIndex:
         cols["shape_y"] = pa.array([e.base.shape[0] for e in self.entries], pa.int64())
         if any(e.datetime for e in self.entries):
             cols["datetime"] = pa.array(to_datetimes([e.datetime for e in self.entries]), pa.timestamp("us"))
+        for key in sorted({k for e in self.entries for k in e.properties} - set(cols)):
+            values = [e.properties.get(key) for e in self.entries]
+            try:
+                cols[key] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
+                cols[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
         return pa.table(cols)
 
 
@@ -224,18 +234,24 @@ def scan_store(store: Any) -> ScanIndex:
             f"no sources found in {root.store}: expected groups with a multiscales attribute or arrays with "
             "spatial:/proj: attributes"
         )
-    return ScanIndex(
-        [
-            SourceEntry(sid, proj, bands, _datetime_attr(root[sid]))
-            for sid, (proj, bands) in sorted(sources.items())
-        ]
-    )
+    entries = []
+    for sid, (proj, bands) in sorted(sources.items()):
+        attrs = dict(root[sid].attrs)
+        when = attrs.pop("datetime", None)
+        entries.append(SourceEntry(sid, proj, bands, None if when is None else str(when), _properties(attrs)))
+    return ScanIndex(entries)
 
 
-def _datetime_attr(node: zarr.Group | zarr.Array) -> str | None:
-    """A source's acquisition time: its ``datetime`` attribute (ISO 8601, UTC, as in STAC)."""
-    value = node.attrs.get("datetime")
-    return None if value is None else str(value)
+def _properties(attrs: dict[str, Any]) -> dict[str, Any]:
+    """A source group's own scalar attributes (e.g. ``cloud_cover``), which become /meta columns;
+    convention attributes (``spatial:``, ``proj:``, ``multiscales`` ...) are not properties."""
+    return {
+        k: v
+        for k, v in attrs.items()
+        if ":" not in k
+        and k not in RESERVED_ATTRS
+        and isinstance(v, (bool, int, float, str))
+    }
 
 
 def select_overview(overviews: Sequence[Any], target_res: float, native_res: float) -> Any:

@@ -65,3 +65,21 @@ def make_store(tmp_path):
         return path
 
     return make
+
+
+@pytest.fixture
+def random_store(make_store):
+    """Eight overlapping sources in two UTM zones, random data."""
+    rng = np.random.default_rng(1)
+    sources = []
+    for k in range(8):
+        crs, x0, y1 = ("EPSG:32618", 500000.0, 6001000.0) if k % 2 else ("EPSG:32617", 896000.0, 6018000.0)
+        sources.append(
+            (
+                f"s{k}",
+                crs,
+                (10.0, 0.0, x0 + 900.0 * k, 0.0, -10.0, y1 - 1100.0 * k),
+                rng.random((300, 300), dtype="f4"),
+            )
+        )
+    return make_store(sources)

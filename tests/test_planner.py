@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
+from lazymerge.errors import EmptyPlanWarning
 from lazymerge.merge import merge
 from lazymerge.meta import MetaTable
 from lazymerge.planner import plan
@@ -31,24 +32,6 @@ COLUMNS = [
     "src_col0",
     "src_col1",
 ]
-
-
-@pytest.fixture
-def random_store(make_store):
-    """Eight overlapping sources in two UTM zones, random data."""
-    rng = np.random.default_rng(1)
-    sources = []
-    for k in range(8):
-        crs, x0, y1 = ("EPSG:32618", 500000.0, 6001000.0) if k % 2 else ("EPSG:32617", 896000.0, 6018000.0)
-        sources.append(
-            (
-                f"s{k}",
-                crs,
-                (10.0, 0.0, x0 + 900.0 * k, 0.0, -10.0, y1 - 1100.0 * k),
-                rng.random((300, 300), dtype="f4"),
-            )
-        )
-    return make_store(sources)
 
 
 def test_both_paths_give_the_same_table(random_store):
@@ -115,25 +98,12 @@ def test_no_sortby_keeps_table_order(seed_store):
 
 
 def test_bbox_outside_every_source_plans_nothing(seed_store):
-    p = plan(
-        str(seed_store),
-        crs="EPSG:32618",
-        bbox=(100000.0, 100000.0, 101000.0, 101000.0),
-        resolution=10.0,
-        chunk_size=(50, 50),
-        bands="data",
-        datafusion=True,
-    )
+    far = {**SEED, "bbox": (100000.0, 100000.0, 101000.0, 101000.0), "chunk_size": (50, 50)}
+    with pytest.warns(EmptyPlanWarning, match=r"meets none of the 4 source\(s\).*all nodata"):
+        p = plan(str(seed_store), datafusion=True, **far)
     assert p.n_pairs == 0
-    r = merge(
-        str(seed_store),
-        crs="EPSG:32618",
-        bbox=(100000.0, 100000.0, 101000.0, 101000.0),
-        resolution=10.0,
-        chunk_size=(50, 50),
-        bands="data",
-        datafusion=True,
-    )
+    with pytest.warns(EmptyPlanWarning):
+        r = merge(str(seed_store), datafusion=True, **far)
     assert np.isnan(r.array.compute()).all()
 
 

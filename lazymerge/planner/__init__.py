@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
+from lazymerge.errors import EmptyPlanWarning
 from lazymerge.geometry import split_parts
+from lazymerge.planner.culling import cull_mask
 from lazymerge.planner.request import MergeRequest, build_request
 from lazymerge.planner.table import Plan, levels_table
-from lazymerge.planner.time import add_time_column, centre_longitudes, time_groups
+from lazymerge.planner.timegroups import add_time_column, centre_longitudes, time_groups
 from lazymerge.planner.windows import resolve_windows
 
 __all__ = ["Plan", "MergeRequest", "build_plan", "plan"]
+
+
+class Stopwatch:
+    """Named laps of wall time, in seconds."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._t
+        self._t = now
 
 
 def output_dtype(dtypes: list[str]) -> str:
@@ -23,30 +41,47 @@ def output_dtype(dtypes: list[str]) -> str:
 
 
 def build_plan(request: MergeRequest) -> Plan:
-    """Compile a validated request into a Plan."""
+    """Compile a validated request into a Plan (timed, step by step, in ``plan.timings``)."""
     if request.datafusion:
         from lazymerge.planner.datafusion import discover
     else:
         from lazymerge.planner.memory import discover
+    clock = Stopwatch()
     sources, join = discover(request)
+    clock.lap("sources")
     grid = request.grid
     c_index, c_parts = split_parts(grid.chunk_footprints())
     chunk, source = join(c_index, c_parts, sources.part_index, sources.part_bounds)
+    clock.lap("join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
-    table = resolve_windows(grid, chunk, source, sources.candidates, bands, sources.band_of)
+    cands = sources.candidates
+    table = resolve_windows(grid, chunk, source, cands, bands, sources.band_of, masks=request.cull)
+    clock.lap("windows")
     time_coords = None
     if request.groupby:
-        cands = sources.candidates
         lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
         used = np.unique(table["source"].to_numpy())
         group_of_source, time_coords = time_groups(request.groupby, cands.datetime, cands.ids, lon, used)
         table = add_time_column(table, group_of_source)
+    pairs_before_cull = table.num_rows
+    if request.cull:
+        keys = ["time"] * bool(request.groupby) + ["band", "chunk_row", "chunk_col"]
+        table = table.filter(pa.array(cull_mask(table, keys))).drop_columns(["_cover", "_touch"])
+        clock.lap("cull")
+    if table.num_rows == 0:
+        where = f" matching where={request.where!r}" if request.where else ""
+        warnings.warn(
+            f"bbox {tuple(round(v, 6) for v in grid.bbox)} in {grid.crs.to_string()} meets none of the "
+            f"{len(cands.ids)} source(s){where} in {request.store.description}: the plan has zero pairs and "
+            "the result is all nodata. Check the bbox's CRS and extent",
+            EmptyPlanWarning,
+            stacklevel=3,
+        )
 
-    keys = sorted(set(zip(*(table[c].to_pylist() for c in ("source", "band", "level")), strict=True)))
-    entries = [
-        (s, b, lv, sources.band_of(s, bands[b]).levels[lv], sources.candidates.crs[s]) for s, b, lv in keys
-    ]
+    uniq = unique_rows(table, ("source", "band", "level"))
+    entries = [(s, b, lv, sources.band_of(s, bands[b]).levels[lv], cands.crs[s]) for s, b, lv in uniq]
+    clock.lap("levels")
     return Plan(
         grid=grid,
         bands=bands,
@@ -54,9 +89,19 @@ def build_plan(request: MergeRequest) -> Plan:
         table=table,
         levels=levels_table(entries),
         dtype=output_dtype([e[3].dtype for e in entries]),
-        n_sources=len(sources.candidates.ids),
+        n_sources=len(cands.ids),
         time_coords=time_coords,
+        pairs_before_cull=pairs_before_cull,
+        timings=clock.laps,
     )
+
+
+def unique_rows(table: pa.Table, columns: tuple[str, ...]) -> list[tuple[int, ...]]:
+    """Sorted distinct value tuples of integer ``columns``."""
+    if table.num_rows == 0:
+        return []
+    stacked = np.stack([table[c].to_numpy().astype("i8") for c in columns], axis=1)
+    return [tuple(int(v) for v in row) for row in np.unique(stacked, axis=0)]
 
 
 def plan(
@@ -69,6 +114,8 @@ def plan(
     datafusion: bool | None = None,
     sortby: Any = None,
     groupby: Any = None,
+    where: Any = None,
+    cull: bool = False,
 ) -> Plan:
     """Plan a merge without computing anything; takes the same arguments as ``lazymerge.merge``.
 
@@ -87,5 +134,7 @@ def plan(
         datafusion=datafusion,
         sortby=sortby,
         groupby=groupby,
+        where=where,
+        cull=cull,
     )
     return build_plan(request)

@@ -15,6 +15,7 @@ from lazymerge.datetimes import to_datetimes
 from lazymerge.errors import InvalidFootprintError
 from lazymerge.geometry import wkb_parts
 from lazymerge.meta import INDEX_HINT, REQUIRED_COLUMNS, MetaTable
+from lazymerge.planner.filters import keep_parts, where_mask
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.sources import SourceSet, bin_size
 from lazymerge.planner.windows import Candidates
@@ -56,6 +57,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     wanted = [*REQUIRED_COLUMNS, *(c for c in ("proj:code", "proj:epsg") if c in names)]
     extra = ["datetime", *(k.column for k in request.sortby)]
     wanted = list(dict.fromkeys([*wanted, *(c for c in extra if c in names)]))
+    if request.where:  # the predicate may use any /meta column
+        wanted += [c for c in names if c not in wanted]
     table = meta.sql(f"SELECT {', '.join(map(_quote, wanted))} FROM meta")
     table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
 
@@ -77,6 +80,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
         raise InvalidFootprintError(
             f"/meta row {row} (id {ids[row]!r}) has a bbox that is not valid WKB; {INDEX_HINT}"
         )
+    mask = where_mask(table.drop_columns(["_row"]), request.where) if request.where else None
+    part_index, part_bounds = keep_parts(part_index, part_bounds, mask)
     root = request.store.open_root()
 
     def read_bands(s: int) -> dict[str | None, Band]:

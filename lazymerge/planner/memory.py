@@ -9,6 +9,7 @@ import shapely
 
 from lazymerge.datetimes import to_datetimes
 from lazymerge.geometry import split_parts
+from lazymerge.planner.filters import keep_parts, where_mask
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.sources import SourceSet, order_pairs
 from lazymerge.planner.windows import Candidates
@@ -26,7 +27,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     priority = np.empty(table.num_rows, dtype="i8")
     priority[order.to_numpy()] = np.arange(table.num_rows)
 
-    part_index, part_bounds = split_parts(source_footprints(index.entries))
+    mask = where_mask(table, request.where) if request.where else None
+    part_index, part_bounds = keep_parts(*split_parts(source_footprints(index.entries)), mask)
     entries = index.entries
     dt = to_datetimes(table["datetime"]) if "datetime" in table.column_names else None
     cands = Candidates([e.id for e in entries], [crs_code(e.crs) for e in entries], priority, dt)

@@ -20,7 +20,8 @@ from lazymerge.errors import (
     UnknownColumnError,
 )
 from lazymerge.grid import TargetGrid
-from lazymerge.planner.time import parse_groupby
+from lazymerge.planner.filters import parse_where
+from lazymerge.planner.timegroups import parse_groupby
 from lazymerge.stores import StoreHandle, resolve_store
 
 
@@ -46,6 +47,8 @@ class MergeRequest:
     datafusion: bool
     sortby: tuple[SortKey, ...]
     groupby: str | None = None  # None, "time", "day" or "solar_day": a leading time dimension
+    where: str | None = None  # SQL predicate over the source table, parsed by DataFusion
+    cull: bool = False  # drop sources a chunk's higher-priority sources already cover (first-valid)
 
     def check_sort_columns(self, columns: Sequence[str]) -> None:
         """Raise UnknownColumnError for a sortby column that is not in ``columns``."""
@@ -144,6 +147,8 @@ def build_request(
     datafusion: bool | None = None,
     sortby: Any = None,
     groupby: Any = None,
+    where: Any = None,
+    cull: bool = False,
 ) -> MergeRequest:
     """Validate every argument of merge()/plan() into a MergeRequest."""
     target_crs = parse_crs(crs)
@@ -153,10 +158,13 @@ def build_request(
     band_names, band_dim = parse_bands(bands)
     keys = parse_sortby(sortby)
     group = parse_groupby(groupby)
+    predicate = parse_where(where)
     handle = resolve_store(store)
     if datafusion is None:
         from lazymerge.sources import META_GROUP
 
         datafusion = META_GROUP in handle.open_root()
     grid = TargetGrid.from_bbox(target_crs, box, res, chunks)
-    return MergeRequest(handle, grid, band_names, band_dim, bool(datafusion), keys, group)
+    return MergeRequest(
+        handle, grid, band_names, band_dim, bool(datafusion), keys, group, predicate, bool(cull)
+    )

@@ -6,7 +6,7 @@ grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entrie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,8 @@ class Plan:
     dtype: str
     n_sources: int
     time_coords: np.ndarray | None = None  # datetime64[ns] labels of the time groups (a "time" column)
+    pairs_before_cull: int | None = None  # rows before occlusion culling (== n_pairs without it)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per planning step
 
     @property
     def n_pairs(self) -> int:
@@ -64,32 +66,76 @@ class Plan:
             layer = layer + self.table["time"].to_numpy().astype("i8") * len(self.bands)
         return layer
 
-    def __repr__(self) -> str:
-        nb = len(self.bands)
+    @property
+    def n_busy_chunks(self) -> int:
+        """Chunks (of every band and time group) with at least one row."""
+        return len(np.unique(self.chunk_keys()))
+
+    def chunk_keys(self) -> np.ndarray:
+        """Flat index of every row's chunk in the saved (layer, chunk_row, chunk_col) grid."""
         nr, nc = self.grid.nchunks
-        busy = len(
-            {
-                (b, r, c)
-                for b, r, c in zip(
-                    *(self.table[k].to_pylist() for k in ("band", "chunk_row", "chunk_col")), strict=True
-                )
-            }
+        t = self.table
+        row, col = (t[c].to_numpy().astype("i8") for c in ("chunk_row", "chunk_col"))
+        return (self.layers() * nr + row) * nc + col
+
+    def summary(self, allowed_mem: int | None = None):
+        """A PlanSummary (print it): grid, chunks, pairs before/after culling, sources per chunk, bytes
+        read, tasks and the largest task's projected memory, planning time."""
+        from lazymerge.planner.report import summarize
+
+        return summarize(self, allowed_mem)
+
+    def plot(self, path: str | None = None, ax: Any = None) -> Any:
+        """Chunk grid coloured by sources per chunk, source footprints outlined; a PNG at ``path``."""
+        from lazymerge.planner.plot import plot_plan
+
+        return plot_plan(self, path, ax)
+
+    @classmethod
+    def load(cls, path: str) -> Plan:
+        """A plan written by ``save`` (or ``lazymerge plan --out``), ready for ``merge(..., plan=...)``."""
+        import pyarrow.parquet as pq
+
+        grid, bands, band_dim, dtype = load_plan_grid(path)
+        root = zarr.open_group(path, mode="r")
+        attrs = dict(root.attrs)
+        times = attrs.get("time_coords")
+        levels = root["levels"]
+        columns = {}
+        for name in LEVEL_SCHEMA.names:
+            values = levels[name][:]
+            columns[name] = pa.array(values.tolist() if values.dtype == object else values)
+        columns["nodata"] = pa.array(levels["nodata"][:], mask=~levels["has_nodata"][:])
+        return cls(
+            grid=grid,
+            bands=bands,
+            band_dim=band_dim,
+            table=pq.read_table(f"{path}/plan.parquet"),
+            levels=pa.table(columns, schema=LEVEL_SCHEMA),
+            dtype=dtype,
+            n_sources=int(attrs["n_sources"]),
+            time_coords=None if times is None else np.array(times, dtype="datetime64[ns]"),
+            pairs_before_cull=attrs.get("pairs_before_cull"),
+            timings=dict(attrs.get("timings", {})),
         )
+
+    def __repr__(self) -> str:
+        nb = len(self.bands) * self.n_times
+        nr, nc = self.grid.nchunks
+        busy = self.n_busy_chunks
         return (
             f"Plan({self.grid!r}, bands={self.bands}, chunks={nb * nr * nc} ({busy} non-empty), "
             f"pairs={self.n_pairs}, sources={self.n_sources})"
         )
 
     def level_ids(self) -> np.ndarray:
-        """Row of ``levels`` for every row of ``table``."""
-        key = {
-            (s, b, lv): i
-            for i, (s, b, lv) in enumerate(
-                zip(*(self.levels[c].to_pylist() for c in LEVEL_COLUMNS), strict=True)
-            )
-        }
-        cols = zip(*(self.table[c].to_pylist() for c in LEVEL_COLUMNS), strict=True)
-        return np.array([key[k] for k in cols], dtype="i4")
+        """Row of ``levels`` for every row of ``table`` (``levels`` is sorted by source, band, level)."""
+
+        def key(t: pa.Table) -> np.ndarray:
+            s, b, lv = (t[c].to_numpy().astype("i8") for c in LEVEL_COLUMNS)
+            return (s << 32) | (b << 16) | lv
+
+        return np.searchsorted(key(self.levels), key(self.table)).astype("i4")
 
     def save(self, path: str) -> str:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
@@ -107,15 +153,12 @@ class Plan:
                 "dtype": self.dtype,
                 "n_sources": self.n_sources,
                 "time_coords": None if self.time_coords is None else [str(v) for v in self.time_coords],
+                "pairs_before_cull": self.pairs_before_cull,
+                "timings": self.timings,
             }
         )
         t = self.table
-        key = (
-            self.layers() * nr * nc
-            + t["chunk_row"].to_numpy().astype("i8") * nc
-            + t["chunk_col"].to_numpy().astype("i8")
-        )
-        count = np.bincount(key, minlength=nl * nr * nc).astype("i4")
+        count = np.bincount(self.chunk_keys(), minlength=nl * nr * nc).astype("i4")
         start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
         n = max(t.num_rows, 1)
         grid_chunks = (1, min(nr, 256), min(nc, 256))
@@ -222,36 +265,43 @@ def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
     return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
 
 
+LEVEL_SCHEMA = pa.schema(
+    [
+        ("source", pa.int32()),
+        ("band", pa.int16()),
+        ("level", pa.int16()),
+        ("path", pa.string()),
+        ("crs", pa.string()),
+        *((f"transform_{k}", pa.float64()) for k in range(6)),
+        ("shape_y", pa.int64()),
+        ("shape_x", pa.int64()),
+        ("chunk_y", pa.int64()),
+        ("chunk_x", pa.int64()),
+        ("dtype", pa.string()),
+        ("nodata", pa.float64()),
+        ("has_nodata", pa.bool_()),
+    ]
+)
+
+
 def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
-    """The levels table from (source, band, level, Level, crs code) tuples."""
-    cols: dict[str, list[Any]] = {k: [] for k in (*LEVEL_COLUMNS, "path", "crs")}
-    tcols: list[list[float]] = [[] for _ in range(6)]
-    shape_y, shape_x, dtype, nodata, has = [], [], [], [], []
-    for s, b, lv, level, crs in entries:
-        cols["source"].append(s)
-        cols["band"].append(b)
-        cols["level"].append(lv)
-        cols["path"].append(level.path)
-        cols["crs"].append(crs)
-        for k in range(6):
-            tcols[k].append(level.transform[k])
-        shape_y.append(level.shape[0])
-        shape_x.append(level.shape[1])
-        dtype.append(level.dtype)
-        nodata.append(level.nodata)
-        has.append(level.nodata is not None)
-    data: dict[str, Any] = {
-        "source": pa.array(cols["source"], pa.int32()),
-        "band": pa.array(cols["band"], pa.int16()),
-        "level": pa.array(cols["level"], pa.int16()),
-        "path": pa.array(cols["path"], pa.string()),
-        "crs": pa.array(cols["crs"], pa.string()),
-    }
-    for k in range(6):
-        data[f"transform_{k}"] = pa.array(tcols[k], pa.float64())
-    data["shape_y"] = pa.array(shape_y, pa.int64())
-    data["shape_x"] = pa.array(shape_x, pa.int64())
-    data["dtype"] = pa.array(dtype, pa.string())
-    data["nodata"] = pa.array(nodata, pa.float64())
-    data["has_nodata"] = pa.array(has, pa.bool_())
-    return pa.table(data)
+    """The levels table (LEVEL_SCHEMA) from (source, band, level, Level, crs code) tuples."""
+    rows = [
+        {
+            "source": s,
+            "band": b,
+            "level": lv,
+            "path": level.path,
+            "crs": crs,
+            **{f"transform_{k}": level.transform[k] for k in range(6)},
+            "shape_y": level.shape[0],
+            "shape_x": level.shape[1],
+            "chunk_y": level.chunks[0],
+            "chunk_x": level.chunks[1],
+            "dtype": level.dtype,
+            "nodata": level.nodata,
+            "has_nodata": level.nodata is not None,
+        }
+        for s, b, lv, level, crs in entries
+    ]
+    return pa.Table.from_pylist(rows, schema=LEVEL_SCHEMA)

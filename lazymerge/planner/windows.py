@@ -14,6 +14,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from lazymerge.grid import TargetGrid
+from lazymerge.planner.culling import cell_masks
 from lazymerge.sources import Band, Level, level_bounds, select_overview
 
 LATTICE = 17  # samples per chunk side used to bound the source window
@@ -90,11 +91,13 @@ def resolve_windows(
     cands: Candidates,
     bands: list[str | None],
     band_of: Callable[[int, str | None], Band],
+    masks: bool = False,
 ) -> pa.Table:
     """Plan rows for candidate pairs (already ordered by chunk, then priority).
 
     For every band, each source uses the coarsest level still at least as fine as the target, and the
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
+    With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses.
     """
     tables = []
     for b, band in enumerate(bands):
@@ -111,6 +114,8 @@ def resolve_windows(
             coef[sel] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
             shape[sel] = lv.shape
         window = np.zeros((len(source), 4), dtype="i8")
+        cover = np.zeros(len(source), dtype=np.uint64)
+        touch = np.zeros(len(source), dtype=np.uint64)
         for code in sorted({cands.crs[s] for s in np.unique(source)}):
             sel = np.nonzero(np.array([cands.crs[s] == code for s in source], dtype=bool))[0]
             uchunks, inverse = np.unique(chunk[sel], return_inverse=True)
@@ -135,6 +140,8 @@ def resolve_windows(
                     r0[hit] = np.minimum(np.nan_to_num(r0[hit], nan=np.inf), np.floor(pr))
                     r1[hit] = np.maximum(np.nan_to_num(r1[hit], nan=-np.inf), np.floor(pr) + 1)
             h, w = shape[sel, 0], shape[sel, 1]
+            if masks:
+                cover[sel], touch[sel] = cell_masks(cols, rows, w, h, LATTICE)
             empty = ~(np.isfinite(c0) & np.isfinite(r0)) | (c1 <= 0) | (r1 <= 0) | (c0 >= w) | (r0 >= h)
             win = np.stack([r0 - MARGIN, r1 + MARGIN, c0 - MARGIN, c1 + MARGIN], axis=1)
             win = np.nan_to_num(win, nan=0.0, posinf=0.0, neginf=0.0)
@@ -145,6 +152,7 @@ def resolve_windows(
         keep = window[:, 0] >= 0
         nr, nc = grid.nchunks
         crow, ccol = np.divmod(chunk[keep], nc)
+        extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
         tables.append(
             pa.table(
                 {
@@ -159,6 +167,7 @@ def resolve_windows(
                     "src_row1": pa.array(window[keep, 1]),
                     "src_col0": pa.array(window[keep, 2]),
                     "src_col1": pa.array(window[keep, 3]),
+                    **extra,
                 }
             )
         )

@@ -1,0 +1,142 @@
+"""What a plan will cost before it runs: bytes read, each task's projected memory, a summary and a plot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lazymerge.errors import TaskMemoryError
+from lazymerge.planner.table import Plan
+
+# Kernel working memory per output pixel, beyond the block itself: target x/y (16 B), source x/y per source
+# CRS (16 B each), source row/col indices and their temporaries (~48 B), masks (~4 B).
+PIXEL_OVERHEAD = 68
+PIXEL_PER_CRS = 16
+HISTOGRAM_EDGES = (0, 1, 2, 3, 5, 9, 17, 33)
+
+
+def _level_column(plan: Plan, name: str) -> np.ndarray:
+    return plan.levels[name].to_numpy()[plan.level_ids()]
+
+
+def read_bytes(plan: Plan) -> np.ndarray:
+    """Uncompressed bytes each row reads: its window rounded out to the source's chunk grid."""
+    if plan.n_pairs == 0:
+        return np.zeros(0, dtype="i8")
+    t = plan.table
+    r0, r1, c0, c1 = (t[c].to_numpy().astype("i8") for c in ("src_row0", "src_row1", "src_col0", "src_col1"))
+    cy = np.maximum(_level_column(plan, "chunk_y"), 1)
+    cx = np.maximum(_level_column(plan, "chunk_x"), 1)
+    rows = (-(-r1 // cy) - r0 // cy) * cy
+    cols = (-(-c1 // cx) - c0 // cx) * cx
+    itemsize = np.array([np.dtype(d).itemsize for d in plan.levels["dtype"].to_pylist()])[plan.level_ids()]
+    return rows * cols * itemsize
+
+
+def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
+    """(chunk key, projected bytes) of every task with rows: its block, the kernel's per-pixel arrays,
+    and its largest read held twice (compressed and decoded)."""
+    if plan.n_pairs == 0:
+        return np.zeros(0, dtype="i8"), np.zeros(0, dtype="i8")
+    keys = plan.chunk_keys()
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    largest = np.zeros(len(uniq), dtype="i8")
+    np.maximum.at(largest, inverse, read_bytes(plan))
+    crs_of_row = np.unique(plan.levels["crs"].to_numpy(zero_copy_only=False), return_inverse=True)[1]
+    crs_of_row = crs_of_row[plan.level_ids()].astype("i8")
+    n = int(crs_of_row.max()) + 1
+    n_crs = np.bincount(np.unique(inverse * n + crs_of_row) // n, minlength=len(uniq))  # CRSs per task
+    ch, cw = plan.grid.chunk_size
+    pixels = ch * cw
+    block = pixels * (np.dtype(plan.dtype).itemsize + PIXEL_OVERHEAD + PIXEL_PER_CRS * n_crs)
+    return uniq, block + 2 * largest
+
+
+def check_memory(plan: Plan, allowed_mem: int) -> int:
+    """The largest task's projected memory; TaskMemoryError naming the chunk when it exceeds allowed_mem."""
+    keys, mem = task_memory(plan)
+    if len(mem) == 0:
+        return 0
+    worst = int(np.argmax(mem))
+    if mem[worst] > allowed_mem:
+        nr, nc = plan.grid.nchunks
+        layer, rest = divmod(int(keys[worst]), nr * nc)
+        row, col = divmod(rest, nc)
+        raise TaskMemoryError(
+            f"chunk (row {row}, col {col}, layer {layer}) would need {mem[worst] / 2**20:.0f} MiB, "
+            f"{(mem[worst] - allowed_mem) / 2**20:.0f} MiB more than allowed_mem "
+            f"({allowed_mem / 2**20:.0f} MiB); pass a smaller chunk_size (now {plan.grid.chunk_size}) "
+            "or a larger allowed_mem"
+        )
+    return int(mem[worst])
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """The numbers a user checks before paying for a run."""
+
+    grid: str
+    bands: list
+    times: int
+    chunks_total: int
+    chunks_busy: int
+    pairs_before_cull: int
+    pairs: int
+    sources_used: int
+    sources_total: int
+    histogram: list[tuple[str, int]]
+    bytes_read: int
+    tasks: int
+    largest_task_mem: int
+    allowed_mem: int | None
+    timings: dict[str, float]
+
+    def __str__(self) -> str:
+        hist = ", ".join(f"{label}: {n}" for label, n in self.histogram)
+        mem = f"{self.largest_task_mem / 2**20:.1f} MiB"
+        if self.allowed_mem:
+            mem += f" (allowed_mem {self.allowed_mem / 2**20:.0f} MiB)"
+        steps = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
+        return "\n".join(
+            [
+                f"target grid        {self.grid}",
+                f"bands              {self.bands}"
+                + (f", {self.times} time groups" if self.times > 1 else ""),
+                f"chunks             {self.chunks_total} total, {self.chunks_busy} with sources",
+                f"pairs              {self.pairs_before_cull} before culling, {self.pairs} after",
+                f"sources            {self.sources_used} used of {self.sources_total}",
+                f"sources per chunk  {hist}",
+                f"source bytes read  {self.bytes_read / 2**20:.1f} MiB (uncompressed, chunk-aligned)",
+                f"tasks              {self.tasks}; largest projected memory {mem}",
+                f"planning time      {sum(self.timings.values()):.2f} s ({steps})",
+            ]
+        )
+
+
+def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
+    nr, nc = plan.grid.nchunks
+    layers = len(plan.bands) * plan.n_times
+    per_chunk = np.bincount(plan.chunk_keys(), minlength=layers * nr * nc)
+    edges = [*HISTOGRAM_EDGES, max(int(per_chunk.max(initial=0)) + 1, HISTOGRAM_EDGES[-1] + 1)]
+    counts = np.histogram(per_chunk, bins=edges)[0]
+    labels = [str(a) if b - a == 1 else f"{a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    labels[-1] = f"{edges[-2]}+"
+    _, mem = task_memory(plan)
+    return PlanSummary(
+        grid=repr(plan.grid),
+        bands=list(plan.bands),
+        times=plan.n_times,
+        chunks_total=layers * nr * nc,
+        chunks_busy=int((per_chunk > 0).sum()),
+        pairs_before_cull=plan.pairs_before_cull if plan.pairs_before_cull is not None else plan.n_pairs,
+        pairs=plan.n_pairs,
+        sources_used=len(np.unique(plan.table["source"].to_numpy())),
+        sources_total=plan.n_sources,
+        histogram=[(lab, int(n)) for lab, n in zip(labels, counts, strict=True) if n],
+        bytes_read=int(read_bytes(plan).sum()),
+        tasks=layers * nr * nc,
+        largest_task_mem=int(mem.max(initial=0)),
+        allowed_mem=allowed_mem,
+        timings=dict(plan.timings),
+    )
