@@ -5,6 +5,8 @@ Bounds follow the STAC / RFC 7946 convention: ``west > east`` means the box cros
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import shapely
 from pyproj import CRS, Transformer
@@ -55,12 +57,71 @@ def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     lon = np.where(np.isfinite(lon) & np.isfinite(lat), ((lon + 180.0) % 360.0) - 180.0, np.nan)
     lat = np.where(np.isfinite(lon), lat, np.nan)
     out = np.full((len(boxes), 4), np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
         south, north = np.nanmin(lat, axis=1), np.nanmax(lat, axis=1)
-    for i in range(len(boxes)):
-        west, east = _lon_interval(lon[i])
-        out[i] = (west, south[i], east, north[i])
-    # poles inside a box: latitude reaches the pole, longitude spans everything
+        west, east = np.nanmin(lon, axis=1), np.nanmax(lon, axis=1)
+    out[:] = np.stack([west, south, east, north], axis=1)
+    # spanning less than 180 degrees, [min, max] is the smallest circular interval; only boxes near the
+    # antimeridian or a pole need the circular search
+    for i in np.nonzero(~(east - west < 180.0) & np.isfinite(west))[0]:
+        out[i, 0], out[i, 2] = _lon_interval(lon[i])
+    return _with_poles(crs, boxes, out)
+
+
+def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIFY) -> np.ndarray:
+    """``lonlat_bounds`` of every cell of a rectilinear grid (cell edges ``xs`` and ``ys``, row-major cells),
+    transforming each shared edge once: (len(ys)-1) * (len(xs)-1) rows."""
+    crs = CRS.from_user_input(crs)
+    to_ll = Transformer.from_crs(crs, WGS84, always_xy=True)
+    t = np.linspace(0.0, 1.0, k)[:-1]
+    dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
+    dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
+    h_lon, h_lat = to_ll.transform(*np.meshgrid(dense_x, ys), errcheck=False)  # (ny, nx * (k-1) + 1)
+    v_lon, v_lat = to_ll.transform(*np.meshgrid(xs, dense_y), errcheck=False)  # (ny * (k-1) + 1, nx)
+
+    def edges(values: np.ndarray, reduce: np.ufunc) -> np.ndarray:
+        """Reduce each edge's k points: (lines, segments)."""
+        inner = reduce.reduce(values[:, :-1].reshape(len(values), -1, k - 1), axis=2)
+        return reduce(inner, values[:, k - 1 :: k - 1])
+
+    def cells(h: np.ndarray, v: np.ndarray, reduce: np.ufunc) -> np.ndarray:
+        he, ve = edges(h, reduce), edges(v.T, reduce).T  # (ny, ncx), (ncy, nx)
+        return reduce(reduce(he[:-1], he[1:]), reduce(ve[:, :-1], ve[:, 1:])).ravel()
+
+    ok_h = np.isfinite(h_lon) & np.isfinite(h_lat)
+    ok_v = np.isfinite(v_lon) & np.isfinite(v_lat)
+    h_lon = np.where(ok_h, (h_lon + 180.0) % 360.0 - 180.0, np.nan)
+    v_lon = np.where(ok_v, (v_lon + 180.0) % 360.0 - 180.0, np.nan)
+    h_lat, v_lat = np.where(ok_h, h_lat, np.nan), np.where(ok_v, v_lat, np.nan)
+    out = np.stack(
+        [
+            cells(h_lon, v_lon, np.fmin),
+            cells(h_lat, v_lat, np.fmin),
+            cells(h_lon, v_lon, np.fmax),
+            cells(h_lat, v_lat, np.fmax),
+        ],
+        axis=1,
+    )
+    gx0, gy0 = np.meshgrid(xs[:-1], ys[1:])
+    gx1, gy1 = np.meshgrid(xs[1:], ys[:-1])
+    boxes = np.stack(
+        [
+            np.minimum(gx0, gx1).ravel(),
+            np.minimum(gy0, gy1).ravel(),
+            np.maximum(gx0, gx1).ravel(),
+            np.maximum(gy0, gy1).ravel(),
+        ],
+        axis=1,
+    )
+    hard = np.nonzero(~(out[:, 2] - out[:, 0] < 180.0) & np.isfinite(out[:, 0]))[0]
+    if len(hard):  # near the antimeridian: the full circular search, box by box
+        out[hard] = lonlat_bounds(crs, boxes[hard], k)
+    return _with_poles(crs, boxes, out)
+
+
+def _with_poles(crs: CRS, boxes: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Boxes containing a pole reach it and span every longitude."""
     from_ll = Transformer.from_crs(WGS84, crs, always_xy=True)
     for pole_lat in (90.0, -90.0):
         px, py = from_ll.transform(0.0, pole_lat, errcheck=False)

@@ -10,7 +10,7 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS
 
-from lazymerge.geometry import lonlat_bounds
+from lazymerge.geometry import grid_lonlat_bounds
 
 
 @dataclass(frozen=True)
@@ -92,8 +92,15 @@ class TargetGrid:
         return np.stack([xx0.ravel(), yy0.ravel(), xx1.ravel(), yy1.ravel()], axis=1)
 
     def chunk_footprints(self) -> np.ndarray:
-        """(n, 4) EPSG:4326 (west, south, east, north) of every chunk, antimeridian- and pole-aware."""
-        return lonlat_bounds(self.crs, self.chunk_bounds)
+        """(n, 4) EPSG:4326 (west, south, east, north) of every chunk, antimeridian- and pole-aware,
+        densified along every chunk edge (each shared edge transformed once)."""
+        nr, nc = self.nchunks
+        ch, cw = self.chunk_size
+        rows = np.minimum(np.arange(nr + 1) * ch, self.shape[0])
+        cols = np.minimum(np.arange(nc + 1) * cw, self.shape[1])
+        xs = self.transform.c + cols * self.transform.a
+        ys = self.transform.f + rows * self.transform.e
+        return grid_lonlat_bounds(self.crs, xs, ys)
 
     def pixel_centres(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
         """Target CRS x, y of every pixel centre of a chunk (centres at +0.5, as GDAL)."""
