@@ -7,6 +7,7 @@ store root it is a source of its own, with the band name ``None``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from lazymerge.geometry import lonlat_bounds
 from lazymerge.stores import resolve_store
 
 META_GROUP = "meta"
+BANDS_COLUMN = "lazymerge:bands"  # /meta column: each source's bands and levels (JSON)
 RESERVED_ATTRS = {"multiscales", "zarr_conventions", "nodata", "_FillValue", "id", "bbox"}
 
 
@@ -177,6 +179,7 @@ class ScanIndex:
         cols["shape_y"] = pa.array([e.base.shape[0] for e in self.entries], pa.int64())
         if any(e.datetime for e in self.entries):
             cols["datetime"] = pa.array(to_datetimes([e.datetime for e in self.entries]), pa.timestamp("us"))
+        cols[BANDS_COLUMN] = pa.array([bands_json(e.bands) for e in self.entries], pa.string())
         for key in sorted({k for e in self.entries for k in e.properties} - set(cols)):
             values = [e.properties.get(key) for e in self.entries]
             try:
@@ -184,6 +187,48 @@ class ScanIndex:
             except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
                 cols[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
         return pa.table(cols)
+
+
+def bands_json(bands: dict[str | None, Band]) -> str:
+    """A source's bands and levels as compact JSON: what the planner needs, so that planning from /meta
+    never opens the source groups."""
+    return json.dumps(
+        [
+            [
+                name,
+                band.path,
+                [
+                    [
+                        lv.path,
+                        list(lv.transform),
+                        list(lv.shape),
+                        lv.dtype,
+                        lv.nodata,
+                        lv.scale,
+                        list(lv.chunks),
+                    ]
+                    for lv in band.levels
+                ],
+            ]
+            for name, band in bands.items()
+        ],
+        separators=(",", ":"),
+    )
+
+
+def bands_from_json(text: str) -> dict[str | None, Band]:
+    """The inverse of ``bands_json``."""
+    return {
+        name: Band(
+            name,
+            path,
+            tuple(
+                Level(p, tuple(t), tuple(shape), dtype, nodata, scale, tuple(chunks))
+                for p, t, shape, dtype, nodata, scale, chunks in levels
+            ),
+        )
+        for name, path, levels in json.loads(text)
+    }
 
 
 def crs_code(crs: CRS) -> str:
@@ -248,9 +293,7 @@ def _properties(attrs: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v
         for k, v in attrs.items()
-        if ":" not in k
-        and k not in RESERVED_ATTRS
-        and isinstance(v, (bool, int, float, str))
+        if ":" not in k and k not in RESERVED_ATTRS and isinstance(v, (bool, int, float, str))
     }
 
 

@@ -19,7 +19,7 @@ from lazymerge.planner.filters import keep_parts, where_mask
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.sources import SourceSet, bin_size
 from lazymerge.planner.windows import Candidates
-from lazymerge.sources import Band, read_band
+from lazymerge.sources import BANDS_COLUMN, Band, bands_from_json, read_band
 
 JOIN_SQL = """
 WITH s1 AS (SELECT src, prio, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx
@@ -55,14 +55,14 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     request.check_sort_columns(meta.schema.names)
     names = meta.schema.names
     wanted = [*REQUIRED_COLUMNS, *(c for c in ("proj:code", "proj:epsg") if c in names)]
-    extra = ["datetime", *(k.column for k in request.sortby)]
+    extra = ["datetime", BANDS_COLUMN, *(k.column for k in request.sortby)]
     wanted = list(dict.fromkeys([*wanted, *(c for c in extra if c in names)]))
     if request.where:  # the predicate may use any /meta column
         wanted += [c for c in names if c not in wanted]
     table = meta.sql(f"SELECT {', '.join(map(_quote, wanted))} FROM meta")
     table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
 
-    rank_cols = table.drop_columns(["bbox"])
+    rank_cols = table.drop_columns(["bbox", *([BANDS_COLUMN] if BANDS_COLUMN in names else [])])
     meta.ctx.register_record_batches("src", [rank_cols.to_batches()])
     order_by = ", ".join([*(k.sql() for k in request.sortby), "_row"])
     order = meta.sql(f"SELECT _row FROM src ORDER BY {order_by}")["_row"].to_numpy()
@@ -84,8 +84,12 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     part_index, part_bounds = keep_parts(part_index, part_bounds, mask)
     root = request.store.open_root()
 
+    described = table[BANDS_COLUMN] if BANDS_COLUMN in names else None
+
     def read_bands(s: int) -> dict[str | None, Band]:
-        node = root[ids[s]]
+        if described is not None and described[s].is_valid:
+            return bands_from_json(described[s].as_py())
+        node = root[ids[s]]  # a /meta without the bands column: read the source's groups
         if isinstance(node, zarr.Array):
             return {None: read_band(node, None)[0]}
         if "multiscales" in node.attrs:

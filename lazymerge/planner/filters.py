@@ -23,7 +23,11 @@ def parse_where(where: object) -> str | None:
 
 def where_mask(table: pa.Table, where: str) -> np.ndarray:
     """Boolean mask of the rows of ``table`` for which ``where`` holds (NULL counts as false)."""
-    columns = [c for c in table.column_names if not _is_bytes(table.schema.field(c).type)]
+    columns = [
+        c
+        for c in table.column_names
+        if not _is_bytes(table.schema.field(c).type) and not c.startswith("lazymerge:")
+    ]
     data = table.select(columns).append_column("_lm_row", pa.array(np.arange(table.num_rows, dtype="i8")))
     ctx = SessionContext()
     ctx.register_record_batches("sources", [data.to_batches()])
