@@ -16,8 +16,10 @@ from pyproj import CRS, Transformer
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.culling import cell_masks
 from lazymerge.sources import Band, Level, level_bounds, select_overview
+from lazymerge.warp import transformer
 
-LATTICE = 17  # samples per chunk side used to bound the source window
+LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
+BATCH = 100_000  # pairs per vectorised step (bounds the lattice arrays' memory)
 MARGIN = 1  # source pixels added around the window, clipped to the source
 
 
@@ -31,24 +33,32 @@ class Candidates:
     datetime: np.ndarray | None = None  # datetime64[us] per source row (NaT: none), when the table has one
 
 
-def target_res_in_source(grid: TargetGrid, src_crs: CRS, level: Level) -> float:
-    """The target pixel size expressed in the source CRS's units, at the centre of the source.
+def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -> np.ndarray:
+    """The target pixel size in the source CRS's units, at the centre of each source (one CRS).
 
-    Compares like with like when the target is in metres and the source in degrees (or vice versa).
+    Compares like with like when the target is in metres and the sources in degrees (or vice versa).
     """
-    to_tgt = Transformer.from_crs(src_crs, grid.crs, always_xy=True)
-    to_src = Transformer.from_crs(grid.crs, src_crs, always_xy=True)
-    x0, y0, x1, y1 = level_bounds(level)
-    cx, cy = to_tgt.transform((x0 + x1) / 2, (y0 + y1) / 2, errcheck=False)
-    if not (np.isfinite(cx) and np.isfinite(cy)):
-        gx0, gy0, gx1, gy1 = grid.bbox
-        cx, cy = (gx0 + gx1) / 2, (gy0 + gy1) / 2
+    to_tgt = transformer(src_crs.to_wkt(), grid.crs.to_wkt())
+    to_src = transformer(grid.crs.to_wkt(), src_crs.to_wkt())
+    b = np.array([level_bounds(lv) for lv in levels]).reshape(-1, 4)
+    cx, cy = to_tgt.transform((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, errcheck=False)
+    gx0, gy0, gx1, gy1 = grid.bbox
+    bad = ~(np.isfinite(cx) & np.isfinite(cy))
+    cx[bad], cy[bad] = (gx0 + gx1) / 2, (gy0 + gy1) / 2
     r = grid.resolution
-    xs, ys = to_src.transform(np.array([cx, cx + r, cx]), np.array([cy, cy, cy + r]), errcheck=False)
-    ux, uy = xs[1] - xs[0], ys[1] - ys[0]
-    vx, vy = xs[2] - xs[0], ys[2] - ys[0]
-    area = abs(ux * vy - uy * vx)
-    return float(np.sqrt(area)) if np.isfinite(area) and area > 0 else r
+    xs, ys = to_src.transform(
+        np.stack([cx, cx + r, cx], axis=1), np.stack([cy, cy, cy + r], axis=1), errcheck=False
+    )
+    ux, uy = xs[:, 1] - xs[:, 0], ys[:, 1] - ys[:, 0]
+    vx, vy = xs[:, 2] - xs[:, 0], ys[:, 2] - ys[:, 0]
+    area = np.abs(ux * vy - uy * vx)
+    ok = np.isfinite(area) & (area > 0)
+    return np.where(ok, np.sqrt(np.where(ok, area, 1.0)), r)
+
+
+def target_res_in_source(grid: TargetGrid, src_crs: CRS, level: Level) -> float:
+    """``target_res_in_sources`` for one source."""
+    return float(target_res_in_sources(grid, src_crs, [level])[0])
 
 
 def chunk_lattice(grid: TargetGrid, chunks: np.ndarray, k: int = LATTICE) -> tuple[np.ndarray, np.ndarray]:
@@ -99,70 +109,46 @@ def resolve_windows(
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
     With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses.
     """
+    used, pair_src = np.unique(source, return_inverse=True)
+    codes, used_crs = np.unique(np.asarray(cands.crs, dtype=object)[used].astype(str), return_inverse=True)
+    codes = [str(c) for c in codes]  # pyproj misreads numpy strings
+    pair_crs = used_crs[pair_src]
+    ids = np.asarray(cands.ids, dtype=object)
     tables = []
     for b, band in enumerate(bands):
-        level_idx = np.zeros(len(source), dtype="i2")
-        coef = np.zeros((len(source), 6))
-        shape = np.zeros((len(source), 2), dtype="i8")
-        for s in np.unique(source):
-            levels = band_of(int(s), band).levels
-            crs = CRS.from_user_input(cands.crs[s])
-            lv = select_overview(levels, target_res_in_source(grid, crs, levels[0]), levels[0].resolution)
-            sel = source == s
-            level_idx[sel] = levels.index(lv)
-            inv = ~Affine(*lv.transform)
-            coef[sel] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
-            shape[sel] = lv.shape
-        window = np.zeros((len(source), 4), dtype="i8")
+        level_idx, coef, shape = _levels_for(
+            grid, [band_of(int(s), band).levels for s in used], codes, used_crs
+        )
+        window = np.full((len(source), 4), -1, dtype="i8")
         cover = np.zeros(len(source), dtype=np.uint64)
         touch = np.zeros(len(source), dtype=np.uint64)
-        for code in sorted({cands.crs[s] for s in np.unique(source)}):
-            sel = np.nonzero(np.array([cands.crs[s] == code for s in source], dtype=bool))[0]
-            uchunks, inverse = np.unique(chunk[sel], return_inverse=True)
-            xs, ys = chunk_lattice(grid, uchunks)
-            crs = CRS.from_user_input(code)
-            sx, sy = Transformer.from_crs(grid.crs, crs, always_xy=True).transform(xs, ys, errcheck=False)
-            sx, sy = sx[inverse], sy[inverse]
-            c = coef[sel]
-            cols = c[:, 0:1] * sx + c[:, 1:2] * sy + c[:, 2:3]
-            rows = c[:, 3:4] * sx + c[:, 4:5] * sy + c[:, 5:6]
-            ok = np.isfinite(cols) & np.isfinite(rows)
-            with np.errstate(all="ignore"):
-                c0 = np.floor(np.nanmin(np.where(ok, cols, np.nan), axis=1))
-                c1 = np.floor(np.nanmax(np.where(ok, cols, np.nan), axis=1)) + 1
-                r0 = np.floor(np.nanmin(np.where(ok, rows, np.nan), axis=1))
-                r1 = np.floor(np.nanmax(np.where(ok, rows, np.nan), axis=1)) + 1
-            if crs.is_geographic:  # a chunk holding a pole needs every longitude, up to that pole
-                for lat, inside in _pole_chunks(grid, uchunks).items():
-                    hit = inside[inverse]
-                    pr = c[hit, 3] * 0.0 + c[hit, 4] * lat + c[hit, 5]
-                    c0[hit], c1[hit] = 0, shape[sel][hit, 1]
-                    r0[hit] = np.minimum(np.nan_to_num(r0[hit], nan=np.inf), np.floor(pr))
-                    r1[hit] = np.maximum(np.nan_to_num(r1[hit], nan=-np.inf), np.floor(pr) + 1)
-            h, w = shape[sel, 0], shape[sel, 1]
-            if masks:
-                cover[sel], touch[sel] = cell_masks(cols, rows, w, h, LATTICE)
-            empty = ~(np.isfinite(c0) & np.isfinite(r0)) | (c1 <= 0) | (r1 <= 0) | (c0 >= w) | (r0 >= h)
-            win = np.stack([r0 - MARGIN, r1 + MARGIN, c0 - MARGIN, c1 + MARGIN], axis=1)
-            win = np.nan_to_num(win, nan=0.0, posinf=0.0, neginf=0.0)
-            win[:, 0:2] = np.clip(win[:, 0:2], 0, h[:, None])
-            win[:, 2:4] = np.clip(win[:, 2:4], 0, w[:, None])
-            win[empty] = -1
-            window[sel] = win.astype("i8")
+        for c, code in enumerate(codes):
+            sel = np.nonzero(pair_crs == c)[0]
+            for part in np.array_split(sel, max(1, len(sel) // BATCH)):
+                window[part], cover[part], touch[part] = _windows(
+                    grid,
+                    CRS.from_user_input(code),
+                    chunk[part],
+                    coef[pair_src[part]],
+                    shape[pair_src[part]],
+                    masks,
+                )
         keep = window[:, 0] >= 0
-        nr, nc = grid.nchunks
-        crow, ccol = np.divmod(chunk[keep], nc)
+        crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
         extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
+        kept_src = source[keep]
         tables.append(
             pa.table(
                 {
                     "band": pa.array(np.full(int(keep.sum()), b, dtype="i2")),
                     "chunk_row": pa.array(crow.astype("i4")),
                     "chunk_col": pa.array(ccol.astype("i4")),
-                    "source": pa.array(source[keep].astype("i4")),
-                    "source_id": pa.array([cands.ids[s] for s in source[keep]], pa.string()),
-                    "priority": pa.array(cands.priority[source[keep]].astype("i4")),
-                    "level": pa.array(level_idx[keep]),
+                    "source": pa.array(kept_src.astype("i4")),
+                    "source_id": pa.array(ids[kept_src], pa.string())
+                    if len(kept_src)
+                    else pa.array([], pa.string()),
+                    "priority": pa.array(cands.priority[kept_src].astype("i4")),
+                    "level": pa.array(level_idx[pair_src[keep]]),
                     "src_row0": pa.array(window[keep, 0]),
                     "src_row1": pa.array(window[keep, 1]),
                     "src_col0": pa.array(window[keep, 2]),
@@ -172,6 +158,64 @@ def resolve_windows(
             )
         )
     return pa.concat_tables(tables) if tables else empty_plan_table()
+
+
+def _levels_for(
+    grid: TargetGrid, levels: list[tuple[Level, ...]], codes: np.ndarray, crs_of: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per source: the level to read (index), its inverse affine coefficients and its shape."""
+    n = len(levels)
+    level_idx = np.zeros(n, dtype="i2")
+    coef = np.zeros((n, 6))
+    shape = np.zeros((n, 2), dtype="i8")
+    for c, code in enumerate(codes):
+        members = np.nonzero(crs_of == c)[0]
+        res = target_res_in_sources(grid, CRS.from_user_input(code), [levels[i][0] for i in members])
+        for i, r in zip(members, res, strict=True):
+            lv = select_overview(levels[i], r, levels[i][0].resolution)
+            level_idx[i] = levels[i].index(lv)
+            inv = ~Affine(*lv.transform)
+            coef[i] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
+            shape[i] = lv.shape
+    return level_idx, coef, shape
+
+
+def _windows(
+    grid: TargetGrid, crs: CRS, chunk: np.ndarray, coef: np.ndarray, shape: np.ndarray, masks: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(window, cover, touch) of pairs in one source CRS: the source pixels that the chunk's lattice maps
+    into, widened by MARGIN and clipped to the source (-1 rows where empty)."""
+    uchunks, inverse = np.unique(chunk, return_inverse=True)
+    xs, ys = chunk_lattice(grid, uchunks)
+    sx, sy = transformer(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
+    sx, sy = sx[inverse], sy[inverse]
+    cols = coef[:, 0:1] * sx + coef[:, 1:2] * sy + coef[:, 2:3]
+    rows = coef[:, 3:4] * sx + coef[:, 4:5] * sy + coef[:, 5:6]
+    ok = np.isfinite(cols) & np.isfinite(rows)
+    with np.errstate(all="ignore"):
+        c0 = np.floor(np.nanmin(np.where(ok, cols, np.nan), axis=1))
+        c1 = np.floor(np.nanmax(np.where(ok, cols, np.nan), axis=1)) + 1
+        r0 = np.floor(np.nanmin(np.where(ok, rows, np.nan), axis=1))
+        r1 = np.floor(np.nanmax(np.where(ok, rows, np.nan), axis=1)) + 1
+    if crs.is_geographic:  # a chunk holding a pole needs every longitude, up to that pole
+        for lat, inside in _pole_chunks(grid, uchunks).items():
+            hit = inside[inverse]
+            pr = coef[hit, 4] * lat + coef[hit, 5]
+            c0[hit], c1[hit] = 0, shape[hit, 1]
+            r0[hit] = np.minimum(np.nan_to_num(r0[hit], nan=np.inf), np.floor(pr))
+            r1[hit] = np.maximum(np.nan_to_num(r1[hit], nan=-np.inf), np.floor(pr) + 1)
+    h, w = shape[:, 0], shape[:, 1]
+    empty = ~(np.isfinite(c0) & np.isfinite(r0)) | (c1 <= 0) | (r1 <= 0) | (c0 >= w) | (r0 >= h)
+    win = np.stack([r0 - MARGIN, r1 + MARGIN, c0 - MARGIN, c1 + MARGIN], axis=1)
+    win = np.nan_to_num(win, nan=0.0, posinf=0.0, neginf=0.0)
+    win[:, 0:2] = np.clip(win[:, 0:2], 0, h[:, None])
+    win[:, 2:4] = np.clip(win[:, 2:4], 0, w[:, None])
+    win[empty] = -1
+    if masks:
+        cover, touch = cell_masks(cols, rows, w, h, LATTICE)
+    else:
+        cover = touch = np.zeros(len(chunk), dtype=np.uint64)
+    return win.astype("i8"), cover, touch
 
 
 def empty_plan_table() -> pa.Table:
