@@ -172,3 +172,13 @@ def test_band_only_some_sources_have(store, tmp_path, datafusion):
     finally:
         del root["s1/B08"]
         write_meta(store)
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_culling_stays_within_each_time_group(store, datafusion):
+    """A scene covering a chunk hides older scenes of its own day only, never another day's slice."""
+    kw = {"bands": ["B04", "B11"], "groupby": "day", "datafusion": datafusion}
+    full = compute(store, **kw)
+    culled = compute(store, cull=True, **kw)
+    assert culled.plan.n_pairs < full.plan.n_pairs
+    np.testing.assert_array_equal(culled.array.compute(), full.array.compute())

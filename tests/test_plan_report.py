@@ -66,7 +66,7 @@ def test_bad_where(clouded, datafusion, where, words):
 def test_culling_drops_covered_sources_and_keeps_every_pixel(random_store, datafusion):
     full = merge(str(random_store), datafusion=datafusion, **REQUEST)
     culled = merge(str(random_store), datafusion=datafusion, cull=True, **REQUEST)
-    assert culled.plan.pairs_before_cull == full.plan.n_pairs
+    assert culled.plan.pairs_before_cull >= full.plan.n_pairs
     assert culled.plan.n_pairs < full.plan.n_pairs
     np.testing.assert_array_equal(culled.array.compute(), full.array.compute())
 

@@ -11,10 +11,17 @@ import pyarrow as pa
 
 from lazymerge.errors import EmptyPlanWarning
 from lazymerge.geometry import split_parts
-from lazymerge.planner.culling import cull_mask
+from lazymerge.planner.culling import CoverCull, cull_mask
 from lazymerge.planner.request import MergeRequest, build_request
+from lazymerge.planner.sources import collect_pairs
 from lazymerge.planner.table import Plan, levels_table
-from lazymerge.planner.timegroups import add_time_column, centre_longitudes, time_groups
+from lazymerge.planner.timegroups import (
+    add_time_column,
+    centre_longitudes,
+    label_ids,
+    source_labels,
+    time_groups,
+)
 from lazymerge.planner.windows import resolve_windows
 
 __all__ = ["Plan", "MergeRequest", "build_plan", "plan"]
@@ -50,25 +57,32 @@ def build_plan(request: MergeRequest) -> Plan:
     sources, join = discover(request)
     clock.lap("sources")
     grid = request.grid
-    c_index, c_parts = split_parts(grid.chunk_footprints())
-    chunk, source = join(c_index, c_parts, sources.part_index, sources.part_bounds)
-    clock.lap("join")
+    cands = sources.candidates
+    footprints = grid.chunk_footprints()
+    c_index, c_parts = split_parts(footprints)
+    clock.lap("chunk footprints")
+    labels = None
+    if request.groupby:
+        lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
+        labels = source_labels(request.groupby, cands.datetime, lon)
+    cover = CoverCull(grid, cands, footprints, label_ids(labels)) if request.cull else None
+    batches = join(c_index, c_parts, sources.part_index, sources.part_bounds)
+    chunk, source = collect_pairs(batches, cands.priority, cover)
+    clock.lap("join + cover culling" if cover else "join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
-    cands = sources.candidates
     table = resolve_windows(grid, chunk, source, cands, bands, sources.band_of, masks=request.cull)
     clock.lap("windows")
     time_coords = None
     if request.groupby:
-        lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
         used = np.unique(table["source"].to_numpy())
-        group_of_source, time_coords = time_groups(request.groupby, cands.datetime, cands.ids, lon, used)
+        group_of_source, time_coords = time_groups(request.groupby, labels, cands.ids, used)
         table = add_time_column(table, group_of_source)
-    pairs_before_cull = table.num_rows
+    pairs_before_cull = cover.seen * len(bands) if cover else table.num_rows
     if request.cull:
         keys = ["time"] * bool(request.groupby) + ["band", "chunk_row", "chunk_col"]
         table = table.filter(pa.array(cull_mask(table, keys))).drop_columns(["_cover", "_touch"])
-        clock.lap("cull")
+        clock.lap("cell culling")
     if table.num_rows == 0:
         where = f" matching where={request.where!r}" if request.where else ""
         warnings.warn(

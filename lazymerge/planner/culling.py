@@ -11,8 +11,14 @@ whole grid, so it is opt-in (``cull=True``): sources with nodata inside keep eve
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
+from affine import Affine
+from pyproj import CRS
+
+from lazymerge.warp import transformer
 
 CELLS = 8  # cells per chunk side; CELLS * CELLS bits fill a uint64
 FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -77,3 +83,79 @@ def cull_mask(table: pa.Table, keys: list[str]) -> np.ndarray:
     before = _covered_before(cover, start)
     hidden = (before == FULL) | ((touch != 0) & ((_dilate(touch) & ~before) == 0))
     return ~hidden
+
+
+class CoverCull:
+    """First stage, on the streamed join: per (time group, chunk), the best priority among sources that
+    cover the whole chunk; pairs behind it are dropped as they arrive, so only survivors are kept.
+
+    A source covers a chunk when the chunk's four corners, transformed exactly into the source's CRS, lie
+    at least ``MARGIN_PX`` pixels inside its base grid (chunk edges bend far less than that away from the
+    poles; chunks beyond ``MAX_LAT`` are never culled here). Same validity assumption as the cell masks.
+    """
+
+    MARGIN_PX = 2.0
+    MAX_LAT = 75.0
+
+    def __init__(self, grid: Any, cands: Any, footprints: np.ndarray, group_of_source: np.ndarray | None):
+        self.grid = grid
+        self.cands = cands
+        self.nchunks = grid.nchunks[0] * grid.nchunks[1]
+        self.group = np.zeros(len(cands.ids), dtype="i8") if group_of_source is None else group_of_source
+        n_groups = int(self.group.max(initial=0)) + 1
+        self.best = np.full(n_groups * self.nchunks, np.iinfo("i4").max, dtype="i4")
+        with np.errstate(invalid="ignore"):
+            self.polar = ~(np.maximum(np.abs(footprints[:, 1]), np.abs(footprints[:, 3])) < self.MAX_LAT)
+        self.codes, self.crs_of = np.unique(
+            np.asarray(cands.crs, dtype=object).astype(str), return_inverse=True
+        )
+        inv = [~Affine(*t) for t in cands.transform]
+        self.coef = np.array([(i.a, i.b, i.c, i.d, i.e, i.f) for i in inv]).reshape(-1, 6)
+        self._corners: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.seen = 0  # candidate pairs the join produced, before any culling
+
+    def _corner_grid(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """x, y in source CRS ``c`` of every chunk corner: two (nr + 1, nc + 1) arrays, transformed once."""
+        if c not in self._corners:
+            g = self.grid
+            nr, nc = g.nchunks
+            rows = np.minimum(np.arange(nr + 1) * g.chunk_size[0], g.shape[0])
+            cols = np.minimum(np.arange(nc + 1) * g.chunk_size[1], g.shape[1])
+            x, y = np.meshgrid(g.transform.c + cols * g.transform.a, g.transform.f + rows * g.transform.e)
+            to_src = transformer(g.crs.to_wkt(), CRS.from_user_input(str(self.codes[c])).to_wkt())
+            self._corners[c] = to_src.transform(x, y, errcheck=False)
+        return self._corners[c]
+
+    def covers(self, chunk: np.ndarray, source: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(chunk), dtype=bool)
+        nc = self.grid.nchunks[1]
+        for c in np.unique(self.crs_of[source]):
+            sel = np.nonzero((self.crs_of[source] == c) & ~self.polar[chunk])[0]
+            X, Y = self._corner_grid(int(c))
+            r, q = np.divmod(chunk[sel], nc)
+            k = self.coef[source[sel]]
+            h, w = self.cands.shape[source[sel], 0], self.cands.shape[source[sel], 1]
+            inside = np.ones(len(sel), dtype=bool)
+            for dr, dq in ((0, 0), (0, 1), (1, 0), (1, 1)):
+                x, y = X[r + dr, q + dq], Y[r + dr, q + dq]
+                col = k[:, 0] * x + k[:, 1] * y + k[:, 2]
+                row = k[:, 3] * x + k[:, 4] * y + k[:, 5]
+                m = self.MARGIN_PX
+                with np.errstate(invalid="ignore"):
+                    inside &= (col >= m) & (col <= w - m) & (row >= m) & (row <= h - m)
+            out[sel] = inside
+        return out
+
+    def update(self, chunk: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """Record this batch's covering sources; the mask of its pairs still in front of every cover."""
+        self.seen += len(chunk)
+        prio = self.cands.priority[source].astype("i4")
+        key = self.group[source] * self.nchunks + chunk
+        full = self.covers(chunk, source)
+        np.minimum.at(self.best, key[full], prio[full])
+        return prio <= self.best[key]
+
+    def final(self, chunk: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """Keep mask once every batch has been seen."""
+        key = self.group[source] * self.nchunks + chunk
+        return self.cands.priority[source] <= self.best[key]

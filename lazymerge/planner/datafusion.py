@@ -21,16 +21,21 @@ from lazymerge.planner.sources import SourceSet, bin_size
 from lazymerge.planner.windows import Candidates
 from lazymerge.sources import BANDS_COLUMN, Band, bands_from_json, read_band
 
+# Every footprint part is exploded over the grid bins it touches; the equi-join on (bin x, bin y) replaces a
+# quadratic nested-loop join, and a pair is kept only in the bin holding the lower-left corner of the two
+# boxes' intersection, so each (chunk part, source part) comes out once without a DISTINCT. The result is
+# streamed in batches, unordered: the planner culls and orders it.
 JOIN_SQL = """
-WITH s1 AS (SELECT src, prio, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx
+WITH s1 AS (SELECT src, xmin, ymin, xmax, ymax, bx0, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx
             FROM sparts),
-     s2 AS (SELECT src, prio, xmin, ymin, xmax, ymax, cx, unnest(range(by0, by1 + 1)) AS cy FROM s1),
-     c1 AS (SELECT chunk, xmin, ymin, xmax, ymax, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx FROM cparts),
-     c2 AS (SELECT chunk, xmin, ymin, xmax, ymax, cx, unnest(range(by0, by1 + 1)) AS cy FROM c1)
-SELECT DISTINCT c.chunk AS chunk, s.src AS src, s.prio AS prio
+     s2 AS (SELECT src, xmin, ymin, xmax, ymax, bx0, by0, cx, unnest(range(by0, by1 + 1)) AS cy FROM s1),
+     c1 AS (SELECT chunk, xmin, ymin, xmax, ymax, bx0, by0, by1, unnest(range(bx0, bx1 + 1)) AS cx
+            FROM cparts),
+     c2 AS (SELECT chunk, xmin, ymin, xmax, ymax, bx0, by0, cx, unnest(range(by0, by1 + 1)) AS cy FROM c1)
+SELECT c.chunk AS chunk, s.src AS src
 FROM c2 c JOIN s2 s ON c.cx = s.cx AND c.cy = s.cy
 WHERE s.xmin <= c.xmax AND s.xmax >= c.xmin AND s.ymin <= c.ymax AND s.ymax >= c.ymin
-ORDER BY chunk, prio
+  AND c.cx = greatest(c.bx0, s.bx0) AND c.cy = greatest(c.by0, s.by0)
 """
 
 
@@ -38,12 +43,9 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _binned(
-    name: str, ids: np.ndarray, parts: np.ndarray, cell: float, extra: dict | None = None
-) -> pa.Table:
+def _binned(name: str, ids: np.ndarray, parts: np.ndarray, cell: float) -> pa.Table:
     b = np.floor(parts / cell).astype("i8")
     cols = {name: pa.array(ids.astype("i8"))}
-    cols.update(extra or {})
     cols.update({k: pa.array(parts[:, i]) for i, k in enumerate(("xmin", "ymin", "xmax", "ymax"))})
     cols.update({"bx0": b[:, 0], "by0": b[:, 1], "bx1": b[:, 2], "by1": b[:, 3]})
     return pa.table(cols)
@@ -97,15 +99,20 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
         return {name: read_band(child, name)[0] for name, child in sorted(node.members(max_depth=0))}
 
     def join(c_index: np.ndarray, c_parts: np.ndarray, s_index: np.ndarray, s_parts: np.ndarray):
+        """(chunk, source) candidate pairs, streamed in record batches (one query for every chunk)."""
         cell = bin_size(c_parts, s_parts)
         meta.ctx.register_record_batches("cparts", [_binned("chunk", c_index, c_parts, cell).to_batches()])
-        sparts = _binned("src", s_index, s_parts, cell, {"prio": pa.array(priority[s_index])})
-        meta.ctx.register_record_batches("sparts", [sparts.to_batches()])
-        pairs = meta.sql(JOIN_SQL)
-        meta.ctx.deregister_table("cparts")
-        meta.ctx.deregister_table("sparts")
-        return pairs["chunk"].to_numpy().astype("i8"), pairs["src"].to_numpy().astype("i8")
+        meta.ctx.register_record_batches("sparts", [_binned("src", s_index, s_parts, cell).to_batches()])
+        try:
+            for batch in meta.ctx.sql(JOIN_SQL).execute_stream():
+                rb = batch.to_pyarrow()
+                yield rb.column(0).to_numpy().astype("i8"), rb.column(1).to_numpy().astype("i8")
+        finally:
+            meta.ctx.deregister_table("cparts")
+            meta.ctx.deregister_table("sparts")
 
     dt = to_datetimes(table["datetime"]) if "datetime" in names else None
-    cands = Candidates(ids, crs, priority, dt)
+    base = np.stack([table[f"transform_{i}"].to_numpy() for i in range(6)], axis=1)
+    shape = np.stack([table["shape_y"].to_numpy(), table["shape_x"].to_numpy()], axis=1)
+    cands = Candidates(ids, crs, priority, dt, base, shape)
     return SourceSet(cands, part_index, part_bounds, read_bands), join

@@ -17,7 +17,7 @@ def parse_where(where: object) -> str | None:
     if where is None:
         return None
     if not isinstance(where, str) or not where.strip():
-        raise InvalidWhereError(f"where {where!r} must be a SQL predicate string, e.g. \"cloud_cover < 20\"")
+        raise InvalidWhereError(f'where {where!r} must be a SQL predicate string, e.g. "cloud_cover < 20"')
     return where
 
 

@@ -11,9 +11,11 @@ from lazymerge.datetimes import to_datetimes
 from lazymerge.geometry import split_parts
 from lazymerge.planner.filters import keep_parts, where_mask
 from lazymerge.planner.request import MergeRequest
-from lazymerge.planner.sources import SourceSet, order_pairs
+from lazymerge.planner.sources import SourceSet
 from lazymerge.planner.windows import Candidates
 from lazymerge.sources import crs_code, scan_store, source_footprints
+
+JOIN_BATCH = 50_000  # chunk parts per STRtree query
 
 
 def discover(request: MergeRequest) -> tuple[SourceSet, object]:
@@ -31,11 +33,15 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     part_index, part_bounds = keep_parts(*split_parts(source_footprints(index.entries)), mask)
     entries = index.entries
     dt = to_datetimes(table["datetime"]) if "datetime" in table.column_names else None
-    cands = Candidates([e.id for e in entries], [crs_code(e.crs) for e in entries], priority, dt)
+    base = np.array([e.base.transform for e in entries]).reshape(-1, 6)
+    shape = np.array([e.base.shape for e in entries]).reshape(-1, 2)
+    cands = Candidates([e.id for e in entries], [crs_code(e.crs) for e in entries], priority, dt, base, shape)
 
     def join(c_index: np.ndarray, c_parts: np.ndarray, s_index: np.ndarray, s_parts: np.ndarray):
+        """(chunk, source) candidate pairs from an STRtree of source parts, chunk parts in batches."""
         tree = shapely.STRtree(shapely.box(*s_parts.T))
-        qi, si = tree.query(shapely.box(*c_parts.T))
-        return order_pairs(c_index[qi], s_index[si], priority)
+        for start in range(0, len(c_parts), JOIN_BATCH):
+            qi, si = tree.query(shapely.box(*c_parts[start : start + JOIN_BATCH].T))
+            yield c_index[start + qi], s_index[si]
 
     return SourceSet(cands, part_index, part_bounds, lambda s: dict(entries[s].bands)), join

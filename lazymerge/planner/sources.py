@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import zarr
@@ -13,7 +14,7 @@ from lazymerge.errors import BandNotFoundError, BandsInferredWarning
 from lazymerge.planner.windows import Candidates
 from lazymerge.sources import Band
 
-JoinFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+JoinFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Iterator[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass
@@ -90,6 +91,25 @@ def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> 
     by_prio = np.empty(n, dtype="i8")
     by_prio[priority] = np.arange(len(priority))
     return order_chunk, by_prio[prio]
+
+
+def collect_pairs(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], priority: np.ndarray, cull: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Consume the join's batches, culling each as it arrives (``cull.update``/``cull.final``), then
+    dedupe and order the survivors by chunk, then priority. Memory grows with survivors only."""
+    chunks, sources = [np.zeros(0, dtype="i8")], [np.zeros(0, dtype="i8")]
+    for chunk, source in batches:
+        if cull is not None:
+            keep = cull.update(chunk, source)
+            chunk, source = chunk[keep], source[keep]
+        chunks.append(chunk)
+        sources.append(source)
+    chunk, source = np.concatenate(chunks), np.concatenate(sources)
+    if cull is not None:
+        keep = cull.final(chunk, source)
+        chunk, source = chunk[keep], source[keep]
+    return order_pairs(chunk, source, priority)
 
 
 def bin_size(chunk_parts: np.ndarray, source_parts: np.ndarray) -> float:

@@ -36,20 +36,14 @@ def centre_longitudes(n: int, part_index: np.ndarray, part_bounds: np.ndarray) -
     return (lon + 180.0) % 360.0 - 180.0
 
 
-def time_groups(
-    how: str, datetimes: np.ndarray | None, ids: list[str], lon: np.ndarray, used: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(group index per source, sorted labels of the groups that the ``used`` sources fall in).
+def source_labels(how: str, datetimes: np.ndarray | None, lon: np.ndarray) -> np.ndarray:
+    """Each source's group label (datetime64[ns], NaT where it has no datetime).
 
-    ``time``: one group per distinct timestamp; ``day``: per UTC date; ``solar_day``: per local solar date
-    at the source's mid-longitude (UTC + lon / 15 hours), so one satellite pass stays one group.
-    Labels are datetime64[ns]; sources outside ``used`` may get any index.
+    ``time``: its timestamp; ``day``: its UTC date; ``solar_day``: its local solar date at its
+    mid-longitude (UTC + lon / 15 hours), so one satellite pass stays one group.
     """
     if datetimes is None or np.isnat(datetimes).all():
         raise GroupByError(f"groupby={how!r} needs a datetime for every source, but none has one; {HINT}")
-    missing = [ids[i] for i in used if np.isnat(datetimes[i])]
-    if missing:
-        raise GroupByError(f"groupby={how!r}: source(s) {missing[:10]} have no datetime; {HINT}")
     if how == "time":
         labels = datetimes
     elif how == "day":
@@ -57,7 +51,22 @@ def time_groups(
     else:
         offset = np.round(np.nan_to_num(lon) / 15.0 * 3600e6).astype("i8").astype("timedelta64[us]")
         labels = (datetimes + offset).astype("datetime64[D]")
-    labels = labels.astype("datetime64[ns]")
+    return labels.astype("datetime64[ns]")
+
+
+def label_ids(labels: np.ndarray | None) -> np.ndarray | None:
+    """Dense integer id of each source's label (NaT last), for keying per-group state."""
+    return None if labels is None else np.unique(labels, return_inverse=True)[1].astype("i8")
+
+
+def time_groups(
+    how: str, labels: np.ndarray, ids: list[str], used: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(group index per source, sorted labels of the groups that the ``used`` sources fall in); sources
+    outside ``used`` may get any index. A used source without a datetime is an error naming it."""
+    missing = [ids[i] for i in used if np.isnat(labels[i])]
+    if missing:
+        raise GroupByError(f"groupby={how!r}: source(s) {missing[:10]} have no datetime; {HINT}")
     coords = np.unique(labels[used])
     return np.searchsorted(coords, labels).astype("i4"), coords
 

@@ -31,6 +31,8 @@ class Candidates:
     crs: list[str]
     priority: np.ndarray  # rank per source row, 0 = highest priority
     datetime: np.ndarray | None = None  # datetime64[us] per source row (NaT: none), when the table has one
+    transform: np.ndarray | None = None  # (n, 6) affine of each source's base level
+    shape: np.ndarray | None = None  # (n, 2) rows, cols of each source's base level
 
 
 def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -> np.ndarray:
