@@ -74,12 +74,18 @@ def write_meta(store: Any) -> pa.Table:
     table replaces the old one atomically (written aside, then renamed), so no half-written /meta is left.
     """
     table = scan_store(store).table()
+    write_meta_table(store, table)
+    return table
+
+
+def write_meta_table(store: Any, table: pa.Table) -> None:
+    """Write ``table`` as the store's /meta (atomically on a local store: written aside, then renamed)."""
     root, local = _writable_root(store)
     if local is None:
         if META_GROUP in root:
             del root[META_GROUP]
         _write_table(root.create_group(META_GROUP), table)
-        return table
+        return
     tmp_name = f".meta-tmp-{uuid.uuid4().hex}"
     try:
         _write_table(root.create_group(tmp_name), table)
@@ -90,7 +96,6 @@ def write_meta(store: Any) -> pa.Table:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(local / tmp_name, ignore_errors=True)
-    return table
 
 
 class MetaTable:

@@ -93,7 +93,7 @@ def build_plan(request: MergeRequest) -> Plan:
             stacklevel=3,
         )
 
-    uniq = unique_rows(table, ("source", "band", "level"))
+    uniq = unique_levels(table)
     entries = [(s, b, lv, sources.band_of(s, bands[b]).levels[lv], cands.crs[s]) for s, b, lv in uniq]
     clock.lap("levels")
     return Plan(
@@ -110,12 +110,13 @@ def build_plan(request: MergeRequest) -> Plan:
     )
 
 
-def unique_rows(table: pa.Table, columns: tuple[str, ...]) -> list[tuple[int, ...]]:
-    """Sorted distinct value tuples of integer ``columns``."""
-    if table.num_rows == 0:
-        return []
-    stacked = np.stack([table[c].to_numpy().astype("i8") for c in columns], axis=1)
-    return [tuple(int(v) for v in row) for row in np.unique(stacked, axis=0)]
+def unique_levels(table: pa.Table) -> list[tuple[int, int, int]]:
+    """Sorted distinct (source, band, level) of the plan rows."""
+    s, b, lv = (table[c].to_numpy().astype("i8") for c in ("source", "band", "level"))
+    key = np.unique((s << 32) | (b << 16) | lv)
+    return list(
+        zip((key >> 32).tolist(), ((key >> 16) & 0xFFFF).tolist(), (key & 0xFFFF).tolist(), strict=True)
+    )
 
 
 def plan(

@@ -1,0 +1,316 @@
+"""Planning at continental scale: lazymerge vs a shapely STRtree and vs one DataFusion query per chunk.
+
+Synthetic Sentinel-2-like /meta (110 km tiles at 10 m in the UTM zone of a random point of the target
+extent, origins snapped to a 100 km grid so revisits share footprints, random dates in 2024, sources :
+chunks = 1 : 10) and an EPSG:3857 target at 10 m in 512 px chunks centred on 10 E 45 N. Every measurement
+runs in its own subprocess, so peak RSS is that of the measurement alone.
+
+    python benchmarks/plan_scale.py                 # 1k x 10k and 10k x 100k
+    python benchmarks/plan_scale.py --scales 1000 10000 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import zarr
+from pyproj import CRS, Transformer
+
+RES = 10.0
+CHUNK = 512
+TILE = 10980
+DATES = 8
+PER_CHUNK_SAMPLE = 200
+
+
+def target(n_chunks: int) -> tuple[str, tuple[float, float, float, float]]:
+    side = math.isqrt(n_chunks) * CHUNK * RES
+    cx, cy = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(10.0, 45.0)
+    return "EPSG:3857", (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def make_store(path: Path, n_sources: int, n_chunks: int, seed: int = 0) -> None:
+    """A store holding only /meta, as lazymerge index writes it (bands column included)."""
+    from lazymerge.geometry import bounds_to_wkb, lonlat_bounds
+    from lazymerge.meta import write_meta_table
+    from lazymerge.sources import Band, Level, bands_json
+
+    rng = np.random.default_rng(seed)
+    crs, (x0, y0, x1, y1) = target(n_chunks)
+    n_tiles = max(1, n_sources // DATES)
+    px = rng.uniform(x0 - 60e3, x1 + 60e3, n_tiles)
+    py = rng.uniform(y0 - 60e3, y1 + 60e3, n_tiles)
+    lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(px, py)
+    zone = np.floor((lon + 180) / 6).astype(int) + 1
+    tile = rng.integers(0, n_tiles, n_sources)
+    epsg = 32600 + zone[tile]
+    ox = np.zeros(n_sources)
+    oy = np.zeros(n_sources)
+    bounds = np.zeros((n_sources, 4))
+    for z in np.unique(epsg):
+        sel = epsg == z
+        ux, uy = Transformer.from_crs("EPSG:4326", f"EPSG:{z}", always_xy=True).transform(
+            lon[tile[sel]], lat[tile[sel]]
+        )
+        ox[sel] = np.floor(ux / 1e5) * 1e5
+        oy[sel] = np.ceil(uy / 1e5) * 1e5
+        boxes = np.stack([ox[sel], oy[sel] - TILE * RES, ox[sel] + TILE * RES, oy[sel]], axis=1)
+        bounds[sel] = lonlat_bounds(CRS.from_epsg(int(z)), boxes)
+    when = np.datetime64("2024-01-01", "us") + rng.integers(0, 366 * 86400, n_sources).astype(
+        "timedelta64[s]"
+    )
+    ids = [f"S2_{i:07d}" for i in range(n_sources)]
+
+    def bands(i: int) -> str:
+        t = (RES, 0.0, ox[i], 0.0, -RES, oy[i])
+        levels = tuple(
+            Level(
+                f"{ids[i]}/B04/{k}",
+                (t[0] * 2**k, 0.0, t[2], 0.0, t[4] * 2**k, t[5]),
+                (TILE >> k, TILE >> k),
+                "uint16",
+                0.0,
+                float(2**k),
+                (1024, 1024),
+            )
+            for k in range(4)
+        )
+        return bands_json({"B04": Band("B04", f"{ids[i]}/B04", levels)})
+
+    table = pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "bbox": pa.array(bounds_to_wkb(bounds), pa.binary()),
+            "proj:epsg": pa.array(epsg, pa.int64()),
+            "proj:code": pa.array([f"EPSG:{e}" for e in epsg], pa.string()),
+            **{
+                f"transform_{k}": pa.array(v)
+                for k, v in enumerate(
+                    [
+                        np.full(n_sources, RES),
+                        np.zeros(n_sources),
+                        ox,
+                        np.zeros(n_sources),
+                        np.full(n_sources, -RES),
+                        oy,
+                    ]
+                )
+            },
+            "shape_x": pa.array(np.full(n_sources, TILE, dtype="i8")),
+            "shape_y": pa.array(np.full(n_sources, TILE, dtype="i8")),
+            "datetime": pa.array(when, pa.timestamp("us")),
+            "lazymerge:bands": pa.array([bands(i) for i in range(n_sources)], pa.string()),
+        }
+    )
+    zarr.open_group(str(path), mode="w")
+    write_meta_table(str(path), table)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
+    from lazymerge.planner import plan
+
+    crs, bbox = target(n_chunks)
+    t0, c0 = time.perf_counter(), time.process_time()
+    p = plan(
+        store,
+        crs=crs,
+        bbox=bbox,
+        resolution=RES,
+        chunk_size=(CHUNK, CHUNK),
+        bands="B04",
+        datafusion=True,
+        sortby="-datetime",
+        cull=cull,
+    )
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    with tempfile.TemporaryDirectory() as tmp:
+        s0 = time.perf_counter()
+        path = p.save(f"{tmp}/plan.zarr")
+        save = time.perf_counter() - s0
+        disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+        from lazymerge.kernel import KernelTask
+
+        task = KernelTask(path, zarr.storage.LocalStore(store, read_only=True), p.grid, p.dtype, False)
+        payload = len(pickle.dumps(task))
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss": peak_rss_mib(),
+        "pairs": p.n_pairs,
+        "before": p.pairs_before_cull,
+        "chunks": p.grid.nchunks[0] * p.grid.nchunks[1],
+        "timings": p.timings,
+        "save": save,
+        "disk_mb": disk / 2**20,
+        "payload": payload,
+    }
+
+
+def _footprints(store: str, n_chunks: int):
+    import shapely
+
+    from lazymerge.geometry import split_parts
+    from lazymerge.grid import TargetGrid
+
+    meta = zarr.open_group(store, mode="r")["meta"]
+    geoms = shapely.from_wkb(meta["bbox"][:])
+    s_index, s_parts = np.arange(len(geoms)), shapely.bounds(geoms)  # (multi)polygon bounds
+    prio = np.argsort(np.argsort(-meta["datetime"][:].astype("i8"), kind="stable"))
+    crs, bbox = target(n_chunks)
+    grid = TargetGrid.from_bbox(crs, bbox, RES, (CHUNK, CHUNK))
+    c_index, c_parts = split_parts(grid.chunk_footprints())
+    return s_index, s_parts, prio, c_index, c_parts
+
+
+def child_strtree(store: str, n_chunks: int) -> dict:
+    """The baseline: every chunk footprint against an STRtree of source footprints, then one sort."""
+    import shapely
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    s_index, s_parts, prio, c_index, c_parts = _footprints(store, n_chunks)
+    tree = shapely.STRtree(shapely.box(*s_parts.T))
+    qi, si = tree.query(shapely.box(*c_parts.T))
+    key = np.unique(c_index[qi].astype("i8") * len(prio) + prio[s_index[si]])
+    return {
+        "wall": time.perf_counter() - t0,
+        "cpu": time.process_time() - c0,
+        "rss": peak_rss_mib(),
+        "pairs": len(key),
+    }
+
+
+def child_per_chunk(store: str, n_chunks: int) -> dict:
+    """One DataFusion query per chunk (as lazycogs does with DuckDB), timed on a sample and extrapolated."""
+    from datafusion import SessionContext
+
+    s_index, s_parts, prio, c_index, c_parts = _footprints(store, n_chunks)
+    ctx = SessionContext()
+    ctx.register_record_batches(
+        "s",
+        [
+            pa.table(
+                {
+                    "src": s_index,
+                    "prio": prio,
+                    "xmin": s_parts[:, 0],
+                    "ymin": s_parts[:, 1],
+                    "xmax": s_parts[:, 2],
+                    "ymax": s_parts[:, 3],
+                }
+            ).to_batches()
+        ],
+    )
+    sample = np.random.default_rng(0).choice(len(c_parts), min(PER_CHUNK_SAMPLE, len(c_parts)), replace=False)
+    t0, c0 = time.perf_counter(), time.process_time()
+    found = 0
+    for i in sample:
+        x0, y0, x1, y1 = c_parts[i]
+        q = (
+            f"SELECT src FROM s WHERE xmin <= {x1} AND xmax >= {x0} AND ymin <= {y1} AND ymax >= {y0} "
+            "ORDER BY prio"
+        )
+        found += ctx.sql(q).to_arrow_table().num_rows
+    scale = len(c_parts) / len(sample)
+    return {
+        "wall": (time.perf_counter() - t0) * scale,
+        "cpu": (time.process_time() - c0) * scale,
+        "rss": peak_rss_mib(),
+        "pairs": int(found * scale),
+    }
+
+
+def run_child(kind: str, store: Path, n_chunks: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, str(store), str(n_chunks)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scales", type=int, nargs="+", default=[1000, 10000], help="numbers of sources")
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, store, n = args.child
+        fn = {
+            "lazymerge": lambda: child_lazymerge(store, int(n), True),
+            "lazymerge-nocull": lambda: child_lazymerge(store, int(n), False),
+            "strtree": lambda: child_strtree(store, int(n)),
+            "per-chunk": lambda: child_per_chunk(store, int(n)),
+        }[kind]
+        print(json.dumps(fn()))
+        return
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n_src in args.scales:
+            n_chunks = 10 * n_src
+            store = Path(tmp) / f"meta{n_src}.zarr"
+            t0 = time.perf_counter()
+            make_store(store, n_src, n_chunks)
+            print(
+                f"# {n_src} sources x {n_chunks} chunks: /meta written in {time.perf_counter() - t0:.1f} s",
+                flush=True,
+            )
+            kinds = ["lazymerge", "strtree", "per-chunk"] + (["lazymerge-nocull"] if n_src <= 10000 else [])
+            for kind in kinds:
+                r = run_child(kind, store, n_chunks)
+                rows.append((n_src, n_chunks, kind, r))
+                print(f"#   {kind}: {json.dumps(r)}", flush=True)
+    print()
+    print(
+        f"{'sources':>8} {'chunks':>9}  {'method':<22} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9} "
+        f"{'pairs':>11}  {'vs STRtree (cpu)':>16}"
+    )
+    for n_src, n_chunks, kind, r in rows:
+        if "error" in r:
+            print(f"{n_src:>8} {n_chunks:>9}  {kind:<22} error: {r['error'][:80]}")
+            continue
+        base = next((b for s, _, k, b in rows if s == n_src and k == "strtree" and "cpu" in b), None)
+        ratio = f"{r['cpu'] / base['cpu']:.2f}x" if base else "-"
+        label = {
+            "lazymerge": "lazymerge (cull)",
+            "lazymerge-nocull": "lazymerge (no cull)",
+            "strtree": "shapely STRtree+sort",
+            "per-chunk": "DataFusion per chunk*",
+        }[kind]
+        print(
+            f"{n_src:>8} {n_chunks:>9}  {label:<22} {r['wall']:>8.1f} {r['cpu']:>8.1f} "
+            f"{r['rss']:>7.0f}Mi {r['pairs']:>11}  {ratio:>16}"
+        )
+    print(
+        "\n* one query per chunk timed on a sample of "
+        f"{PER_CHUNK_SAMPLE} chunks and extrapolated to all chunks"
+    )
+    print("lazymerge rows are full plans: pairs, culling, levels and source windows; STRtree only pairs.")
+    for n_src, n_chunks, kind, r in rows:
+        if kind.startswith("lazymerge") and "error" not in r:
+            steps = ", ".join(f"{k} {v:.1f}s" for k, v in r["timings"].items())
+            print(
+                f"{kind} {n_src}x{n_chunks}: pairs {r['before']} before culling -> {r['pairs']}; {steps}; "
+                f"plan saved in {r['save']:.1f}s, {r['disk_mb']:.1f} MB; task payload {r['payload']} B"
+            )
+
+
+if __name__ == "__main__":
+    main()
