@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 import shapely
 import zarr
 from pyproj import Transformer
 
 from lazymerge.cli import main
+from lazymerge.errors import StoreError
 from lazymerge.meta import MetaTable, write_meta
 from lazymerge.stores import resolve_store
 
@@ -68,3 +70,19 @@ def test_cli_index_rewrites_meta(seed_store, capsys):
 def test_write_meta_returns_table(seed_store):
     table = write_meta(seed_store)
     assert table.column_names[:3] == ["id", "bbox", "proj:epsg"]
+
+
+@pytest.mark.filterwarnings("ignore:Object at data is not recognized:UserWarning")
+def test_datafusion_plans_from_meta_alone(seed_store):
+    """/meta carries every source's bands and levels: planning reads no source group's metadata."""
+    from lazymerge.planner import plan
+
+    request = {"crs": "EPSG:32618", "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0), "resolution": 20.0}
+    before = plan(str(seed_store), datafusion=True, **request)
+    for name in ("zarr.json",):
+        for band_meta in seed_store.glob(f"*/data/{name}"):
+            band_meta.rename(band_meta.with_suffix(".hidden"))
+    after = plan(str(seed_store), datafusion=True, **request)
+    assert after.table.equals(before.table) and after.levels.equals(before.levels)
+    with pytest.raises(StoreError):  # the scan path does need the groups
+        plan(str(seed_store), datafusion=False, **request)
