@@ -45,7 +45,8 @@ class MergeResult(_MergeTuple):
         return to_xarray(self)
 
     def to_zarr(self, target: Any, **kwargs: Any) -> None:
-        """Stream the blocks into a Zarr array at ``target`` and write its spatial:/proj: attributes."""
+        """Stream the blocks into a Zarr array at ``target`` (path, zarr Store, or writable Icechunk
+        Session with ``path=``, committed once every block is written) with spatial:/proj: attributes."""
         from lazymerge.output import write_zarr
 
         write_zarr(self, target, **kwargs)
