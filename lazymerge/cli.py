@@ -83,7 +83,17 @@ def _request(args: argparse.Namespace) -> dict:
 def _spec(args: argparse.Namespace):
     from lazymerge.merge import default_spec
 
-    return default_spec(allowed_mem=args.allowed_mem)
+    return default_spec(work_dir=getattr(args, "work_dir", None), allowed_mem=args.allowed_mem)
+
+
+def _executor(args: argparse.Namespace):
+    """The executor that --executor names, configured from --executor-config (YAML or JSON)."""
+    from lazymerge.executors import get_executor, load_config
+
+    if args.executor == "lithops" and args.executor_config:
+        return get_executor("lithops", config_file=args.executor_config)
+    options = load_config(args.executor_config) if args.executor_config else {}
+    return get_executor(args.executor, **options)
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -106,10 +116,11 @@ def _run(args: argparse.Namespace) -> None:
 
     t0 = time.perf_counter()
     spec = _spec(args)
+    executor = _executor(args)  # checked before planning: a bad name or config fails at once
     request = {"store": args.store, "plan": args.plan} if args.plan else _request(args)
     result = merge(**request, spec=spec)
     print(result.plan.summary(int(spec.allowed_mem)))
-    result.to_zarr(args.out)
+    result.to_zarr(args.out, executor=executor)
     print(f"wrote {args.out} {result.array.shape} in {time.perf_counter() - t0:.2f} s")
 
 
@@ -138,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     _request_args(p, grid_required=False)
     p.add_argument("--plan", help="a plan written by `lazymerge plan --out` (no planning again)")
     p.add_argument("--out", required=True, help="output Zarr array path")
+    p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, dask, modal")
+    p.add_argument("--executor-config", help="the executor's options (YAML/JSON); for lithops its config")
+    p.add_argument("--work-dir", help="Cubed work_dir (and where the plan is put for the tasks)")
     p.set_defaults(func=_run)
     args = parser.parse_args(argv)
     try:

@@ -79,3 +79,11 @@ class EmptyPlanWarning(UserWarning):
 
 class TaskMemoryError(InvalidRequestError):
     """A chunk whose task would need more memory than the executor allows."""
+
+
+class UnknownExecutorError(InvalidRequestError):
+    """An executor name that lazymerge does not know."""
+
+
+class ExecutorConfigError(LazymergeError, ValueError):
+    """An executor whose configuration, credentials or dependencies are missing or invalid."""

@@ -37,6 +37,7 @@ class MergeResult(_MergeTuple):
 
     plan: Plan
     grid: TargetGrid
+    task: KernelTask  # what each block's task carries besides its block id
 
     def to_xarray(self):
         """A DataArray backed by the Cubed array, with rasterix RasterIndex coords and the xproj CRS."""
@@ -66,8 +67,9 @@ def _plan_location(spec: cubed.Spec) -> str:
     return f"{tmp}/plan.zarr"
 
 
-def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
-    """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan."""
+def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> tuple[cubed.Array, KernelTask]:
+    """The Cubed array of a plan (one kernel task per block, reading its rows from the saved plan), and
+    the KernelTask that every block's task carries."""
     mem = check_memory(plan, int(spec.allowed_mem) - int(spec.reserved_mem or 0))
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
@@ -78,7 +80,7 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
     if time_dim:
         chunks = ((1,) * plan.n_times, *chunks)
     out_block = int(np.prod([c[0] for c in chunks])) * np.dtype(plan.dtype).itemsize
-    return cubed.map_blocks(
+    array = cubed.map_blocks(
         merge_block,
         dtype=np.dtype(plan.dtype),
         chunks=chunks,
@@ -86,6 +88,7 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
         task=task,
         extra_projected_mem=max(mem - out_block, 0),  # reads and kernel arrays, beyond the output block
     )
+    return array, task
 
 
 def merge(
@@ -168,7 +171,7 @@ def merge(
     else:
         plan, handle = Plan.load(plan) if isinstance(plan, str) else plan, resolve_store(store)
     spec = spec or default_spec()
-    array = lazy_array(plan, handle.zarr_store, spec)
+    array, task = lazy_array(plan, handle.zarr_store, spec)
     grid = plan.grid
     h, w = grid.shape
     spatial = SpatialAttrs(
@@ -177,4 +180,5 @@ def merge(
     result = MergeResult(array, spatial, ProjAttrs(code=crs_code(grid.crs)), plan.time_coords)
     result.plan = plan
     result.grid = grid
+    result.task = task
     return result
