@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import zarr
 import zarr.storage
-from datafusion import SessionConfig, SessionContext
+from datafusion import SessionContext
 
 from lazymerge.aio import run_sync
 from lazymerge.errors import MetaNotFoundError, MetaSchemaError, StoreError
@@ -21,7 +21,6 @@ from lazymerge.stores import StoreHandle, resolve_store
 
 REQUIRED_COLUMNS = ("id", "bbox", *(f"transform_{i}" for i in range(6)), "shape_x", "shape_y")
 CRS_COLUMNS = ("proj:code", "proj:epsg")  # at least one; proj:code wins where both exist
-BATCH_ROWS = 1 << 17
 INDEX_HINT = "build it with `lazymerge index STORE` or lazymerge.meta.write_meta(store)"
 
 # Both are expected and harmless: /meta's WKB column uses zarr's variable_length_bytes (no v3 spec yet), and
@@ -118,8 +117,7 @@ class MetaTable:
             return await ZarrTable.from_obstore(handle.obstore, "/" + META_GROUP)
 
         self.table = run_sync(_open())  # the reference must outlive every query (FFI scope)
-        # large batches: the planner culls each streamed batch in numpy, so fewer, bigger batches are cheaper
-        self.ctx = SessionContext(SessionConfig().with_batch_size(BATCH_ROWS))
+        self.ctx = SessionContext()
         self.ctx.register_table("meta", self.table)
         self.schema: pa.Schema = self.ctx.table("meta").schema()
         self._check_schema()
