@@ -120,7 +120,11 @@ def _run(args: argparse.Namespace) -> None:
     request = {"store": args.store, "plan": args.plan} if args.plan else _request(args)
     result = merge(**request, spec=spec)
     print(result.plan.summary(int(spec.allowed_mem)))
-    result.to_zarr(args.out, executor=executor)
+    from lazymerge.progress import Progress
+
+    result.to_zarr(
+        args.out, executor=executor, callbacks=[Progress(bar=not args.no_progress and sys.stderr.isatty())]
+    )
     print(f"wrote {args.out} {result.array.shape} in {time.perf_counter() - t0:.2f} s")
 
 
@@ -152,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, dask, modal")
     p.add_argument("--executor-config", help="the executor's options (YAML/JSON); for lithops its config")
     p.add_argument("--work-dir", help="Cubed work_dir (and where the plan is put for the tasks)")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (off anyway when not a terminal)"
+    )
     p.set_defaults(func=_run)
     args = parser.parse_args(argv)
     try:

@@ -25,6 +25,7 @@ def write_zarr(
     path: str | None = None,
     executor: Any = None,
     message: str | None = None,
+    callbacks: list | None = None,
 ) -> zarr.Array:
     """Stream ``result.array`` into a new Zarr array at ``target`` with spatial:/proj: attributes.
 
@@ -51,7 +52,7 @@ def write_zarr(
             fill_value=float("nan"),
             overwrite=True,
         )
-        cubed.store(arr, out, executor=executor)
+        cubed.store(arr, out, executor=executor, callbacks=callbacks)
         write_spatial(out, result.spatial)
         write_proj(out, result.proj)
     except BaseException:

@@ -150,3 +150,35 @@ def test_bad_lithops_config_names_the_key(config, words):
 def test_missing_executor_config_file(tmp_path):
     with pytest.raises(ExecutorConfigError, match="does not exist"):
         get_executor("lithops", config_file=str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["threads", "lithops"])
+def test_injected_faults_are_retried(seed, tmp_path, monkeypatch, name):
+    """The first attempt of every third block fails; the executor's retries give identical output.
+    (Cubed 0.27's processes executor has no retries, so it is not listed.)"""
+    from lazymerge.kernel import FAULT_DIR
+
+    path, expected = seed
+    monkeypatch.setenv(FAULT_DIR, str(tmp_path))
+    got = merge(str(path), **SEED).array.compute(executor=get_executor(name))
+    assert len(list(tmp_path.iterdir())) >= 5  # faults did fire
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_progress_reports_projected_and_measured_memory(seed, tmp_path):
+    import io
+
+    from lazymerge.progress import Progress
+
+    path, expected = seed
+    out = io.StringIO()
+    progress = Progress(file=out)
+    merge(str(path), **SEED).to_zarr(
+        str(tmp_path / "o.zarr"), executor=get_executor("processes"), callbacks=[progress]
+    )
+    text = out.getvalue()
+    assert "16/16" in text.replace(" ", "") or "16/16" in text  # the bar reached every task
+    assert "projected / measured peak" in text and "MiB /" in text
+    assert any(v > 0 for v in progress.measured.values())  # processes measure peak memory
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], expected)
