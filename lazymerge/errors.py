@@ -59,3 +59,23 @@ class MetaSchemaError(LazymergeError, ValueError):
 
 class InvalidFootprintError(MetaSchemaError):
     """A /meta bbox value that is not valid WKB."""
+
+
+class UnknownExecutorError(InvalidRequestError):
+    """An executor name lazymerge does not know; the message lists the valid ones."""
+
+
+class ExecutorConfigError(LazymergeError, ValueError):
+    """An executor config (file, Lithops or Modal section) that is missing, unreadable or invalid."""
+
+
+class ExecutorUnavailableError(LazymergeError, RuntimeError):
+    """An executor whose package is not installed or whose credentials are missing."""
+
+
+class WorkDirError(LazymergeError, OSError):
+    """A Spec work_dir that cannot be written to, found before any task runs."""
+
+
+class OutputError(LazymergeError, ValueError):
+    """A to_zarr target that cannot be written or resumed."""

@@ -12,6 +12,7 @@ import cubed
 import numpy as np
 
 from lazymerge.conventions import ProjAttrs, SpatialAttrs
+from lazymerge.executors.workdir import check_work_dir
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import KernelTask, merge_block
 from lazymerge.planner import build_plan
@@ -129,6 +130,7 @@ def merge(
     )
     plan = build_plan(request)
     spec = spec or default_spec()
+    check_work_dir(spec.work_dir)
     array = lazy_array(plan, request.store.zarr_store, spec)
     grid = plan.grid
     h, w = grid.shape

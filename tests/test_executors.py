@@ -1,0 +1,121 @@
+"""The seed mosaic on every local executor gives the array threads gives; bad executor input is typed."""
+
+from __future__ import annotations
+
+import os
+
+import cubed
+import numpy as np
+import pytest
+
+from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError, UnknownExecutorError, WorkDirError
+from lazymerge.executors import get_executor, load_executor_config
+from lazymerge.executors.dask import local_cluster
+from lazymerge.executors.lithops import localhost_config, validate_lithops_config
+from lazymerge.merge import merge
+
+from executor_cases import seed_merge, seed_spec
+
+
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory):
+    from lazymerge.demo import build_seed_store
+    from lazymerge.meta import write_meta
+
+    path = build_seed_store(tmp_path_factory.mktemp("exec") / "seed.zarr")
+    write_meta(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(seed, tmp_path_factory):
+    r = seed_merge(seed, tmp_path_factory.mktemp("wd"))
+    a = r.array.compute(executor=get_executor("threads"))
+    assert np.isfinite(a).sum() > 0.9 * a.size and set(np.unique(a[np.isfinite(a)])) == {100, 200, 300, 400}
+    return a
+
+
+def test_processes_identical(seed, reference, tmp_path):
+    a = seed_merge(seed, tmp_path).array.compute(executor=get_executor("processes", max_workers=2))
+    np.testing.assert_array_equal(a, reference)
+
+
+@pytest.mark.slow
+def test_lithops_localhost_identical(seed, reference, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lithops: everything comes from lazymerge's config
+    a = seed_merge(seed, tmp_path / "wd").array.compute(executor=get_executor("lithops"))
+    np.testing.assert_array_equal(a, reference)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_identical(seed, reference, tmp_path):
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        executor = get_executor("dask", address=cluster.scheduler_address)
+        a = seed_merge(seed, tmp_path).array.compute(executor=executor)
+    np.testing.assert_array_equal(a, reference)
+
+
+def test_spec_passes_through(seed, tmp_path):
+    spec = cubed.Spec(work_dir=str(tmp_path / "wd"), allowed_mem="300MB", reserved_mem="50MB")
+    r = merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=spec)
+    assert r.array.spec.allowed_mem == 300_000_000 and r.array.spec.reserved_mem == 50_000_000
+    assert r.array.spec.work_dir == str(tmp_path / "wd")
+    assert any(p.name.startswith("lazymerge-plan-") for p in (tmp_path / "wd").iterdir())
+
+
+def test_unknown_executor_lists_valid_ones():
+    with pytest.raises(UnknownExecutorError, match="'nope'.*threads, processes, lithops, modal, dask"):
+        get_executor("nope")
+
+
+def test_unwritable_work_dir_fails_before_any_task(seed, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root)")
+        with pytest.raises(WorkDirError, match="not writable"):
+            seed_merge(seed, ro / "wd")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_work_dir_that_is_a_file_fails(seed, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(WorkDirError, match=str(f)):
+        merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=seed_spec(f))
+
+
+def test_executor_config_file(tmp_path):
+    (tmp_path / "t.yaml").write_text("max_workers: 3\nretries: 1\n")
+    assert load_executor_config(tmp_path / "t.yaml") == {"max_workers": 3, "retries": 1}
+    (tmp_path / "bad.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ExecutorConfigError, match="mapping"):
+        load_executor_config(tmp_path / "bad.yaml")
+    with pytest.raises(ExecutorConfigError, match="missing.yaml"):
+        load_executor_config(tmp_path / "missing.yaml")
+
+
+def test_lithops_config_errors_name_the_key():
+    cfg = localhost_config()
+    assert validate_lithops_config(cfg)["lithops"]["backend"] == "localhost"
+    del cfg["lithops"]["storage"]
+    with pytest.raises(ExecutorConfigError, match="lithops.storage"):
+        get_executor("lithops", config=cfg)
+    with pytest.raises(ExecutorConfigError, match="'aws_lambda' section"):
+        validate_lithops_config({"lithops": {"backend": "aws_lambda", "storage": "aws_s3"}})
+
+
+def test_modal_without_credentials_fails_fast(monkeypatch, tmp_path):
+    for var in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    import modal.config
+
+    if modal.config.config.get("token_id"):
+        pytest.skip("a Modal token is configured on this machine")
+    with pytest.raises(ExecutorUnavailableError, match="MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"):
+        get_executor("modal", region="us-east-1")
+    with pytest.raises(ExecutorConfigError, match="region"):
+        get_executor("modal")
