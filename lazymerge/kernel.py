@@ -14,6 +14,7 @@ import numpy as np
 import zarr
 
 from lazymerge.composite import first_valid, valid_mask
+from lazymerge.faults import maybe_fail
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.table import TaskRow, read_task_rows
 from lazymerge.warp import sample_nearest, source_pixels, transformer
@@ -74,6 +75,7 @@ class KernelTask:
 
 def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
     """Cubed task: fetch this block's rows from the saved plan and render it."""
+    maybe_fail(block_id)  # off unless LAZYMERGE_FAULT_RATE is set (tests and drills only)
     band, row, col = block_id if task.band_dim else (0, *block_id)
     rows = read_task_rows(task.plan_path, band, row, col)
     block = render_chunk(rows, task.grid, row, col, task.store, np.dtype(task.dtype))

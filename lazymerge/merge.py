@@ -36,6 +36,7 @@ class MergeResult(_MergeTuple):
 
     plan: Plan
     grid: TargetGrid
+    task: KernelTask
 
     def to_xarray(self):
         """A DataArray backed by the Cubed array, with rasterix RasterIndex coords and the xproj CRS."""
@@ -43,11 +44,12 @@ class MergeResult(_MergeTuple):
 
         return to_xarray(self)
 
-    def to_zarr(self, target: Any, **kwargs: Any) -> None:
-        """Stream the blocks into a Zarr array at ``target`` and write its spatial:/proj: attributes."""
+    def to_zarr(self, target: Any, **kwargs: Any) -> Any:
+        """Stream the blocks into Zarr at ``target``; see lazymerge.output.write_zarr for the options
+        (executor, resume, overviews, progress; an Icechunk session is committed only on success)."""
         from lazymerge.output import write_zarr
 
-        write_zarr(self, target, **kwargs)
+        return write_zarr(self, target, **kwargs)
 
 
 def default_spec(work_dir: str | None = None) -> cubed.Spec:
@@ -64,10 +66,15 @@ def _plan_location(spec: cubed.Spec) -> str:
     return f"{tmp}/plan.zarr"
 
 
-def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> cubed.Array:
-    """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan."""
+def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
+    """Save the plan where the tasks can read it and return what every task carries."""
     path = plan.save(_plan_location(spec))
-    task = KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim)
+    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim)
+
+
+def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None = None) -> cubed.Array:
+    """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan."""
+    task = task or kernel_task(plan, store, spec)
     chunks = plan.grid.chunks
     if plan.band_dim:
         chunks = ((1,) * len(plan.bands), *chunks)
@@ -131,7 +138,8 @@ def merge(
     plan = build_plan(request)
     spec = spec or default_spec()
     check_work_dir(spec.work_dir)
-    array = lazy_array(plan, request.store.zarr_store, spec)
+    task = kernel_task(plan, request.store.zarr_store, spec)
+    array = lazy_array(plan, request.store.zarr_store, spec, task)
     grid = plan.grid
     h, w = grid.shape
     spatial = SpatialAttrs(
@@ -140,4 +148,5 @@ def merge(
     result = MergeResult(array, spatial, ProjAttrs(code=crs_code(grid.crs)), None)
     result.plan = plan
     result.grid = grid
+    result.task = task
     return result
