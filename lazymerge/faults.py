@@ -8,6 +8,8 @@
     block fails with probability RATE.
 ``LAZYMERGE_FAULT_SEED`` (default 0)
     Changes which blocks are chosen.
+``LAZYMERGE_FAULT_DELAY`` (seconds, unset = off)
+    Every task sleeps this long first: slows a run down so a drill can kill it mid-way.
 
 Workers inherit these from the environment of the process that starts them.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import time
 from pathlib import Path
 
 
@@ -31,6 +34,9 @@ def _chosen(block_id: tuple[int, ...], rate: float, seed: str) -> bool:
 
 def maybe_fail(block_id: tuple[int, ...]) -> None:
     """Raise InjectedFault for this block when fault injection is on and picks it."""
+    delay = os.environ.get("LAZYMERGE_FAULT_DELAY")
+    if delay:
+        time.sleep(float(delay))
     rate = os.environ.get("LAZYMERGE_FAULT_RATE")
     if not rate:
         return

@@ -50,18 +50,27 @@ class BlockWriter:
     target: zarr.Array
     nblocks: tuple[int, ...]
     chunks: tuple[int, ...]
+    retries: int = 2
 
 
 def write_blocks(ids: np.ndarray, *, writer: BlockWriter) -> np.ndarray:
     """Cubed task: render the blocks named by ``ids`` (flat block indices) and write each into the target."""
     for flat in ids.ravel():
         block_id = tuple(int(i) for i in np.unravel_index(int(flat), writer.nblocks))
-        block = merge_block(None, task=writer.task, block_id=block_id)
-        sel = tuple(
-            slice(b * c, b * c + n) for b, c, n in zip(block_id, writer.chunks, block.shape, strict=True)
-        )
-        writer.target[sel] = block
+        for attempt in range(writer.retries + 1):
+            try:
+                _write_block(block_id, writer)
+                break
+            except Exception:
+                if attempt == writer.retries:
+                    raise
     return ids
+
+
+def _write_block(block_id: tuple[int, ...], writer: BlockWriter) -> None:
+    block = merge_block(None, task=writer.task, block_id=block_id)
+    sel = tuple(slice(b * c, b * c + n) for b, c, n in zip(block_id, writer.chunks, block.shape, strict=True))
+    writer.target[sel] = block
 
 
 def _decimate(block: np.ndarray) -> np.ndarray:
@@ -137,6 +146,7 @@ def write_zarr(
     callbacks: list[Any] | None = None,
     commit_message: str = "lazymerge to_zarr",
     report: list[Any] | None = None,
+    retries: int = 2,
 ) -> zarr.Array:
     """Stream ``result`` into Zarr at ``target`` (path, zarr Store or Icechunk Session); returns the base.
 
@@ -144,7 +154,8 @@ def write_zarr(
     ``multiscales`` layout over levels ``0`` (the mosaic) .. ``n`` (each 2x coarser), all with spatial:/proj:,
     so the output is itself a lazymerge source. ``resume=True`` renders only blocks missing from an earlier,
     interrupted write to the same target. An Icechunk session is committed only when everything succeeded.
-    ``report``, when a list, receives the run's MemoryReport.
+    ``report``, when a list, receives the run's MemoryReport. A failing block is retried ``retries`` times
+    inside its task (Cubed's processes executor does not retry; threads, Lithops and Dask also retry tasks).
     """
     store, session = _store_of(target)
     arr = result.array
@@ -172,7 +183,7 @@ def write_zarr(
     if report is not None:
         report.append(memory)
     if len(ids):
-        writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(chunks))
+        writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(chunks), retries)
         pixels = int(np.prod(chunks))
         written = cubed.map_blocks(
             write_blocks,
