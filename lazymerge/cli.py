@@ -1,4 +1,4 @@
-"""Command line: ``lazymerge demo | index | info``."""
+"""Command line: ``lazymerge demo | index | info | run``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from lazymerge.cli_run import add_run_parser
 from lazymerge.errors import LazymergeError
 
 
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("info", help="list a store's sources, CRSs and bands")
     p.add_argument("store", help="path or URL of the Zarr store")
     p.set_defaults(func=_info)
+    add_run_parser(sub)
     args = parser.parse_args(argv)
     try:
         args.func(args)
