@@ -92,7 +92,8 @@ def _store_of(target: Any) -> tuple[Any, Any]:
     return target, None
 
 
-def _open_or_create(store: Any, path: str, shape, chunks, dtype, resume: bool) -> zarr.Array:
+def open_output(store: Any, path: str, shape, chunks, dtype, resume: bool) -> zarr.Array:
+    """The output array at ``path`` in ``store``: reopened when resuming (same shape/chunks/dtype), else new."""
     if resume:
         try:
             arr = zarr.open_array(store, path=path, mode="r+")
@@ -176,7 +177,7 @@ def write_zarr(
     if overviews:
         zarr.open_group(store, mode="a" if resume else "w")
     base_path = f"{band}/0" if overviews else ""
-    out = _open_or_create(store, base_path, arr.shape, chunks, arr.dtype, resume)
+    out = open_output(store, base_path, arr.shape, chunks, arr.dtype, resume)
     ids = missing_blocks(out) if resume else np.arange(int(np.prod(arr.numblocks)), dtype="i8")
     cbs, memory = run_callbacks(progress)
     cbs = [*cbs, *(callbacks or [])]
@@ -218,7 +219,7 @@ def _write_overviews(
         shape = (*src.shape[:-2], -(-src.shape[-2] // 2), -(-src.shape[-1] // 2))
         chunks = (*src.chunksize[:-2], src.chunksize[-2] // 2, src.chunksize[-1] // 2)
         lvl = cubed.map_blocks(_decimate, src, dtype=src.dtype, chunks=_regular(shape, chunks))
-        out = _open_or_create(store, f"{band}/{k}", shape, chunks, src.dtype, resume=False)
+        out = open_output(store, f"{band}/{k}", shape, chunks, src.dtype, resume=False)
         cubed.store(lvl, out, executor=executor, callbacks=cbs)
         _write_attrs(out, _level_attrs(result.spatial, 2**k, shape[-2:]), result.proj)
         levels.append(Overview(str(k), (float(2**k), float(2**k)), derived_from=str(k - 1)))

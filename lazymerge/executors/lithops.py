@@ -62,7 +62,7 @@ def localhost_config(worker_processes: int = 2, preload: bool = True) -> dict[st
     }
 
 
-def load_lithops_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_lithops_config(path: str | os.PathLike[str], allow_placeholders: bool = False) -> dict[str, Any]:
     """A Lithops YAML config file as a dict, validated (see validate_lithops_config)."""
     import yaml
 
@@ -72,14 +72,36 @@ def load_lithops_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ExecutorConfigError(f"Lithops config {str(path)!r} cannot be read ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise ExecutorConfigError(f"Lithops config {str(path)!r} is not valid YAML: {exc}") from exc
-    validate_lithops_config(data, source=str(path))
+    validate_lithops_config(data, source=str(path), allow_placeholders=allow_placeholders)
     return data
 
 
-def validate_lithops_config(config: Any, source: str = "Lithops config") -> dict[str, Any]:
+def _placeholders(config: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is still a template's ``<...>`` placeholder."""
+    if isinstance(config, dict):
+        return [k for key, v in config.items() for k in _placeholders(v, f"{prefix}{key}.")]
+    if isinstance(config, str) and config.startswith("<") and config.endswith(">"):
+        return [prefix.rstrip(".")]
+    return []
+
+
+def with_localhost_runtime(config: dict[str, Any], preload: bool = True) -> dict[str, Any]:
+    """``config`` with ``localhost.runtime`` set to this interpreter (preloading) when it has none."""
+    local = config.get("localhost") or {}
+    if config.get("lithops", {}).get("backend") != "localhost" or local.get("runtime"):
+        return config
+    config = copy.deepcopy(config)
+    config.setdefault("localhost", {})["runtime"] = preload_runtime() if preload else sys.executable
+    return config
+
+
+def validate_lithops_config(
+    config: Any, source: str = "Lithops config", allow_placeholders: bool = False
+) -> dict[str, Any]:
     """Check the keys lazymerge relies on, then let Lithops build its full config (no network).
 
-    Returns Lithops' completed config. Raises ExecutorConfigError naming the missing or invalid key.
+    Returns Lithops' completed config. Raises ExecutorConfigError naming the missing or invalid key, or a
+    template placeholder (``<...>``) left in place unless ``allow_placeholders``.
     """
     if not isinstance(config, dict) or not isinstance(config.get("lithops"), dict):
         raise ExecutorConfigError(f"{source}: missing the 'lithops' section (a mapping with 'backend')")
@@ -91,6 +113,9 @@ def validate_lithops_config(config: Any, source: str = "Lithops config") -> dict
     for key, name in (("backend", backend), ("storage", storage)):
         if name != "localhost" and not isinstance(config.get(name), dict):
             raise ExecutorConfigError(f"{source}: missing the '{name}' section for lithops.{key}={name!r}")
+    left = _placeholders(config)
+    if left and not allow_placeholders:
+        raise ExecutorConfigError(f"{source}: replace the template placeholder(s) in {', '.join(left)}")
     from lithops.config import default_config
 
     try:
@@ -122,4 +147,5 @@ def lithops_executor(
         validate_lithops_config(config)
     else:
         config = localhost_config(worker_processes, preload)
+    config = with_localhost_runtime(config, preload)
     return LithopsExecutor(config=config, wait_dur_sec=wait_dur_sec, **options)

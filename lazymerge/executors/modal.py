@@ -8,8 +8,8 @@ from typing import Any
 
 from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError
 
-# The container image's requirements: lazymerge and its pins (see infra/modal/).
-REQUIREMENTS = Path(__file__).resolve().parents[2] / "infra" / "modal" / "requirements.txt"
+# The pins the worker image installs (shared with infra/lithops and infra/modal).
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "infra" / "runtime-requirements.txt"
 
 
 def modal_token() -> tuple[str | None, str | None]:
@@ -53,8 +53,13 @@ def modal_executor(
             "the region of the work_dir bucket"
         )
     check_modal_credentials()
+    import cloudpickle
     import cubed
 
+    import lazymerge
+
+    # Cubed's Modal image has the pins but not lazymerge: ship the kernel's code with the pickled tasks.
+    cloudpickle.register_pickle_by_value(lazymerge)
     req = requirements_file or (str(REQUIREMENTS) if REQUIREMENTS.exists() else None)
     exec_opts = {"region": region, "memory": memory, "cloud": cloud, "requirements_file": req, **options}
     if secret:
