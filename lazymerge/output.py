@@ -93,7 +93,7 @@ def _store_of(target: Any) -> tuple[Any, Any]:
 
 
 def open_output(store: Any, path: str, shape, chunks, dtype, resume: bool) -> zarr.Array:
-    """The output array at ``path`` in ``store``: reopened when resuming (same shape/chunks/dtype), else new."""
+    """The output array at ``path`` in ``store``: reopened to resume (same shape/chunks/dtype), else new."""
     if resume:
         try:
             arr = zarr.open_array(store, path=path, mode="r+")

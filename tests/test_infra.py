@@ -45,7 +45,8 @@ def test_lithops_templates_load_as_lithops_config(name, tmp_path):
 
 
 def test_templates_refuse_unreplaced_placeholders_and_missing_keys():
-    with pytest.raises(ExecutorConfigError, match=r"placeholder\(s\) in aws.region, aws_lambda.execution_role"):
+    left = r"placeholder\(s\) in aws.region, aws_lambda.execution_role"
+    with pytest.raises(ExecutorConfigError, match=left):
         get_executor("lithops", config_file=str(INFRA / "lithops" / "aws_lambda.yaml"))
     config = yaml.safe_load((INFRA / "lithops" / "aws_lambda.yaml").read_text())
     config["aws"]["region"] = "us-east-1"
@@ -59,7 +60,8 @@ def test_lithops_localhost_template_runs(seed_store, tmp_path):
     assert "runtime" not in config["localhost"]  # lazymerge fills in this venv's interpreter
     r = seed_merge(seed_store, tmp_path / "wd", resolution=80.0)
     expected = r.array.compute()
-    got = r.array.compute(executor=get_executor("lithops", config_file=str(INFRA / "lithops" / "localhost.yaml")))
+    executor = get_executor("lithops", config_file=str(INFRA / "lithops" / "localhost.yaml"))
+    got = r.array.compute(executor=executor)
     np.testing.assert_array_equal(got, expected)
 
 

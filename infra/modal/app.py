@@ -76,7 +76,7 @@ def main(
     chunk_size: int = 512,
     batch: int = 4,
 ) -> None:
-    """Plan locally, render/write the missing blocks on Modal (``batch`` blocks per call), then write attrs."""
+    """Plan locally, render/write the missing blocks on Modal, ``batch`` per call, then the attrs."""
     import cubed
     import numpy as np
 
