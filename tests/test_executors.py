@@ -119,3 +119,47 @@ def test_modal_without_credentials_fails_fast(monkeypatch, tmp_path):
         get_executor("modal", region="us-east-1")
     with pytest.raises(ExecutorConfigError, match="region"):
         get_executor("modal")
+
+
+def gdal_nearest(data, src_crs, src_transform, dst_crs, dst_transform, shape):
+    """GDAL's exact warper (WarpedVRT, tolerance=1e-9), nearest, NaN outside the source."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.io import MemoryFile
+    from rasterio.vrt import WarpedVRT
+
+    profile = {"driver": "GTiff", "height": data.shape[0], "width": data.shape[1], "count": 1}
+    profile.update(dtype="float32", crs=src_crs, transform=rasterio.Affine(*src_transform), nodata=np.nan)
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data, 1)
+        grid = {"crs": dst_crs, "transform": dst_transform, "width": shape[1], "height": shape[0]}
+        with mem.open() as src, WarpedVRT(
+            src, **grid, resampling=Resampling.nearest, tolerance=1e-9, nodata=np.nan
+        ) as vrt:
+            return vrt.read(1)
+
+
+@pytest.mark.slow
+def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
+    """Random data in UTM 17N mosaicked onto UTM 18N: every executor gives the same array, and it matches
+    GDAL's exact warper."""
+    from affine import Affine
+
+    data = np.random.default_rng(5).random((300, 300)).astype("f4")
+    src_transform = (30.0, 0.0, 895000.0, 0.0, -30.0, 6015000.0)
+    store = make_store([("rand", "EPSG:32617", src_transform, data)])
+    bbox = (500000.0, 5995000.0, 506000.0, 6003000.0)
+    r = merge(store, "EPSG:32618", bbox, 25.0, chunk_size=(64, 64), spec=seed_spec(tmp_path / "wd"))
+    expected = gdal_nearest(data, "EPSG:32617", src_transform, "EPSG:32618",
+                            Affine(25.0, 0.0, 500000.0, 0.0, -25.0, 6003000.0), r.array.shape)
+    threads = r.array.compute(executor=get_executor("threads"))
+    both = np.isfinite(threads) & np.isfinite(expected)
+    assert both.sum() > 10_000
+    assert (np.isfinite(threads) == np.isfinite(expected)).mean() >= 0.9999
+    assert (threads[both] == expected[both]).mean() >= 0.9999
+    np.testing.assert_array_equal(r.array.compute(executor=get_executor("processes", max_workers=2)), threads)
+    np.testing.assert_array_equal(r.array.compute(executor=get_executor("lithops")), threads)
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        dask = r.array.compute(executor=get_executor("dask", address=cluster.scheduler_address))
+    np.testing.assert_array_equal(dask, threads)
