@@ -154,7 +154,8 @@ def write_zarr(
     ``overviews=0`` writes one array at the target root. ``overviews=n`` writes a group: ``<band>/`` with a
     ``multiscales`` layout over levels ``0`` (the mosaic) .. ``n`` (each 2x coarser), all with spatial:/proj:,
     so the output is itself a lazymerge source. ``resume=True`` renders only blocks missing from an earlier,
-    interrupted write to the same target. An Icechunk session is committed only when everything succeeded.
+    interrupted write to the same target. spatial:/proj: are written last, so an output without them is an
+    unfinished one. An Icechunk session is committed only when everything succeeded.
     ``report``, when a list, receives the run's MemoryReport. A failing block is retried ``retries`` times
     inside its task (Cubed's processes executor does not retry; threads, Lithops and Dask also retry tasks).
     """

@@ -163,3 +163,11 @@ def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
     with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
         dask = r.array.compute(executor=get_executor("dask", address=cluster.scheduler_address))
     np.testing.assert_array_equal(dask, threads)
+
+
+def test_object_store_work_dir_is_probed_through_obstore():
+    from lazymerge.executors.workdir import check_work_dir
+
+    check_work_dir("memory:///lazymerge-tmp")  # writable: no error
+    with pytest.raises(WorkDirError, match="'nosuchscheme://x/y' is not writable"):
+        check_work_dir("nosuchscheme://x/y")
