@@ -127,3 +127,32 @@ def test_modal_run_command_without_token_names_it(tmp_path):
         timeout=120,
     )
     assert run.returncode != 0 and "Token missing" in run.stdout + run.stderr
+
+
+def test_cubed_modal_container_runs_the_kernel_offline(seed_store, tmp_path):
+    """Cubed's Modal executor sends every task to ``Container.run_remotely``; run that method body
+    in-process (``.local``) over the whole plan: it writes exactly the threads executor's array."""
+    pytest.importorskip("modal")
+    import cubed
+    import networkx as nx
+
+    from lazymerge.executors.modal import REQUIREMENTS
+
+    options = {"region": "us-east-1", "requirements_file": str(REQUIREMENTS)}
+    with cubed.config.set({"spec.executor_options": options}):  # read when Cubed's module is imported
+        from cubed.runtime.executors.modal import Container
+    r = seed_merge(seed_store, tmp_path / "wd", resolution=80.0, chunk=64)
+    expected = r.array.compute()
+    dag = r.array.plan().dag
+    ran = 0
+    for name in nx.topological_sort(dag):
+        pipeline = dag.nodes[name].get("pipeline")
+        for item in pipeline.mappable if pipeline is not None else ():
+            Container().run_remotely.local(
+                item, func=pipeline.function, config=pipeline.config, name=name, compute_id="offline"
+            )
+            ran += 1
+    assert ran == 1 + 4  # create-arrays, then one kernel task per block
+    lazy = [d["target"] for _, d in dag.nodes(data=True) if type(d.get("target")).__name__ == "LazyZarrArray"]
+    (target,) = lazy  # the kernel op's output array
+    np.testing.assert_array_equal(target.open()[:], expected)
