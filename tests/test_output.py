@@ -137,3 +137,12 @@ def test_killed_processes_run_resumes_to_identical_output(seed, reference, tmp_p
     after = chunk_files(target)
     assert len(after) == 56
     assert {k: after[k] for k in before} == before  # blocks written before the kill were not redone
+
+
+def test_progress_bar_per_op(seed, tmp_path, capsys):
+    r = seed_merge(seed, tmp_path / "wd")
+    r.to_zarr(str(tmp_path / "p.zarr"), progress=True)
+    err = capsys.readouterr().err
+    assert "map_blocks" in err and "16/16" in err  # tqdm's bar for the 16 write tasks, on stderr
+    r.to_zarr(str(tmp_path / "q.zarr"), progress=False)
+    assert "16/16" not in capsys.readouterr().err
