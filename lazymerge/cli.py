@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from lazymerge.errors import LazymergeError
+from lazymerge.errors import InvalidRequestError, LazymergeError
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -35,8 +35,17 @@ def _info(args: argparse.Namespace) -> None:
         print(f"  {e.id}  {crs_code(e.crs)}  {e.base.shape[0]}x{e.base.shape[1]}  [{bands}]")
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in text.replace(",", " ").split()]
+def _floats(text: str | None, n: int, what: str) -> tuple[float, ...] | None:
+    """``n`` comma-separated numbers, or InvalidRequestError naming the option."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(p) for p in text.replace(",", " ").split())
+    except ValueError:
+        values = ()
+    if len(values) != n:
+        raise InvalidRequestError(f"{what} {text!r} must be {n} numbers separated by commas")
+    return values
 
 
 def _names(text: str | None) -> str | list[str] | None:
@@ -50,11 +59,9 @@ def _names(text: str | None) -> str | list[str] | None:
 def _request_args(p: argparse.ArgumentParser, grid_required: bool) -> None:
     p.add_argument("store", help="path or URL of the Zarr store")
     p.add_argument("--crs", required=grid_required, help="target CRS, e.g. EPSG:3857")
-    p.add_argument(
-        "--bbox", type=_floats, required=grid_required, help="xmin,ymin,xmax,ymax in the target CRS"
-    )
+    p.add_argument("--bbox", required=grid_required, help="xmin,ymin,xmax,ymax in the target CRS")
     p.add_argument("--resolution", type=float, required=grid_required, help="target pixel size")
-    p.add_argument("--chunk-size", type=_floats, default=[512, 512], help="rows,cols per chunk (512,512)")
+    p.add_argument("--chunk-size", default="512,512", help="rows,cols per chunk (default 512,512)")
     p.add_argument("--bands", help="a band, or a comma-separated list (a band dimension)")
     p.add_argument("--sortby", help="source columns, comma-separated; --sortby=-col for descending")
     p.add_argument("--where", help='SQL predicate over the source table, e.g. "cloud_cover < 20"')
@@ -68,9 +75,9 @@ def _request(args: argparse.Namespace) -> dict:
     return {
         "store": args.store,
         "crs": args.crs,
-        "bbox": args.bbox,
+        "bbox": _floats(args.bbox, 4, "--bbox"),
         "resolution": args.resolution,
-        "chunk_size": [int(v) for v in args.chunk_size],
+        "chunk_size": tuple(int(v) for v in _floats(args.chunk_size, 2, "--chunk-size")),
         "bands": _names(args.bands),
         "sortby": args.sortby.split(",") if args.sortby else None,
         "where": args.where,
@@ -81,19 +88,12 @@ def _request(args: argparse.Namespace) -> dict:
 
 
 def _spec(args: argparse.Namespace):
-    from lazymerge.merge import default_spec
+    import cubed
 
-    return default_spec(work_dir=getattr(args, "work_dir", None), allowed_mem=args.allowed_mem)
-
-
-def _executor(args: argparse.Namespace):
-    """The executor that --executor names, configured from --executor-config (YAML or JSON)."""
-    from lazymerge.executors import get_executor, load_config
-
-    if args.executor == "lithops" and args.executor_config:
-        return get_executor("lithops", config_file=args.executor_config)
-    options = load_config(args.executor_config) if args.executor_config else {}
-    return get_executor(args.executor, **options)
+    reserved = getattr(args, "reserved_mem", "100MB")
+    return cubed.Spec(
+        work_dir=getattr(args, "work_dir", None), allowed_mem=args.allowed_mem, reserved_mem=reserved
+    )
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -112,20 +112,44 @@ def _plan(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from lazymerge.executors import get_executor, load_executor_config
     from lazymerge.merge import merge
 
-    t0 = time.perf_counter()
+    options = load_executor_config(args.executor_config) if args.executor_config else {}
+    executor = get_executor(args.executor, **options)  # a bad name or config fails before planning
     spec = _spec(args)
-    executor = _executor(args)  # checked before planning: a bad name or config fails at once
+    t0 = time.perf_counter()
     request = {"store": args.store, "plan": args.plan} if args.plan else _request(args)
     result = merge(**request, spec=spec)
     print(result.plan.summary(int(spec.allowed_mem)))
-    from lazymerge.progress import Progress
-
+    reports: list = []
     result.to_zarr(
-        args.out, executor=executor, callbacks=[Progress(bar=not args.no_progress and sys.stderr.isatty())]
+        args.out,
+        executor=executor,
+        resume=args.resume,
+        overviews=args.overviews,
+        progress=args.progress,
+        report=reports,
     )
-    print(f"wrote {args.out} {result.array.shape} in {time.perf_counter() - t0:.2f} s")
+    print(f"wrote {args.out} ({args.executor}) in {time.perf_counter() - t0:.2f} s")
+    print(reports[0].summary())
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plan", help="a plan written by `lazymerge plan --out` (no planning again)")
+    p.add_argument("--out", required=True, help="output Zarr path or URL")
+    p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
+    p.add_argument("--executor-config", help="YAML/JSON file of executor options (for lithops: its config)")
+    p.add_argument("--work-dir", help="Cubed work_dir (and where tasks read the plan): local path or URL")
+    p.add_argument("--reserved-mem", default="100MB", help="worker baseline memory (default 100MB)")
+    p.add_argument("--overviews", type=int, default=0, help="overview levels to build (default 0)")
+    p.add_argument("--resume", action="store_true", help="render only blocks missing from --out")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: on when stderr is a terminal)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,16 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="directory to write the plan to (a Zarr group)")
     p.add_argument("--plot", help="PNG of the chunk grid coloured by sources per chunk")
     p.set_defaults(func=_plan)
-    p = sub.add_parser("run", help="merge into a Zarr array, from a request or a saved plan (--plan)")
+    p = sub.add_parser("run", help="merge into Zarr on any executor, from a request or a saved plan (--plan)")
     _request_args(p, grid_required=False)
-    p.add_argument("--plan", help="a plan written by `lazymerge plan --out` (no planning again)")
-    p.add_argument("--out", required=True, help="output Zarr array path")
-    p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, dask, modal")
-    p.add_argument("--executor-config", help="the executor's options (YAML/JSON); for lithops its config")
-    p.add_argument("--work-dir", help="Cubed work_dir (and where the plan is put for the tasks)")
-    p.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (off anyway when not a terminal)"
-    )
+    _run_args(p)
     p.set_defaults(func=_run)
     args = parser.parse_args(argv)
     try:

@@ -82,8 +82,20 @@ class TaskMemoryError(InvalidRequestError):
 
 
 class UnknownExecutorError(InvalidRequestError):
-    """An executor name that lazymerge does not know."""
+    """An executor name lazymerge does not know; the message lists the valid ones."""
 
 
 class ExecutorConfigError(LazymergeError, ValueError):
-    """An executor whose configuration, credentials or dependencies are missing or invalid."""
+    """An executor config (file, Lithops or Modal section) that is missing, unreadable or invalid."""
+
+
+class ExecutorUnavailableError(LazymergeError, RuntimeError):
+    """An executor whose package is not installed or whose credentials are missing."""
+
+
+class WorkDirError(LazymergeError, OSError):
+    """A Spec work_dir that cannot be written to, found before any task runs."""
+
+
+class OutputError(LazymergeError, ValueError):
+    """A to_zarr target that cannot be written or resumed."""

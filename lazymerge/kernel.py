@@ -6,7 +6,6 @@ own rows from the saved plan by block id. The same code runs on every executor.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ import numpy as np
 import zarr
 
 from lazymerge.composite import first_valid, valid_mask
+from lazymerge.faults import maybe_fail
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.table import TaskRow, read_task_rows
 from lazymerge.warp import sample_nearest, source_pixels, transformer
@@ -80,7 +80,7 @@ def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -
 
     Blocks are indexed ``([time,] [band,] row, col)``; the plan's rows are keyed by layer and chunk.
     """
-    _maybe_fail(block_id)
+    maybe_fail(block_id)  # off unless LAZYMERGE_FAULT_RATE is set (tests and drills only)
     *lead, row, col = block_id
     time = lead.pop(0) if task.time_dim else 0
     band = lead.pop(0) if task.band_dim else 0
@@ -88,20 +88,3 @@ def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -
     block = render_chunk(rows, task.grid, row, col, task.store, np.dtype(task.dtype))
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)
 
-
-FAULT_DIR = "LAZYMERGE_FAULT_DIR"  # tests only: fail the first attempt of every third block
-
-
-def _maybe_fail(block_id: tuple[int, ...]) -> None:
-    """Fault injection for the retry tests: with ``LAZYMERGE_FAULT_DIR`` set, the first attempt of every
-    block whose index sum is a multiple of 3 raises (a marker file records it, across processes)."""
-    where = os.environ.get(FAULT_DIR)
-    if not where or sum(block_id) % 3:
-        return
-    marker = os.path.join(where, "-".join(map(str, block_id)))
-    try:
-        with open(marker, "x"):
-            pass
-    except FileExistsError:
-        return
-    raise RuntimeError(f"injected fault in block {block_id} ({FAULT_DIR} is set)")

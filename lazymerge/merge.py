@@ -12,6 +12,7 @@ import cubed
 import numpy as np
 
 from lazymerge.conventions import ProjAttrs, SpatialAttrs
+from lazymerge.executors.workdir import check_work_dir
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import KernelTask, merge_block
 from lazymerge.planner import build_plan
@@ -45,12 +46,12 @@ class MergeResult(_MergeTuple):
 
         return to_xarray(self)
 
-    def to_zarr(self, target: Any, **kwargs: Any) -> None:
-        """Stream the blocks into a Zarr array at ``target`` (path, zarr Store, or writable Icechunk
-        Session with ``path=``, committed once every block is written) with spatial:/proj: attributes."""
+    def to_zarr(self, target: Any, **kwargs: Any) -> Any:
+        """Stream the blocks into Zarr at ``target``; see lazymerge.output.write_zarr for the options
+        (executor, resume, overviews, progress; an Icechunk session is committed only on success)."""
         from lazymerge.output import write_zarr
 
-        write_zarr(self, target, **kwargs)
+        return write_zarr(self, target, **kwargs)
 
 
 def default_spec(work_dir: str | None = None, allowed_mem: int | str = DEFAULT_ALLOWED_MEM) -> cubed.Spec:
@@ -67,13 +68,20 @@ def _plan_location(spec: cubed.Spec) -> str:
     return f"{tmp}/plan.zarr"
 
 
-def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> tuple[cubed.Array, KernelTask]:
-    """The Cubed array of a plan (one kernel task per block, reading its rows from the saved plan), and
-    the KernelTask that every block's task carries."""
-    mem = check_memory(plan, int(spec.allowed_mem) - int(spec.reserved_mem or 0))
+def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
+    """Save the plan where the tasks can read it and return what every task carries."""
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
-    task = KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands))
+    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands))
+
+
+def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None = None) -> cubed.Array:
+    """The Cubed array of a plan: one kernel task per block, reading its rows from the saved plan.
+
+    Raises TaskMemoryError, naming the chunk, when a task would need more than allowed_mem."""
+    mem = check_memory(plan, int(spec.allowed_mem) - int(spec.reserved_mem or 0))
+    task = task or kernel_task(plan, store, spec)
+    time_dim = task.time_dim
     chunks = plan.grid.chunks
     if plan.band_dim:
         chunks = ((1,) * len(plan.bands), *chunks)
@@ -88,7 +96,7 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec) -> tuple[cubed.Array, K
         task=task,
         extra_projected_mem=max(mem - out_block, 0),  # reads and kernel arrays, beyond the output block
     )
-    return array, task
+    return array
 
 
 def merge(
@@ -171,7 +179,9 @@ def merge(
     else:
         plan, handle = Plan.load(plan) if isinstance(plan, str) else plan, resolve_store(store)
     spec = spec or default_spec()
-    array, task = lazy_array(plan, handle.zarr_store, spec)
+    check_work_dir(spec.work_dir)
+    task = kernel_task(plan, handle.zarr_store, spec)
+    array = lazy_array(plan, handle.zarr_store, spec, task)
     grid = plan.grid
     h, w = grid.shape
     spatial = SpatialAttrs(

@@ -1,51 +1,62 @@
-"""A progress bar for every executor (a Cubed callback), and each op's projected vs measured task memory."""
+"""Run visibility: a tqdm progress bar per op, and projected vs measured peak memory per task."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any, TextIO
+from typing import Any
 
-from cubed.runtime.types import Callback
+from cubed import Callback
 
 
-class Progress(Callback):
-    """One tqdm bar over all tasks; at the end, per op, Cubed's projected memory next to the largest peak
-    measured in a task (processes, Lithops and Dask measure it; threads do not)."""
+class MemoryReport(Callback):
+    """Collects, per op, Cubed's projected memory per task and the largest measured peak of its tasks.
 
-    def __init__(self, file: TextIO | None = None, bar: bool = True) -> None:
-        self.file = file or sys.stderr
-        self.bar_enabled = bar
+    Threads cannot measure per-task memory (the peak is then ``None``); processes, Lithops and Dask do.
+    """
+
+    def __init__(self) -> None:
         self.projected: dict[str, int] = {}
-        self.measured: dict[str, int] = {}
-        self._bar: Any = None
+        self.names: dict[str, str] = {}
+        self.peak: dict[str, int] = {}
+        self.tasks: dict[str, int] = {}
 
     def on_compute_start(self, event: Any) -> None:
-        total = 0
         for name, data in event.dag.nodes(data=True):
             op = data.get("primitive_op")
-            if op is not None:
-                total += op.num_tasks
-                self.projected[name] = op.projected_mem
-        if self.bar_enabled:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="task", file=self.file, desc="lazymerge")
+            if op is not None and data.get("type") == "op":
+                self.projected[name] = int(op.projected_mem)
+                self.names[name] = f"{name} {data.get('func_name', '')}".strip()
 
     def on_task_end(self, event: Any) -> None:
-        if self._bar is not None:
-            self._bar.update(event.num_tasks)
-        if event.peak_measured_mem_end is not None:
-            self.measured[event.name] = max(self.measured.get(event.name, 0), event.peak_measured_mem_end)
+        self.tasks[event.name] = self.tasks.get(event.name, 0) + event.num_tasks
+        peak = event.peak_measured_mem_end
+        if peak is not None:
+            self.peak[event.name] = max(self.peak.get(event.name, 0), int(peak))
 
-    def on_compute_end(self, event: Any) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        print(self.report(), file=self.file)
+    def rows(self) -> list[tuple[str, int, int, int | None]]:
+        """(op, tasks run, projected bytes per task, measured peak bytes per task or None)."""
+        return [
+            (self.names[n], self.tasks.get(n, 0), self.projected[n], self.peak.get(n))
+            for n in self.projected
+            if self.tasks.get(n)
+        ]
 
-    def report(self) -> str:
-        lines = ["task memory per op: projected / measured peak"]
-        for name, projected in self.projected.items():
-            measured = self.measured.get(name)
-            seen = f"{measured / 2**20:.0f} MiB" if measured else "not measured by this executor"
-            lines.append(f"  {name}: {projected / 2**20:.0f} MiB / {seen}")
+    def summary(self) -> str:
+        lines = ["memory per task: op, tasks, projected, measured peak"]
+        for name, tasks, projected, peak in self.rows():
+            measured = f"{peak / 1e6:.1f} MB" if peak is not None else "not measured by this executor"
+            lines.append(f"  {name}: {tasks} tasks, projected {projected / 1e6:.1f} MB, measured {measured}")
         return "\n".join(lines)
+
+
+def run_callbacks(progress: bool | None = None) -> tuple[list[Callback], MemoryReport]:
+    """Callbacks for a run: a tqdm bar when ``progress`` (default: stderr is a terminal) + a MemoryReport."""
+    report = MemoryReport()
+    callbacks: list[Callback] = [report]
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress:
+        from cubed.diagnostics.tqdm import TqdmProgressBar
+
+        callbacks.append(TqdmProgressBar())
+    return callbacks, report

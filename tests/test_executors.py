@@ -1,32 +1,20 @@
-"""The same kernel on threads, processes and Lithops (localhost); small tasks; executor errors."""
+"""The seed mosaic on every local executor gives the array threads gives; bad executor input is typed."""
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
+import os
 
+import cubed
 import numpy as np
-import pyarrow as pa
 import pytest
-import zarr
 
-from lazymerge.cli import main
-from lazymerge.errors import ExecutorConfigError, UnknownExecutorError
-from lazymerge.executors import check_lithops_config, get_executor, load_config
-from lazymerge.geometry import bounds_to_wkb
+from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError, UnknownExecutorError, WorkDirError
+from lazymerge.executors import get_executor, load_executor_config
+from lazymerge.executors.dask import local_cluster
+from lazymerge.executors.lithops import localhost_config, validate_lithops_config
 from lazymerge.merge import merge
-from lazymerge.meta import write_meta_table
-from lazymerge.sources import Band, Level, bands_json
 
-INFRA = Path(__file__).resolve().parents[1] / "infra" / "lithops"
-SEED = {
-    "crs": "EPSG:32618",
-    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
-    "resolution": 20.0,
-    "chunk_size": (128, 128),
-    "bands": "data",
-    "sortby": "id",
-}
+from executor_cases import seed_merge, seed_spec
 
 
 @pytest.fixture(scope="module")
@@ -34,151 +22,152 @@ def seed(tmp_path_factory):
     from lazymerge.demo import build_seed_store
     from lazymerge.meta import write_meta
 
-    path = build_seed_store(tmp_path_factory.mktemp("ex") / "seed.zarr")
+    path = build_seed_store(tmp_path_factory.mktemp("exec") / "seed.zarr")
     write_meta(path)
-    return path, merge(str(path), **SEED).array.compute()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["processes", "lithops"])
-def test_same_arrays_as_threads(seed, name):
-    path, expected = seed
-    got = merge(str(path), **SEED).array.compute(executor=get_executor(name))
-    np.testing.assert_array_equal(got, expected)
-
-
-@pytest.mark.slow
-def test_cli_run_on_lithops(seed, tmp_path):
-    path, expected = seed
-    args = ["run", str(path), "--crs", "EPSG:32618", "--bbox", "500000,5990000,508000,6000000"]
-    args += ["--resolution", "20", "--chunk-size", "128,128", "--bands", "data", "--sortby", "id"]
-    assert main([*args, "--executor", "lithops", "--out", str(tmp_path / "o.zarr")]) == 0
-    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], expected)
-
-
-def meta_store(path: Path, n: int) -> Path:
-    """A store whose /meta lists ``n`` 110 km UTM 32N sources (only /meta: planning needs nothing else)."""
-    x0 = 300000.0 + 1000.0 * (np.arange(n) % 100)
-    y1 = 5000000.0 + 1000.0 * (np.arange(n) // 100)
-    t = [(10.0, 0.0, x, 0.0, -10.0, y) for x, y in zip(x0, y1, strict=True)]
-    from lazymerge.geometry import lonlat_bounds
-
-    boxes = np.stack([x0, y1 - 109800.0, x0 + 109800.0, y1], axis=1)
-    bands = [
-        bands_json(
-            {
-                "B04": Band(
-                    "B04",
-                    f"s{i}/B04",
-                    (Level(f"s{i}/B04/0", t[i], (10980, 10980), "uint16", 0.0, 1.0, (1024, 1024)),),
-                )
-            }
-        )
-        for i in range(n)
-    ]
-    table = pa.table(
-        {
-            "id": pa.array([f"s{i}" for i in range(n)]),
-            "bbox": pa.array(bounds_to_wkb(lonlat_bounds("EPSG:32632", boxes)), pa.binary()),
-            "proj:code": pa.array(["EPSG:32632"] * n),
-            **{f"transform_{k}": pa.array([v[k] for v in t]) for k in range(6)},
-            "shape_x": pa.array(np.full(n, 10980)),
-            "shape_y": pa.array(np.full(n, 10980)),
-            "lazymerge:bands": pa.array(bands),
-        }
-    )
-    zarr.open_group(str(path), mode="w")
-    write_meta_table(str(path), table)
     return path
 
 
-def test_task_payload_does_not_grow_with_sources(tmp_path):
-    """What ships with each task is the plan's path, the store and the grid: never the index or plan."""
-    request = {
-        "crs": "EPSG:32632",
-        "bbox": (350000.0, 4950000.0, 370000.0, 4970000.0),
-        "resolution": 10.0,
-        "chunk_size": (512, 512),
-        "bands": "B04",
-        "datafusion": True,
-    }
-    sizes = {}
-    for n in (10, 10_000):
-        result = merge(str(meta_store(tmp_path / f"m{n}.zarr", n)), **request)
-        assert result.plan.n_sources == n
-        sizes[n] = len(pickle.dumps(result.task))
-    assert result.plan.n_pairs > 10 * result.grid.nchunks[0] * result.grid.nchunks[1]
-    assert abs(sizes[10_000] - sizes[10]) <= 8, sizes  # only the store path's length differs
+@pytest.fixture(scope="module")
+def reference(seed, tmp_path_factory):
+    r = seed_merge(seed, tmp_path_factory.mktemp("wd"))
+    a = r.array.compute(executor=get_executor("threads"))
+    assert np.isfinite(a).sum() > 0.9 * a.size and set(np.unique(a[np.isfinite(a)])) == {100, 200, 300, 400}
+    return a
 
 
-def test_unknown_executor_lists_the_valid_ones():
-    with pytest.raises(
-        UnknownExecutorError, match=r"'spark' is not one of \['threads', 'processes', 'lithops'"
-    ):
-        get_executor("spark")
-
-
-@pytest.mark.parametrize(
-    "template, lithops_loads",
-    [("aws_lambda.yaml", True), ("localhost.yaml", True), ("gcp_cloudrun.yaml", False)],
-)
-def test_lithops_templates_are_valid_lithops_configs(template, lithops_loads):
-    """Every template passes lazymerge's check; Lithops' own loader takes those whose backend module is
-    installed here (its GCP backend needs lithops[gcp], which the tests do not install)."""
-    from lithops.config import default_config
-
-    config = check_lithops_config(load_config(INFRA / template), where=template)
-    if lithops_loads:
-        resolved = default_config(config_data=config)
-        assert resolved["lithops"]["backend"] == config["lithops"]["backend"]
-        assert resolved["lithops"]["storage"] == config["lithops"]["storage"]
-
-
-@pytest.mark.parametrize(
-    "config, words",
-    [
-        ({}, "missing the 'lithops' section"),
-        ({"lithops": {"backend": "localhost"}}, "missing key 'lithops.storage'"),
-        ({"lithops": {"backend": "aws_lambda", "storage": "aws_s3"}}, "backend 'aws_lambda' needs its own"),
-    ],
-)
-def test_bad_lithops_config_names_the_key(config, words):
-    with pytest.raises(ExecutorConfigError, match=words):
-        get_executor("lithops", config=config)
-
-
-def test_missing_executor_config_file(tmp_path):
-    with pytest.raises(ExecutorConfigError, match="does not exist"):
-        get_executor("lithops", config_file=str(tmp_path / "nope.yaml"))
+def test_processes_identical(seed, reference, tmp_path):
+    a = seed_merge(seed, tmp_path).array.compute(executor=get_executor("processes", max_workers=2))
+    np.testing.assert_array_equal(a, reference)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["threads", "lithops"])
-def test_injected_faults_are_retried(seed, tmp_path, monkeypatch, name):
-    """The first attempt of every third block fails; the executor's retries give identical output.
-    (Cubed 0.27's processes executor has no retries, so it is not listed.)"""
-    from lazymerge.kernel import FAULT_DIR
-
-    path, expected = seed
-    monkeypatch.setenv(FAULT_DIR, str(tmp_path))
-    got = merge(str(path), **SEED).array.compute(executor=get_executor(name))
-    assert len(list(tmp_path.iterdir())) >= 5  # faults did fire
-    np.testing.assert_array_equal(got, expected)
+def test_lithops_localhost_identical(seed, reference, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lithops: everything comes from lazymerge's config
+    a = seed_merge(seed, tmp_path / "wd").array.compute(executor=get_executor("lithops"))
+    np.testing.assert_array_equal(a, reference)
 
 
-def test_progress_reports_projected_and_measured_memory(seed, tmp_path):
-    import io
+@pytest.mark.slow
+def test_dask_local_cluster_identical(seed, reference, tmp_path):
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        executor = get_executor("dask", address=cluster.scheduler_address)
+        a = seed_merge(seed, tmp_path).array.compute(executor=executor)
+    np.testing.assert_array_equal(a, reference)
 
-    from lazymerge.progress import Progress
 
-    path, expected = seed
-    out = io.StringIO()
-    progress = Progress(file=out)
-    merge(str(path), **SEED).to_zarr(
-        str(tmp_path / "o.zarr"), executor=get_executor("processes"), callbacks=[progress]
-    )
-    text = out.getvalue()
-    assert "16/16" in text.replace(" ", "") or "16/16" in text  # the bar reached every task
-    assert "projected / measured peak" in text and "MiB /" in text
-    assert any(v > 0 for v in progress.measured.values())  # processes measure peak memory
-    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], expected)
+def test_spec_passes_through(seed, tmp_path):
+    spec = cubed.Spec(work_dir=str(tmp_path / "wd"), allowed_mem="300MB", reserved_mem="50MB")
+    r = merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=spec)
+    assert r.array.spec.allowed_mem == 300_000_000 and r.array.spec.reserved_mem == 50_000_000
+    assert r.array.spec.work_dir == str(tmp_path / "wd")
+    assert any(p.name.startswith("lazymerge-plan-") for p in (tmp_path / "wd").iterdir())
+
+
+def test_unknown_executor_lists_valid_ones():
+    with pytest.raises(UnknownExecutorError, match="'nope'.*threads, processes, lithops, modal, dask"):
+        get_executor("nope")
+
+
+def test_unwritable_work_dir_fails_before_any_task(seed, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root)")
+        with pytest.raises(WorkDirError, match="not writable"):
+            seed_merge(seed, ro / "wd")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_work_dir_that_is_a_file_fails(seed, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(WorkDirError, match=str(f)):
+        merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=seed_spec(f))
+
+
+def test_executor_config_file(tmp_path):
+    (tmp_path / "t.yaml").write_text("max_workers: 3\nretries: 1\n")
+    assert load_executor_config(tmp_path / "t.yaml") == {"max_workers": 3, "retries": 1}
+    (tmp_path / "bad.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ExecutorConfigError, match="mapping"):
+        load_executor_config(tmp_path / "bad.yaml")
+    with pytest.raises(ExecutorConfigError, match="missing.yaml"):
+        load_executor_config(tmp_path / "missing.yaml")
+
+
+def test_lithops_config_errors_name_the_key():
+    cfg = localhost_config()
+    assert validate_lithops_config(cfg)["lithops"]["backend"] == "localhost"
+    del cfg["lithops"]["storage"]
+    with pytest.raises(ExecutorConfigError, match="lithops.storage"):
+        get_executor("lithops", config=cfg)
+    with pytest.raises(ExecutorConfigError, match="'aws_lambda' section"):
+        validate_lithops_config({"lithops": {"backend": "aws_lambda", "storage": "aws_s3"}})
+
+
+def test_modal_without_credentials_fails_fast(monkeypatch, tmp_path):
+    for var in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    import modal.config
+
+    if modal.config.config.get("token_id"):
+        pytest.skip("a Modal token is configured on this machine")
+    with pytest.raises(ExecutorUnavailableError, match="MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"):
+        get_executor("modal", region="us-east-1")
+    with pytest.raises(ExecutorConfigError, match="region"):
+        get_executor("modal")
+
+
+def gdal_nearest(data, src_crs, src_transform, dst_crs, dst_transform, shape):
+    """GDAL's exact warper (WarpedVRT, tolerance=1e-9), nearest, NaN outside the source."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.io import MemoryFile
+    from rasterio.vrt import WarpedVRT
+
+    profile = {"driver": "GTiff", "height": data.shape[0], "width": data.shape[1], "count": 1}
+    profile.update(dtype="float32", crs=src_crs, transform=rasterio.Affine(*src_transform), nodata=np.nan)
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data, 1)
+        grid = {"crs": dst_crs, "transform": dst_transform, "width": shape[1], "height": shape[0]}
+        with mem.open() as src, WarpedVRT(
+            src, **grid, resampling=Resampling.nearest, tolerance=1e-9, nodata=np.nan
+        ) as vrt:
+            return vrt.read(1)
+
+
+@pytest.mark.slow
+def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
+    """Random data in UTM 17N mosaicked onto UTM 18N: every executor gives the same array, and it matches
+    GDAL's exact warper."""
+    from affine import Affine
+
+    data = np.random.default_rng(5).random((300, 300)).astype("f4")
+    src_transform = (30.0, 0.0, 895000.0, 0.0, -30.0, 6015000.0)
+    store = make_store([("rand", "EPSG:32617", src_transform, data)])
+    bbox = (500000.0, 5995000.0, 506000.0, 6003000.0)
+    r = merge(store, "EPSG:32618", bbox, 25.0, chunk_size=(64, 64), spec=seed_spec(tmp_path / "wd"))
+    expected = gdal_nearest(data, "EPSG:32617", src_transform, "EPSG:32618",
+                            Affine(25.0, 0.0, 500000.0, 0.0, -25.0, 6003000.0), r.array.shape)
+    threads = r.array.compute(executor=get_executor("threads"))
+    both = np.isfinite(threads) & np.isfinite(expected)
+    assert both.sum() > 10_000
+    assert (np.isfinite(threads) == np.isfinite(expected)).mean() >= 0.9999
+    assert (threads[both] == expected[both]).mean() >= 0.9999
+    np.testing.assert_array_equal(r.array.compute(executor=get_executor("processes", max_workers=2)), threads)
+    np.testing.assert_array_equal(r.array.compute(executor=get_executor("lithops")), threads)
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        dask = r.array.compute(executor=get_executor("dask", address=cluster.scheduler_address))
+    np.testing.assert_array_equal(dask, threads)
+
+
+def test_object_store_work_dir_is_probed_through_obstore():
+    from lazymerge.executors.workdir import check_work_dir
+
+    check_work_dir("memory:///lazymerge-tmp")  # writable: no error
+    with pytest.raises(WorkDirError, match="'nosuchscheme://x/y' is not writable"):
+        check_work_dir("nosuchscheme://x/y")

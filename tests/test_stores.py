@@ -73,31 +73,3 @@ def test_icechunk_readonly_session(reference, tmp_path, datafusion):
     readonly = repo.readonly_session("main")
     np.testing.assert_array_equal(merge(readonly, datafusion=datafusion, **SEED).array.compute(), expected)
 
-
-def test_to_zarr_commits_into_an_icechunk_session(reference, tmp_path):
-    path, expected = reference
-    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "out")))
-    before = repo.lookup_branch("main")
-    merge(str(path), datafusion=False, **SEED).to_zarr(repo.writable_session("main"), path="mosaic")
-    assert repo.lookup_branch("main") != before
-    written = zarr.open_array(repo.readonly_session("main").store, path="mosaic", mode="r")
-    np.testing.assert_array_equal(written[:], expected)
-    assert "spatial:transform" in dict(written.attrs)
-
-
-def test_failed_write_commits_nothing(reference, tmp_path):
-    """A block that fails (source chunks corrupted under the plan) leaves the branch where it was."""
-    import shutil
-
-    path, _ = reference
-    broken = tmp_path / "broken.zarr"
-    shutil.copytree(path, broken)
-    result = merge(str(broken), datafusion=False, **SEED)
-    for chunk in (broken / "utm18n_tile_a" / "data" / "1" / "c").rglob("*"):
-        if chunk.is_file():
-            chunk.write_bytes(b"not a zarr chunk")
-    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "out")))
-    before = repo.lookup_branch("main")
-    with pytest.raises(Exception):  # noqa: B017  whatever the codec raises on a corrupt chunk
-        result.to_zarr(repo.writable_session("main"), path="mosaic")
-    assert repo.lookup_branch("main") == before  # no commit: the half-written mosaic never landed

@@ -1,0 +1,151 @@
+"""Lithops: the offline ``localhost`` config (no ~/.lithops needed), cloud configs from files, validation."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError
+
+# Imported once by the localhost runner so each forked task does not pay ~0.5-1 s re-importing them.
+PRELOAD_MODULES = ("numpy", "zarr", "cubed", "lazymerge.kernel")
+
+
+def preload_runtime(directory: str | None = None) -> str:
+    """An absolute "interpreter" path for ``localhost.runtime`` that pre-imports PRELOAD_MODULES.
+
+    It runs this venv's ``sys.executable`` (not resolved through symlinks: the venv must stay active);
+    with ``localhost.version: 1`` every task forks from that runner and inherits the imports.
+    """
+    imports = "; ".join(f"import {m}" for m in PRELOAD_MODULES)
+    code = (
+        f"import sys, os, runpy; {imports}; sys.argv = sys.argv[1:]; "
+        "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0]))); "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    directory = directory or tempfile.gettempdir()
+    tag = hashlib.sha1(f"{sys.executable}|{code}".encode()).hexdigest()[:12]  # one per venv
+    path = Path(directory) / f"lazymerge-python-preload-{os.getuid()}-{tag}"
+    script = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -c {shlex.quote(code)} "$@"\n'
+    if not path.exists() or path.read_text() != script:
+        tmp = path.with_suffix(f".{os.getpid()}")
+        tmp.write_text(script)
+        tmp.chmod(0o755)
+        tmp.replace(path)
+    return str(path)
+
+
+def localhost_config(worker_processes: int = 2, preload: bool = True) -> dict[str, Any]:
+    """Lithops 3.8 config for the ``localhost`` compute and storage backends, offline.
+
+    ``localhost.version: 1`` forks each task from one runner; the runtime is this interpreter (or the
+    preloading wrapper around it), so the workers import the installed lazymerge.
+    """
+    return {
+        "lithops": {
+            "backend": "localhost",
+            "storage": "localhost",
+            "log_level": "WARNING",
+            "monitoring_interval": 0.1,
+        },
+        "localhost": {
+            "version": 1,
+            "runtime": preload_runtime() if preload else sys.executable,
+            "worker_processes": worker_processes,
+        },
+    }
+
+
+def load_lithops_config(path: str | os.PathLike[str], allow_placeholders: bool = False) -> dict[str, Any]:
+    """A Lithops YAML config file as a dict, validated (see validate_lithops_config)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ExecutorConfigError(f"Lithops config {str(path)!r} cannot be read ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ExecutorConfigError(f"Lithops config {str(path)!r} is not valid YAML: {exc}") from exc
+    validate_lithops_config(data, source=str(path), allow_placeholders=allow_placeholders)
+    return data
+
+
+def _placeholders(config: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is still a template's ``<...>`` placeholder."""
+    if isinstance(config, dict):
+        return [k for key, v in config.items() for k in _placeholders(v, f"{prefix}{key}.")]
+    if isinstance(config, str) and config.startswith("<") and config.endswith(">"):
+        return [prefix.rstrip(".")]
+    return []
+
+
+def with_localhost_runtime(config: dict[str, Any], preload: bool = True) -> dict[str, Any]:
+    """``config`` with ``localhost.runtime`` set to this interpreter (preloading) when it has none."""
+    local = config.get("localhost") or {}
+    if config.get("lithops", {}).get("backend") != "localhost" or local.get("runtime"):
+        return config
+    config = copy.deepcopy(config)
+    config.setdefault("localhost", {})["runtime"] = preload_runtime() if preload else sys.executable
+    return config
+
+
+def validate_lithops_config(
+    config: Any, source: str = "Lithops config", allow_placeholders: bool = False
+) -> dict[str, Any]:
+    """Check the keys lazymerge relies on, then let Lithops build its full config (no network).
+
+    Returns Lithops' completed config. Raises ExecutorConfigError naming the missing or invalid key, or a
+    template placeholder (``<...>``) left in place unless ``allow_placeholders``.
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("lithops"), dict):
+        raise ExecutorConfigError(f"{source}: missing the 'lithops' section (a mapping with 'backend')")
+    section = config["lithops"]
+    for key in ("backend", "storage"):
+        if not section.get(key):
+            raise ExecutorConfigError(f"{source}: missing key 'lithops.{key}'")
+    backend, storage = section["backend"], section["storage"]
+    for key, name in (("backend", backend), ("storage", storage)):
+        if name != "localhost" and not isinstance(config.get(name), dict):
+            raise ExecutorConfigError(f"{source}: missing the '{name}' section for lithops.{key}={name!r}")
+    left = _placeholders(config)
+    if left and not allow_placeholders:
+        raise ExecutorConfigError(f"{source}: replace the template placeholder(s) in {', '.join(left)}")
+    from lithops.config import default_config
+
+    try:
+        return default_config(config_data=copy.deepcopy(config))
+    except Exception as exc:  # lithops raises bare Exception/KeyError for config problems
+        raise ExecutorConfigError(f"{source}: Lithops rejects it: {exc!r}") from exc
+
+
+def lithops_executor(
+    config: dict[str, Any] | None = None,
+    config_file: str | None = None,
+    worker_processes: int = 2,
+    preload: bool = True,
+    wait_dur_sec: float = 0.1,
+    **options: Any,
+) -> Any:
+    """Cubed's LithopsExecutor over ``config`` / ``config_file`` (default: offline localhost)."""
+    try:
+        from cubed.runtime.executors.lithops import LithopsExecutor
+    except ImportError as exc:
+        raise ExecutorUnavailableError(
+            f"the lithops executor needs lithops: pip install 'lazymerge[lithops]' ({exc})"
+        ) from exc
+    if config is not None and config_file is not None:
+        raise ExecutorConfigError("pass either 'config' or 'config_file' to the lithops executor, not both")
+    if config_file is not None:
+        config = load_lithops_config(config_file)
+    elif config is not None:
+        validate_lithops_config(config)
+    else:
+        config = localhost_config(worker_processes, preload)
+    config = with_localhost_runtime(config, preload)
+    return LithopsExecutor(config=config, wait_dur_sec=wait_dur_sec, **options)

@@ -1,0 +1,55 @@
+"""Fault injection, for tests and drills only: some kernel tasks fail, to prove retries give the same output.
+
+``LAZYMERGE_FAULT_RATE`` (0..1, unset = off)
+    Fraction of blocks whose task raises InjectedFault.
+``LAZYMERGE_FAULT_DIR`` (optional)
+    With it, a chosen block fails only on its first attempt (a marker file per block records the failure,
+    shared by every worker on the machine), so retries always succeed. Without it every attempt of a chosen
+    block fails with probability RATE.
+``LAZYMERGE_FAULT_SEED`` (default 0)
+    Changes which blocks are chosen.
+``LAZYMERGE_FAULT_DELAY`` (seconds, unset = off)
+    Every task sleeps this long first: slows a run down so a drill can kill it mid-way.
+
+Workers inherit these from the environment of the process that starts them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import time
+from pathlib import Path
+
+
+class InjectedFault(RuntimeError):
+    """A failure injected on purpose by LAZYMERGE_FAULT_RATE."""
+
+
+def _chosen(block_id: tuple[int, ...], rate: float, seed: str) -> bool:
+    digest = hashlib.sha256(f"{seed}:{tuple(int(i) for i in block_id)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def maybe_fail(block_id: tuple[int, ...]) -> None:
+    """Raise InjectedFault for this block when fault injection is on and picks it."""
+    delay = os.environ.get("LAZYMERGE_FAULT_DELAY")
+    if delay:
+        time.sleep(float(delay))
+    rate = os.environ.get("LAZYMERGE_FAULT_RATE")
+    if not rate:
+        return
+    seed = os.environ.get("LAZYMERGE_FAULT_SEED", "0")
+    directory = os.environ.get("LAZYMERGE_FAULT_DIR")
+    if directory:
+        if not _chosen(block_id, float(rate), seed):
+            return
+        marker = Path(directory) / ("fault-" + "-".join(str(int(i)) for i in block_id))
+        try:
+            marker.touch(exist_ok=False)  # atomic: exactly one attempt of this block fails
+        except FileExistsError:
+            return
+    elif random.random() >= float(rate):
+        return
+    raise InjectedFault(f"injected fault in block {tuple(block_id)} (LAZYMERGE_FAULT_RATE={rate})")
