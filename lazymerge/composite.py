@@ -1,8 +1,15 @@
-"""How overlapping sources combine into one block."""
+"""How overlapping sources combine into one block: compositing methods as plain, picklable classes.
+
+A method is a class built with the block's shape; the kernel calls ``add(values, valid, source)`` for each
+source in priority order (``source``: its row of the source table) and ``result()`` at the end. ``first``
+tells the kernel when the block is full, so it stops reading. Users can pass their own class.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from lazymerge.errors import InvalidRequestError
 
 
 def valid_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -15,9 +22,126 @@ def valid_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
     return ok
 
 
-def first_valid(out: np.ndarray, filled: np.ndarray, values: np.ndarray, valid: np.ndarray) -> bool:
-    """Fill pixels not yet filled with valid values, in priority order; True once the block is full."""
-    take = valid & ~filled
-    out[take] = values[take]
-    filled |= take
-    return bool(filled.all())
+class First:
+    """The first valid value in priority order (stops reading once every pixel has one)."""
+
+    float_result = False
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.values = np.zeros(shape)
+        self.count = np.zeros(shape, dtype="i4")
+        self.source = np.full(shape, -1, dtype="i4")
+
+    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+        take = valid & (self.count == 0)
+        self.values[take] = values[take]
+        self.source[take] = source
+        self.count[take] = 1
+
+    def full(self) -> bool:
+        return bool(self.count.all())
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, has_value)."""
+        return self.values, self.count > 0
+
+
+class Last(First):
+    """The last valid value in priority order."""
+
+    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+        self.values[valid] = values[valid]
+        self.source[valid] = source
+        self.count[valid] += 1
+
+    def full(self) -> bool:
+        return False
+
+
+class Min(Last):
+    """The smallest valid value."""
+
+    pick = staticmethod(np.less)
+
+    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+        take = valid & ((self.count == 0) | self.pick(values, self.values))
+        self.values[take] = values[take]
+        self.source[take] = source
+        self.count[valid] += 1
+
+
+class Max(Min):
+    """The largest valid value."""
+
+    pick = staticmethod(np.greater)
+
+
+class Sum(Last):
+    """The sum of valid values."""
+
+    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+        self.values[valid] += values[valid]
+        self.count[valid] += 1
+
+
+class Count(Sum):
+    """How many sources have a valid value (0 where none: every pixel has a value)."""
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.count.astype("f8"), np.ones(self.count.shape, dtype=bool)
+
+
+class Mean(Sum):
+    """The mean of valid values (a float result)."""
+
+    float_result = True
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        has = self.count > 0
+        return np.where(has, self.values / np.maximum(self.count, 1), 0.0), has
+
+
+class Median(Last):
+    """The median of valid values (a float result); keeps one layer per source."""
+
+    float_result = True
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        super().__init__(shape)
+        self.layers: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+        self.layers.append(np.where(valid, values, np.nan))
+        self.count[valid] += 1
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        has = self.count > 0
+        if not self.layers:
+            return self.values, has
+        stack = np.stack(self.layers)
+        with np.errstate(all="ignore"):
+            med = np.nanmedian(np.where(has[None], stack, 0.0), axis=0)
+        return med, has
+
+
+METHODS = {
+    "first": First,
+    "last": Last,
+    "min": Min,
+    "max": Max,
+    "sum": Sum,
+    "count": Count,
+    "mean": Mean,
+    "median": Median,
+}
+
+
+def parse_method(method: object) -> type:
+    """A method name, or a class with the same protocol (``add``, ``full``, ``result``)."""
+    if isinstance(method, str) and method in METHODS:
+        return METHODS[method]
+    if isinstance(method, type) and all(hasattr(method, m) for m in ("add", "full", "result")):
+        return method
+    raise InvalidRequestError(
+        f"method {method!r} is not one of {list(METHODS)} nor a class with add/full/result methods"
+    )

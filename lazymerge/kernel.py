@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from lazymerge.composite import first_valid, valid_mask
+from lazymerge.composite import First, parse_method, valid_mask
 from lazymerge.faults import maybe_fail
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.table import TaskRow, read_task_rows
-from lazymerge.warp import sample_nearest, source_pixels, transformer
+from lazymerge.resampling import sample
+from lazymerge.transform import THRESHOLD, source_xy
 
 _arrays: dict[tuple[int, str], zarr.Array] = {}
 _arrays_lock = threading.Lock()
@@ -34,31 +35,66 @@ def open_source(store: Any, path: str) -> zarr.Array:
 
 
 def render_chunk(
-    rows: list[TaskRow], grid: TargetGrid, row: int, col: int, store: Any, dtype: np.dtype
+    rows: list[TaskRow],
+    grid: TargetGrid,
+    row: int,
+    col: int,
+    store: Any,
+    dtype: np.dtype,
+    options: KernelOptions | None = None,
 ) -> np.ndarray:
-    """One target chunk from its plan rows (priority order): nearest, first valid wins, NaN elsewhere."""
+    """One target chunk from its plan rows (priority order): each source sampled with the plan's
+    resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is."""
+    opts = options or KernelOptions()
     r0, r1, c0, c1 = grid.chunk_window(row, col)
-    out = np.full((r1 - r0, c1 - c0), np.nan, dtype=dtype)
+    shape = (r1 - r0, c1 - c0)
+    fill = np.nan if opts.nodata is None else opts.nodata
+    out = np.full(shape, fill, dtype=dtype)
     if not rows:
         return out
-    filled = np.zeros(out.shape, dtype=bool)
-    tx, ty = grid.pixel_centres(row, col)
-    target = grid.crs.to_wkt()
-    in_source_crs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for task in rows:
+    method = parse_method(opts.method)(shape)
+    finest: dict[str, float] = {}
+    for task in rows:  # the interpolation tolerance is in pixels of the finest source of each CRS
+        res = abs(task.level.transform.a * task.level.transform.e) ** 0.5
+        finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
+    xy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for index, task in enumerate(rows):
         level = task.level
-        if level.crs not in in_source_crs:
-            in_source_crs[level.crs] = transformer(target, level.crs).transform(tx, ty, errcheck=False)
-        ri, ci = source_pixels(~level.transform, *in_source_crs[level.crs])
+        if level.crs not in xy:
+            tolerance = opts.threshold * finest[level.crs]
+            xy[level.crs] = source_xy(
+                grid.crs, grid.transform, (r0, r1), (c0, c1), level.crs, tolerance, opts.exact
+            )
+        sx, sy = xy[level.crs]
+        inv = ~level.transform
+        col_f = inv.a * sx + inv.b * sy + inv.c
+        row_f = inv.d * sx + inv.e * sy + inv.f
         w0, w1, v0, v1 = task.window
-        need = ~filled & (ri >= w0) & (ri < w1) & (ci >= v0) & (ci < v1)
-        if not need.any():
+        with np.errstate(invalid="ignore"):
+            inside = (row_f >= w0) & (row_f < w1) & (col_f >= v0) & (col_f < v1)
+        if type(method) is First:
+            inside &= method.count == 0  # only pixels still empty: skip sources that cannot add any
+        if not inside.any():
             continue
         data = open_source(store, level.path)[w0:w1, v0:v1]
-        values, inside = sample_nearest(data, (w0, v0), ri, ci)
-        if first_valid(out, filled, values, inside & need & valid_mask(values, level.nodata)):
+        values, ok = sample(data, valid_mask(data, level.nodata), (w0, v0), col_f, row_f, opts.resampling)
+        method.add(values, ok & inside, index)
+        if method.full():
             break
+    values, has = method.result()
+    out[has] = values[has].astype(dtype, copy=False)
     return out
+
+
+@dataclass(frozen=True)
+class KernelOptions:
+    """How pixels are computed: resampling, compositing method, exact transform, the nodata fill."""
+
+    resampling: str = "nearest"
+    method: Any = "first"
+    exact: bool = False
+    threshold: float = THRESHOLD
+    nodata: float | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +109,7 @@ class KernelTask:
     band_dim: bool
     time_dim: bool = False
     n_bands: int = 1
+    options: KernelOptions = KernelOptions()
 
 
 def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
@@ -85,6 +122,5 @@ def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -
     time = lead.pop(0) if task.time_dim else 0
     band = lead.pop(0) if task.band_dim else 0
     rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
-    block = render_chunk(rows, task.grid, row, col, task.store, np.dtype(task.dtype))
+    block = render_chunk(rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options)
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)
-

@@ -14,7 +14,7 @@ import numpy as np
 from lazymerge.conventions import ProjAttrs, SpatialAttrs
 from lazymerge.executors.workdir import check_work_dir
 from lazymerge.grid import TargetGrid
-from lazymerge.kernel import KernelTask, merge_block
+from lazymerge.kernel import KernelOptions, KernelTask, merge_block
 from lazymerge.planner import build_plan
 from lazymerge.planner.report import check_memory
 from lazymerge.planner.request import build_request
@@ -72,7 +72,8 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
     """Save the plan where the tasks can read it and return what every task carries."""
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
-    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands))
+    options = KernelOptions(plan.resampling, plan.method, plan.exact, nodata=plan.nodata)
+    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands), options)
 
 
 def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None = None) -> cubed.Array:
@@ -112,6 +113,11 @@ def merge(
     groupby: str | None = None,
     where: str | None = None,
     cull: bool = False,
+    resampling: str = "nearest",
+    method: Any = "first",
+    exact: bool = False,
+    dtype: Any = None,
+    nodata: float | None = None,
     plan: Plan | str | None = None,
     spec: cubed.Spec | None = None,
 ) -> MergeResult:
@@ -145,6 +151,17 @@ def merge(
     cull
         Drop, per chunk, sources that higher-priority sources already cover (first-valid compositing).
         Assumes each source is valid over its whole grid; leave it off when sources have nodata inside.
+    resampling
+        ``nearest`` (default), ``bilinear`` or ``cubic`` (GDAL's conventions; windows get a halo).
+    method
+        How overlapping sources combine: ``first`` (default), ``last``, ``min``, ``max``, ``mean``,
+        ``median``, ``count``, ``sum``, or a class with the same protocol (lazymerge.composite).
+    exact
+        Transform every pixel exactly; by default a control grid every 16 pixels, checked against the
+        exact transform and refined (exact) where it is off by more than 0.01 source pixel.
+    dtype, nodata
+        Output dtype (default: a float holding every source dtype) and the value where no source has
+        one (default NaN; required for an integer dtype).
     plan
         A Plan (or the path of a saved one) to run as is, without planning again; then ``store`` is only
         read for pixels and the grid arguments are ignored.
@@ -174,6 +191,11 @@ def merge(
             groupby=groupby,
             where=where,
             cull=cull,
+            resampling=resampling,
+            method=method,
+            exact=exact,
+            dtype=dtype,
+            nodata=nodata,
         )
         plan, handle = build_plan(request), request.store
     else:

@@ -1,10 +1,11 @@
-"""Target pixel centres -> fractional source pixel coordinates, exactly or through a checked control grid.
+"""Target pixel centres -> source CRS coordinates, exactly or through a checked control grid.
 
-``exact``: every pixel centre through pyproj. Same CRS: one affine composition, no pyproj at all.
+``exact``: every pixel centre through pyproj. Same CRS: the target coordinates themselves, no pyproj.
 Otherwise a control grid (every ``STEP`` pixels, chunk edges included) is transformed exactly and
 interpolated bilinearly; the interpolation is checked against the exact transform at every cell's centre
-and at its edge midpoints, and a cell whose error exceeds ``threshold`` source pixels is transformed
-exactly, pixel by pixel. Pixel centres sit at +0.5, as in GDAL.
+and at its edge midpoints, and a cell whose error exceeds ``tolerance`` (source CRS units: the caller
+passes its threshold in pixels times the finest source pixel) is transformed exactly, pixel by pixel.
+Pixel centres sit at +0.5, as in GDAL.
 """
 
 from __future__ import annotations
@@ -19,65 +20,61 @@ STEP = 16  # control points every STEP target pixels
 THRESHOLD = 0.01  # maximum interpolation error, in source pixels
 
 
-def _to_pixels(inv: Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return inv.a * x + inv.b * y + inv.c, inv.d * x + inv.e * y + inv.f
-
-
-def source_coords(
+def source_xy(
     target_crs: CRS,
     target: Affine,
     rows: tuple[int, int],
     cols: tuple[int, int],
     source_crs: str,
-    source_inv: Affine,
+    tolerance: float,
     exact: bool = False,
-    threshold: float = THRESHOLD,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(col, row) fractional source pixel coordinates of the target pixels ``rows`` x ``cols`` (half-open
-    ranges of the target grid); NaN where the transform fails."""
+    """Source CRS (x, y) of the target pixels ``rows`` x ``cols`` (half-open ranges of the target
+    grid); NaN where the transform fails."""
     r = np.arange(*rows) + 0.5
     c = np.arange(*cols) + 0.5
-    same = CRS.from_user_input(source_crs) == target_crs
-    if same:  # target pixel -> source pixel is one affine map
-        m = source_inv * target
-        return m.a * c[None, :] + m.b * r[:, None] + m.c, m.d * c[None, :] + m.e * r[:, None] + m.f
+
+    def target_xy(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return target.c + cc * target.a + rr * target.b, target.f + cc * target.d + rr * target.e
+
+    if CRS.from_user_input(source_crs) == target_crs:
+        return target_xy(*np.meshgrid(r, c, indexing="ij"))
     to_src = transformer(target_crs.to_wkt(), CRS.from_user_input(source_crs).to_wkt())
 
     def exact_at(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = target.c + cc * target.a + rr * target.b
-        y = target.f + cc * target.d + rr * target.e
-        sx, sy = to_src.transform(x, y, errcheck=False)
-        return _to_pixels(source_inv, np.asarray(sx), np.asarray(sy))
+        sx, sy = to_src.transform(*target_xy(rr, cc), errcheck=False)
+        return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8")
 
     if exact:
         return exact_at(*np.meshgrid(r, c, indexing="ij"))
     h, w = len(r), len(c)
-    # control points: every STEP pixels from the first pixel centre, plus the last one
-    ri = np.unique(np.append(np.arange(0, h, STEP), h - 1))
+    ri = np.unique(np.append(np.arange(0, h, STEP), h - 1))  # control rows and columns, edges included
     ci = np.unique(np.append(np.arange(0, w, STEP), w - 1))
-    gc, gr = exact_at(*np.meshgrid(r[ri], c[ci], indexing="ij"))
-    out_c = np.empty((h, w))
-    out_r = np.empty((h, w))
-    # bilinear interpolation between control points, separably along rows then columns
-    row_pos = np.interp(np.arange(h), ri, np.arange(len(ri)))
-    col_pos = np.interp(np.arange(w), ci, np.arange(len(ci)))
-    i0 = np.minimum(np.floor(row_pos).astype(int), len(ri) - 2) if len(ri) > 1 else np.zeros(h, int)
-    j0 = np.minimum(np.floor(col_pos).astype(int), len(ci) - 2) if len(ci) > 1 else np.zeros(w, int)
-    fr = (row_pos - i0)[:, None] if len(ri) > 1 else np.zeros((h, 1))
-    fc = (col_pos - j0)[None, :] if len(ci) > 1 else np.zeros((1, w))
-    i1 = np.minimum(i0 + 1, len(ri) - 1)
-    j1 = np.minimum(j0 + 1, len(ci) - 1)
-    for g, out in ((gc, out_c), (gr, out_r)):
-        top = g[i0][:, j0] * (1 - fc) + g[i0][:, j1] * fc
-        bottom = g[i1][:, j0] * (1 - fc) + g[i1][:, j1] * fc
-        out[:] = top * (1 - fr) + bottom * fr
-    # check each cell at its centre and edge midpoints; cells that fail (or touch NaN) go exact
-    bad_cells = _failing_cells(out_c, out_r, ri, ci, exact_at, r, c, threshold)
-    for a, b in bad_cells:
+    gx, gy = exact_at(*np.meshgrid(r[ri], c[ci], indexing="ij"))
+    out_x, out_y = _interpolate(gx, ri, h, ci, w), _interpolate(gy, ri, h, ci, w)
+    for a, b in _failing_cells(out_x, out_y, ri, ci, exact_at, r, c, tolerance):
         rs, cs = slice(ri[a], ri[a + 1] + 1), slice(ci[b], ci[b + 1] + 1)
-        ec, er = exact_at(*np.meshgrid(r[rs], c[cs], indexing="ij"))
-        out_c[rs, cs], out_r[rs, cs] = ec, er
-    return out_c, out_r
+        out_x[rs, cs], out_y[rs, cs] = exact_at(*np.meshgrid(r[rs], c[cs], indexing="ij"))
+    return out_x, out_y
+
+
+def _interpolate(g: np.ndarray, ri: np.ndarray, h: int, ci: np.ndarray, w: int) -> np.ndarray:
+    """Bilinear interpolation of control values ``g`` (at rows ``ri``, cols ``ci``) to every pixel."""
+
+    def axis(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if len(idx) == 1:
+            z = np.zeros(n, dtype=int)
+            return z, z, np.zeros(n)
+        pos = np.interp(np.arange(n), idx, np.arange(len(idx)))
+        i0 = np.minimum(np.floor(pos).astype(int), len(idx) - 2)
+        return i0, i0 + 1, pos - i0
+
+    i0, i1, fr = axis(ri, h)
+    j0, j1, fc = axis(ci, w)
+    fr, fc = fr[:, None], fc[None, :]
+    top = g[i0][:, j0] * (1 - fc) + g[i0][:, j1] * fc
+    bottom = g[i1][:, j0] * (1 - fc) + g[i1][:, j1] * fc
+    return top * (1 - fr) + bottom * fr
 
 
 def _failing_cells(out_c, out_r, ri, ci, exact_at, r, c, threshold) -> list[tuple[int, int]]:

@@ -36,7 +36,9 @@ def around(name: str, crs: str, lon: float, lat: float, res: float, size: int, s
     return Raster(name, crs, (res, 0.0, x0, 0.0, -res, y1), data)
 
 
-def warp_exact(src: Raster, crs: str, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
+def warp_exact(
+    src: Raster, crs: str, transform: Affine, shape: tuple[int, int], resampling: str = "nearest"
+) -> np.ndarray:
     """One source warped onto the target grid by GDAL's exact transformer; NaN where it has no pixel."""
     h, w = src.data.shape
     profile = dict(
@@ -60,7 +62,7 @@ def warp_exact(src: Raster, crs: str, transform: Affine, shape: tuple[int, int])
                 transform=transform,
                 width=shape[1],
                 height=shape[0],
-                resampling=Resampling.nearest,
+                resampling=Resampling[resampling],
                 tolerance=1e-9,
                 src_nodata=np.nan,
                 nodata=np.nan,
@@ -70,12 +72,14 @@ def warp_exact(src: Raster, crs: str, transform: Affine, shape: tuple[int, int])
             return vrt.read(1)
 
 
-def mosaic_exact(sources: list[Raster], crs: str, transform: Affine, shape: tuple[int, int]) -> np.ndarray:
+def mosaic_exact(
+    sources: list[Raster], crs: str, transform: Affine, shape: tuple[int, int], resampling: str = "nearest"
+) -> np.ndarray:
     """First valid pixel in the order given (earlier sources win), NaN where none reaches."""
     out = np.full(shape, np.nan, dtype="f4")
     with rasterio.Env():
         for src in sources:
-            warped = warp_exact(src, crs, transform, shape)
+            warped = warp_exact(src, crs, transform, shape, resampling)
             hole = np.isnan(out)
             out[hole] = warped[hole]
     return out

@@ -59,7 +59,8 @@ def store_of(make_store, sources: list[Raster]):
     return make_store([(s.name, s.crs, s.transform, s.data) for s in sources])
 
 
-def run(store, crs, bbox, res, datafusion):
+def run(store, crs, bbox, res, datafusion, **kw):
+    kw.setdefault("exact", True)  # the foundation's exact kernel; the approximate one is tested below
     result = merge(
         store=str(store),
         crs=crs,
@@ -69,6 +70,7 @@ def run(store, crs, bbox, res, datafusion):
         bands="data",
         datafusion=datafusion,
         sortby="id",
+        **kw,
     )
     return result.array.compute()
 

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lazymerge.errors import EmptyPlanWarning
+from lazymerge.composite import parse_method
+from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.geometry import split_parts
 from lazymerge.planner.culling import CoverCull, cull_mask
 from lazymerge.planner.request import MergeRequest, build_request
@@ -23,6 +24,7 @@ from lazymerge.planner.timegroups import (
     time_groups,
 )
 from lazymerge.planner.windows import resolve_windows
+from lazymerge.resampling import HALO
 
 __all__ = ["Plan", "MergeRequest", "build_plan", "plan"]
 
@@ -71,7 +73,8 @@ def build_plan(request: MergeRequest) -> Plan:
     clock.lap("join + cover culling" if cover else "join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
-    table = resolve_windows(grid, chunk, source, cands, bands, sources.band_of, masks=request.cull)
+    halo = HALO[request.resampling]
+    table = resolve_windows(grid, chunk, source, cands, bands, sources.band_of, masks=request.cull, halo=halo)
     clock.lap("windows")
     time_coords = None
     if request.groupby:
@@ -102,12 +105,34 @@ def build_plan(request: MergeRequest) -> Plan:
         band_dim=request.band_dim or len(bands) > 1,
         table=table,
         levels=levels_table(entries),
-        dtype=output_dtype([e[3].dtype for e in entries]),
+        dtype=_dtype(request, [e[3] for e in entries], cands.ids),
         n_sources=len(cands.ids),
         time_coords=time_coords,
         pairs_before_cull=pairs_before_cull,
         timings=clock.laps,
+        resampling=request.resampling,
+        method=request.method,
+        exact=request.exact,
+        nodata=request.nodata,
     )
+
+
+def _dtype(request: MergeRequest, levels: list, ids: list[str]) -> str:
+    """The output dtype: the requested one (every source must cast to it without loss), promoted to
+    float for methods that average and for interpolating resamplings; else a float holding them all."""
+    floats = parse_method(request.method).float_result or request.resampling != "nearest"
+    if request.dtype is None:
+        return output_dtype([lv.dtype for lv in levels])
+    wanted = np.dtype(request.dtype)
+    for lv in levels:
+        if not np.can_cast(np.dtype(lv.dtype), wanted, "same_kind") or (
+            np.dtype(lv.dtype).itemsize > wanted.itemsize and wanted.kind != "f"
+        ):
+            raise InvalidRequestError(
+                f"source array {lv.path!r} ({lv.dtype}) cannot be cast to dtype {wanted} without loss; "
+                "pass a wider dtype"
+            )
+    return str(np.promote_types(wanted, np.float32)) if floats else str(wanted)
 
 
 def unique_levels(table: pa.Table) -> list[tuple[int, int, int]]:
@@ -131,6 +156,11 @@ def plan(
     groupby: Any = None,
     where: Any = None,
     cull: bool = False,
+    resampling: Any = "nearest",
+    method: Any = "first",
+    exact: bool = False,
+    dtype: Any = None,
+    nodata: Any = None,
 ) -> Plan:
     """Plan a merge without computing anything; takes the same arguments as ``lazymerge.merge``.
 
@@ -151,5 +181,10 @@ def plan(
         groupby=groupby,
         where=where,
         cull=cull,
+        resampling=resampling,
+        method=method,
+        exact=exact,
+        dtype=dtype,
+        nodata=nodata,
     )
     return build_plan(request)

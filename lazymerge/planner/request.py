@@ -8,9 +8,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
+from lazymerge.composite import parse_method
 from lazymerge.errors import (
     InvalidBBoxError,
     InvalidChunkSizeError,
@@ -22,6 +24,7 @@ from lazymerge.errors import (
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.filters import parse_where
 from lazymerge.planner.timegroups import parse_groupby
+from lazymerge.resampling import parse_resampling
 from lazymerge.stores import StoreHandle, resolve_store
 
 
@@ -49,6 +52,11 @@ class MergeRequest:
     groupby: str | None = None  # None, "time", "day" or "solar_day": a leading time dimension
     where: str | None = None  # SQL predicate over the source table, parsed by DataFusion
     cull: bool = False  # drop sources a chunk's higher-priority sources already cover (first-valid)
+    resampling: str = "nearest"
+    method: Any = "first"  # a compositing method name or class (lazymerge.composite)
+    exact: bool = False  # transform every pixel exactly instead of through the checked control grid
+    dtype: str | None = None  # output dtype (None: a float holding every source dtype)
+    nodata: float | None = None  # output fill where no source has a value (None: NaN)
 
     def check_sort_columns(self, columns: Sequence[str]) -> None:
         """Raise UnknownColumnError for a sortby column that is not in ``columns``."""
@@ -149,6 +157,11 @@ def build_request(
     groupby: Any = None,
     where: Any = None,
     cull: bool = False,
+    resampling: Any = "nearest",
+    method: Any = "first",
+    exact: bool = False,
+    dtype: Any = None,
+    nodata: Any = None,
 ) -> MergeRequest:
     """Validate every argument of merge()/plan() into a MergeRequest."""
     target_crs = parse_crs(crs)
@@ -159,6 +172,13 @@ def build_request(
     keys = parse_sortby(sortby)
     group = parse_groupby(groupby)
     predicate = parse_where(where)
+    resampling = parse_resampling(resampling)
+    parse_method(method)
+    if cull and method != "first":
+        raise InvalidRequestError(
+            f"cull=True drops covered sources, which only method='first' allows (not {method!r})"
+        )
+    out_dtype = parse_dtype(dtype, nodata)
     handle = resolve_store(store)
     if datafusion is None:
         from lazymerge.sources import META_GROUP
@@ -166,5 +186,39 @@ def build_request(
         datafusion = META_GROUP in handle.open_root()
     grid = TargetGrid.from_bbox(target_crs, box, res, chunks)
     return MergeRequest(
-        handle, grid, band_names, band_dim, bool(datafusion), keys, group, predicate, bool(cull)
+        handle,
+        grid,
+        band_names,
+        band_dim,
+        bool(datafusion),
+        keys,
+        group,
+        predicate,
+        bool(cull),
+        resampling,
+        method,
+        bool(exact),
+        out_dtype,
+        None if nodata is None else float(nodata),
     )
+
+
+def parse_dtype(dtype: Any, nodata: Any) -> str | None:
+    """The requested output dtype; an integer one needs a nodata value it can hold."""
+    if dtype is None:
+        return None
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise InvalidRequestError(
+            f"dtype {dtype!r} is not a numpy dtype, e.g. 'uint16' or 'float32'"
+        ) from exc
+    if dt.kind in "iu":
+        if nodata is None:
+            raise InvalidRequestError(f"dtype {dt} is an integer type: pass nodata= (a value it can hold)")
+        info = np.iinfo(dt)
+        if not (info.min <= float(nodata) <= info.max) or float(nodata) != int(nodata):
+            raise InvalidRequestError(f"nodata {nodata!r} does not fit dtype {dt} ({info.min}..{info.max})")
+    elif dt.kind != "f":
+        raise InvalidRequestError(f"dtype {dt} is neither an integer nor a float type")
+    return str(dt)

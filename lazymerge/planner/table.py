@@ -40,6 +40,10 @@ class Plan:
     time_coords: np.ndarray | None = None  # datetime64[ns] labels of the time groups (a "time" column)
     pairs_before_cull: int | None = None  # rows before occlusion culling (== n_pairs without it)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per planning step
+    resampling: str = "nearest"
+    method: Any = "first"  # compositing method name, or a class (saved as module:qualname)
+    exact: bool = False
+    nodata: float | None = None  # output fill (None: NaN)
 
     @property
     def n_pairs(self) -> int:
@@ -117,6 +121,10 @@ class Plan:
             time_coords=None if times is None else np.array(times, dtype="datetime64[ns]"),
             pairs_before_cull=attrs.get("pairs_before_cull"),
             timings=dict(attrs.get("timings", {})),
+            resampling=attrs.get("resampling", "nearest"),
+            method=_load_method(attrs.get("method", "first")),
+            exact=bool(attrs.get("exact", False)),
+            nodata=attrs.get("nodata"),
         )
 
     def __repr__(self) -> str:
@@ -155,6 +163,12 @@ class Plan:
                 "time_coords": None if self.time_coords is None else [str(v) for v in self.time_coords],
                 "pairs_before_cull": self.pairs_before_cull,
                 "timings": self.timings,
+                "resampling": self.resampling,
+                "method": self.method
+                if isinstance(self.method, str)
+                else f"{self.method.__module__}:{self.method.__qualname__}",
+                "exact": self.exact,
+                "nodata": self.nodata,
             }
         )
         t = self.table
@@ -263,6 +277,19 @@ def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
         tuple(attrs["chunk_size"]),
     )
     return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
+
+
+def _load_method(name: str) -> Any:
+    """A method name, or the class a ``module:qualname`` names."""
+    if ":" not in name:
+        return name
+    import importlib
+
+    module, _, qualname = name.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 LEVEL_SCHEMA = pa.schema(

@@ -104,12 +104,14 @@ def resolve_windows(
     bands: list[str | None],
     band_of: Callable[[int, str | None], Band],
     masks: bool = False,
+    halo: int = 0,
 ) -> pa.Table:
     """Plan rows for candidate pairs (already ordered by chunk, then priority).
 
     For every band, each source uses the coarsest level still at least as fine as the target, and the
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
-    With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses.
+    With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses; ``halo``
+    widens every window by the resampling kernel's reach.
     """
     used, pair_src = np.unique(source, return_inverse=True)
     codes, used_crs = np.unique(np.asarray(cands.crs, dtype=object)[used].astype(str), return_inverse=True)
@@ -134,6 +136,7 @@ def resolve_windows(
                     coef[pair_src[part]],
                     shape[pair_src[part]],
                     masks,
+                    MARGIN + halo,
                 )
         keep = window[:, 0] >= 0
         crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
@@ -183,7 +186,13 @@ def _levels_for(
 
 
 def _windows(
-    grid: TargetGrid, crs: CRS, chunk: np.ndarray, coef: np.ndarray, shape: np.ndarray, masks: bool
+    grid: TargetGrid,
+    crs: CRS,
+    chunk: np.ndarray,
+    coef: np.ndarray,
+    shape: np.ndarray,
+    masks: bool,
+    margin: int = MARGIN,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(window, cover, touch) of pairs in one source CRS: the source pixels that the chunk's lattice maps
     into, widened by MARGIN and clipped to the source (-1 rows where empty)."""
@@ -208,7 +217,7 @@ def _windows(
             r1[hit] = np.maximum(np.nan_to_num(r1[hit], nan=-np.inf), np.floor(pr) + 1)
     h, w = shape[:, 0], shape[:, 1]
     empty = ~(np.isfinite(c0) & np.isfinite(r0)) | (c1 <= 0) | (r1 <= 0) | (c0 >= w) | (r0 >= h)
-    win = np.stack([r0 - MARGIN, r1 + MARGIN, c0 - MARGIN, c1 + MARGIN], axis=1)
+    win = np.stack([r0 - margin, r1 + margin, c0 - margin, c1 + margin], axis=1)
     win = np.nan_to_num(win, nan=0.0, posinf=0.0, neginf=0.0)
     win[:, 0:2] = np.clip(win[:, 0:2], 0, h[:, None])
     win[:, 2:4] = np.clip(win[:, 2:4], 0, w[:, None])
