@@ -178,6 +178,8 @@ def merge(
     lazymerge.errors.LazymergeError
         A typed subclass naming the bad value and the fix.
     """
+    spec = spec or default_spec()
+    check_work_dir(spec.work_dir)  # before planning: a bad work_dir fails at once
     if plan is None:
         request = build_request(
             store=store,
@@ -200,8 +202,6 @@ def merge(
         plan, handle = build_plan(request), request.store
     else:
         plan, handle = Plan.load(plan) if isinstance(plan, str) else plan, resolve_store(store)
-    spec = spec or default_spec()
-    check_work_dir(spec.work_dir)
     task = kernel_task(plan, handle.zarr_store, spec)
     array = lazy_array(plan, handle.zarr_store, spec, task)
     grid = plan.grid
