@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import zarr
 
-from lazymerge.composite import First, parse_method, valid_mask
+from lazymerge import jit
+from lazymerge.composite import First, Last, parse_method, valid_mask
 from lazymerge.faults import maybe_fail
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.table import TaskRow, read_task_rows
@@ -67,18 +68,38 @@ def render_chunk(
             )
         sx, sy = xy[level.crs]
         inv = ~level.transform
-        col_f = inv.a * sx + inv.b * sy + inv.c
-        row_f = inv.d * sx + inv.e * sy + inv.f
-        w0, w1, v0, v1 = task.window
-        with np.errstate(invalid="ignore"):
-            inside = (row_f >= w0) & (row_f < w1) & (col_f >= v0) & (col_f < v1)
-        if type(method) is First:
-            inside &= method.count == 0  # only pixels still empty: skip sources that cannot add any
-        if not inside.any():
-            continue
-        data = open_source(store, level.path)[w0:w1, v0:v1]
-        values, ok = sample(data, valid_mask(data, level.nodata), (w0, v0), col_f, row_f, opts.resampling)
-        method.add(values, ok & inside, index)
+        coef = np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
+        window = np.array(task.window, dtype="f8")
+        if type(method) in (First, Last):  # the fused, compiled path
+            only_empty = type(method) is First
+            if not jit.any_inside(sx, sy, coef, window, method.count, only_empty):
+                continue
+            data = open_source(store, level.path)[slice(*task.window[:2]), slice(*task.window[2:])]
+            nodata = np.nan if level.nodata is None else level.nodata
+            jit.sample_into(
+                data,
+                nodata,
+                level.nodata is not None,
+                sx,
+                sy,
+                coef,
+                window,
+                jit.CODES[opts.resampling],
+                method.values,
+                method.count,
+                only_empty,
+            )
+        else:
+            col_f = coef[0] * sx + coef[1] * sy + coef[2]
+            row_f = coef[3] * sx + coef[4] * sy + coef[5]
+            w0, w1, v0, v1 = task.window
+            with np.errstate(invalid="ignore"):
+                inside = (row_f >= w0) & (row_f < w1) & (col_f >= v0) & (col_f < v1)
+            if not inside.any():
+                continue
+            data = open_source(store, level.path)[w0:w1, v0:v1]
+            values, ok = sample(data, valid_mask(data, level.nodata), (w0, v0), col_f, row_f, opts.resampling)
+            method.add(values, ok & inside, index)
         if method.full():
             break
     values, has = method.result()
