@@ -68,6 +68,13 @@ def _request_args(p: argparse.ArgumentParser, grid_required: bool) -> None:
     p.add_argument("--groupby", choices=["time", "day", "solar_day"], help="one composite per time group")
     p.add_argument("--cull", action="store_true", help="drop sources already covered (valid everywhere)")
     p.add_argument("--scan", action="store_true", help="scan the conventions even if /meta exists")
+    p.add_argument("--resampling", default="nearest", help="nearest (default), bilinear, cubic")
+    p.add_argument(
+        "--method", default="first", help="first (default), last, min, max, mean, median, count, sum"
+    )
+    p.add_argument("--exact", action="store_true", help="transform every pixel exactly (no control grid)")
+    p.add_argument("--dtype", help="output dtype, e.g. uint16 (default: a float holding every source)")
+    p.add_argument("--nodata", type=float, help="output value where no source has one (default NaN)")
     p.add_argument("--allowed-mem", default="1GB", help="memory per task (Cubed allowed_mem), default 1GB")
 
 
@@ -84,6 +91,11 @@ def _request(args: argparse.Namespace) -> dict:
         "groupby": args.groupby,
         "cull": args.cull,
         "datafusion": False if args.scan else None,
+        "resampling": args.resampling,
+        "method": args.method,
+        "exact": args.exact,
+        "dtype": args.dtype,
+        "nodata": args.nodata,
     }
 
 

@@ -141,3 +141,12 @@ def test_cli_plan_then_run(clouded, tmp_path, capsys):
     np.testing.assert_array_equal(got, expected)
     assert main(["plan", str(clouded), *args, "--where", "nope <", "--out", str(tmp_path / "q")]) == 2
     assert "not a valid predicate" in capsys.readouterr().err
+
+
+def test_cli_kernel_options(random_store, tmp_path):
+    args = ["--crs", "EPSG:32618", "--bbox", "500000,5990000,508000,6000000", "--resolution", "10"]
+    args += ["--chunk-size", "100,100", "--bands", "data", "--sortby=-id", "--resampling", "bilinear"]
+    args += ["--method", "max", "--exact"]
+    assert main(["run", str(random_store), *args, "--out", str(tmp_path / "o.zarr"), "--no-progress"]) == 0
+    expected = merge(str(random_store), resampling="bilinear", method="max", exact=True, **REQUEST).array
+    np.testing.assert_array_equal(zarr.open_array(str(tmp_path / "o.zarr"))[:], expected.compute())
