@@ -1,7 +1,7 @@
 """How overlapping sources combine into one block: compositing methods as plain, picklable classes.
 
-A method is a class built with the block's shape; the kernel calls ``add(values, valid, source)`` for each
-source in priority order (``source``: its row of the source table) and ``result()`` at the end. ``first``
+A method is a class built with the block's shape; the kernel calls ``add(values, valid, index)`` for each
+source in priority order (``index``: its position in that order) and ``result()`` at the end. ``first``
 tells the kernel when the block is full, so it stops reading. Users can pass their own class.
 """
 
@@ -30,12 +30,10 @@ class First:
     def __init__(self, shape: tuple[int, int]) -> None:
         self.values = np.zeros(shape)
         self.count = np.zeros(shape, dtype="i4")
-        self.source = np.full(shape, -1, dtype="i4")
 
-    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+    def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         take = valid & (self.count == 0)
         self.values[take] = values[take]
-        self.source[take] = source
         self.count[take] = 1
 
     def full(self) -> bool:
@@ -49,9 +47,8 @@ class First:
 class Last(First):
     """The last valid value in priority order."""
 
-    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+    def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         self.values[valid] = values[valid]
-        self.source[valid] = source
         self.count[valid] += 1
 
     def full(self) -> bool:
@@ -63,10 +60,9 @@ class Min(Last):
 
     pick = staticmethod(np.less)
 
-    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+    def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         take = valid & ((self.count == 0) | self.pick(values, self.values))
         self.values[take] = values[take]
-        self.source[take] = source
         self.count[valid] += 1
 
 
@@ -79,7 +75,7 @@ class Max(Min):
 class Sum(Last):
     """The sum of valid values."""
 
-    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+    def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         self.values[valid] += values[valid]
         self.count[valid] += 1
 
@@ -110,7 +106,7 @@ class Median(Last):
         super().__init__(shape)
         self.layers: list[np.ndarray] = []
 
-    def add(self, values: np.ndarray, valid: np.ndarray, source: int) -> None:
+    def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         self.layers.append(np.where(valid, values, np.nan))
         self.count[valid] += 1
 
