@@ -1,6 +1,6 @@
 """Bounded memory: write a mosaic whose output is FACTOR x allowed_mem and report each worker's peak RSS.
 
-    .venv/bin/python benchmarks/memory.py [--allowed-mem 300MB] [--factor 20] [--chunk 512] \
+    .venv/bin/python benchmarks/memory.py [--allowed-mem 400MB] [--factor 20] [--chunk 512] \
         [--executor processes]
 
 The seed's four tiles (10 m) are mosaicked at the resolution that makes the float32 output FACTOR times
@@ -30,7 +30,7 @@ from lazymerge.merge import merge
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--allowed-mem", default="300MB")
+    ap.add_argument("--allowed-mem", default="400MB")
     ap.add_argument("--factor", type=float, default=20.0)
     ap.add_argument("--chunk", type=int, default=512)
     ap.add_argument("--executor", default="processes")
@@ -39,15 +39,24 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="lazymerge-membench-") as tmp:
         store = build_seed_store(Path(tmp) / "seed.zarr")
-        spec = cubed.Spec(work_dir=f"{tmp}/wd", allowed_mem=args.allowed_mem, reserved_mem="100MB")
+        options = {"max_workers": args.workers} if args.executor in ("threads", "processes") else {}
+        executor = get_executor(args.executor, **options)
+        # the worker's own baseline (Python, numpy, zarr, cubed, numba/LLVM), measured, not guessed
+        reserved = cubed.measure_reserved_mem(executor, work_dir=f"{tmp}/probe")
+        spec = cubed.Spec(work_dir=f"{tmp}/wd", allowed_mem=args.allowed_mem, reserved_mem=reserved)
         xmin, ymin, xmax, ymax = SEED_TARGET["bbox"]
         target_bytes = args.factor * spec.allowed_mem
         res = math.sqrt((xmax - xmin) * (ymax - ymin) * 4 / target_bytes)  # float32 pixels
-        result = merge(store, SEED_TARGET["crs"], SEED_TARGET["bbox"], res, chunk_size=(args.chunk,) * 2,
-                       sortby="id", spec=spec)
+        result = merge(
+            store,
+            SEED_TARGET["crs"],
+            SEED_TARGET["bbox"],
+            res,
+            chunk_size=(args.chunk,) * 2,
+            sortby="id",
+            spec=spec,
+        )
         arr = result.array
-        options = {"max_workers": args.workers} if args.executor in ("threads", "processes") else {}
-        executor = get_executor(args.executor, **options)
         reports: list = []
         t0 = time.perf_counter()
         out = result.to_zarr(f"{tmp}/out.zarr", executor=executor, progress=False, report=reports)
@@ -61,10 +70,18 @@ def main() -> None:
             ("output shape x dtype", f"{arr.shape} float32", ""),
             ("output bytes", f"{arr.nbytes / 1e6:,.0f} MB", f"{arr.nbytes / spec.allowed_mem:.1f}"),
             ("allowed_mem", f"{spec.allowed_mem / 1e6:,.0f} MB", "1.00"),
+            (
+                "reserved_mem (measured)",
+                f"{spec.reserved_mem / 1e6:,.1f} MB",
+                f"{spec.reserved_mem / spec.allowed_mem:.2f}",
+            ),
             ("tasks (blocks)", f"{tasks}", f"chunk {args.chunk}x{args.chunk}"),
             ("projected mem per task", f"{projected / 1e6:,.1f} MB", f"{projected / spec.allowed_mem:.2f}"),
-            ("peak RSS per worker (max)", f"{peak / 1e6:,.1f} MB" if peak else "not measured",
-             f"{peak / spec.allowed_mem:.2f}" if peak else ""),
+            (
+                "peak RSS per worker (max)",
+                f"{peak / 1e6:,.1f} MB" if peak else "not measured",
+                f"{peak / spec.allowed_mem:.2f}" if peak else "",
+            ),
             ("driver peak RSS", f"{driver / 1e6:,.1f} MB", f"{driver / arr.nbytes:.3f} x output"),
             ("wall time", f"{wall:,.1f} s", ""),
         ]
