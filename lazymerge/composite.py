@@ -26,14 +26,17 @@ class First:
     """The first valid value in priority order (stops reading once every pixel has one)."""
 
     float_result = False
+    picks_one = True  # each pixel's value comes from one source, recorded in ``winner`` (provenance)
 
     def __init__(self, shape: tuple[int, int]) -> None:
         self.values = np.zeros(shape)
         self.count = np.zeros(shape, dtype="i4")
+        self.winner = np.full(shape, -1, dtype="i4")  # index (priority order) of the pixel's source
 
     def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         take = valid & (self.count == 0)
         self.values[take] = values[take]
+        self.winner[take] = index
         self.count[take] = 1
 
     def full(self) -> bool:
@@ -49,6 +52,7 @@ class Last(First):
 
     def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         self.values[valid] = values[valid]
+        self.winner[valid] = index
         self.count[valid] += 1
 
     def full(self) -> bool:
@@ -63,6 +67,7 @@ class Min(Last):
     def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         take = valid & ((self.count == 0) | self.pick(values, self.values))
         self.values[take] = values[take]
+        self.winner[take] = index
         self.count[valid] += 1
 
 
@@ -74,6 +79,8 @@ class Max(Min):
 
 class Sum(Last):
     """The sum of valid values."""
+
+    picks_one = False
 
     def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         self.values[valid] += values[valid]
@@ -101,6 +108,7 @@ class Median(Last):
     """The median of valid values (a float result); keeps one layer per source."""
 
     float_result = True
+    picks_one = False
 
     def __init__(self, shape: tuple[int, int]) -> None:
         super().__init__(shape)

@@ -82,6 +82,8 @@ def sample_into(
     mode: int,
     values: np.ndarray,
     count: np.ndarray,
+    winner: np.ndarray,
+    index: int,
     only_empty: bool,
 ) -> int:
     """Sample one source window into ``values`` where it has a valid value (``only_empty``: only pixels
@@ -130,6 +132,7 @@ def sample_into(
                     continue
                 value = acc / weight
             values[y, x] = value
+            winner[y, x] = index
             count[y, x] += 1
             written += 1
     return written

@@ -45,12 +45,13 @@ def render_chunk(
     options: KernelOptions | None = None,
 ) -> np.ndarray:
     """One target chunk from its plan rows (priority order): each source sampled with the plan's
-    resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is."""
+    resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is. With
+    ``options.provenance``: the int32 source table row each pixel's value came from (-1: none)."""
     opts = options or KernelOptions()
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
     fill = np.nan if opts.nodata is None else opts.nodata
-    out = np.full(shape, fill, dtype=dtype)
+    out = np.full(shape, -1 if opts.provenance else fill, dtype="i4" if opts.provenance else dtype)
     if not rows:
         return out
     method = parse_method(opts.method)(shape)
@@ -87,6 +88,8 @@ def render_chunk(
                 jit.CODES[opts.resampling],
                 method.values,
                 method.count,
+                method.winner,
+                index,
                 only_empty,
             )
         else:
@@ -102,6 +105,9 @@ def render_chunk(
             method.add(values, ok & inside, index)
         if method.full():
             break
+    if opts.provenance:  # the source table row each pixel came from, -1 where none
+        sources = np.array([task.level.source for task in rows], dtype="i4")
+        return np.where(method.winner >= 0, sources[np.maximum(method.winner, 0)], -1).astype("i4")
     values, has = method.result()
     out[has] = values[has].astype(dtype, copy=False)
     return out
@@ -116,6 +122,7 @@ class KernelOptions:
     exact: bool = False
     threshold: float = THRESHOLD
     nodata: float | None = None
+    provenance: bool = False  # return each pixel's source (its source table row) instead of its value
 
 
 @dataclass(frozen=True)

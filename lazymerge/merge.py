@@ -6,12 +6,15 @@ import atexit
 import shutil
 import tempfile
 import uuid
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import cubed
 import numpy as np
 
+from lazymerge.composite import parse_method
 from lazymerge.conventions import ProjAttrs, SpatialAttrs
+from lazymerge.errors import InvalidRequestError
 from lazymerge.executors.workdir import check_work_dir
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import KernelOptions, KernelTask, merge_block
@@ -39,6 +42,7 @@ class MergeResult(_MergeTuple):
     plan: Plan
     grid: TargetGrid
     task: KernelTask  # what each block's task carries besides its block id
+    provenance: cubed.Array | None  # with provenance=True: each pixel's source table row (-1: none)
 
     def to_xarray(self):
         """A DataArray backed by the Cubed array, with rasterix RasterIndex coords and the xproj CRS."""
@@ -88,10 +92,10 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None
         chunks = ((1,) * len(plan.bands), *chunks)
     if time_dim:
         chunks = ((1,) * plan.n_times, *chunks)
-    out_block = int(np.prod([c[0] for c in chunks])) * np.dtype(plan.dtype).itemsize
+    out_block = int(np.prod([c[0] for c in chunks])) * np.dtype(task.dtype).itemsize
     array = cubed.map_blocks(
         merge_block,
-        dtype=np.dtype(plan.dtype),
+        dtype=np.dtype(task.dtype),
         chunks=chunks,
         spec=spec,
         task=task,
@@ -119,6 +123,7 @@ def merge(
     dtype: Any = None,
     nodata: float | None = None,
     plan: Plan | str | None = None,
+    provenance: bool = False,
     spec: cubed.Spec | None = None,
 ) -> MergeResult:
     """Mosaic every source of ``store`` into one grid, lazily.
@@ -162,6 +167,9 @@ def merge(
     dtype, nodata
         Output dtype (default: a float holding every source dtype) and the value where no source has
         one (default NaN; required for an integer dtype).
+    provenance
+        Also build ``result.provenance``: an int32 array of the source table row each pixel came from
+        (-1 where none), for methods that take each pixel from one source.
     plan
         A Plan (or the path of a saved one) to run as is, without planning again; then ``store`` is only
         read for pixels and the grid arguments are ignored.
@@ -213,4 +221,13 @@ def merge(
     result.plan = plan
     result.grid = grid
     result.task = task
+    result.provenance = None
+    if provenance:
+        if not getattr(parse_method(plan.method), "picks_one", False):
+            raise InvalidRequestError(
+                f"provenance=True needs a method that takes each pixel from one source (first, last, min, "
+                f"max), not {plan.method!r}"
+            )
+        ptask = replace(task, dtype="int32", options=replace(task.options, provenance=True))
+        result.provenance = lazy_array(plan, handle.zarr_store, spec, ptask)
     return result

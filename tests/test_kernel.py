@@ -181,3 +181,48 @@ def test_bad_kernel_options(seed_store, kw, words):
             bands="data",
             **kw,
         )
+
+
+@pytest.mark.parametrize("method", ["first", "max"])
+def test_provenance_names_each_pixels_source(make_store, method):
+    """result.provenance: the source table row behind every pixel, checked against GDAL per-source warps."""
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    store = store_of(make_store, sources)
+    bbox, transform = target_grid(crs, lon, lat, res)
+    result = merge(
+        str(store),
+        crs=crs,
+        bbox=bbox,
+        resolution=res,
+        chunk_size=CHUNK,
+        bands="data",
+        sortby="-id",
+        method=method,
+        exact=True,
+        provenance=True,
+    )
+    prov = result.provenance.compute()
+    assert prov.dtype == np.int32
+    stack = np.stack([warp_exact(s, crs, transform, (SIZE, SIZE)) for s in sources])  # rows 0 (a), 1 (b)
+    if method == "first":  # sortby -id: b (row 1) first
+        expected = np.where(~np.isnan(stack[1]), 1, np.where(~np.isnan(stack[0]), 0, -1))
+    else:
+        expected = np.where(
+            np.isnan(stack).all(0), -1, np.nanargmax(np.where(np.isnan(stack), -np.inf, stack), 0)
+        )
+    np.testing.assert_array_equal(prov, expected)
+    values = result.array.compute()
+    np.testing.assert_array_equal(np.isnan(values), prov == -1)
+
+
+def test_provenance_needs_a_single_source_method(seed_store):
+    with pytest.raises(InvalidRequestError, match="provenance=True needs a method"):
+        merge(
+            str(seed_store),
+            crs="EPSG:32618",
+            bbox=(500000.0, 5990000.0, 508000.0, 6000000.0),
+            resolution=20.0,
+            bands="data",
+            method="mean",
+            provenance=True,
+        )

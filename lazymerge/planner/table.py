@@ -213,6 +213,7 @@ class TaskLevel:
     transform: Affine
     shape: tuple[int, int]
     nodata: float | None
+    source: int = -1  # its row of the source table (/meta or the scan index)
 
 
 @dataclass(frozen=True)
@@ -250,6 +251,7 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     shp = np.stack([lv["shape_y"][lo:hi], lv["shape_x"][lo:hi]], axis=1)
     nod = lv["nodata"][lo:hi]
     has = lv["has_nodata"][lo:hi]
+    src = lv["source"][lo:hi]
     levels = {
         int(i): TaskLevel(
             str(paths[i - lo]),
@@ -257,6 +259,7 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
             Affine(*tr[i - lo]),
             tuple(int(v) for v in shp[i - lo]),
             float(nod[i - lo]) if has[i - lo] else None,
+            int(src[i - lo]),
         )
         for i in ids
     }
