@@ -13,8 +13,8 @@ import math
 import numba
 import numpy as np
 
-NEAREST, BILINEAR, CUBIC = 0, 1, 2
-CODES = {"nearest": NEAREST, "bilinear": BILINEAR, "cubic": CUBIC}
+NEAREST, BILINEAR, CUBIC, AVERAGE = 0, 1, 2, 3
+CODES = {"nearest": NEAREST, "bilinear": BILINEAR, "cubic": CUBIC, "average": AVERAGE}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -152,3 +152,110 @@ def any_inside(
             if row >= window[0] and row < window[1] and col >= window[2] and col < window[3]:
                 return True
     return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _clip_area(
+    qx: np.ndarray,
+    qy: np.ndarray,
+    x0: float,
+    y0: float,
+    px: np.ndarray,
+    py: np.ndarray,
+    bx: np.ndarray,
+    by: np.ndarray,
+) -> float:
+    """Area of the convex quadrilateral (qx, qy) inside the unit square at (x0, y0) (Sutherland-Hodgman;
+    ``px``, ``py``, ``bx``, ``by`` are scratch buffers of 16)."""
+    n = 4
+    px[:4] = qx
+    py[:4] = qy
+    for edge in range(4):  # left, right, top, bottom of the square
+        m = 0
+        for k in range(n):
+            ax, ay = px[k], py[k]
+            cx, cy = px[(k + 1) % n], py[(k + 1) % n]
+            if edge == 0:
+                da, dc = ax - x0, cx - x0
+            elif edge == 1:
+                da, dc = x0 + 1 - ax, x0 + 1 - cx
+            elif edge == 2:
+                da, dc = ay - y0, cy - y0
+            else:
+                da, dc = y0 + 1 - ay, y0 + 1 - cy
+            if da >= 0:
+                bx[m], by[m] = ax, ay
+                m += 1
+            if (da >= 0) != (dc >= 0):
+                t = da / (da - dc)
+                bx[m], by[m] = ax + t * (cx - ax), ay + t * (cy - ay)
+                m += 1
+        if m == 0:
+            return 0.0
+        px[:m] = bx[:m]
+        py[:m] = by[:m]
+        n = m
+    area = 0.0
+    for k in range(n):
+        area += px[k] * py[(k + 1) % n] - px[(k + 1) % n] * py[k]
+    return abs(area) / 2
+
+
+@numba.njit(cache=True, nogil=True)
+def average_into(
+    data: np.ndarray,
+    nodata: float,
+    use_nodata: bool,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    inv: np.ndarray,
+    window: np.ndarray,
+    values: np.ndarray,
+    count: np.ndarray,
+    winner: np.ndarray,
+    index: int,
+    only_empty: bool,
+) -> int:
+    """``average``: each target pixel is the mean of the valid source pixels under it, weighted by the
+    area of each that its footprint covers. The footprint is the quadrilateral of the pixel's four
+    corners in source pixels (``cx``, ``cy``: source CRS coordinates of the (h + 1, w + 1) corner grid)."""
+    w0, w1, v0, v1 = window[0], window[1], window[2], window[3]
+    h, w = data.shape
+    written = 0
+    qx, qy = np.empty(4), np.empty(4)
+    buf = np.empty((4, 16))  # scratch for the clipping
+    for y in range(values.shape[0]):
+        for x in range(values.shape[1]):
+            if only_empty and count[y, x] > 0:
+                continue
+            for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 1), (1, 0))):  # the footprint, in order
+                px, py = cx[y + dy, x + dx], cy[y + dy, x + dx]
+                qx[k] = inv[0] * px + inv[1] * py + inv[2] - v0
+                qy[k] = inv[3] * px + inv[4] * py + inv[5] - w0
+            ccol, crow = qx.mean(), qy.mean()
+            if not (crow >= 0 and crow < w1 - w0 and ccol >= 0 and ccol < v1 - v0):  # NaN fails too
+                continue
+            acc = 0.0
+            weight = 0.0
+            xlo, xhi, ylo, yhi = qx.min(), qx.max(), qy.min(), qy.max()
+            # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
+            boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
+            for i in range(max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)):
+                fy = min(yhi, i + 1.0) - max(ylo, float(i))
+                for j in range(max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)):
+                    s = data[i, j]
+                    if not _valid(s, nodata, use_nodata):
+                        continue
+                    if boxed:
+                        f = fy * (min(xhi, j + 1.0) - max(xlo, float(j)))
+                    else:
+                        f = _clip_area(qx, qy, float(j), float(i), buf[0], buf[1], buf[2], buf[3])
+                    acc += f * s
+                    weight += f
+            if weight <= 1e-10:
+                continue
+            values[y, x] = acc / weight
+            winner[y, x] = index
+            count[y, x] += 1
+            written += 1
+    return written

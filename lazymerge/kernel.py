@@ -60,6 +60,8 @@ def render_chunk(
         res = abs(task.level.transform.a * task.level.transform.e) ** 0.5
         finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
     xy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    corners: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    area = opts.resampling == "average"
     for index, task in enumerate(rows):
         level = task.level
         if level.crs not in xy:
@@ -67,16 +69,47 @@ def render_chunk(
             xy[level.crs] = source_xy(
                 grid.crs, grid.transform, (r0, r1), (c0, c1), level.crs, tolerance, opts.exact
             )
+            if area:  # pixel corners: the footprints that area resamplings average over
+                corners[level.crs] = source_xy(
+                    grid.crs,
+                    grid.transform,
+                    (r0, r1 + 1),
+                    (c0, c1 + 1),
+                    level.crs,
+                    tolerance,
+                    opts.exact,
+                    0.0,
+                )
         sx, sy = xy[level.crs]
         inv = ~level.transform
         coef = np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
         window = np.array(task.window, dtype="f8")
-        if type(method) in (First, Last):  # the fused, compiled path
-            only_empty = type(method) is First
-            if not jit.any_inside(sx, sy, coef, window, method.count, only_empty):
-                continue
-            data = open_source(store, level.path)[slice(*task.window[:2]), slice(*task.window[2:])]
-            nodata = np.nan if level.nodata is None else level.nodata
+        fused = type(method) in (First, Last)  # the compiled path writes straight into the method
+        only_empty = type(method) is First
+        if not jit.any_inside(sx, sy, coef, window, method.count, only_empty):
+            continue
+        data = open_source(store, level.path)[slice(*task.window[:2]), slice(*task.window[2:])]
+        nodata = np.nan if level.nodata is None else level.nodata
+        if area:
+            target = method if fused else First(shape)
+            cx, cy = corners[level.crs]
+            jit.average_into(
+                data,
+                nodata,
+                level.nodata is not None,
+                cx,
+                cy,
+                coef,
+                window,
+                target.values,
+                target.count,
+                target.winner,
+                index,
+                only_empty and fused,
+            )
+            if not fused:
+                method.add(target.values, target.count > 0, index)
+        elif fused:
             jit.sample_into(
                 data,
                 nodata,
@@ -98,9 +131,6 @@ def render_chunk(
             w0, w1, v0, v1 = task.window
             with np.errstate(invalid="ignore"):
                 inside = (row_f >= w0) & (row_f < w1) & (col_f >= v0) & (col_f < v1)
-            if not inside.any():
-                continue
-            data = open_source(store, level.path)[w0:w1, v0:v1]
             values, ok = sample(data, valid_mask(data, level.nodata), (w0, v0), col_f, row_f, opts.resampling)
             method.add(values, ok & inside, index)
         if method.full():

@@ -14,8 +14,9 @@ import numpy as np
 
 from lazymerge.errors import InvalidRequestError
 
-RESAMPLING = ("nearest", "bilinear", "cubic")
-HALO = {"nearest": 0, "bilinear": 1, "cubic": 2}  # extra source pixels a kernel reads around a point
+RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+# extra source pixels a kernel reads around a point; None: half a target pixel (area resamplings)
+HALO: dict[str, int | None] = {"nearest": 0, "bilinear": 1, "cubic": 2, "average": None}
 _MIN_WEIGHT = 1e-5
 
 

@@ -29,11 +29,13 @@ def source_xy(
     source_crs: str,
     tolerance: float,
     exact: bool = False,
+    offset: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Source CRS (x, y) of the target pixels ``rows`` x ``cols`` (half-open ranges of the target
-    grid); NaN where the transform fails."""
-    r = np.arange(*rows) + 0.5
-    c = np.arange(*cols) + 0.5
+    grid) at ``offset`` within each pixel (0.5: centres; 0: top-left corners); NaN where the transform
+    fails."""
+    r = np.arange(*rows) + offset
+    c = np.arange(*cols) + offset
 
     def target_xy(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return target.c + cc * target.a + rr * target.b, target.f + cc * target.d + rr * target.e

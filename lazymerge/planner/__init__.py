@@ -73,7 +73,7 @@ def build_plan(request: MergeRequest) -> Plan:
     clock.lap("join + cover culling" if cover else "join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
-    halo = HALO[request.resampling]
+    halo = HALO[request.resampling]  # None: an area resampling, whose reach depends on the source
     table = resolve_windows(grid, chunk, source, cands, bands, sources.band_of, masks=request.cull, halo=halo)
     clock.lap("windows")
     time_coords = None

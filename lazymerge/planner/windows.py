@@ -104,14 +104,15 @@ def resolve_windows(
     bands: list[str | None],
     band_of: Callable[[int, str | None], Band],
     masks: bool = False,
-    halo: int = 0,
+    halo: int | None = 0,
 ) -> pa.Table:
     """Plan rows for candidate pairs (already ordered by chunk, then priority).
 
     For every band, each source uses the coarsest level still at least as fine as the target, and the
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
     With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses; ``halo``
-    widens every window by the resampling kernel's reach.
+    widens every window by the resampling kernel's reach (None: half a target pixel, for area
+    resamplings).
     """
     used, pair_src = np.unique(source, return_inverse=True)
     codes, used_crs = np.unique(np.asarray(cands.crs, dtype=object)[used].astype(str), return_inverse=True)
@@ -120,7 +121,7 @@ def resolve_windows(
     ids = np.asarray(cands.ids, dtype=object)
     tables = []
     for b, band in enumerate(bands):
-        level_idx, coef, shape = _levels_for(
+        level_idx, coef, shape, reach = _levels_for(
             grid, [band_of(int(s), band).levels for s in used], codes, used_crs
         )
         window = np.full((len(source), 4), -1, dtype="i8")
@@ -136,7 +137,7 @@ def resolve_windows(
                     coef[pair_src[part]],
                     shape[pair_src[part]],
                     masks,
-                    MARGIN + halo,
+                    MARGIN + (reach[pair_src[part]] if halo is None else halo),
                 )
         keep = window[:, 0] >= 0
         crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
@@ -167,12 +168,14 @@ def resolve_windows(
 
 def _levels_for(
     grid: TargetGrid, levels: list[tuple[Level, ...]], codes: np.ndarray, crs_of: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per source: the level to read (index), its inverse affine coefficients and its shape."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per source: the level to read (index), its inverse affine coefficients, its shape, and half a
+    target pixel in that level's pixels, rounded up (how far an area resampling reaches)."""
     n = len(levels)
     level_idx = np.zeros(n, dtype="i2")
     coef = np.zeros((n, 6))
     shape = np.zeros((n, 2), dtype="i8")
+    reach = np.zeros(n, dtype="i8")
     for c, code in enumerate(codes):
         members = np.nonzero(crs_of == c)[0]
         res = target_res_in_sources(grid, CRS.from_user_input(code), [levels[i][0] for i in members])
@@ -182,7 +185,8 @@ def _levels_for(
             inv = ~Affine(*lv.transform)
             coef[i] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
             shape[i] = lv.shape
-    return level_idx, coef, shape
+            reach[i] = int(np.ceil(0.5 * r / lv.resolution)) if np.isfinite(r) else 1
+    return level_idx, coef, shape, reach
 
 
 def _windows(
