@@ -13,8 +13,10 @@ import math
 import numba
 import numpy as np
 
-NEAREST, BILINEAR, CUBIC, AVERAGE = 0, 1, 2, 3
-CODES = {"nearest": NEAREST, "bilinear": BILINEAR, "cubic": CUBIC, "average": AVERAGE}
+NEAREST, BILINEAR, CUBIC = 0, 1, 2
+CODES = {"nearest": NEAREST, "bilinear": BILINEAR, "cubic": CUBIC}
+# area resamplings: statistics of the source pixels under each target pixel's footprint (as GDAL's)
+AREA = {"average": 0, "min": 1, "max": 2, "sum": 3, "rms": 4}
 
 
 @numba.njit(cache=True, nogil=True)
@@ -215,10 +217,12 @@ def average_into(
     winner: np.ndarray,
     index: int,
     only_empty: bool,
+    stat: int = 0,
 ) -> int:
-    """``average``: each target pixel is the mean of the valid source pixels under it, weighted by the
-    area of each that its footprint covers. The footprint is the quadrilateral of the pixel's four
-    corners in source pixels (``cx``, ``cy``: source CRS coordinates of the (h + 1, w + 1) corner grid)."""
+    """``stat`` (an AREA code) of the valid source pixels under each target pixel's footprint: ``average``
+    and ``rms`` weight each by the area its footprint covers, ``sum`` adds value x area, ``min``/``max``
+    take every pixel the footprint touches. The footprint is the quadrilateral of the pixel's four corners
+    in source pixels (``cx``, ``cy``: source CRS coordinates of the (h + 1, w + 1) corner grid)."""
     w0, w1, v0, v1 = window[0], window[1], window[2], window[3]
     h, w = data.shape
     written = 0
@@ -237,6 +241,7 @@ def average_into(
                 continue
             acc = 0.0
             weight = 0.0
+            best = np.inf if stat == 1 else -np.inf
             xlo, xhi, ylo, yhi = qx.min(), qx.max(), qy.min(), qy.max()
             # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
             boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
@@ -250,11 +255,24 @@ def average_into(
                         f = fy * (min(xhi, j + 1.0) - max(xlo, float(j)))
                     else:
                         f = _clip_area(qx, qy, float(j), float(i), buf[0], buf[1], buf[2], buf[3])
-                    acc += f * s
+                    if f <= 0:
+                        continue
+                    if stat == 1:
+                        best = min(best, float(s))
+                    elif stat == 2:
+                        best = max(best, float(s))
+                    acc += f * (s * s if stat == 4 else s)
                     weight += f
             if weight <= 1e-10:
                 continue
-            values[y, x] = acc / weight
+            if stat == 0:
+                values[y, x] = acc / weight
+            elif stat == 4:
+                values[y, x] = math.sqrt(acc / weight)
+            elif stat == 3:
+                values[y, x] = acc
+            else:
+                values[y, x] = best
             winner[y, x] = index
             count[y, x] += 1
             written += 1

@@ -61,7 +61,7 @@ def render_chunk(
         finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
     xy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     corners: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    area = opts.resampling == "average"
+    area = opts.resampling in jit.AREA
     for index, task in enumerate(rows):
         level = task.level
         if level.crs not in xy:
@@ -106,6 +106,7 @@ def render_chunk(
                 target.winner,
                 index,
                 only_empty and fused,
+                jit.AREA[opts.resampling],
             )
             if not fused:
                 method.add(target.values, target.count > 0, index)

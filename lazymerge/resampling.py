@@ -14,9 +14,10 @@ import numpy as np
 
 from lazymerge.errors import InvalidRequestError
 
-RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+RESAMPLING = ("nearest", "bilinear", "cubic", "average", "min", "max", "sum", "rms")
+AREA = ("average", "min", "max", "sum", "rms")  # statistics over each target pixel's footprint
 # extra source pixels a kernel reads around a point; None: half a target pixel (area resamplings)
-HALO: dict[str, int | None] = {"nearest": 0, "bilinear": 1, "cubic": 2, "average": None}
+HALO: dict[str, int | None] = {"nearest": 0, "bilinear": 1, "cubic": 2, **dict.fromkeys(AREA)}
 _MIN_WEIGHT = 1e-5
 
 

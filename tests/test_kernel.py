@@ -70,7 +70,7 @@ def test_interpolating_resamplings_match_gdal_exact(make_store, resampling):
     assert rel.max() <= 1e-4
 
 
-@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic"])
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "average", "max"])
 def test_two_chunkings_give_identical_pixels(make_store, resampling):
     """Halos: no seams at target-chunk, source-chunk (64 px) or source boundaries."""
     sources, (crs, lon, lat, res) = CASES["utm-zones"]
@@ -161,7 +161,10 @@ def test_integer_sources_stay_integer(make_store):
 @pytest.mark.parametrize(
     "kw, words",
     [
-        ({"resampling": "lanczos"}, r"resampling 'lanczos' is not one of \['nearest', 'bilinear', 'cubic'"),
+        (
+            {"resampling": "lanczos"},
+            r"resampling 'lanczos' is not one of \['nearest', 'bilinear', 'cubic', 'average'",
+        ),
         ({"method": "mode"}, r"method 'mode' is not one of \['first', 'last', 'min'"),
         ({"dtype": "int16"}, "integer type: pass nodata="),
         ({"dtype": "uint8", "nodata": 300}, "nodata 300 does not fit dtype uint8"),
@@ -229,7 +232,9 @@ def test_provenance_needs_a_single_source_method(seed_store):
         )
 
 
-def average_case(scrs: str, tcrs: str, sres: float, tres: float, lon: float, lat: float, make_store):
+def average_case(
+    scrs: str, tcrs: str, sres: float, tres: float, lon: float, lat: float, make_store, stat: str = "average"
+):
     src = around("a", scrs, lon, lat, sres, 400, 3)
     store = store_of(make_store, [src])
     x, y = Transformer.from_crs("EPSG:4326", tcrs, always_xy=True).transform(lon, lat)
@@ -242,7 +247,7 @@ def average_case(scrs: str, tcrs: str, sres: float, tres: float, lon: float, lat
         resolution=tres,
         chunk_size=(32, 48),
         bands="data",
-        resampling="average",
+        resampling=stat,
         exact=True,
     ).array.compute()
     return src, Affine(tres, 0, x0, 0, -tres, y1), got
@@ -255,9 +260,12 @@ def average_case(scrs: str, tcrs: str, sres: float, tres: float, lon: float, lat
         ("EPSG:4326", "EPSG:3857", 0.0001, 30.0, 10.0, 45.0),
     ],
 )
-def test_average_matches_gdal_where_the_mapping_is_axis_aligned(make_store, scrs, tcrs, sres, tres, lon, lat):
-    src, transform, got = average_case(scrs, tcrs, sres, tres, lon, lat, make_store)
-    expected = warp_exact(src, tcrs, transform, got.shape, "average")
+@pytest.mark.parametrize("stat", ["average", "min", "max", "sum", "rms"])
+def test_area_resamplings_match_gdal_where_the_mapping_is_axis_aligned(
+    make_store, scrs, tcrs, sres, tres, lon, lat, stat
+):
+    src, transform, got = average_case(scrs, tcrs, sres, tres, lon, lat, make_store, stat)
+    expected = warp_exact(src, tcrs, transform, got.shape, stat)
     inner = interior(expected, 2)
     np.testing.assert_allclose(got[inner], expected[inner], rtol=1e-5)
 
