@@ -2,19 +2,14 @@
 
     python benchmarks/mosaic.py [--size 8000]
 
-Requirement: a 64 Mpix (``--size 8000``) mosaic of four sources read from Zarr finishes in <= 0.5x the time
-of GDAL warping the same sources (best of 1 and 2 threads), measured in the same run.
-
-Four float32 random sources at 10 m, two in UTM 17N (west) and two in UTM 18N (east) of the zone boundary
-(78 W, 45 N), each a quadrant of the target grown by ``--margin`` pixels per side (so neighbours overlap),
-are written once to a Zarr store (lazymerge conventions, 512x512 chunks, zarr's default compression, /meta
-index) and once as tiled 512x512 zstd GeoTIFFs. Target: size x size pixels at 10 m in EPSG:32618.
-lazymerge: ``merge`` (planned with DataFusion over /meta, 1024x1024 chunks) + ``to_zarr`` on the threads
-executor with 1 and 2 workers; plan s is the ``merge`` call alone. GDAL: ``rasterio.warp.reproject`` of the
-four GeoTIFFs one after another into one NaN-initialised array (nearest; GDAL's last wins, so fed in reverse
-of lazymerge's first-wins store order), then written as a GeoTIFF, with num_threads 1 and 2. Both read from
-and write to local disk; the inputs were just written, so both read from the page cache. An untimed small
-merge first compiles (or loads from cache) the kernel's numba functions. x = wall / best GDAL wall.
+Requirement: a 64 Mpix (--size 8000) mosaic finishes in <= 0.5x the time of GDAL (best of 1 and 2 threads).
+Four float32 random sources at 10 m, two in UTM 17N and two in UTM 18N around 78 W 45 N, each a quadrant
+of the target grown by --margin px per side (neighbours overlap), are written to a Zarr store (conventions,
+512x512 chunks, default compression, /meta) and as tiled zstd GeoTIFFs. lazymerge: merge (DataFusion plan;
+"plan s") + to_zarr, threads executor, 1 and 2 workers, after an untimed small merge loads numba's cache.
+GDAL: rasterio.warp.reproject of the GeoTIFFs one after another into one NaN array (nearest; last wins, so
+fed in reverse of lazymerge's first-wins order), written as a GeoTIFF, num_threads 1 and 2. Both sides read
+and write local disk (inputs just written, so from the page cache). x = wall / best GDAL wall.
 """
 
 from __future__ import annotations
@@ -36,14 +31,7 @@ from rasterio.transform import from_origin
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 
-from lazymerge.conventions import (
-    Overview,
-    ProjAttrs,
-    SpatialAttrs,
-    write_multiscales,
-    write_proj,
-    write_spatial,
-)
+from lazymerge import conventions as lc
 from lazymerge.executors import get_executor
 from lazymerge.merge import merge
 from lazymerge.meta import write_meta
@@ -95,9 +83,9 @@ def write_sources(tmp: Path, sources: list[Source], seed: int) -> tuple[Path, li
         arr = band.create_array("0", shape=(h, w), dtype="f4", chunks=(BLOCK, BLOCK))
         arr[:] = data
         bbox = (t.c, t.f + h * t.e, t.c + w * t.a, t.f)
-        write_spatial(arr, SpatialAttrs(("y", "x"), tuple(t)[:6], bbox, (h, w)))
-        write_proj(arr, ProjAttrs(code=crs))
-        write_multiscales(band, [Overview("0")])
+        lc.write_spatial(arr, lc.SpatialAttrs(("y", "x"), tuple(t)[:6], bbox, (h, w)))
+        lc.write_proj(arr, lc.ProjAttrs(code=crs))
+        lc.write_multiscales(band, [lc.Overview("0")])
         tifs.append(tmp / f"{name}.tif")
         with rasterio.open(tifs[-1], "w", **tiff_profile(crs, t, (h, w))) as ds:
             ds.write(data, 1)
@@ -152,7 +140,6 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=8000, help="target rows = cols (8000: 64 Mpix)")
     ap.add_argument("--margin", type=int, default=None, help="source overhang per side, px (size // 32)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per configuration; the best is reported")
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     size, margin = args.size, args.margin if args.margin is not None else max(16, args.size // 32)
     bbox, transform = target_grid(size)
@@ -160,7 +147,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         sources = source_grids(bbox, margin)
         t0 = time.perf_counter()
-        store, tifs = write_sources(tmp, sources, args.seed)
+        store, tifs = write_sources(tmp, sources, seed=0)
         shapes = ", ".join(f"{n} {h}x{w}" for n, _, _, (h, w) in sources)
         print(f"target {size}x{size} ({size * size / 1e6:g} Mpix) at {RES:g} m in {CRS}, bbox {bbox}")
         print(f"sources (float32 random, margin {margin} px/side): {shapes}; "

@@ -12,16 +12,6 @@ import numpy as np
 from lazymerge.errors import InvalidRequestError
 
 
-def valid_mask(values: np.ndarray, nodata: float | None) -> np.ndarray:
-    """Pixels that carry data: not NaN, and not the source's nodata value."""
-    ok = np.ones(values.shape, dtype=bool)
-    if values.dtype.kind == "f":
-        ok &= ~np.isnan(values)
-    if nodata is not None and not np.isnan(nodata):
-        ok &= values != nodata
-    return ok
-
-
 class First:
     """The first valid value in priority order (stops reading once every pixel has one)."""
 

@@ -1,9 +1,13 @@
 """Fused, compiled loops for the kernel's hot paths (numba, cached on disk so workers compile once).
 
-``interpolate``: the control grid's bilinear interpolation to every pixel, in one pass.
-``sample_into``: one source into the block for ``first``/``last`` compositing, in one pass per pixel:
-source CRS -> source pixel (affine), window test, nearest/bilinear/cubic sampling with GDAL's conventions
-(see lazymerge.resampling, which this mirrors and is tested against), validity, write.
+Each loop walks the block row by row: ``_row`` turns a ``lazymerge.transform.Mapping`` into the source pixel
+coordinates of one row (affine, per-axis lookups or the control grid's bilinear interpolation), then the
+row's pixels are sampled and written in the same pass; the per-pixel coordinates are never materialised.
+
+``sample_into``: nearest/bilinear/cubic/cubic_spline/lanczos with GDAL's conventions: pixel ``(i, j)``
+covers ``[j, j + 1) x [i, i + 1)``, nearest takes ``floor``, kernels weight the pixel centres around the
+point, skip nodata and renormalise, and widen by ``1 / scale`` when downsampling (GDAL's XSCALE/YSCALE).
+``average_into``: area statistics over each target pixel's footprint (its four corners in source pixels).
 """
 
 from __future__ import annotations
@@ -13,10 +17,19 @@ import math
 import numba
 import numpy as np
 
-NEAREST, BILINEAR, CUBIC = 0, 1, 2
-CODES = {"nearest": NEAREST, "bilinear": BILINEAR, "cubic": CUBIC}
+NEAREST, BILINEAR, CUBIC, CUBIC_SPLINE, LANCZOS = 0, 1, 2, 3, 4
+CODES = {
+    "nearest": NEAREST,
+    "bilinear": BILINEAR,
+    "cubic": CUBIC,
+    "cubic_spline": CUBIC_SPLINE,
+    "lanczos": LANCZOS,
+}
+RADIUS = (0, 1, 2, 2, 3)  # kernel radius in source pixels at scale 1
 # area resamplings: statistics of the source pixels under each target pixel's footprint (as GDAL's)
-AREA = {"average": 0, "min": 1, "max": 2, "sum": 3, "rms": 4}
+AREA = {"average": 0, "min": 1, "max": 2, "sum": 3, "rms": 4, "mode": 5, "med": 6, "q1": 7, "q3": 8}
+QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)
+LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.transform.Mapping
 
 
 @numba.njit(cache=True, nogil=True)
@@ -36,22 +49,55 @@ def _segments(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def interpolate(g: np.ndarray, ri: np.ndarray, ci: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Bilinear interpolation of control values ``g`` (rows ``ri`` x cols ``ci``) to an (h, w) array."""
-    out = np.empty((h, w))
+def _row(m, rs, rf, cs, cf, y, inv, x0, y0, tx, ty, cols, rows) -> None:
+    """Source pixel coordinates (``cols``, ``rows``, minus the window origin ``x0``, ``y0``) of every pixel
+    of block row ``y`` (``tx``, ``ty``: scratch of one value per control column)."""
+    kind, gx, gy = m[0], m[1], m[2]
+    w = cols.shape[0]
+    if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
+        rr = gy[0, 3] + y
+        for x in range(w):
+            cc = gx[0, 3] + x
+            px = gx[0, 2] + cc * gx[0, 0] + rr * gx[0, 1]
+            py = gy[0, 2] + cc * gy[0, 0] + rr * gy[0, 1]
+            cols[x] = inv[0] * px + inv[1] * py + inv[2] - x0
+            rows[x] = inv[3] * px + inv[4] * py + inv[5] - y0
+    elif kind == SEPARABLE:  # x per column, y per row
+        py = gy[0, y]
+        for x in range(w):
+            px = gx[0, x]
+            cols[x] = inv[0] * px + inv[1] * py + inv[2] - x0
+            rows[x] = inv[3] * px + inv[4] * py + inv[5] - y0
+    else:  # the control grid: interpolate down the control columns, then linearly between them
+        a, fy = rs[y], rf[y]
+        a1 = min(a + 1, gx.shape[0] - 1)
+        ci = m[4]
+        for b in range(gx.shape[1]):
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
+            tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
+            ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+        cols[0], rows[0] = tx[0], ty[0]
+        for b in range(len(ci) - 1):
+            span = ci[b + 1] - ci[b]
+            dc, dr = (tx[b + 1] - tx[b]) / span, (ty[b + 1] - ty[b]) / span
+            for k in range(1, span + 1):
+                cols[ci[b] + k] = tx[b] + k * dc
+                rows[ci[b] + k] = ty[b] + k * dr
+
+
+@numba.njit(cache=True, nogil=True)
+def evaluate(m, h: int, w: int, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mapping's source CRS coordinates of the rows ``ys`` of an (h, w) block, as (len(ys), w) arrays."""
+    gx, ri, ci = m[1], m[3], m[4]
+    ident = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
     rs, rf = _segments(ri, h)
     cs, cf = _segments(ci, w)
-    last_r, last_c = len(ri) - 1, len(ci) - 1
-    for y in range(h):
-        a, fy = rs[y], rf[y]
-        a1 = min(a + 1, last_r)
-        for x in range(w):
-            b, fx = cs[x], cf[x]
-            b1 = min(b + 1, last_c)
-            top = g[a, b] * (1 - fx) + g[a, b1] * fx
-            bottom = g[a1, b] * (1 - fx) + g[a1, b1] * fx
-            out[y, x] = top * (1 - fy) + bottom * fy
-    return out
+    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    out_x, out_y = np.empty((len(ys), w)), np.empty((len(ys), w))
+    for k in range(len(ys)):
+        _row(m, rs, rf, cs, cf, ys[k], ident, 0.0, 0.0, tx, ty, out_x[k], out_y[k])
+    return out_x, out_y
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -62,49 +108,72 @@ def _valid(v, nodata: float, use_nodata: bool) -> bool:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _cubic(t: float) -> float:
+def _kernel(mode: int, t: float) -> float:
+    """GDAL's resampling kernels (cubic: Keys a = -0.5; cubic_spline: cubic B-spline; lanczos: a = 3)."""
     t = abs(t)
-    a = -0.5
-    if t <= 1:
-        return ((a + 2) * t - (a + 3)) * t * t + 1
-    if t < 2:
-        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
-    return 0.0
+    if mode == BILINEAR:
+        return 1.0 - t if t < 1 else 0.0
+    if mode == CUBIC:
+        if t <= 1:
+            return (1.5 * t - 2.5) * t * t + 1
+        return ((-0.5 * t + 2.5) * t - 4) * t + 2 if t < 2 else 0.0
+    if mode == CUBIC_SPLINE:
+        if t < 1:
+            return (4 - 6 * t * t + 3 * t * t * t) / 6
+        return (2 - t) ** 3 / 6 if t < 2 else 0.0
+    if t == 0:
+        return 1.0
+    if t >= 3:
+        return 0.0
+    pt = math.pi * t
+    return math.sin(pt) * math.sin(pt / 3) / (pt * pt / 3)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> None:
+    """Kernel weights of the taps ``k = 1 - n .. n`` around a point ``frac`` past a pixel centre."""
+    if mode == LANCZOS and scale == 1.0 and frac > 0:  # 3 sines per axis instead of 12
+        s1, s3, c3 = math.sin(math.pi * frac), math.sin(math.pi * frac / 3), math.cos(math.pi * frac / 3)
+        for k in range(-2, 4):  # sin(pi (k - f)) = -(-1)^k sin(pi f); sin(pi (k - f) / 3) by angle sums
+            t = math.pi * (k - frac)
+            a = -s1 if k % 2 == 0 else s1
+            b = math.sin(math.pi * k / 3) * c3 - math.cos(math.pi * k / 3) * s3
+            out[k + 2] = a * b / (t * t / 3)
+        return
+    for k in range(1 - n, n + 1):
+        out[k + n - 1] = _kernel(mode, (k - frac) * scale)
 
 
 @numba.njit(cache=True, nogil=True)
-def sample_into(
-    data: np.ndarray,
-    nodata: float,
-    use_nodata: bool,
-    sx: np.ndarray,
-    sy: np.ndarray,
-    inv: np.ndarray,
-    window: np.ndarray,
-    mode: int,
-    values: np.ndarray,
-    count: np.ndarray,
-    winner: np.ndarray,
-    index: int,
-    only_empty: bool,
-) -> int:
-    """Sample one source window into ``values`` where it has a valid value (``only_empty``: only pixels
-    without one yet, as ``first``); returns how many pixels it wrote."""
-    w0, w1, v0, v1 = window[0], window[1], window[2], window[3]
+def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
+    """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
+    (``only_empty``: only pixels without one yet, as ``first``); returns how many pixels it wrote. A
+    point gets a value only where the source pixel containing it is valid. ``scale``: GDAL's (x, y)
+    kernel scale; ``winner`` gets ``index`` unless it is a 1 x 1 placeholder."""
+    values, count, winner = out
+    gx, ri, ci = m[1], m[3], m[4]
+    bh, bw = values.shape
     h, w = data.shape
+    y0, x0 = window[0], window[2]
+    rs, rf = _segments(ri, bh)
+    cs, cf = _segments(ci, bw)
+    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    cols, rows = np.empty(bw), np.empty(bw)
+    nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
+    nv = int(math.ceil(RADIUS[mode] / scale[1]))
+    wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
+    track = winner.shape == values.shape
     written = 0
-    for y in range(sx.shape[0]):
-        for x in range(sx.shape[1]):
+    for y in range(bh):
+        _row(m, rs, rf, cs, cf, y, inv, x0, y0, tx, ty, cols, rows)
+        for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
-            px, py = sx[y, x], sy[y, x]
-            col = inv[0] * px + inv[1] * py + inv[2]
-            row = inv[3] * px + inv[4] * py + inv[5]
-            if not (row >= w0 and row < w1 and col >= v0 and col < v1):  # NaN fails too
+            c, r = cols[x], rows[x]
+            if not (r >= 0 and r < h and c >= 0 and c < w):  # NaN fails too
                 continue
-            r, c = row - w0, col - v0
-            i, j = int(math.floor(r)), int(math.floor(c))
-            if i >= h or j >= w or not _valid(data[i, j], nodata, use_nodata):
+            i, j = int(r), int(c)  # floor: both are >= 0
+            if not _valid(data[i, j], nodata, use_nodata):
                 continue
             if mode == NEAREST:
                 value = float(data[i, j])
@@ -112,61 +181,55 @@ def sample_into(
                 u, v = c - 0.5, r - 0.5
                 j0, i0 = int(math.floor(u)), int(math.floor(v))
                 fu, fv = u - j0, v - i0
-                lo, hi = (0, 1) if mode == BILINEAR else (-1, 2)
+                if mode == BILINEAR and nu == 1 and nv == 1:
+                    wu[0], wu[1], wv[0], wv[1] = 1 - fu, fu, 1 - fv, fv
+                else:
+                    _weights(mode, fu, scale[0], nu, wu)
+                    _weights(mode, fv, scale[1], nv, wv)
                 acc = 0.0
                 weight = 0.0
-                for di in range(lo, hi + 1):
-                    ii = i0 + di
-                    if ii < 0 or ii >= h:
-                        continue
-                    wv = (1 - fv if di == 0 else fv) if mode == BILINEAR else _cubic(fv - di)
-                    for dj in range(lo, hi + 1):
-                        jj = j0 + dj
-                        if jj < 0 or jj >= w:
-                            continue
-                        s = data[ii, jj]
-                        if not _valid(s, nodata, use_nodata):
-                            continue
-                        wu = (1 - fu if dj == 0 else fu) if mode == BILINEAR else _cubic(fu - dj)
-                        acc += wv * wu * s
-                        weight += wv * wu
+                ia, ib = max(0, nv - 1 - i0), min(2 * nv, h - i0 + nv - 1)  # taps inside the window
+                ja, jb = max(0, nu - 1 - j0), min(2 * nu, w - j0 + nu - 1)
+                for a in range(ia, ib):
+                    ii = i0 + a + 1 - nv
+                    for b in range(ja, jb):
+                        s = data[ii, j0 + b + 1 - nu]
+                        if _valid(s, nodata, use_nodata):
+                            acc += wv[a] * wu[b] * s
+                            weight += wv[a] * wu[b]
                 if abs(weight) <= 1e-5:
                     continue
                 value = acc / weight
             values[y, x] = value
-            winner[y, x] = index
-            count[y, x] += 1
+            if track:
+                winner[y, x] = index
+            count[y, x] = 1
             written += 1
     return written
 
 
 @numba.njit(cache=True, nogil=True)
-def any_inside(
-    sx: np.ndarray, sy: np.ndarray, inv: np.ndarray, window: np.ndarray, count: np.ndarray, only_empty: bool
-) -> bool:
+def any_inside(m, inv, window, count, only_empty) -> bool:
     """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then."""
-    for y in range(sx.shape[0]):
-        for x in range(sx.shape[1]):
+    gx, ri, ci = m[1], m[3], m[4]
+    bh, bw = count.shape
+    rs, rf = _segments(ri, bh)
+    cs, cf = _segments(ci, bw)
+    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    cols, rows = np.empty(bw), np.empty(bw)
+    for y in range(bh):
+        _row(m, rs, rf, cs, cf, y, inv, 0.0, 0.0, tx, ty, cols, rows)
+        for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
-            col = inv[0] * sx[y, x] + inv[1] * sy[y, x] + inv[2]
-            row = inv[3] * sx[y, x] + inv[4] * sy[y, x] + inv[5]
-            if row >= window[0] and row < window[1] and col >= window[2] and col < window[3]:
+            r, c = rows[x], cols[x]
+            if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
                 return True
     return False
 
 
 @numba.njit(cache=True, nogil=True)
-def _clip_area(
-    qx: np.ndarray,
-    qy: np.ndarray,
-    x0: float,
-    y0: float,
-    px: np.ndarray,
-    py: np.ndarray,
-    bx: np.ndarray,
-    by: np.ndarray,
-) -> float:
+def _clip_area(qx, qy, x0: float, y0: float, px, py, bx, by) -> float:
     """Area of the convex quadrilateral (qx, qy) inside the unit square at (x0, y0) (Sutherland-Hodgman;
     ``px``, ``py``, ``bx``, ``by`` are scratch buffers of 16)."""
     n = 4
@@ -204,40 +267,56 @@ def _clip_area(
 
 
 @numba.njit(cache=True, nogil=True)
-def average_into(
-    data: np.ndarray,
-    nodata: float,
-    use_nodata: bool,
-    cx: np.ndarray,
-    cy: np.ndarray,
-    inv: np.ndarray,
-    window: np.ndarray,
-    values: np.ndarray,
-    count: np.ndarray,
-    winner: np.ndarray,
-    index: int,
-    only_empty: bool,
-    stat: int = 0,
-) -> int:
+def _ranked(vals, n: int, stat: int) -> float:
+    """GDAL's ``mode`` (the most frequent value; on ties, the first in row-major order) or quantile (the
+    ceil(q n)-th smallest) of the ``n`` pixels a footprint touches, each counted once, as GDAL does."""
+    order = np.argsort(vals[:n], kind="mergesort")  # stable: equal values keep their scan order
+    if stat == 5:
+        best, best_n, best_first, k = vals[order[0]], 0, n, 0
+        while k < n:
+            first, run = order[k], 0
+            while k < n and vals[order[k]] == vals[first]:
+                run += 1
+                k += 1
+            if run > best_n or (run == best_n and first < best_first):
+                best, best_n, best_first = vals[first], run, first
+        return best
+    return vals[order[max(int(math.ceil(QUANTILE[stat] * n)) - 1, 0)]]
+
+
+@numba.njit(cache=True, nogil=True)
+def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, only_empty) -> int:
     """``stat`` (an AREA code) of the valid source pixels under each target pixel's footprint: ``average``
     and ``rms`` weight each by the area its footprint covers, ``sum`` adds value x area, ``min``/``max``
-    take every pixel the footprint touches. The footprint is the quadrilateral of the pixel's four corners
-    in source pixels (``cx``, ``cy``: source CRS coordinates of the (h + 1, w + 1) corner grid)."""
-    w0, w1, v0, v1 = window[0], window[1], window[2], window[3]
+    and ``mode``/``med``/``q1``/``q3`` take every pixel the footprint touches. The
+    footprint is the quadrilateral of the pixel's four corners: the mapping is of the (h + 1, w + 1)
+    corner lattice."""
+    values, count, winner = out
+    gx, ri, ci = m[1], m[3], m[4]
+    bh, bw = values.shape
     h, w = data.shape
-    written = 0
+    y0, x0 = window[0], window[2]
+    rs, rf = _segments(ri, bh + 1)
+    cs, cf = _segments(ci, bw + 1)
+    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
+    _row(m, rs, rf, cs, cf, 0, inv, x0, y0, tx, ty, bot_c, bot_r)
     qx, qy = np.empty(4), np.empty(4)
     buf = np.empty((4, 16))  # scratch for the clipping
-    for y in range(values.shape[0]):
-        for x in range(values.shape[1]):
+    vals = np.empty(64)  # the footprint's pixels, for the ranked statistics
+    track = winner.shape == values.shape
+    written = 0
+    for y in range(bh):
+        top_c, bot_c = bot_c, top_c
+        top_r, bot_r = bot_r, top_r
+        _row(m, rs, rf, cs, cf, y + 1, inv, x0, y0, tx, ty, bot_c, bot_r)
+        for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
-            for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 1), (1, 0))):  # the footprint, in order
-                px, py = cx[y + dy, x + dx], cy[y + dy, x + dx]
-                qx[k] = inv[0] * px + inv[1] * py + inv[2] - v0
-                qy[k] = inv[3] * px + inv[4] * py + inv[5] - w0
+            qx[0], qx[1], qx[2], qx[3] = top_c[x], top_c[x + 1], bot_c[x + 1], bot_c[x]
+            qy[0], qy[1], qy[2], qy[3] = top_r[x], top_r[x + 1], bot_r[x + 1], bot_r[x]
             ccol, crow = qx.mean(), qy.mean()
-            if not (crow >= 0 and crow < w1 - w0 and ccol >= 0 and ccol < v1 - v0):  # NaN fails too
+            if not (crow >= 0 and crow < h and ccol >= 0 and ccol < w):  # NaN fails too
                 continue
             acc = 0.0
             weight = 0.0
@@ -245,9 +324,14 @@ def average_into(
             xlo, xhi, ylo, yhi = qx.min(), qx.max(), qy.min(), qy.max()
             # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
             boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
-            for i in range(max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)):
+            i_lo, i_hi = max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)
+            j_lo, j_hi = max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)
+            if stat >= 5 and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
+                vals = np.empty(2 * (i_hi - i_lo) * (j_hi - j_lo))
+            n = 0
+            for i in range(i_lo, i_hi):
                 fy = min(yhi, i + 1.0) - max(ylo, float(i))
-                for j in range(max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)):
+                for j in range(j_lo, j_hi):
                     s = data[i, j]
                     if not _valid(s, nodata, use_nodata):
                         continue
@@ -261,6 +345,9 @@ def average_into(
                         best = min(best, float(s))
                     elif stat == 2:
                         best = max(best, float(s))
+                    elif stat >= 5:
+                        vals[n] = s
+                        n += 1
                     acc += f * (s * s if stat == 4 else s)
                     weight += f
             if weight <= 1e-10:
@@ -271,9 +358,12 @@ def average_into(
                 values[y, x] = math.sqrt(acc / weight)
             elif stat == 3:
                 values[y, x] = acc
+            elif stat >= 5:
+                values[y, x] = _ranked(vals, n, stat)
             else:
                 values[y, x] = best
-            winner[y, x] = index
-            count[y, x] += 1
+            if track:
+                winner[y, x] = index
+            count[y, x] = 1
             written += 1
     return written

@@ -7,32 +7,71 @@ own rows from the saved plan by block id. The same code runs on every executor.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import zarr
+from affine import Affine
 
 from lazymerge import jit
-from lazymerge.composite import First, Last, parse_method, valid_mask
+from lazymerge.composite import First, Last, parse_method
 from lazymerge.faults import maybe_fail
 from lazymerge.grid import TargetGrid
+from lazymerge.jit import evaluate
 from lazymerge.planner.table import TaskRow, read_task_rows
-from lazymerge.resampling import sample
-from lazymerge.transform import THRESHOLD, source_xy
+from lazymerge.transform import THRESHOLD, Mapping, pixel_mapping
 
-_arrays: dict[tuple[int, str], zarr.Array] = {}
+CACHE_SIZE = 256  # opened source arrays kept per worker process
+READ_AHEAD = 2  # source windows read concurrently ahead of the one being warped
+_arrays: OrderedDict[tuple[int, str], tuple[Any, zarr.Array]] = OrderedDict()
 _arrays_lock = threading.Lock()
+_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lazymerge-read")
 
 
 def open_source(store: Any, path: str) -> zarr.Array:
-    """A source array, opened once per worker process."""
+    """A source array, opened once per worker process (a small LRU cache of opened arrays)."""
     key = (id(store), path)
     with _arrays_lock:
-        arr = _arrays.get(key)
-        if arr is None:
-            arr = _arrays[key] = zarr.open_array(store, path=path, mode="r")
-        return arr
+        hit = _arrays.get(key)
+        if hit is not None and hit[0] is store:
+            _arrays.move_to_end(key)
+            return hit[1]
+    arr = zarr.open_array(store, path=path, mode="r")
+    with _arrays_lock:
+        _arrays[key] = (store, arr)
+        while len(_arrays) > CACHE_SIZE:
+            _arrays.popitem(last=False)
+    return arr
+
+
+def read_window(store: Any, task: TaskRow) -> np.ndarray:
+    """Only the source chunks the window touches (zarr fetches them concurrently)."""
+    r0, r1, c0, c1 = task.window
+    return open_source(store, task.level.path)[r0:r1, c0:c1]
+
+
+def kernel_scale(m: Mapping, inv: Affine) -> np.ndarray:
+    """The (x, y) kernel scale for one source, as GDAL's XSCALE/YSCALE: target pixels per source pixel
+    along each source axis, at most 1, snapped to 1/n within 0.05 of it; kernels widen by its inverse.
+    From the block's corners as a Jacobian, so a rotation alone (UTM zone to zone) keeps scale 1 where
+    GDAL's bounding-box estimate widens the kernel."""
+    h, w = m.shape
+    x, y = evaluate(m.jit, h, w, np.array([0, h - 1]))
+    col = inv.a * x[:, [0, -1]] + inv.b * y[:, [0, -1]] + inv.c  # block corners, in source pixels
+    row = inv.d * x[:, [0, -1]] + inv.e * y[:, [0, -1]] + inv.f
+    along_x = [np.mean(a[:, 1] - a[:, 0]) / max(w - 1, 1) for a in (col, row)]  # d(col, row) / d(target x)
+    along_y = [np.mean(a[1] - a[0]) / max(h - 1, 1) for a in (col, row)]
+    scale = []
+    for pixels in (np.hypot(along_x[0], along_y[0]), np.hypot(along_x[1], along_y[1])):
+        s = 1 / pixels if np.isfinite(pixels) and pixels > 0 else 1.0
+        if s < 1:
+            k = int(1 / s + 0.5)
+            s = 1 / k if abs(1 / s - k) < 0.05 else s
+        scale.append(min(s, 1.0))
+    return np.array(scale)
 
 
 def render_chunk(
@@ -46,7 +85,10 @@ def render_chunk(
 ) -> np.ndarray:
     """One target chunk from its plan rows (priority order): each source sampled with the plan's
     resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is. With
-    ``options.provenance``: the int32 source table row each pixel's value came from (-1: none)."""
+    ``options.provenance``: the int32 source table row each pixel's value came from (-1: none).
+
+    Windows are read ahead (``READ_AHEAD`` in flight) while earlier sources are warped; ``first`` stops
+    reading once every pixel has a value."""
     opts = options or KernelOptions()
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
@@ -55,93 +97,94 @@ def render_chunk(
     if not rows:
         return out
     method = parse_method(opts.method)(shape)
+    fused = type(method) in (First, Last)  # the compiled loops write straight into the method
+    only_empty = type(method) is First
+    # first/last straight into the output (no float buffer, no winner) unless integers need rounding
+    direct = fused and not opts.provenance and (out.dtype.kind == "f" or opts.resampling == "nearest")
+    if direct:
+        buffers = (out, np.zeros(shape, dtype="u1"), _NO_WINNER)
+    else:
+        buffers = (method.values, method.count, method.winner)  # unused unless fused
+    has = buffers[1]
+    area = opts.resampling in jit.AREA
     finest: dict[str, float] = {}
     for task in rows:  # the interpolation tolerance is in pixels of the finest source of each CRS
         res = abs(task.level.transform.a * task.level.transform.e) ** 0.5
         finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
-    xy: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    corners: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    area = opts.resampling in jit.AREA
+    mappings: dict[str, Mapping] = {}
+
+    def mapping(crs: str) -> Mapping:
+        if crs not in mappings:
+            ext, off = (1, 0.0) if area else (0, 0.5)  # area resamplings map the pixel corners
+            rows_, cols_ = (r0, r1 + ext), (c0, c1 + ext)
+            mappings[crs] = pixel_mapping(
+                grid.crs, grid.transform, rows_, cols_, crs, opts.threshold * finest[crs], opts.exact, off
+            )
+        return mappings[crs]
+
+    def needed(task: TaskRow, empty_only: bool) -> bool:
+        inv = _coef(task.level.transform)
+        return jit.any_inside(mapping(task.level.crs).jit, inv, np.array(task.window, "f8"), has, empty_only)
+
+    pending: dict[int, Future] = {}
+    checked: set[int] = set()
     for index, task in enumerate(rows):
-        level = task.level
-        if level.crs not in xy:
-            tolerance = opts.threshold * finest[level.crs]
-            xy[level.crs] = source_xy(
-                grid.crs, grid.transform, (r0, r1), (c0, c1), level.crs, tolerance, opts.exact
-            )
-            if area:  # pixel corners: the footprints that area resamplings average over
-                corners[level.crs] = source_xy(
-                    grid.crs,
-                    grid.transform,
-                    (r0, r1 + 1),
-                    (c0, c1 + 1),
-                    level.crs,
-                    tolerance,
-                    opts.exact,
-                    0.0,
-                )
-        sx, sy = xy[level.crs]
-        inv = ~level.transform
-        coef = np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
-        window = np.array(task.window, dtype="f8")
-        fused = type(method) in (First, Last)  # the compiled path writes straight into the method
-        only_empty = type(method) is First
-        if not jit.any_inside(sx, sy, coef, window, method.count, only_empty):
+        for ahead in range(index, min(index + 1 + READ_AHEAD, len(rows))):  # keep reads in flight
+            if ahead not in checked:
+                checked.add(ahead)
+                if needed(rows[ahead], False):
+                    pending[ahead] = _readers.submit(read_window, store, rows[ahead])
+        if index not in pending:
             continue
-        data = open_source(store, level.path)[slice(*task.window[:2]), slice(*task.window[2:])]
+        if only_empty and not needed(task, True):  # filled meanwhile: drop the read
+            pending.pop(index).cancel()
+            continue
+        data = pending.pop(index).result()
+        level = task.level
+        m = mapping(level.crs)
+        inv = _coef(level.transform)
+        window = np.array(task.window, dtype="f8")
         nodata = np.nan if level.nodata is None else level.nodata
+        use_nodata = level.nodata is not None
+        if not fused:  # one source at a time, then the method combines it
+            one = First(shape)
+            buffers = (one.values, one.count, _NO_WINNER)
         if area:
-            target = method if fused else First(shape)
-            cx, cy = corners[level.crs]
-            jit.average_into(
-                data,
-                nodata,
-                level.nodata is not None,
-                cx,
-                cy,
-                coef,
-                window,
-                target.values,
-                target.count,
-                target.winner,
-                index,
-                only_empty and fused,
-                jit.AREA[opts.resampling],
-            )
-            if not fused:
-                method.add(target.values, target.count > 0, index)
-        elif fused:
-            jit.sample_into(
-                data,
-                nodata,
-                level.nodata is not None,
-                sx,
-                sy,
-                coef,
-                window,
-                jit.CODES[opts.resampling],
-                method.values,
-                method.count,
-                method.winner,
-                index,
-                only_empty,
-            )
+            stat = jit.AREA[opts.resampling]
+            jit.average_into(data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, only_empty)
         else:
-            col_f = coef[0] * sx + coef[1] * sy + coef[2]
-            row_f = coef[3] * sx + coef[4] * sy + coef[5]
-            w0, w1, v0, v1 = task.window
-            with np.errstate(invalid="ignore"):
-                inside = (row_f >= w0) & (row_f < w1) & (col_f >= v0) & (col_f < v1)
-            values, ok = sample(data, valid_mask(data, level.nodata), (w0, v0), col_f, row_f, opts.resampling)
-            method.add(values, ok & inside, index)
-        if method.full():
+            scale = kernel_scale(m, ~level.transform) if opts.resampling != "nearest" else _ONE
+            code = jit.CODES[opts.resampling]
+            jit.sample_into(
+                data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, only_empty
+            )
+        if not fused:
+            method.add(one.values, one.count > 0, index)
+        if only_empty and has.all():  # first: the block is full
             break
+    for future in pending.values():
+        future.cancel()
     if opts.provenance:  # the source table row each pixel came from, -1 where none
         sources = np.array([task.level.source for task in rows], dtype="i4")
         return np.where(method.winner >= 0, sources[np.maximum(method.winner, 0)], -1).astype("i4")
-    values, has = method.result()
-    out[has] = values[has].astype(dtype, copy=False)
+    if direct:
+        return out
+    values, has = method.result() if not fused else (method.values, method.count > 0)
+    if out.dtype.kind in "iu":  # GDAL rounds to the nearest integer and clamps to the type's range
+        info = np.iinfo(out.dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    np.copyto(out, values, casting="unsafe", where=has)
     return out
+
+
+_NO_WINNER = np.zeros((1, 1), dtype="i4")  # the compiled loops skip recording sources into this
+_ONE = np.ones(2)
+
+
+def _coef(transform: Affine) -> np.ndarray:
+    """The inverse affine's six coefficients (source CRS -> source pixel)."""
+    inv = ~transform
+    return np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,135 @@
-"""Target pixel centres -> source CRS coordinates, exactly or through a checked control grid.
+"""Target pixels -> source CRS coordinates: a compact ``Mapping`` the compiled kernel evaluates per row.
 
-``exact``: every pixel centre through pyproj. Same CRS: the target coordinates themselves, no pyproj.
-Otherwise a control grid (every ``STEP`` pixels, chunk edges included) is transformed exactly and
-interpolated bilinearly; the interpolation is checked against the exact transform at every cell's centre,
-and a cell whose error exceeds ``tolerance`` (source CRS units: the caller
-passes its threshold in pixels times the finest source pixel) is transformed exactly, pixel by pixel.
-Pixel centres sit at +0.5, as in GDAL.
+Three kinds, none with a per-pixel pyproj call unless ``exact``:
+
+- ``LINEAR``: same CRS: the target affine itself (``gx``/``gy`` hold its x and y coefficients).
+- ``SEPARABLE``: pairs where source x depends only on the target column and source y only on the row
+  (geographic <-> Mercator/equirectangular, north-up target): one exact transform per column and per row.
+- ``GRID``: a control grid (every ``STEP`` pixels, chunk edges included) transformed exactly and
+  interpolated bilinearly. The interpolation is checked against the exact transform at every cell's
+  centre, where bilinear interpolation errs most; where a cell misses by more than ``tolerance`` (source
+  CRS units: the caller passes its threshold in pixels times the finest source pixel) the grid is refined
+  there, halving that cell's rows and columns until it passes or every pixel is a control point (exact).
+
+Pixel centres sit at ``offset`` = 0.5, as in GDAL; area resamplings map pixel corners (``offset`` = 0).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from affine import Affine
 from pyproj import CRS
 
-from lazymerge.jit import interpolate
+from lazymerge.jit import GRID, LINEAR, SEPARABLE, evaluate
 from lazymerge.warp import transformer
 
-STEP = 16  # control points every STEP target pixels
+STEP = 32  # control points every STEP target pixels (refined where the check fails)
 THRESHOLD = 0.01  # maximum interpolation error, in source pixels
+# methods whose x depends on longitude only and y on latitude only
+_CYLINDRICAL = {
+    "Popular Visualisation Pseudo Mercator",
+    "Mercator (variant A)",
+    "Mercator (variant B)",
+    "Equidistant Cylindrical",
+    "Equidistant Cylindrical (Spherical)",
+}
+
+
+class Mapping(NamedTuple):
+    """Source CRS coordinates of an (h, w) block of target pixels, in one of three kinds (see module)."""
+
+    kind: int
+    gx: np.ndarray  # LINEAR: (a, b, c, first column); SEPARABLE: (1, w) x per column; GRID: (nr, nc)
+    gy: np.ndarray  # LINEAR: (d, e, f, first row); SEPARABLE: (1, h) y per row; GRID: (nr, nc)
+    ri: np.ndarray  # GRID: the control rows (block-relative); else empty
+    ci: np.ndarray  # GRID: the control columns
+    shape: tuple[int, int]
+
+    @property
+    def jit(self) -> tuple:
+        """The tuple the compiled loops take."""
+        return (self.kind, self.gx, self.gy, self.ri, self.ci)
+
+
+def _cylindrical(crs: CRS) -> bool:
+    if crs.is_geographic:
+        return True
+    op = crs.coordinate_operation
+    return crs.is_projected and op is not None and op.method_name in _CYLINDRICAL
+
+
+def pixel_mapping(
+    target_crs: CRS,
+    target: Affine,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    source_crs: str,
+    tolerance: float,
+    exact: bool = False,
+    offset: float = 0.5,
+) -> Mapping:
+    """The mapping of target pixels ``rows`` x ``cols`` (half-open ranges of the target grid), at
+    ``offset`` within each pixel, to ``source_crs``; NaN where the transform fails."""
+    h, w = rows[1] - rows[0], cols[1] - cols[0]
+    r = np.arange(*rows) + offset
+    c = np.arange(*cols) + offset
+    none = np.zeros(0, dtype="i8")
+    src = CRS.from_user_input(source_crs)
+    if src == target_crs:
+        gx = np.array([[target.a, target.b, target.c, c[0]]])
+        gy = np.array([[target.d, target.e, target.f, r[0]]])
+        return Mapping(LINEAR, gx, gy, none, none, (h, w))
+    to_src = transformer(target_crs.to_wkt(), src.to_wkt())
+
+    def exact_at(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = target.c + cc * target.a + rr * target.b
+        y = target.f + cc * target.d + rr * target.e
+        sx, sy = to_src.transform(x, y, errcheck=False)
+        return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8")
+
+    if exact:
+        gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
+        return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
+    if target.b == 0 and target.d == 0 and _cylindrical(src) and _cylindrical(target_crs):
+        mid_r, mid_c = np.full(w, r[h // 2]), np.full(h, c[w // 2])
+        xs, _ = exact_at(mid_r, c)
+        _, ys = exact_at(r, mid_c)
+        m = Mapping(SEPARABLE, xs[None], ys[None], none, none, (h, w))
+        if not _failing(m, exact_at, r, c, tolerance, _probes(h), _probes(w)).any():
+            return m
+    ri = np.unique(np.append(np.arange(0, h, STEP), h - 1))  # control rows and columns, edges included
+    ci = np.unique(np.append(np.arange(0, w, STEP), w - 1))
+    while True:
+        gx, gy = exact_at(*np.meshgrid(r[ri], c[ci], indexing="ij"))
+        m = Mapping(GRID, gx, gy, ri, ci, (h, w))
+        pr, pc = (ri[:-1] + ri[1:]) // 2, (ci[:-1] + ci[1:]) // 2  # cell centres
+        bad = _failing(m, exact_at, r, c, tolerance, pr, pc)
+        if not bad.any():
+            return m
+        a, b = np.nonzero(bad)
+        finer_r, finer_c = np.union1d(ri, pr[a]), np.union1d(ci, pc[b])  # halve the failing cells
+        if len(finer_r) == len(ri) and len(finer_c) == len(ci):  # pixel-sized and failing: NaN, go exact
+            gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
+            return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
+        ri, ci = finer_r, finer_c
+
+
+def _probes(n: int) -> np.ndarray:
+    """Where a separable mapping is checked: every STEP pixels, edges included, and midway."""
+    return np.unique(np.append(np.arange(0, n, STEP // 2), n - 1))
+
+
+def _failing(m: Mapping, exact_at, r, c, tolerance: float, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
+    """(len(pr), len(pc)) mask of probe pixels where the mapping misses the exact transform by more than
+    ``tolerance`` (NaN fails)."""
+    if len(pr) == 0 or len(pc) == 0:
+        return np.zeros((len(pr), len(pc)), dtype=bool)
+    ex, ey = exact_at(*np.meshgrid(r[pr], c[pc], indexing="ij"))
+    ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr.astype("i8"))
+    ax, ay = ax[:, pc], ay[:, pc]
+    return ~(np.hypot(ex - ax, ey - ay) <= tolerance)
 
 
 def source_xy(
@@ -31,44 +142,7 @@ def source_xy(
     exact: bool = False,
     offset: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Source CRS (x, y) of the target pixels ``rows`` x ``cols`` (half-open ranges of the target
-    grid) at ``offset`` within each pixel (0.5: centres; 0: top-left corners); NaN where the transform
-    fails."""
-    r = np.arange(*rows) + offset
-    c = np.arange(*cols) + offset
-
-    def target_xy(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return target.c + cc * target.a + rr * target.b, target.f + cc * target.d + rr * target.e
-
-    if CRS.from_user_input(source_crs) == target_crs:
-        return target_xy(*np.meshgrid(r, c, indexing="ij"))
-    to_src = transformer(target_crs.to_wkt(), CRS.from_user_input(source_crs).to_wkt())
-
-    def exact_at(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sx, sy = to_src.transform(*target_xy(rr, cc), errcheck=False)
-        return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8")
-
-    if exact:
-        return exact_at(*np.meshgrid(r, c, indexing="ij"))
-    h, w = len(r), len(c)
-    ri = np.unique(np.append(np.arange(0, h, STEP), h - 1))  # control rows and columns, edges included
-    ci = np.unique(np.append(np.arange(0, w, STEP), w - 1))
-    gx, gy = exact_at(*np.meshgrid(r[ri], c[ci], indexing="ij"))
-    out_x, out_y = interpolate(gx, ri, ci, h, w), interpolate(gy, ri, ci, h, w)
-    for a, b in _failing_cells(out_x, out_y, ri, ci, exact_at, r, c, tolerance):
-        rs, cs = slice(ri[a], ri[a + 1] + 1), slice(ci[b], ci[b + 1] + 1)
-        out_x[rs, cs], out_y[rs, cs] = exact_at(*np.meshgrid(r[rs], c[cs], indexing="ij"))
-    return out_x, out_y
-
-
-def _failing_cells(out_c, out_r, ri, ci, exact_at, r, c, threshold) -> list[tuple[int, int]]:
-    """Control-grid cells whose interpolation misses the exact transform by more than ``threshold`` at
-    the cell's centre, where bilinear interpolation errs most (NaN fails)."""
-    if len(ri) < 2 or len(ci) < 2:
-        return []
-    a, b = np.meshgrid(np.arange(len(ri) - 1), np.arange(len(ci) - 1), indexing="ij")
-    r0, r1, c0, c1 = ri[a], ri[a + 1], ci[b], ci[b + 1]
-    pr, pc = (r0 + r1) // 2, (c0 + c1) // 2
-    ec, er = exact_at(r[pr], c[pc])
-    bad = ~(np.hypot(ec - out_c[pr, pc], er - out_r[pr, pc]) <= threshold)
-    return [(int(i), int(j)) for i, j in zip(*np.nonzero(bad), strict=True)]
+    """Dense source CRS (x, y) arrays of the mapping (for tests and benchmarks; the kernel never
+    materialises them)."""
+    m = pixel_mapping(target_crs, target, rows, cols, source_crs, tolerance, exact, offset)
+    return evaluate(m.jit, m.shape[0], m.shape[1], np.arange(m.shape[0]))

@@ -37,9 +37,15 @@ def around(name: str, crs: str, lon: float, lat: float, res: float, size: int, s
 
 
 def warp_exact(
-    src: Raster, crs: str, transform: Affine, shape: tuple[int, int], resampling: str = "nearest"
+    src: Raster,
+    crs: str,
+    transform: Affine,
+    shape: tuple[int, int],
+    resampling: str = "nearest",
+    **warp_options: str,
 ) -> np.ndarray:
-    """One source warped onto the target grid by GDAL's exact transformer; NaN where it has no pixel."""
+    """One source warped onto the target grid by GDAL's exact transformer; NaN where it has no pixel.
+    ``warp_options``: GDAL warp options (e.g. XSCALE/YSCALE)."""
     h, w = src.data.shape
     profile = dict(
         driver="GTiff",
@@ -67,6 +73,7 @@ def warp_exact(
                 src_nodata=np.nan,
                 nodata=np.nan,
                 dtype="float32",
+                **warp_options,
             ) as vrt,
         ):
             return vrt.read(1)

@@ -24,7 +24,6 @@ from lazymerge.planner.timegroups import (
     time_groups,
 )
 from lazymerge.planner.windows import resolve_windows
-from lazymerge.resampling import HALO
 
 __all__ = ["Plan", "MergeRequest", "build_plan", "plan"]
 
@@ -73,8 +72,9 @@ def build_plan(request: MergeRequest) -> Plan:
     clock.lap("join + cover culling" if cover else "join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
-    halo = HALO[request.resampling]  # None: an area resampling, whose reach depends on the source
-    table = resolve_windows(grid, chunk, source, cands, bands, sources.band_of, masks=request.cull, halo=halo)
+    table = resolve_windows(
+        grid, chunk, source, cands, bands, sources.band_of, masks=request.cull, resampling=request.resampling
+    )
     clock.lap("windows")
     time_coords = None
     if request.groupby:

@@ -15,6 +15,7 @@ from pyproj import CRS, Transformer
 
 from lazymerge.grid import TargetGrid
 from lazymerge.planner.culling import cell_masks
+from lazymerge.resampling import halo_pixels
 from lazymerge.sources import Band, Level, level_bounds, select_overview
 from lazymerge.warp import transformer
 
@@ -104,15 +105,14 @@ def resolve_windows(
     bands: list[str | None],
     band_of: Callable[[int, str | None], Band],
     masks: bool = False,
-    halo: int | None = 0,
+    resampling: str = "nearest",
 ) -> pa.Table:
     """Plan rows for candidate pairs (already ordered by chunk, then priority).
 
     For every band, each source uses the coarsest level still at least as fine as the target, and the
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
-    With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses; ``halo``
-    widens every window by the resampling kernel's reach (None: half a target pixel, for area
-    resamplings).
+    With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses; every
+    window is widened by the ``resampling``'s reach in that source (``halo_pixels``).
     """
     used, pair_src = np.unique(source, return_inverse=True)
     codes, used_crs = np.unique(np.asarray(cands.crs, dtype=object)[used].astype(str), return_inverse=True)
@@ -122,7 +122,7 @@ def resolve_windows(
     tables = []
     for b, band in enumerate(bands):
         level_idx, coef, shape, reach = _levels_for(
-            grid, [band_of(int(s), band).levels for s in used], codes, used_crs
+            grid, [band_of(int(s), band).levels for s in used], codes, used_crs, resampling
         )
         window = np.full((len(source), 4), -1, dtype="i8")
         cover = np.zeros(len(source), dtype=np.uint64)
@@ -137,7 +137,7 @@ def resolve_windows(
                     coef[pair_src[part]],
                     shape[pair_src[part]],
                     masks,
-                    MARGIN + (reach[pair_src[part]] if halo is None else halo),
+                    MARGIN + reach[pair_src[part]],
                 )
         keep = window[:, 0] >= 0
         crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
@@ -167,10 +167,14 @@ def resolve_windows(
 
 
 def _levels_for(
-    grid: TargetGrid, levels: list[tuple[Level, ...]], codes: np.ndarray, crs_of: np.ndarray
+    grid: TargetGrid,
+    levels: list[tuple[Level, ...]],
+    codes: np.ndarray,
+    crs_of: np.ndarray,
+    resampling: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per source: the level to read (index), its inverse affine coefficients, its shape, and half a
-    target pixel in that level's pixels, rounded up (how far an area resampling reaches)."""
+    """Per source: the level to read (index), its inverse affine coefficients, its shape, and how many of
+    that level's pixels the resampling reaches beyond a target pixel centre's."""
     n = len(levels)
     level_idx = np.zeros(n, dtype="i2")
     coef = np.zeros((n, 6))
@@ -185,7 +189,7 @@ def _levels_for(
             inv = ~Affine(*lv.transform)
             coef[i] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
             shape[i] = lv.shape
-            reach[i] = int(np.ceil(0.5 * r / lv.resolution)) if np.isfinite(r) else 1
+            reach[i] = halo_pixels(resampling, r / lv.resolution)
     return level_idx, coef, shape, reach
 
 
