@@ -144,6 +144,28 @@ def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> N
         out[k + n - 1] = _kernel(mode, (k - frac) * scale)
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _nearest_row(data, nodata, use_nodata, cols, rows, values, has, winner, index, only_empty) -> int:
+    """Nearest for one block row: writes where the containing source pixel is valid (and ``index`` into
+    ``winner`` unless it is the 1-element placeholder)."""
+    h, w = data.shape
+    track = winner.shape[0] == values.shape[0]
+    written = 0
+    for x in range(cols.shape[0]):
+        if only_empty and has[x] > 0:
+            continue
+        c, r = cols[x], rows[x]
+        if r >= 0 and r < h and c >= 0 and c < w:  # NaN fails too
+            v = data[np.intp(r), np.intp(c)]  # truncation is floor here: both are >= 0
+            if v == v and not (use_nodata and v == nodata):
+                values[x] = v
+                has[x] = 1
+                if track:
+                    winner[x] = index
+                written += 1
+    return written
+
+
 @numba.njit(cache=True, nogil=True)
 def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
     """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
@@ -166,6 +188,12 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     written = 0
     for y in range(bh):
         _row(m, rs, rf, cs, cf, y, inv, x0, y0, tx, ty, cols, rows)
+        if mode == NEAREST:  # the hot path, kept minimal
+            who = winner[y] if track else winner[0]
+            written += _nearest_row(
+                data, nodata, use_nodata, cols, rows, values[y], count[y], who, index, only_empty
+            )
+            continue
         for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue

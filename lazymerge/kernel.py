@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -82,13 +83,14 @@ def render_chunk(
     store: Any,
     dtype: np.dtype,
     options: KernelOptions | None = None,
+    read: Callable[[Any, TaskRow], np.ndarray] = read_window,
 ) -> np.ndarray:
     """One target chunk from its plan rows (priority order): each source sampled with the plan's
     resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is. With
     ``options.provenance``: the int32 source table row each pixel's value came from (-1: none).
 
-    Windows are read ahead (``READ_AHEAD`` in flight) while earlier sources are warped; ``first`` stops
-    reading once every pixel has a value."""
+    Windows are read with ``read`` ahead of use (``READ_AHEAD`` in flight) while earlier sources are
+    warped; ``first`` stops reading once every pixel has a value."""
     opts = options or KernelOptions()
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
@@ -96,14 +98,15 @@ def render_chunk(
     out = np.full(shape, -1 if opts.provenance else fill, dtype="i4" if opts.provenance else dtype)
     if not rows:
         return out
-    method = parse_method(opts.method)(shape)
-    fused = type(method) in (First, Last)  # the compiled loops write straight into the method
-    only_empty = type(method) is First
+    method_cls = parse_method(opts.method)
+    fused = method_cls in (First, Last)  # the compiled loops write straight into the method
+    only_empty = method_cls is First
     # first/last straight into the output (no float buffer, no winner) unless integers need rounding
     direct = fused and not opts.provenance and (out.dtype.kind == "f" or opts.resampling == "nearest")
     if direct:
         buffers = (out, np.zeros(shape, dtype="u1"), _NO_WINNER)
     else:
+        method = method_cls(shape)
         buffers = (method.values, method.count, method.winner)  # unused unless fused
     has = buffers[1]
     area = opts.resampling in jit.AREA
@@ -133,7 +136,7 @@ def render_chunk(
             if ahead not in checked:
                 checked.add(ahead)
                 if needed(rows[ahead], False):
-                    pending[ahead] = _readers.submit(read_window, store, rows[ahead])
+                    pending[ahead] = _readers.submit(read, store, rows[ahead])
         if index not in pending:
             continue
         if only_empty and not needed(task, True):  # filled meanwhile: drop the read

@@ -148,6 +148,7 @@ class Plan:
     def save(self, path: str) -> str:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
         nl, (nr, nc) = len(self.bands) * self.n_times, self.grid.nchunks
+        _PLAN_CACHE.pop(path, None)  # this process may have read an earlier plan there
         root = zarr.open_group(path, mode="w")
         root.attrs.update(
             {
@@ -222,27 +223,37 @@ class TaskRow:
     window: tuple[int, int, int, int]
 
 
-_PLAN_CACHE: dict[str, Any] = {}
+_PLAN_CACHE: dict[str, dict[str, Any]] = {}
+_LEVEL_COLUMNS = ("path", "crs", "shape_y", "shape_x", "nodata", "has_nodata", "source") + tuple(
+    f"transform_{k}" for k in range(6)
+)
 
 
-def _open_plan(path: str) -> zarr.Group:
-    group = _PLAN_CACHE.get(path)
-    if group is None:
-        group = _PLAN_CACHE[path] = zarr.open_group(path, mode="r")
-    return group
+def _open_plan(path: str) -> dict[str, Any]:
+    """A saved plan's arrays, opened once per worker process (metadata is read once), with its small
+    ``count``/``start`` index held in memory."""
+    plan = _PLAN_CACHE.get(path)
+    if plan is None:
+        root = zarr.open_group(path, mode="r")
+        plan = {"count": root["count"][...], "start": root["start"][...]}
+        plan.update({k: root[f"rows/{k}"] for k in ("level_id", "window")})
+        plan.update({k: root[f"levels/{k}"] for k in _LEVEL_COLUMNS})
+        if len(_PLAN_CACHE) >= 8:
+            _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+        _PLAN_CACHE[path] = plan
+    return plan
 
 
 def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     """The rows of one chunk of one layer (``time * n_bands + band``), in priority order, read from a saved
     plan: one small read per array."""
-    root = _open_plan(path)
-    n = int(root["count"][layer, row, col])
+    lv = _open_plan(path)
+    n = int(lv["count"][layer, row, col])
     if n == 0:
         return []
-    s = int(root["start"][layer, row, col])
-    level_ids = root["rows/level_id"][s : s + n]
-    windows = root["rows/window"][s : s + n]
-    lv = root["levels"]
+    s = int(lv["start"][layer, row, col])
+    level_ids = lv["level_id"][s : s + n]
+    windows = lv["window"][s : s + n]
     ids = np.unique(level_ids)
     lo, hi = int(ids.min()), int(ids.max()) + 1
     paths = lv["path"][lo:hi]
