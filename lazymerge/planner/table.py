@@ -6,6 +6,8 @@ grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entrie
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,7 +150,7 @@ class Plan:
     def save(self, path: str) -> str:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
         nl, (nr, nc) = len(self.bands) * self.n_times, self.grid.nchunks
-        _PLAN_CACHE.pop(path, None)  # this process may have read an earlier plan there
+        _forget(path)  # this process may have read an earlier plan there
         root = zarr.open_group(path, mode="w")
         root.attrs.update(
             {
@@ -181,9 +183,9 @@ class Plan:
         root.create_array("start", data=start.reshape(nl, nr, nc), chunks=grid_chunks)
         rows = root.create_group("rows")
         window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
-        rows.create_array("level_id", data=self.level_ids(), chunks=(min(n, 1 << 20),))
-        rows.create_array("window", data=window.astype("i8").reshape(-1, 4), chunks=(min(n, 1 << 20), 4))
-        rows.create_array("priority", data=t["priority"].to_numpy().astype("i4"), chunks=(min(n, 1 << 20),))
+        rows.create_array("level_id", data=self.level_ids(), chunks=(min(n, 1 << 16),))
+        rows.create_array("window", data=window.astype("i8").reshape(-1, 4), chunks=(min(n, 1 << 16), 4))
+        rows.create_array("priority", data=t["priority"].to_numpy().astype("i4"), chunks=(min(n, 1 << 16),))
         _write_levels(root.create_group("levels"), self.levels)
         import pyarrow.parquet as pq  # the readable copy, for people and other tools
 
@@ -227,6 +229,10 @@ _PLAN_CACHE: dict[str, dict[str, Any]] = {}
 _LEVEL_COLUMNS = ("path", "crs", "shape_y", "shape_x", "nodata", "has_nodata", "source") + tuple(
     f"transform_{k}" for k in range(6)
 )
+CHUNK_CACHE_BYTES = 64 << 20  # decoded plan chunks kept per worker process
+_chunks: OrderedDict[tuple[str, str, int], np.ndarray] = OrderedDict()
+_chunks_size = 0
+_chunks_lock = threading.Lock()
 
 
 def _open_plan(path: str) -> dict[str, Any]:
@@ -244,25 +250,57 @@ def _open_plan(path: str) -> dict[str, Any]:
     return plan
 
 
+def _forget(path: str) -> None:
+    """Drop what this process cached of the plan at ``path``."""
+    global _chunks_size
+    _PLAN_CACHE.pop(path, None)
+    with _chunks_lock:
+        for key in [k for k in _chunks if k[0] == path]:
+            _chunks_size -= _chunks.pop(key).nbytes
+
+
+def _slice(path: str, name: str, arr: zarr.Array, lo: int, hi: int) -> np.ndarray:
+    """``arr[lo:hi]`` through a per-worker LRU of decoded chunks: neighbouring tasks share the chunks of
+    the plan's rows and levels, so each is fetched and decoded once per worker, not once per task."""
+    global _chunks_size
+    size = arr.chunks[0]
+    parts = []
+    for k in range(lo // size, (hi - 1) // size + 1):
+        key = (path, name, k)
+        with _chunks_lock:
+            block = _chunks.get(key)
+            if block is not None:
+                _chunks.move_to_end(key)
+        if block is None:
+            block = arr[k * size : min((k + 1) * size, arr.shape[0])]
+            with _chunks_lock:
+                _chunks[key] = block
+                _chunks_size += block.nbytes
+                while _chunks_size > CHUNK_CACHE_BYTES and len(_chunks) > 1:
+                    _chunks_size -= _chunks.popitem(last=False)[1].nbytes
+        parts.append(block[max(lo - k * size, 0) : hi - k * size])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     """The rows of one chunk of one layer (``time * n_bands + band``), in priority order, read from a saved
-    plan: one small read per array."""
+    plan (its chunks cached per worker)."""
     lv = _open_plan(path)
     n = int(lv["count"][layer, row, col])
     if n == 0:
         return []
     s = int(lv["start"][layer, row, col])
-    level_ids = lv["level_id"][s : s + n]
-    windows = lv["window"][s : s + n]
+    level_ids = _slice(path, "level_id", lv["level_id"], s, s + n)
+    windows = _slice(path, "window", lv["window"], s, s + n)
     ids = np.unique(level_ids)
     lo, hi = int(ids.min()), int(ids.max()) + 1
-    paths = lv["path"][lo:hi]
-    crss = lv["crs"][lo:hi]
-    tr = np.stack([lv[f"transform_{k}"][lo:hi] for k in range(6)], axis=1)
-    shp = np.stack([lv["shape_y"][lo:hi], lv["shape_x"][lo:hi]], axis=1)
-    nod = lv["nodata"][lo:hi]
-    has = lv["has_nodata"][lo:hi]
-    src = lv["source"][lo:hi]
+
+    def col(name: str) -> np.ndarray:
+        return _slice(path, name, lv[name], lo, hi)
+
+    paths, crss, nod, has, src = col("path"), col("crs"), col("nodata"), col("has_nodata"), col("source")
+    tr = np.stack([col(f"transform_{k}") for k in range(6)], axis=1)
+    shp = np.stack([col("shape_y"), col("shape_x")], axis=1)
     levels = {
         int(i): TaskLevel(
             str(paths[i - lo]),
