@@ -70,7 +70,9 @@ def _request_args(p: argparse.ArgumentParser, grid_required: bool) -> None:
     p.add_argument("--scan", action="store_true", help="scan the conventions even if /meta exists")
     p.add_argument("--resampling", default="nearest", help="nearest (default), bilinear, cubic")
     p.add_argument(
-        "--method", default="first", help="first (default), last, min, max, mean, median, count, sum"
+        "--method",
+        default="first",
+        help="first (default), last, min, max, mean, median, count, sum, quality:<band-or-column>",
     )
     p.add_argument("--exact", action="store_true", help="transform every pixel exactly (no control grid)")
     p.add_argument("--dtype", help="output dtype, e.g. uint16 (default: a float holding every source)")

@@ -118,6 +118,35 @@ class Median(Last):
         return med, has
 
 
+class Quality(First):
+    """``quality:<band>``: per pixel, the value of the source whose quality band (sampled nearest at the
+    pixel) is highest, like Earth Engine's ``qualityMosaic``; ties, and pixels whose quality is missing,
+    keep priority order. (``quality:<column>`` needs no class: the sources are ranked by the column.)"""
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        super().__init__(shape)
+        self.best = np.full(shape, -np.inf)
+
+    def add(
+        self, values: np.ndarray, valid: np.ndarray, index: int, quality: np.ndarray | None = None
+    ) -> None:
+        q = (
+            np.full(values.shape, -np.inf)
+            if quality is None
+            else np.where(np.isnan(quality), -np.inf, quality)
+        )
+        take = valid & ((self.count == 0) | (q > self.best))
+        self.values[take] = values[take]
+        self.best[take] = q[take]
+        self.winner[take] = index
+        self.count[take] = 1
+
+    def full(self) -> bool:
+        return False
+
+
+QUALITY = "quality:"
+
 METHODS = {
     "first": First,
     "last": Last,
@@ -131,11 +160,15 @@ METHODS = {
 
 
 def parse_method(method: object) -> type:
-    """A method name, or a class with the same protocol (``add``, ``full``, ``result``)."""
+    """A method name, ``quality:<band-or-column>``, or a class with the same protocol (``add``, ``full``,
+    ``result``)."""
     if isinstance(method, str) and method in METHODS:
         return METHODS[method]
+    if isinstance(method, str) and method.startswith(QUALITY) and len(method) > len(QUALITY):
+        return Quality
     if isinstance(method, type) and all(hasattr(method, m) for m in ("add", "full", "result")):
         return method
     raise InvalidRequestError(
-        f"method {method!r} is not one of {list(METHODS)} nor a class with add/full/result methods"
+        f"method {method!r} is not one of {[*METHODS, QUALITY + '<band-or-column>']} nor a class with "
+        "add/full/result methods"
     )

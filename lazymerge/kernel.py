@@ -84,13 +84,15 @@ def render_chunk(
     dtype: np.dtype,
     options: KernelOptions | None = None,
     read: Callable[[Any, TaskRow], np.ndarray] = read_window,
+    quality_rows: list[TaskRow] | None = None,
 ) -> np.ndarray:
     """One target chunk from its plan rows (priority order): each source sampled with the plan's
     resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is. With
     ``options.provenance``: the int32 source table row each pixel's value came from (-1: none).
 
     Windows are read with ``read`` ahead of use (``READ_AHEAD`` in flight) while earlier sources are
-    warped; ``first`` stops reading once every pixel has a value."""
+    warped; ``first`` stops reading once every pixel has a value. ``quality_rows``: each source's quality
+    band (method ``quality:<band>``), sampled nearest and handed to the method with the values."""
     opts = options or KernelOptions()
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
@@ -114,16 +116,43 @@ def render_chunk(
     for task in rows:  # the interpolation tolerance is in pixels of the finest source of each CRS
         res = abs(task.level.transform.a * task.level.transform.e) ** 0.5
         finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
-    mappings: dict[str, Mapping] = {}
+    for task in quality_rows or []:
+        finest.setdefault(task.level.crs, abs(task.level.transform.a))
+    mappings: dict[tuple[str, bool], Mapping] = {}
 
-    def mapping(crs: str) -> Mapping:
-        if crs not in mappings:
-            ext, off = (1, 0.0) if area else (0, 0.5)  # area resamplings map the pixel corners
+    def mapping(crs: str, corners: bool = area) -> Mapping:
+        if (crs, corners) not in mappings:
+            ext, off = (1, 0.0) if corners else (0, 0.5)  # area resamplings map the pixel corners
             rows_, cols_ = (r0, r1 + ext), (c0, c1 + ext)
-            mappings[crs] = pixel_mapping(
+            mappings[crs, corners] = pixel_mapping(
                 grid.crs, grid.transform, rows_, cols_, crs, opts.threshold * finest[crs], opts.exact, off
             )
-        return mappings[crs]
+        return mappings[crs, corners]
+
+    quality_of = {task.level.source: task for task in quality_rows or []}
+
+    def quality(source: int) -> np.ndarray | None:
+        """The source's quality band at each pixel (NaN where it has none)."""
+        task = quality_of.get(source)
+        if task is None:
+            return None
+        q = First(shape)
+        level = task.level
+        nodata = np.nan if level.nodata is None else level.nodata
+        jit.sample_into(
+            read(store, task),
+            nodata,
+            level.nodata is not None,
+            mapping(level.crs, False).jit,
+            _coef(level.transform),
+            np.array(task.window, "f8"),
+            jit.NEAREST,
+            _ONE,
+            (q.values, q.count, _NO_WINNER),
+            0,
+            False,
+        )
+        return np.where(q.count > 0, q.values, np.nan)
 
     def needed(task: TaskRow, empty_only: bool) -> bool:
         inv = _coef(task.level.transform)
@@ -161,7 +190,9 @@ def render_chunk(
             jit.sample_into(
                 data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, only_empty
             )
-        if not fused:
+        if quality_rows is not None:
+            method.add(one.values, one.count > 0, index, quality=quality(level.source))
+        elif not fused:
             method.add(one.values, one.count > 0, index)
         if only_empty and has.all():  # first: the block is full
             break
@@ -213,8 +244,9 @@ class KernelTask:
     dtype: str
     band_dim: bool
     time_dim: bool = False
-    n_bands: int = 1
+    n_bands: int = 1  # layers per time group: the output bands, then the quality band if any
     options: KernelOptions = KernelOptions()
+    quality_layer: int | None = None  # method quality:<band>: that band's layer
 
 
 def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
@@ -227,5 +259,10 @@ def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -
     time = lead.pop(0) if task.time_dim else 0
     band = lead.pop(0) if task.band_dim else 0
     rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
-    block = render_chunk(rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options)
+    quality = None
+    if task.quality_layer is not None:
+        quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
+    block = render_chunk(
+        rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, quality_rows=quality
+    )
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)

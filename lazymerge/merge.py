@@ -77,7 +77,9 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
     options = KernelOptions(plan.resampling, plan.method, plan.exact, nodata=plan.nodata)
-    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, len(plan.bands), options)
+    quality = len(plan.bands) if plan.quality_band else None  # the quality band's layer, after the bands
+    n_layers = len(plan.layer_bands)
+    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, n_layers, options, quality)
 
 
 def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None = None) -> cubed.Array:
@@ -157,13 +159,17 @@ def merge(
         Drop, per chunk, sources that higher-priority sources already cover (first-valid compositing).
         Assumes each source is valid over its whole grid; leave it off when sources have nodata inside.
     resampling
-        ``nearest`` (default), ``bilinear`` or ``cubic`` (GDAL's conventions; windows get a halo).
+        GDAL's names and semantics: ``nearest`` (default), ``bilinear``, ``cubic``, ``cubic_spline``,
+        ``lanczos`` (kernels widen when downsampling; windows get a halo), or the area statistics
+        ``average``, ``min``, ``max``, ``sum``, ``rms``, ``mode``, ``med``, ``q1``, ``q3``.
     method
         How overlapping sources combine: ``first`` (default), ``last``, ``min``, ``max``, ``mean``,
-        ``median``, ``count``, ``sum``, or a class with the same protocol (lazymerge.composite).
+        ``median``, ``count``, ``sum``, ``quality:<band>`` (per pixel, the source whose band is highest
+        there), ``quality:<column>`` (sources ranked by a source-table column, highest first), or a class
+        with the same protocol (lazymerge.composite).
     exact
-        Transform every pixel exactly; by default a control grid every 16 pixels, checked against the
-        exact transform and refined (exact) where it is off by more than 0.01 source pixel.
+        Transform every pixel exactly; by default a control grid every 32 pixels, checked against the
+        exact transform at cell centres and refined where it is off by more than 0.01 source pixel.
     dtype, nodata
         Output dtype (default: a float holding every source dtype) and the value where no source has
         one (default NaN; required for an integer dtype).

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import zarr
 
-from lazymerge.errors import BandNotFoundError, BandsInferredWarning, GroupByError
+from lazymerge.errors import BandNotFoundError, BandsInferredWarning, GroupByError, InvalidRequestError
 from lazymerge.merge import merge
 from lazymerge.meta import MetaTable, write_meta
 from lazymerge.planner import plan
 from lazymerge.stores import resolve_store
 
 from conftest import add_source
-from gdal_oracle import Raster, agreement, around, mosaic_exact
+from gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
 from test_merge_gdal import CHUNK, SIZE, target_grid
 
 DATES = ["2024-06-01T10:30:00Z", "2024-06-01T10:31:10", "2024-06-03T12:29:00+02:00", "2024-06-03T10:30:40Z"]
@@ -182,3 +182,50 @@ def test_culling_stays_within_each_time_group(store, datafusion):
     culled = compute(store, cull=True, **kw)
     assert culled.plan.n_pairs < full.plan.n_pairs
     np.testing.assert_array_equal(culled.array.compute(), full.array.compute())
+
+
+def best_by_quality(crs: str, transform) -> tuple[np.ndarray, np.ndarray]:
+    """(values, source index) of GDAL-exact per-scene warps: per pixel, the scene with data whose B11 is
+    highest (a scene with data but no B11 there ranks below every scene with one; ties: the first)."""
+    data = np.stack([warp_exact(b04, crs, transform, (SIZE, SIZE)) for _, _, b04, _ in scenes()])
+    qa = np.stack([warp_exact(b11, crs, transform, (SIZE, SIZE)) for _, _, _, b11 in scenes()])
+    rank = np.where(np.isnan(data), -np.inf, np.where(np.isnan(qa), -1e300, qa.astype("f8")))
+    best = np.argmax(rank, axis=0)
+    values = np.take_along_axis(data, best[None], 0)[0]
+    none = np.isnan(data).all(0)
+    return np.where(none, np.nan, values), np.where(none, -1, best)
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_quality_band_takes_each_pixels_best_scene(store, datafusion):
+    """method='quality:B11': B04 from the scene whose B11 (another grid: 60 m) is highest at the pixel."""
+    result = compute(
+        store, bands="B04", method="quality:B11", datafusion=datafusion, exact=True, provenance=True
+    )
+    crs, lon, lat, res = TARGET
+    _, transform = target_grid(crs, lon, lat, res)
+    values, best = best_by_quality(crs, transform)
+    table = result.plan.table
+    ids = dict(zip(table["source"].to_pylist(), table["source_id"].to_pylist(), strict=True))
+    prov = result.provenance.compute()
+    scene = np.vectorize(lambda s: int(ids[s][1:]) if s >= 0 else -1)(prov)
+    np.testing.assert_array_equal(scene, best)
+    np.testing.assert_array_equal(result.array.compute(), values)
+    assert result.array.shape == (SIZE, SIZE)  # the quality band is read, not returned
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_quality_column_ranks_scenes_by_it(store, datafusion):
+    """method='quality:datetime' (a source-table column): the newest scene on top, as sortby='-datetime'."""
+    newest = compute(store, bands="B04", method="quality:datetime", datafusion=datafusion).array.compute()
+    crs, lon, lat, res = TARGET
+    _, transform = target_grid(crs, lon, lat, res)
+    expected = mosaic_exact([s[2] for s in reversed(scenes())], crs, transform, (SIZE, SIZE))
+    assert agreement(newest, expected) >= 0.9999
+    oldest = mosaic_exact([s[2] for s in scenes()], crs, transform, (SIZE, SIZE))
+    assert agreement(newest, oldest) < 0.9
+
+
+def test_quality_names_a_missing_band_or_column(store):
+    with pytest.raises(InvalidRequestError, match=r"'cloud' is neither a column .*bands: \['B04', 'B11'\]"):
+        compute(store, bands="B04", method="quality:cloud")

@@ -14,7 +14,7 @@ from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.geometry import split_parts
 from lazymerge.planner.culling import CoverCull, cull_mask
 from lazymerge.planner.request import MergeRequest, build_request
-from lazymerge.planner.sources import collect_pairs
+from lazymerge.planner.sources import SourceSet, collect_pairs
 from lazymerge.planner.table import Plan, levels_table
 from lazymerge.planner.timegroups import (
     add_time_column,
@@ -72,8 +72,10 @@ def build_plan(request: MergeRequest) -> Plan:
     clock.lap("join + cover culling" if cover else "join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.bands, used)
+    method, quality_band = _quality(request, sources, used)
+    layers = [*bands, quality_band] if quality_band else bands
     table = resolve_windows(
-        grid, chunk, source, cands, bands, sources.band_of, masks=request.cull, resampling=request.resampling
+        grid, chunk, source, cands, layers, sources.band_of, masks=request.cull, resampling=request.resampling
     )
     clock.lap("windows")
     time_coords = None
@@ -97,7 +99,7 @@ def build_plan(request: MergeRequest) -> Plan:
         )
 
     uniq = unique_levels(table)
-    entries = [(s, b, lv, sources.band_of(s, bands[b]).levels[lv], cands.crs[s]) for s, b, lv in uniq]
+    entries = [(s, b, lv, sources.band_of(s, layers[b]).levels[lv], cands.crs[s]) for s, b, lv in uniq]
     clock.lap("levels")
     return Plan(
         grid=grid,
@@ -105,15 +107,34 @@ def build_plan(request: MergeRequest) -> Plan:
         band_dim=request.band_dim or len(bands) > 1,
         table=table,
         levels=levels_table(entries),
-        dtype=_dtype(request, [e[3] for e in entries], cands.ids),
+        dtype=_dtype(request, [e[3] for e in entries if e[1] < len(bands)], cands.ids),
         n_sources=len(cands.ids),
         time_coords=time_coords,
         pairs_before_cull=pairs_before_cull,
         timings=clock.laps,
         resampling=request.resampling,
-        method=request.method,
+        method=method,
         exact=request.exact,
         nodata=request.nodata,
+        quality_band=quality_band,
+    )
+
+
+def _quality(request: MergeRequest, sources: SourceSet, used: np.ndarray) -> tuple[Any, str | None]:
+    """(method, quality band) for the kernel: ``quality:<column>`` ranked the sources by that column, so
+    it is ``first``; ``quality:<band>`` reads that band of every source as well."""
+    name = request.quality
+    if name is None:
+        return request.method, None
+    if name in sources.columns:
+        return "first", None
+    present = [set(sources.bands_of(int(s))) for s in used]
+    if present and all(name in p for p in present):
+        return request.method, name
+    bands = sorted(map(str, set.union(*present))) if present else []
+    raise InvalidRequestError(
+        f"method {request.method!r}: {name!r} is neither a column of the source table "
+        f"({sorted(sources.columns)}) nor a band of every contributing source (bands: {bands})"
     )
 
 

@@ -57,7 +57,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     request.check_sort_columns(meta.schema.names)
     names = meta.schema.names
     wanted = [*REQUIRED_COLUMNS, *(c for c in ("proj:code", "proj:epsg") if c in names)]
-    extra = ["datetime", BANDS_COLUMN, *(k.column for k in request.sortby)]
+    ranking = request.ranking(names)
+    extra = ["datetime", BANDS_COLUMN, *(k.column for k in ranking)]
     wanted = list(dict.fromkeys([*wanted, *(c for c in extra if c in names)]))
     if request.where:  # the predicate may use any /meta column
         wanted += [c for c in names if c not in wanted]
@@ -66,7 +67,7 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
 
     rank_cols = table.drop_columns(["bbox", *([BANDS_COLUMN] if BANDS_COLUMN in names else [])])
     meta.ctx.register_record_batches("src", [rank_cols.to_batches()])
-    order_by = ", ".join([*(k.sql() for k in request.sortby), "_row"])
+    order_by = ", ".join([*(k.sql() for k in ranking), "_row"])
     order = meta.sql(f"SELECT _row FROM src ORDER BY {order_by}")["_row"].to_numpy()
     priority = np.empty(table.num_rows, dtype="i8")
     priority[order] = np.arange(table.num_rows)
@@ -115,4 +116,4 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     base = np.stack([table[f"transform_{i}"].to_numpy() for i in range(6)], axis=1)
     shape = np.stack([table["shape_y"].to_numpy(), table["shape_x"].to_numpy()], axis=1)
     cands = Candidates(ids, crs, priority, dt, base, shape)
-    return SourceSet(cands, part_index, part_bounds, read_bands), join
+    return SourceSet(cands, part_index, part_bounds, read_bands, tuple(names)), join

@@ -24,7 +24,8 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
     table = index.table()
     request.check_sort_columns(table.column_names)
     table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
-    keys = [(k.column, "descending" if k.descending else "ascending", "at_end") for k in request.sortby]
+    ranking = request.ranking(table.column_names)
+    keys = [(k.column, "descending" if k.descending else "ascending", "at_end") for k in ranking]
     order = pc.sort_indices(table, sort_keys=[*keys, ("_row", "ascending", "at_end")])
     priority = np.empty(table.num_rows, dtype="i8")
     priority[order.to_numpy()] = np.arange(table.num_rows)
@@ -44,4 +45,5 @@ def discover(request: MergeRequest) -> tuple[SourceSet, object]:
             qi, si = tree.query(shapely.box(*c_parts[start : start + JOIN_BATCH].T))
             yield c_index[start + qi], s_index[si]
 
-    return SourceSet(cands, part_index, part_bounds, lambda s: dict(entries[s].bands)), join
+    columns = tuple(table.column_names)
+    return SourceSet(cands, part_index, part_bounds, lambda s: dict(entries[s].bands), columns), join

@@ -22,7 +22,7 @@ def plot_plan(plan: Plan, path: str | None = None, ax: Any = None) -> Any:
     import matplotlib.pyplot as plt
 
     nr, nc = plan.grid.nchunks
-    layers = len(plan.bands) * plan.n_times
+    layers = len(plan.layer_bands) * plan.n_times
     per_chunk = np.bincount(plan.chunk_keys(), minlength=layers * nr * nc).reshape(layers, nr, nc).max(axis=0)
     fig = None
     if ax is None:

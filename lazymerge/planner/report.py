@@ -116,7 +116,7 @@ class PlanSummary:
 
 def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
     nr, nc = plan.grid.nchunks
-    layers = len(plan.bands) * plan.n_times
+    layers = len(plan.layer_bands) * plan.n_times
     per_chunk = np.bincount(plan.chunk_keys(), minlength=layers * nr * nc)
     edges = [*HISTOGRAM_EDGES, max(int(per_chunk.max(initial=0)) + 1, HISTOGRAM_EDGES[-1] + 1)]
     counts = np.histogram(per_chunk, bins=edges)[0]

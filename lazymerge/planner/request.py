@@ -12,7 +12,7 @@ import numpy as np
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from lazymerge.composite import parse_method
+from lazymerge.composite import QUALITY, parse_method
 from lazymerge.errors import (
     InvalidBBoxError,
     InvalidChunkSizeError,
@@ -57,6 +57,19 @@ class MergeRequest:
     exact: bool = False  # transform every pixel exactly instead of through the checked control grid
     dtype: str | None = None  # output dtype (None: a float holding every source dtype)
     nodata: float | None = None  # output fill where no source has a value (None: NaN)
+
+    @property
+    def quality(self) -> str | None:
+        """The name in ``method='quality:<name>'``, else None."""
+        m = self.method
+        return m[len(QUALITY) :] if isinstance(m, str) and m.startswith(QUALITY) else None
+
+    def ranking(self, columns: Sequence[str]) -> tuple[SortKey, ...]:
+        """The sort keys that give sources their priority: ``sortby``, after ``quality:<column>`` (highest
+        first) when the quality name is a column of the source table."""
+        if self.quality and self.quality in columns:
+            return (SortKey(self.quality, True), *self.sortby)
+        return self.sortby
 
     def check_sort_columns(self, columns: Sequence[str]) -> None:
         """Raise UnknownColumnError for a sortby column that is not in ``columns``."""

@@ -25,6 +25,7 @@ class SourceSet:
     part_index: np.ndarray
     part_bounds: np.ndarray
     read_bands: Callable[[int], dict[str | None, Band | zarr.Group]]
+    columns: tuple[str, ...] = ()  # of the source table (/meta or the scan index)
     _bands: dict[int, dict[str | None, Band]] = field(default_factory=dict)
 
     def bands_of(self, s: int) -> dict[str | None, Band]:

@@ -46,6 +46,12 @@ class Plan:
     method: Any = "first"  # compositing method name, or a class (saved as module:qualname)
     exact: bool = False
     nodata: float | None = None  # output fill (None: NaN)
+    quality_band: str | None = None  # method quality:<band>: rows of this band follow the output bands'
+
+    @property
+    def layer_bands(self) -> list[str | None]:
+        """The bands the table's ``band`` column indexes: the output bands, then the quality band."""
+        return [*self.bands, self.quality_band] if self.quality_band else list(self.bands)
 
     @property
     def n_pairs(self) -> int:
@@ -69,7 +75,7 @@ class Plan:
         """Layer of every row: ``time * n_bands + band``, the leading axis of the saved CSR index."""
         layer = self.table["band"].to_numpy().astype("i8")
         if self.time_coords is not None:
-            layer = layer + self.table["time"].to_numpy().astype("i8") * len(self.bands)
+            layer = layer + self.table["time"].to_numpy().astype("i8") * len(self.layer_bands)
         return layer
 
     @property
@@ -127,10 +133,11 @@ class Plan:
             method=_load_method(attrs.get("method", "first")),
             exact=bool(attrs.get("exact", False)),
             nodata=attrs.get("nodata"),
+            quality_band=attrs.get("quality_band"),
         )
 
     def __repr__(self) -> str:
-        nb = len(self.bands) * self.n_times
+        nb = len(self.layer_bands) * self.n_times
         nr, nc = self.grid.nchunks
         busy = self.n_busy_chunks
         return (
@@ -149,7 +156,7 @@ class Plan:
 
     def save(self, path: str) -> str:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
-        nl, (nr, nc) = len(self.bands) * self.n_times, self.grid.nchunks
+        nl, (nr, nc) = len(self.layer_bands) * self.n_times, self.grid.nchunks
         _forget(path)  # this process may have read an earlier plan there
         root = zarr.open_group(path, mode="w")
         root.attrs.update(
@@ -172,6 +179,7 @@ class Plan:
                 else f"{self.method.__module__}:{self.method.__qualname__}",
                 "exact": self.exact,
                 "nodata": self.nodata,
+                "quality_band": self.quality_band,
             }
         )
         t = self.table
@@ -333,7 +341,7 @@ def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
 
 def _load_method(name: str) -> Any:
     """A method name, or the class a ``module:qualname`` names."""
-    if ":" not in name:
+    if ":" not in name or name.startswith("quality:"):
         return name
     import importlib
 
