@@ -144,6 +144,47 @@ def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> N
         out[k + n - 1] = _kernel(mode, (k - frac) * scale)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
+    """Closed-form weights of the taps around a point ``t`` past a pixel centre, at scale 1 (bilinear:
+    2 taps; cubic, cubic_spline: 4)."""
+    if mode == BILINEAR:
+        out[0], out[1] = 1 - t, t
+    elif mode == CUBIC:  # Keys, a = -0.5
+        out[0] = ((-0.5 * t + 1.0) * t - 0.5) * t
+        out[1] = (1.5 * t - 2.5) * t * t + 1
+        out[2] = ((-1.5 * t + 2.0) * t + 0.5) * t
+        out[3] = (0.5 * t - 0.5) * t * t
+    else:  # cubic B-spline
+        s = 1 - t
+        out[0] = s * s * s / 6
+        out[1] = (3 * t * t * t - 6 * t * t + 4) / 6
+        out[2] = (-3 * t * t * t + 3 * t * t + 3 * t + 1) / 6
+        out[3] = t * t * t / 6
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float, float]:
+    """(weighted sum, total weight) of the valid taps ``1 - n .. n`` around pixel (i0, j0)."""
+    h, w = data.shape
+    acc = 0.0
+    total = 0.0
+    for a in range(2 * nv):
+        ii = i0 + a + 1 - nv
+        if ii < 0 or ii >= h:
+            continue
+        wa = wv[a]
+        for b in range(2 * nu):
+            jj = j0 + b + 1 - nu
+            if jj < 0 or jj >= w:
+                continue
+            s = data[ii, jj]
+            if _valid(s, nodata, use_nodata):
+                acc += wa * wu[b] * s
+                total += wa * wu[b]
+    return acc, total
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _nearest_row(data, nodata, use_nodata, cols, rows, values, has, winner, index, only_empty) -> int:
     """Nearest for one block row: writes where the containing source pixel is valid (and ``index`` into
@@ -203,31 +244,19 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
             i, j = int(r), int(c)  # floor: both are >= 0
             if not _valid(data[i, j], nodata, use_nodata):
                 continue
-            if mode == NEAREST:
-                value = float(data[i, j])
+            u, v = c - 0.5, r - 0.5
+            j0, i0 = int(math.floor(u)), int(math.floor(v))
+            fu, fv = u - j0, v - i0
+            if nu == RADIUS[mode] and nv == RADIUS[mode] and mode != LANCZOS:  # unit scale
+                _unit_weights(mode, fu, wu)
+                _unit_weights(mode, fv, wv)
             else:
-                u, v = c - 0.5, r - 0.5
-                j0, i0 = int(math.floor(u)), int(math.floor(v))
-                fu, fv = u - j0, v - i0
-                if mode == BILINEAR and nu == 1 and nv == 1:
-                    wu[0], wu[1], wv[0], wv[1] = 1 - fu, fu, 1 - fv, fv
-                else:
-                    _weights(mode, fu, scale[0], nu, wu)
-                    _weights(mode, fv, scale[1], nv, wv)
-                acc = 0.0
-                weight = 0.0
-                ia, ib = max(0, nv - 1 - i0), min(2 * nv, h - i0 + nv - 1)  # taps inside the window
-                ja, jb = max(0, nu - 1 - j0), min(2 * nu, w - j0 + nu - 1)
-                for a in range(ia, ib):
-                    ii = i0 + a + 1 - nv
-                    for b in range(ja, jb):
-                        s = data[ii, j0 + b + 1 - nu]
-                        if _valid(s, nodata, use_nodata):
-                            acc += wv[a] * wu[b] * s
-                            weight += wv[a] * wu[b]
-                if abs(weight) <= 1e-5:
-                    continue
-                value = acc / weight
+                _weights(mode, fu, scale[0], nu, wu)
+                _weights(mode, fv, scale[1], nv, wv)
+            acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
+            if abs(weight) <= 1e-5:
+                continue
+            value = acc / weight
             values[y, x] = value
             if track:
                 winner[y, x] = index
