@@ -207,6 +207,42 @@ def _nearest_row(data, nodata, use_nodata, cols, rows, values, has, winner, inde
     return written
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _kernel_row(
+    data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, values, has, winner, index,
+    only_empty,
+) -> int:  # fmt: skip
+    """An interpolating kernel for one block row (``unit``: closed-form weights at scale 1)."""
+    h, w = data.shape
+    track = winner.shape[0] == values.shape[0]
+    written = 0
+    for x in range(cols.shape[0]):
+        if only_empty and has[x] > 0:
+            continue
+        c, r = cols[x], rows[x]
+        if not (r >= 0 and r < h and c >= 0 and c < w):  # NaN fails too
+            continue
+        if not _valid(data[np.intp(r), np.intp(c)], nodata, use_nodata):  # truncation is floor: >= 0
+            continue
+        u, v = c - 0.5, r - 0.5
+        j0, i0 = int(math.floor(u)), int(math.floor(v))
+        fu, fv = u - j0, v - i0
+        if unit:
+            _unit_weights(mode, fu, wu)
+            _unit_weights(mode, fv, wv)
+        else:
+            _weights(mode, fu, scale[0], nu, wu)
+            _weights(mode, fv, scale[1], nv, wv)
+        acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
+        if abs(weight) > 1e-5:
+            values[x] = acc / weight
+            has[x] = 1
+            if track:
+                winner[x] = index
+            written += 1
+    return written
+
+
 @numba.njit(cache=True, nogil=True)
 def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
     """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
@@ -225,6 +261,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
     nv = int(math.ceil(RADIUS[mode] / scale[1]))
     wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
+    unit = mode != LANCZOS and scale[0] == 1.0 and scale[1] == 1.0  # closed-form weights
     track = winner.shape == values.shape
     written = 0
     for y in range(bh):
@@ -235,33 +272,11 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
                 data, nodata, use_nodata, cols, rows, values[y], count[y], who, index, only_empty
             )
             continue
-        for x in range(bw):
-            if only_empty and count[y, x] > 0:
-                continue
-            c, r = cols[x], rows[x]
-            if not (r >= 0 and r < h and c >= 0 and c < w):  # NaN fails too
-                continue
-            i, j = int(r), int(c)  # floor: both are >= 0
-            if not _valid(data[i, j], nodata, use_nodata):
-                continue
-            u, v = c - 0.5, r - 0.5
-            j0, i0 = int(math.floor(u)), int(math.floor(v))
-            fu, fv = u - j0, v - i0
-            if nu == RADIUS[mode] and nv == RADIUS[mode] and mode != LANCZOS:  # unit scale
-                _unit_weights(mode, fu, wu)
-                _unit_weights(mode, fv, wv)
-            else:
-                _weights(mode, fu, scale[0], nu, wu)
-                _weights(mode, fv, scale[1], nv, wv)
-            acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
-            if abs(weight) <= 1e-5:
-                continue
-            value = acc / weight
-            values[y, x] = value
-            if track:
-                winner[y, x] = index
-            count[y, x] = 1
-            written += 1
+        who = winner[y] if track else winner[0]
+        written += _kernel_row(
+            data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
+            values[y], count[y], who, index, only_empty,
+        )  # fmt: skip
     return written
 
 
