@@ -1,4 +1,4 @@
-"""Command line: ``lazymerge demo | index | info | plan | run``."""
+"""Command line: ``lazymerge demo | index | info | plan | run | warm``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,15 @@ def _index(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     table = write_meta(args.store)
     print(f"wrote {args.store}/meta: {table.num_rows} sources in {time.perf_counter() - t0:.2f} s")
+
+
+def _warm(args: argparse.Namespace) -> None:
+    import os
+
+    from lazymerge.warm import warm
+
+    where = os.environ.get("NUMBA_CACHE_DIR", "next to the lazymerge package")
+    print(f"compiled the kernel's loops in {warm():.1f} s; numba's cache: {where}")
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -191,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     _request_args(p, grid_required=False)
     _run_args(p)
     p.set_defaults(func=_run)
+    p = sub.add_parser("warm", help="compile the kernel into numba's cache (NUMBA_CACHE_DIR), for images")
+    p.set_defaults(func=_warm)
     args = parser.parse_args(argv)
     try:
         args.func(args)

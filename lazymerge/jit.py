@@ -107,7 +107,7 @@ def _valid(v, nodata: float, use_nodata: bool) -> bool:
     return not (use_nodata and v == nodata)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _kernel(mode: int, t: float) -> float:
     """GDAL's resampling kernels (cubic: Keys a = -0.5; cubic_spline: cubic B-spline; lanczos: a = 3)."""
     t = abs(t)
@@ -129,7 +129,7 @@ def _kernel(mode: int, t: float) -> float:
     return math.sin(pt) * math.sin(pt / 3) / (pt * pt / 3)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> None:
     """Kernel weights of the taps ``k = 1 - n .. n`` around a point ``frac`` past a pixel centre."""
     if mode == LANCZOS and scale == 1.0 and frac > 0:  # 3 sines per axis instead of 12
@@ -144,7 +144,7 @@ def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> N
         out[k + n - 1] = _kernel(mode, (k - frac) * scale)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
     """Closed-form weights of the taps around a point ``t`` past a pixel centre, at scale 1 (bilinear:
     2 taps; cubic, cubic_spline: 4)."""
@@ -163,7 +163,7 @@ def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
         out[3] = t * t * t / 6
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float, float]:
     """(weighted sum, total weight) of the valid taps ``1 - n .. n`` around pixel (i0, j0)."""
     h, w = data.shape

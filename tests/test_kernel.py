@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from affine import Affine
@@ -308,3 +312,21 @@ def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
     expected = warp_exact(src, "EPSG:32618", transform, got.shape, resampling, XSCALE=scale, YSCALE=scale)
     inner = interior(expected, 2)
     np.testing.assert_allclose(got[inner], expected[inner], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_warm_fills_numbas_cache_so_workers_start_compiled(tmp_path):
+    """``lazymerge warm`` (run when building worker images) compiles every kernel loop into
+    NUMBA_CACHE_DIR; a fresh process rendering a block then loads them instead of compiling."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-m", "lazymerge.cli", "warm"], env=env, check=True, capture_output=True)
+    code = (
+        "import numpy as np\n"
+        "from lazymerge import jit, warm\n"
+        "warm.warm()\n"
+        "fns = [jit.sample_into, jit.average_into, jit.any_inside, jit._kernel_row, jit._nearest_row]\n"
+        "print(sum(len(f.stats.cache_hits) for f in fns), sum(len(f.stats.cache_misses) for f in fns))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    hits, misses = map(int, out.stdout.split())
+    assert hits >= 5 and misses == 0
