@@ -74,7 +74,7 @@ def test_interpolating_resamplings_match_gdal_exact(make_store, resampling):
     assert rel.max() <= 1e-4
 
 
-@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "average", "max"])
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "lanczos", "average", "max", "med"])
 def test_two_chunkings_give_identical_pixels(make_store, resampling):
     """Halos: no seams at target-chunk, source-chunk (64 px) or source boundaries."""
     sources, (crs, lon, lat, res) = CASES["utm-zones"]
@@ -160,6 +160,20 @@ def test_integer_sources_stay_integer(make_store):
     assert (got[:10] == 65535).all()
     mean = merge(str(store), dtype="uint16", nodata=65535, method="mean", **kw).array
     assert mean.dtype.kind == "f"  # mean promotes to float
+
+
+def test_integer_output_rounds_as_gdal(make_store):
+    """Interpolated values into an integer dtype round to the nearest integer (GDAL's rule), not truncate."""
+    data = np.random.default_rng(6).integers(1, 5000, (96, 96)).astype("uint16")
+    t = (10.0, 0.0, 500000.0, 0.0, -10.0, 4430000.0)
+    store = make_store([("a", "EPSG:32618", t, data)])
+    x0, y1 = 500000.0 + 20 + 3.0, 4430000.0 - 20 - 4.0  # off the source grid: values between pixels
+    kw = {"crs": "EPSG:32618", "bbox": (x0, y1 - 800, x0 + 800, y1), "resolution": 10.0, "bands": "data"}
+    got = merge(str(store), dtype="uint16", nodata=0, resampling="bilinear", **kw).array.compute()
+    src = Raster("a", "EPSG:32618", t, data.astype("f4"))
+    expected = warp_exact(src, "EPSG:32618", Affine(10, 0, x0, 0, -10, y1), got.shape, "bilinear")
+    assert got.dtype == np.uint16
+    assert np.abs(got - expected.astype("f8")).max() <= 0.5 + 1e-3  # the nearest integer (truncating: ~1)
 
 
 @pytest.mark.parametrize(

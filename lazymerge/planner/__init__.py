@@ -139,9 +139,10 @@ def _quality(request: MergeRequest, sources: SourceSet, used: np.ndarray) -> tup
 
 
 def _dtype(request: MergeRequest, levels: list, ids: list[str]) -> str:
-    """The output dtype: the requested one (every source must cast to it without loss), promoted to
-    float for methods that average and for interpolating resamplings; else a float holding them all."""
-    floats = parse_method(request.method).float_result or request.resampling != "nearest"
+    """The output dtype: the requested one (every source must cast to it without loss; resampled values
+    are rounded into it, as GDAL does), promoted to float for methods that average; else a float holding
+    them all."""
+    floats = parse_method(request.method).float_result
     if request.dtype is None:
         return output_dtype([lv.dtype for lv in levels])
     wanted = np.dtype(request.dtype)
