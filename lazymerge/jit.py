@@ -227,19 +227,40 @@ def _kernel_row(
         u, v = c - 0.5, r - 0.5
         j0, i0 = int(math.floor(u)), int(math.floor(v))
         fu, fv = u - j0, v - i0
-        if unit:
-            _unit_weights(mode, fu, wu)
-            _unit_weights(mode, fv, wv)
-        else:
-            _weights(mode, fu, scale[0], nu, wu)
-            _weights(mode, fv, scale[1], nv, wv)
-        acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
-        if abs(weight) > 1e-5:
-            values[x] = acc / weight
-            has[x] = 1
-            if track:
-                winner[x] = index
-            written += 1
+        value = np.nan
+        inside = i0 >= nv - 1 and i0 + nv < h and j0 >= nu - 1 and j0 + nu < w
+        if unit and inside and not use_nodata:  # the common case, without a branch per tap
+            if mode == BILINEAR:
+                top = data[i0, j0] * (1 - fu) + data[i0, j0 + 1] * fu
+                bottom = data[i0 + 1, j0] * (1 - fu) + data[i0 + 1, j0 + 1] * fu
+                value = top * (1 - fv) + bottom * fv
+            else:
+                _unit_weights(mode, fu, wu)
+                _unit_weights(mode, fv, wv)
+                value = 0.0
+                for a in range(4):
+                    line = data[i0 + a - 1]
+                    part = (
+                        wu[0] * line[j0 - 1] + wu[1] * line[j0] + wu[2] * line[j0 + 1] + wu[3] * line[j0 + 2]
+                    )
+                    value += wv[a] * part
+                value /= (wu[0] + wu[1] + wu[2] + wu[3]) * (wv[0] + wv[1] + wv[2] + wv[3])
+        if value != value:  # a NaN tap, nodata values, the window's edge, or a scaled kernel: tap by tap
+            if unit:
+                _unit_weights(mode, fu, wu)
+                _unit_weights(mode, fv, wv)
+            else:
+                _weights(mode, fu, scale[0], nu, wu)
+                _weights(mode, fv, scale[1], nv, wv)
+            acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
+            if abs(weight) <= 1e-5:
+                continue
+            value = acc / weight
+        values[x] = value
+        has[x] = 1
+        if track:
+            winner[x] = index
+        written += 1
     return written
 
 
