@@ -6,6 +6,7 @@ own rows from the saved plan by block id. The same code runs on every executor.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,7 +30,15 @@ CACHE_SIZE = 256  # opened source arrays kept per worker process
 READ_AHEAD = 2  # source windows read concurrently ahead of the one being warped
 _arrays: OrderedDict[tuple[int, str], tuple[Any, zarr.Array]] = OrderedDict()
 _arrays_lock = threading.Lock()
-_readers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lazymerge-read")
+_readers: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """This process's pool of reader threads (a forked worker gets its own, not its parent's)."""
+    global _readers
+    if _readers is None or _readers[0] != os.getpid():
+        _readers = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="lazymerge-read"))
+    return _readers[1]
 
 
 def open_source(store: Any, path: str) -> zarr.Array:
@@ -165,7 +174,7 @@ def render_chunk(
             if ahead not in checked:
                 checked.add(ahead)
                 if needed(rows[ahead], False):
-                    pending[ahead] = _readers.submit(read, store, rows[ahead])
+                    pending[ahead] = _reader_pool().submit(read, store, rows[ahead])
         if index not in pending:
             continue
         if only_empty and not needed(task, True):  # filled meanwhile: drop the read

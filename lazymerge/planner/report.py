@@ -7,10 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from lazymerge.errors import TaskMemoryError
+from lazymerge.kernel import READ_AHEAD
 from lazymerge.planner.table import Plan
 
-# Kernel working memory per output pixel, beyond the block itself: target x/y (16 B), source x/y per source
-# CRS (16 B each), source row/col indices and their temporaries (~48 B), masks (~4 B).
+# Kernel working memory per output pixel, beyond the block itself (an upper bound): the compositing
+# method's values, counts and sources (16 B), one source's sampled values before they combine (16 B),
+# method temporaries and masks (~36 B); 16 B per source CRS for the area resamplings' corner lattice.
 PIXEL_OVERHEAD = 68
 PIXEL_PER_CRS = 16
 HISTOGRAM_EDGES = (0, 1, 2, 3, 5, 9, 17, 33)
@@ -36,7 +38,7 @@ def read_bytes(plan: Plan) -> np.ndarray:
 
 def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """(chunk key, projected bytes) of every task with rows: its block, the kernel's per-pixel arrays,
-    and its largest read held twice (compressed and decoded)."""
+    its largest read held twice (compressed and decoded), and READ_AHEAD more such reads in flight."""
     if plan.n_pairs == 0:
         return np.zeros(0, dtype="i8"), np.zeros(0, dtype="i8")
     keys = plan.chunk_keys()
@@ -50,7 +52,7 @@ def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     ch, cw = plan.grid.chunk_size
     pixels = ch * cw
     block = pixels * (np.dtype(plan.dtype).itemsize + PIXEL_OVERHEAD + PIXEL_PER_CRS * n_crs)
-    return uniq, block + 2 * largest
+    return uniq, block + (2 + READ_AHEAD) * largest
 
 
 def check_memory(plan: Plan, allowed_mem: int) -> int:
