@@ -77,7 +77,12 @@ def _request_args(p: argparse.ArgumentParser, grid_required: bool) -> None:
     p.add_argument("--groupby", choices=["time", "day", "solar_day"], help="one composite per time group")
     p.add_argument("--cull", action="store_true", help="drop sources already covered (valid everywhere)")
     p.add_argument("--scan", action="store_true", help="scan the conventions even if /meta exists")
-    p.add_argument("--resampling", default="nearest", help="nearest (default), bilinear, cubic")
+    p.add_argument(
+        "--resampling",
+        default="nearest",
+        help="GDAL's names: nearest (default), bilinear, cubic, cubic_spline, lanczos, average, mode, min, "
+        "max, med, q1, q3, sum, rms",
+    )
     p.add_argument(
         "--method",
         default="first",
