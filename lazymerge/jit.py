@@ -322,41 +322,60 @@ def any_inside(m, inv, window, count, only_empty) -> bool:
 
 
 @numba.njit(cache=True, nogil=True)
-def _clip_area(qx, qy, x0: float, y0: float, px, py, bx, by) -> float:
-    """Area of the convex quadrilateral (qx, qy) inside the unit square at (x0, y0) (Sutherland-Hodgman;
-    ``px``, ``py``, ``bx``, ``by`` are scratch buffers of 16)."""
-    n = 4
-    px[:4] = qx
-    py[:4] = qy
-    for edge in range(4):  # left, right, top, bottom of the square
-        m = 0
-        for k in range(n):
-            ax, ay = px[k], py[k]
-            cx, cy = px[(k + 1) % n], py[(k + 1) % n]
-            if edge == 0:
-                da, dc = ax - x0, cx - x0
-            elif edge == 1:
-                da, dc = x0 + 1 - ax, x0 + 1 - cx
-            elif edge == 2:
-                da, dc = ay - y0, cy - y0
+def _edge(xa: float, ya: float, xb: float, yb: float, acc: np.ndarray) -> None:
+    """Deposit one polygon edge into ``acc`` so that running sums along each row give the polygon's
+    signed area in each unit cell (exact signed-area accumulation, as anti-aliasing rasterisers do)."""
+    if ya == yb:
+        return
+    sign = 1.0
+    if ya > yb:
+        xa, ya, xb, yb, sign = xb, yb, xa, ya, -1.0
+    slope = (xb - xa) / (yb - ya)
+    x = xa
+    for row in range(int(math.floor(ya)), min(int(math.ceil(yb)), acc.shape[0])):
+        dy = min(row + 1.0, yb) - max(float(row), ya)  # the part of the edge inside this row
+        x_next = x + slope * dy
+        d = dy * sign
+        lo, hi = min(x, x_next), max(x, x_next)
+        lo_floor = math.floor(lo)
+        first, last = int(lo_floor), int(math.ceil(hi))
+        if last <= first + 1:  # within one column: split by where the edge's midpoint sits
+            mid = 0.5 * (x + x_next) - lo_floor
+            acc[row, first] += d * (1 - mid)
+            acc[row, first + 1] += d * mid
+        else:  # across columns: the area right of the edge, column by column
+            inv = 1.0 / (hi - lo)
+            f0 = lo - lo_floor
+            a0 = 0.5 * inv * (1 - f0) * (1 - f0)
+            f1 = hi - math.ceil(hi) + 1
+            a_end = 0.5 * inv * f1 * f1
+            acc[row, first] += d * a0
+            if last == first + 2:
+                acc[row, first + 1] += d * (1 - a0 - a_end)
             else:
-                da, dc = y0 + 1 - ay, y0 + 1 - cy
-            if da >= 0:
-                bx[m], by[m] = ax, ay
-                m += 1
-            if (da >= 0) != (dc >= 0):
-                t = da / (da - dc)
-                bx[m], by[m] = ax + t * (cx - ax), ay + t * (cy - ay)
-                m += 1
-        if m == 0:
-            return 0.0
-        px[:m] = bx[:m]
-        py[:m] = by[:m]
-        n = m
-    area = 0.0
-    for k in range(n):
-        area += px[k] * py[(k + 1) % n] - px[(k + 1) % n] * py[k]
-    return abs(area) / 2
+                a1 = inv * (1.5 - f0)
+                acc[row, first + 1] += d * (a1 - a0)
+                for col in range(first + 2, last - 1):
+                    acc[row, col] += d * inv
+                a2 = a1 + (last - first - 3) * inv
+                acc[row, last - 1] += d * (1 - a2 - a_end)
+            acc[row, last] += d * a_end
+        x = x_next
+
+
+@numba.njit(cache=True, nogil=True)
+def _coverage(qx, qy, acc: np.ndarray) -> None:
+    """The area of the quadrilateral (qx, qy: vertices in order, relative to the grid's origin, all >= 0)
+    inside each unit cell of ``acc`` (rows x columns + 2, zeroed): exact, in one pass over the edges and
+    one over the cells."""
+    for k in range(4):
+        k1 = k + 1 if k < 3 else 0
+        _edge(qx[k], qy[k], qx[k1], qy[k1], acc)
+    for row in range(acc.shape[0]):
+        running = 0.0
+        for col in range(acc.shape[1]):
+            running += acc[row, col]
+            acc[row, col] = min(abs(running), 1.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -395,7 +414,7 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
     top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
     _row(m, rs, rf, cs, cf, 0, inv, x0, y0, tx, ty, bot_c, bot_r)
     qx, qy = np.empty(4), np.empty(4)
-    buf = np.empty((4, 16))  # scratch for the clipping
+    cover = np.empty((8, 10))  # scratch: a footprint's area in each source pixel of its bounding box
     vals = np.empty(64)  # the footprint's pixels, for the ranked statistics
     track = winner.shape == values.shape
     written = 0
@@ -421,6 +440,18 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
             j_lo, j_hi = max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)
             if stat >= 5 and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
                 vals = np.empty(2 * (i_hi - i_lo) * (j_hi - j_lo))
+            oy, ox = math.floor(ylo), math.floor(xlo)
+            grid = cover[:1, :1]
+            if not boxed:  # a rotated footprint: its exact area in every pixel of its bounding box
+                nr, nc = int(math.ceil(yhi) - oy), int(math.ceil(xhi) - ox) + 2
+                if nr > cover.shape[0] or nc > cover.shape[1]:
+                    cover = np.empty((max(nr, cover.shape[0]), max(nc, cover.shape[1])))
+                grid = cover[:nr, :nc]
+                grid[:] = 0.0
+                for k in range(4):
+                    qx[k] -= ox
+                    qy[k] -= oy
+                _coverage(qx, qy, grid)
             n = 0
             for i in range(i_lo, i_hi):
                 fy = min(yhi, i + 1.0) - max(ylo, float(i))
@@ -431,7 +462,7 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
                     if boxed:
                         f = fy * (min(xhi, j + 1.0) - max(xlo, float(j)))
                     else:
-                        f = _clip_area(qx, qy, float(j), float(i), buf[0], buf[1], buf[2], buf[3])
+                        f = grid[i - int(oy), j - int(ox)]
                     if f <= 0:
                         continue
                     if stat == 1:
