@@ -415,6 +415,7 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
     _row(m, rs, rf, cs, cf, 0, inv, x0, y0, tx, ty, bot_c, bot_r)
     qx, qy = np.empty(4), np.empty(4)
     cover = np.empty((8, 10))  # scratch: a footprint's area in each source pixel of its bounding box
+    grid = cover[:1, :1]
     vals = np.empty(64)  # the footprint's pixels, for the ranked statistics
     track = winner.shape == values.shape
     written = 0
@@ -427,13 +428,14 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
                 continue
             qx[0], qx[1], qx[2], qx[3] = top_c[x], top_c[x + 1], bot_c[x + 1], bot_c[x]
             qy[0], qy[1], qy[2], qy[3] = top_r[x], top_r[x + 1], bot_r[x + 1], bot_r[x]
-            ccol, crow = qx.mean(), qy.mean()
+            ccol, crow = 0.25 * (qx[0] + qx[1] + qx[2] + qx[3]), 0.25 * (qy[0] + qy[1] + qy[2] + qy[3])
             if not (crow >= 0 and crow < h and ccol >= 0 and ccol < w):  # NaN fails too
                 continue
             acc = 0.0
             weight = 0.0
             best = np.inf if stat == 1 else -np.inf
-            xlo, xhi, ylo, yhi = qx.min(), qx.max(), qy.min(), qy.max()
+            xlo, xhi = min(qx[0], qx[1], qx[2], qx[3]), max(qx[0], qx[1], qx[2], qx[3])
+            ylo, yhi = min(qy[0], qy[1], qy[2], qy[3]), max(qy[0], qy[1], qy[2], qy[3])
             # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
             boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
             i_lo, i_hi = max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)
@@ -441,7 +443,6 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
             if stat >= 5 and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
                 vals = np.empty(2 * (i_hi - i_lo) * (j_hi - j_lo))
             oy, ox = math.floor(ylo), math.floor(xlo)
-            grid = cover[:1, :1]
             if not boxed:  # a rotated footprint: its exact area in every pixel of its bounding box
                 nr, nc = int(math.ceil(yhi) - oy), int(math.ceil(xhi) - ox) + 2
                 if nr > cover.shape[0] or nc > cover.shape[1]:
