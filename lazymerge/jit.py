@@ -27,8 +27,19 @@ CODES = {
 }
 RADIUS = (0, 1, 2, 2, 3)  # kernel radius in source pixels at scale 1
 # area resamplings: statistics of the source pixels under each target pixel's footprint (as GDAL's)
-AREA = {"average": 0, "min": 1, "max": 2, "sum": 3, "rms": 4, "mode": 5, "med": 6, "q1": 7, "q3": 8}
-QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)
+AVERAGE, MINIMUM, MAXIMUM, SUM, RMS, MODE, MEDIAN, Q1, Q3 = range(9)  # from MODE on: ranked, not weighted
+AREA = {
+    "average": AVERAGE,
+    "min": MINIMUM,
+    "max": MAXIMUM,
+    "sum": SUM,
+    "rms": RMS,
+    "mode": MODE,
+    "med": MEDIAN,
+    "q1": Q1,
+    "q3": Q3,
+}
+QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
 LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.transform.Mapping
 
 
@@ -49,10 +60,19 @@ def _segments(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _row(m, rs, rf, cs, cf, y, inv, x0, y0, tx, ty, cols, rows) -> None:
+def _row_state(m, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID), and
+    scratch of one value per control column."""
+    rs, rf = _segments(m[3], h)
+    return rs, rf, np.empty(m[1].shape[1]), np.empty(m[1].shape[1])
+
+
+@numba.njit(cache=True, nogil=True)
+def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
     """Source pixel coordinates (``cols``, ``rows``, minus the window origin ``x0``, ``y0``) of every pixel
-    of block row ``y`` (``tx``, ``ty``: scratch of one value per control column)."""
+    of block row ``y`` (``state``: from ``_row_state``)."""
     kind, gx, gy = m[0], m[1], m[2]
+    rs, rf, tx, ty = state
     w = cols.shape[0]
     if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
         rr = gy[0, 3] + y
@@ -89,14 +109,11 @@ def _row(m, rs, rf, cs, cf, y, inv, x0, y0, tx, ty, cols, rows) -> None:
 @numba.njit(cache=True, nogil=True)
 def evaluate(m, h: int, w: int, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mapping's source CRS coordinates of the rows ``ys`` of an (h, w) block, as (len(ys), w) arrays."""
-    gx, ri, ci = m[1], m[3], m[4]
     ident = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    rs, rf = _segments(ri, h)
-    cs, cf = _segments(ci, w)
-    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    state = _row_state(m, h)
     out_x, out_y = np.empty((len(ys), w)), np.empty((len(ys), w))
     for k in range(len(ys)):
-        _row(m, rs, rf, cs, cf, ys[k], ident, 0.0, 0.0, tx, ty, out_x[k], out_y[k])
+        _row(m, state, ys[k], ident, 0.0, 0.0, out_x[k], out_y[k])
     return out_x, out_y
 
 
@@ -188,7 +205,8 @@ def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _nearest_row(data, nodata, use_nodata, cols, rows, values, has, winner, index, only_empty) -> int:
     """Nearest for one block row: writes where the containing source pixel is valid (and ``index`` into
-    ``winner`` unless it is the 1-element placeholder)."""
+    ``winner`` unless it is the 1-element placeholder). Kept apart from ``_kernel_row``, whose prologue it
+    shares, so that the hottest loop carries nothing else."""
     h, w = data.shape
     track = winner.shape[0] == values.shape[0]
     written = 0
@@ -271,13 +289,8 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     point gets a value only where the source pixel containing it is valid. ``scale``: GDAL's (x, y)
     kernel scale; ``winner`` gets ``index`` unless it is a 1 x 1 placeholder."""
     values, count, winner = out
-    gx, ri, ci = m[1], m[3], m[4]
     bh, bw = values.shape
-    h, w = data.shape
-    y0, x0 = window[0], window[2]
-    rs, rf = _segments(ri, bh)
-    cs, cf = _segments(ci, bw)
-    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    state = _row_state(m, bh)
     cols, rows = np.empty(bw), np.empty(bw)
     nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
     nv = int(math.ceil(RADIUS[mode] / scale[1]))
@@ -286,14 +299,13 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     track = winner.shape == values.shape
     written = 0
     for y in range(bh):
-        _row(m, rs, rf, cs, cf, y, inv, x0, y0, tx, ty, cols, rows)
+        _row(m, state, y, inv, window[2], window[0], cols, rows)
+        who = winner[y] if track else winner[0]
         if mode == NEAREST:  # the hot path, kept minimal
-            who = winner[y] if track else winner[0]
             written += _nearest_row(
                 data, nodata, use_nodata, cols, rows, values[y], count[y], who, index, only_empty
             )
             continue
-        who = winner[y] if track else winner[0]
         written += _kernel_row(
             data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
             values[y], count[y], who, index, only_empty,
@@ -304,14 +316,11 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
 @numba.njit(cache=True, nogil=True)
 def any_inside(m, inv, window, count, only_empty) -> bool:
     """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then."""
-    gx, ri, ci = m[1], m[3], m[4]
     bh, bw = count.shape
-    rs, rf = _segments(ri, bh)
-    cs, cf = _segments(ci, bw)
-    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    state = _row_state(m, bh)
     cols, rows = np.empty(bw), np.empty(bw)
     for y in range(bh):
-        _row(m, rs, rf, cs, cf, y, inv, 0.0, 0.0, tx, ty, cols, rows)
+        _row(m, state, y, inv, 0.0, 0.0, cols, rows)
         for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
@@ -383,7 +392,7 @@ def _ranked(vals, n: int, stat: int) -> float:
     """GDAL's ``mode`` (the most frequent value; on ties, the first in row-major order) or quantile (the
     ceil(q n)-th smallest) of the ``n`` pixels a footprint touches, each counted once, as GDAL does."""
     order = np.argsort(vals[:n], kind="mergesort")  # stable: equal values keep their scan order
-    if stat == 5:
+    if stat == MODE:
         best, best_n, best_first, k = vals[order[0]], 0, n, 0
         while k < n:
             first, run = order[k], 0
@@ -404,15 +413,12 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
     footprint is the quadrilateral of the pixel's four corners: the mapping is of the (h + 1, w + 1)
     corner lattice."""
     values, count, winner = out
-    gx, ri, ci = m[1], m[3], m[4]
     bh, bw = values.shape
     h, w = data.shape
     y0, x0 = window[0], window[2]
-    rs, rf = _segments(ri, bh + 1)
-    cs, cf = _segments(ci, bw + 1)
-    tx, ty = np.empty(gx.shape[1]), np.empty(gx.shape[1])
+    state = _row_state(m, bh + 1)
     top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
-    _row(m, rs, rf, cs, cf, 0, inv, x0, y0, tx, ty, bot_c, bot_r)
+    _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
     qx, qy = np.empty(4), np.empty(4)
     cover = np.empty((8, 10))  # scratch: a footprint's area in each source pixel of its bounding box
     grid = cover[:1, :1]
@@ -422,7 +428,7 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
     for y in range(bh):
         top_c, bot_c = bot_c, top_c
         top_r, bot_r = bot_r, top_r
-        _row(m, rs, rf, cs, cf, y + 1, inv, x0, y0, tx, ty, bot_c, bot_r)
+        _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
         for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
@@ -433,14 +439,14 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
                 continue
             acc = 0.0
             weight = 0.0
-            best = np.inf if stat == 1 else -np.inf
+            best = np.inf if stat == MINIMUM else -np.inf
             xlo, xhi = min(qx[0], qx[1], qx[2], qx[3]), max(qx[0], qx[1], qx[2], qx[3])
             ylo, yhi = min(qy[0], qy[1], qy[2], qy[3]), max(qy[0], qy[1], qy[2], qy[3])
             # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
             boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
             i_lo, i_hi = max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)
             j_lo, j_hi = max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)
-            if stat >= 5 and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
+            if stat >= MODE and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
                 vals = np.empty(2 * (i_hi - i_lo) * (j_hi - j_lo))
             oy, ox = math.floor(ylo), math.floor(xlo)
             if not boxed:  # a rotated footprint: its exact area in every pixel of its bounding box
@@ -466,24 +472,24 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
                         f = grid[i - int(oy), j - int(ox)]
                     if f <= 0:
                         continue
-                    if stat == 1:
+                    if stat == MINIMUM:
                         best = min(best, float(s))
-                    elif stat == 2:
+                    elif stat == MAXIMUM:
                         best = max(best, float(s))
-                    elif stat >= 5:
+                    elif stat >= MODE:
                         vals[n] = s
                         n += 1
-                    acc += f * (s * s if stat == 4 else s)
+                    acc += f * (s * s if stat == RMS else s)
                     weight += f
             if weight <= 1e-10:
                 continue
-            if stat == 0:
+            if stat == AVERAGE:
                 values[y, x] = acc / weight
-            elif stat == 4:
+            elif stat == RMS:
                 values[y, x] = math.sqrt(acc / weight)
-            elif stat == 3:
+            elif stat == SUM:
                 values[y, x] = acc
-            elif stat >= 5:
+            elif stat >= MODE:
                 values[y, x] = _ranked(vals, n, stat)
             else:
                 values[y, x] = best

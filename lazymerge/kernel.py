@@ -122,11 +122,9 @@ def render_chunk(
     has = buffers[1]
     area = opts.resampling in jit.AREA
     finest: dict[str, float] = {}
-    for task in rows:  # the interpolation tolerance is in pixels of the finest source of each CRS
+    for task in [*rows, *(quality_rows or [])]:  # the tolerance is in pixels of each CRS's finest source
         res = abs(task.level.transform.a * task.level.transform.e) ** 0.5
         finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
-    for task in quality_rows or []:
-        finest.setdefault(task.level.crs, abs(task.level.transform.a))
     mappings: dict[tuple[str, bool], Mapping] = {}
 
     def mapping(crs: str, corners: bool = area) -> Mapping:

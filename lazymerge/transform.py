@@ -52,6 +52,11 @@ class Mapping(NamedTuple):
         """The tuple the compiled loops take."""
         return (self.kind, self.gx, self.gy, self.ri, self.ci)
 
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """Source CRS (x, y) of every pixel, as two (h, w) arrays (for tests and benchmarks; the kernel
+        never materialises them)."""
+        return evaluate(self.jit, self.shape[0], self.shape[1], np.arange(self.shape[0]))
+
 
 def _cylindrical(crs: CRS) -> bool:
     if crs.is_geographic:
@@ -130,19 +135,3 @@ def _failing(m: Mapping, exact_at, r, c, tolerance: float, pr: np.ndarray, pc: n
     ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr.astype("i8"))
     ax, ay = ax[:, pc], ay[:, pc]
     return ~(np.hypot(ex - ax, ey - ay) <= tolerance)
-
-
-def source_xy(
-    target_crs: CRS,
-    target: Affine,
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    source_crs: str,
-    tolerance: float,
-    exact: bool = False,
-    offset: float = 0.5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Dense source CRS (x, y) arrays of the mapping (for tests and benchmarks; the kernel never
-    materialises them)."""
-    m = pixel_mapping(target_crs, target, rows, cols, source_crs, tolerance, exact, offset)
-    return evaluate(m.jit, m.shape[0], m.shape[1], np.arange(m.shape[0]))

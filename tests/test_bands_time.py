@@ -10,6 +10,7 @@ from lazymerge.errors import BandNotFoundError, BandsInferredWarning, GroupByErr
 from lazymerge.merge import merge
 from lazymerge.meta import MetaTable, write_meta
 from lazymerge.planner import plan
+from lazymerge.planner.report import task_memory
 from lazymerge.stores import resolve_store
 
 from conftest import add_source
@@ -229,3 +230,17 @@ def test_quality_column_ranks_scenes_by_it(store, datafusion):
 def test_quality_names_a_missing_band_or_column(store):
     with pytest.raises(InvalidRequestError, match=r"'cloud' is neither a column .*bands: \['B04', 'B11'\]"):
         compute(store, bands="B04", method="quality:cloud")
+
+
+def test_quality_band_plan_counts_its_reads_not_its_tasks(store):
+    """The quality band's rows are read by each output chunk's task: no tasks of their own in the summary,
+    and the projected memory of every task includes its quality window."""
+    quality = compute(store, bands="B04", method="quality:B11").plan
+    first = compute(store, bands="B04").plan
+    nr, nc = quality.grid.nchunks
+    assert quality.summary().tasks == first.summary().tasks == nr * nc
+    assert quality.summary().chunks_total == nr * nc
+    keys_q, mem_q = task_memory(quality)
+    keys_f, mem_f = task_memory(first)
+    np.testing.assert_array_equal(keys_q, keys_f)
+    assert (mem_q > mem_f).all()

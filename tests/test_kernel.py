@@ -14,7 +14,7 @@ from pyproj import CRS, Transformer
 from lazymerge.composite import Max
 from lazymerge.errors import InvalidRequestError
 from lazymerge.merge import merge
-from lazymerge.transform import source_xy
+from lazymerge.transform import pixel_mapping
 
 from gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
 from test_merge_gdal import CASES, CHUNK, SIZE, run, store_of, target_grid
@@ -26,8 +26,9 @@ def test_control_grid_stays_within_threshold(case):
     _, transform = target_grid(crs, lon, lat, res)
     for src in sources:
         pixel = src.transform[0]
-        exact = source_xy(CRS.from_user_input(crs), transform, (0, SIZE), (0, SIZE), src.crs, 0.0, exact=True)
-        approx = source_xy(CRS.from_user_input(crs), transform, (0, SIZE), (0, SIZE), src.crs, 0.01 * pixel)
+        grid = (CRS.from_user_input(crs), transform, (0, SIZE), (0, SIZE), src.crs)
+        exact = pixel_mapping(*grid, 0.0, exact=True).dense()
+        approx = pixel_mapping(*grid, 0.01 * pixel).dense()
         err = np.hypot(exact[0] - approx[0], exact[1] - approx[1]) / pixel
         assert np.nanmax(err) <= 0.01 and np.array_equal(np.isnan(exact[0]), np.isnan(approx[0]))
 

@@ -134,7 +134,8 @@ def _quality(request: MergeRequest, sources: SourceSet, used: np.ndarray) -> tup
     bands = sorted(map(str, set.union(*present))) if present else []
     raise InvalidRequestError(
         f"method {request.method!r}: {name!r} is neither a column of the source table "
-        f"({sorted(sources.columns)}) nor a band of every contributing source (bands: {bands})"
+        f"({sorted(sources.columns)}) nor a band of every contributing source (bands: {bands}); name one "
+        "of them after 'quality:'"
     )
 
 

@@ -36,23 +36,44 @@ def read_bytes(plan: Plan) -> np.ndarray:
     return rows * cols * itemsize
 
 
+def _quality_rows(plan: Plan) -> np.ndarray:
+    """Which rows are of the quality band (``quality:<band>``): read by the output bands' tasks, not
+    tasks of their own."""
+    if not plan.quality_band:
+        return np.zeros(plan.n_pairs, dtype=bool)
+    nr, nc = plan.grid.nchunks
+    return plan.chunk_keys() // (nr * nc) % len(plan.layer_bands) == len(plan.bands)
+
+
 def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """(chunk key, projected bytes) of every task with rows: its block, the kernel's per-pixel arrays,
-    its largest read held twice (compressed and decoded), and READ_AHEAD more such reads in flight."""
+    its largest read held twice (compressed and decoded), READ_AHEAD more such reads in flight, and its
+    chunk's largest quality-band read (``quality:<band>``)."""
     if plan.n_pairs == 0:
         return np.zeros(0, dtype="i8"), np.zeros(0, dtype="i8")
-    keys = plan.chunk_keys()
-    uniq, inverse = np.unique(keys, return_inverse=True)
+    keys, reads, quality = plan.chunk_keys(), read_bytes(plan), _quality_rows(plan)
+    uniq, inverse = np.unique(keys[~quality], return_inverse=True)
     largest = np.zeros(len(uniq), dtype="i8")
-    np.maximum.at(largest, inverse, read_bytes(plan))
+    np.maximum.at(largest, inverse, reads[~quality])
     crs_of_row = np.unique(plan.levels["crs"].to_numpy(zero_copy_only=False), return_inverse=True)[1]
-    crs_of_row = crs_of_row[plan.level_ids()].astype("i8")
+    crs_of_row = crs_of_row[plan.level_ids()[~quality]].astype("i8")
     n = int(crs_of_row.max()) + 1
     n_crs = np.bincount(np.unique(inverse * n + crs_of_row) // n, minlength=len(uniq))  # CRSs per task
     ch, cw = plan.grid.chunk_size
     pixels = ch * cw
     block = pixels * (np.dtype(plan.dtype).itemsize + PIXEL_OVERHEAD + PIXEL_PER_CRS * n_crs)
-    return uniq, block + (2 + READ_AHEAD) * largest
+    mem = block + (2 + READ_AHEAD) * largest
+    if quality.any():  # (time, chunk) of every key: the quality window is held beside each band's reads
+        nr, nc = plan.grid.nchunks
+        nl = len(plan.layer_bands)
+
+        def chunk_of(k: np.ndarray) -> np.ndarray:
+            return k // (nr * nc) // nl * (nr * nc) + k % (nr * nc)
+
+        per_chunk = np.zeros(plan.n_times * nr * nc, dtype="i8")
+        np.maximum.at(per_chunk, chunk_of(keys[quality]), reads[quality])
+        mem = mem + per_chunk[chunk_of(uniq)]
+    return uniq, mem
 
 
 def check_memory(plan: Plan, allowed_mem: int) -> int:
@@ -118,8 +139,10 @@ class PlanSummary:
 
 def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
     nr, nc = plan.grid.nchunks
-    layers = len(plan.layer_bands) * plan.n_times
-    per_chunk = np.bincount(plan.chunk_keys(), minlength=layers * nr * nc)
+    nl = len(plan.layer_bands)
+    per_chunk = np.bincount(plan.chunk_keys(), minlength=plan.n_times * nl * nr * nc)
+    # the output bands' chunks: a quality band (quality:<band>) is read by them, not a layer of its own
+    per_chunk = per_chunk.reshape(plan.n_times, nl, nr * nc)[:, : len(plan.bands)].ravel()
     edges = [*HISTOGRAM_EDGES, max(int(per_chunk.max(initial=0)) + 1, HISTOGRAM_EDGES[-1] + 1)]
     counts = np.histogram(per_chunk, bins=edges)[0]
     labels = [str(a) if b - a == 1 else f"{a}-{b - 1}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
@@ -129,7 +152,7 @@ def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
         grid=repr(plan.grid),
         bands=list(plan.bands),
         times=plan.n_times,
-        chunks_total=layers * nr * nc,
+        chunks_total=len(per_chunk),
         chunks_busy=int((per_chunk > 0).sum()),
         pairs_before_cull=plan.pairs_before_cull if plan.pairs_before_cull is not None else plan.n_pairs,
         pairs=plan.n_pairs,
@@ -137,7 +160,7 @@ def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
         sources_total=plan.n_sources,
         histogram=[(lab, int(n)) for lab, n in zip(labels, counts, strict=True) if n],
         bytes_read=int(read_bytes(plan).sum()),
-        tasks=layers * nr * nc,
+        tasks=len(per_chunk),
         largest_task_mem=int(mem.max(initial=0)),
         allowed_mem=allowed_mem,
         timings=dict(plan.timings),

@@ -282,8 +282,9 @@ def _slice(path: str, name: str, arr: zarr.Array, lo: int, hi: int) -> np.ndarra
         if block is None:
             block = arr[k * size : min((k + 1) * size, arr.shape[0])]
             with _chunks_lock:
+                replaced = _chunks.pop(key, None)  # another thread may have fetched it meanwhile
+                _chunks_size += block.nbytes - (0 if replaced is None else replaced.nbytes)
                 _chunks[key] = block
-                _chunks_size += block.nbytes
                 while _chunks_size > CHUNK_CACHE_BYTES and len(_chunks) > 1:
                     _chunks_size -= _chunks.popitem(last=False)[1].nbytes
         parts.append(block[max(lo - k * size, 0) : hi - k * size])
