@@ -23,8 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from lazymerge.conventions import ProjAttrs, SpatialAttrs, write_proj, write_spatial  # noqa: E402
 from lazymerge.grid import TargetGrid  # noqa: E402
-from lazymerge.kernel import KernelOptions, read_window, render_chunk  # noqa: E402
+from lazymerge.kernel import KernelOptions, render_chunk  # noqa: E402
 from lazymerge.planner.table import TaskLevel, TaskRow  # noqa: E402
+from lazymerge.reads import read_window  # noqa: E402
 from lazymerge.transform import pixel_mapping  # noqa: E402
 
 from gdal_oracle import Raster, warp_exact  # noqa: E402
@@ -100,12 +101,10 @@ def main() -> None:
             grid, store, row, raster, data = setup(case, size)
             mpix = size * size / 1e6
             for rs in RESAMPLINGS:
-                dst = np.zeros((size, size), dtype="f4")
-
-                def gdal(rs=rs, dst=dst, raster=raster, data=data, grid=grid):
+                def gdal(rs=rs, raster=raster, data=data, grid=grid, size=size):
                     rasterio.warp.reproject(
                         data,
-                        dst,
+                        np.empty((size, size), dtype="f4"),  # a new block, as render_chunk returns
                         src_transform=Affine(*raster.transform),
                         src_crs=raster.crs,
                         dst_transform=grid.transform,

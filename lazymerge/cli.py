@@ -118,7 +118,9 @@ def _request(args: argparse.Namespace) -> dict:
 def _spec(args: argparse.Namespace):
     import cubed
 
-    reserved = getattr(args, "reserved_mem", "100MB")
+    from lazymerge.merge import DEFAULT_RESERVED_MEM
+
+    reserved = getattr(args, "reserved_mem", None) or DEFAULT_RESERVED_MEM
     return cubed.Spec(
         work_dir=getattr(args, "work_dir", None), allowed_mem=args.allowed_mem, reserved_mem=reserved
     )
@@ -169,7 +171,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
     p.add_argument("--executor-config", help="YAML/JSON file of executor options (for lithops: its config)")
     p.add_argument("--work-dir", help="Cubed work_dir (and where tasks read the plan): local path or URL")
-    p.add_argument("--reserved-mem", default="100MB", help="worker baseline memory (default 100MB)")
+    p.add_argument(
+        "--reserved-mem", help="worker baseline memory (default: 100MB + the plan and source-chunk caches)"
+    )
     p.add_argument("--overviews", type=int, default=0, help="overview levels to build (default 0)")
     p.add_argument("--resume", action="store_true", help="render only blocks missing from --out")
     p.add_argument(

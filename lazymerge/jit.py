@@ -161,23 +161,36 @@ def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> N
         out[k + n - 1] = _kernel(mode, (k - frac) * scale)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four(mode: int, t: float) -> tuple[float, float, float, float]:
+    """Closed-form weights of the 4 taps around a point ``t`` past a pixel centre, at scale 1 (cubic:
+    Keys, a = -0.5; cubic_spline: the cubic B-spline)."""
+    if mode == CUBIC:
+        return (
+            ((-0.5 * t + 1.0) * t - 0.5) * t,
+            (1.5 * t - 2.5) * t * t + 1,
+            ((-1.5 * t + 2.0) * t + 0.5) * t,
+            (0.5 * t - 0.5) * t * t,
+        )
+    s = 1 - t
+    t3 = t * t * t
+    return s * s * s / 6, (3 * t3 - 6 * t * t + 4) / 6, (-3 * t3 + 3 * t * t + 3 * t + 1) / 6, t3 / 6
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _dot4(data, i, j, a0, a1, a2, a3) -> float:
+    """Row ``i``'s taps ``j - 1 .. j + 2`` weighted by a0 .. a3."""
+    return a0 * data[i, j - 1] + a1 * data[i, j] + a2 * data[i, j + 1] + a3 * data[i, j + 2]
+
+
 @numba.njit(cache=True, nogil=True)
 def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
     """Closed-form weights of the taps around a point ``t`` past a pixel centre, at scale 1 (bilinear:
     2 taps; cubic, cubic_spline: 4)."""
     if mode == BILINEAR:
         out[0], out[1] = 1 - t, t
-    elif mode == CUBIC:  # Keys, a = -0.5
-        out[0] = ((-0.5 * t + 1.0) * t - 0.5) * t
-        out[1] = (1.5 * t - 2.5) * t * t + 1
-        out[2] = ((-1.5 * t + 2.0) * t + 0.5) * t
-        out[3] = (0.5 * t - 0.5) * t * t
-    else:  # cubic B-spline
-        s = 1 - t
-        out[0] = s * s * s / 6
-        out[1] = (3 * t * t * t - 6 * t * t + 4) / 6
-        out[2] = (-3 * t * t * t + 3 * t * t + 3 * t + 1) / 6
-        out[3] = t * t * t / 6
+    else:
+        out[0], out[1], out[2], out[3] = _four(mode, t)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,26 +216,67 @@ def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _nearest_row(data, nodata, use_nodata, cols, rows, values, has, winner, index, only_empty) -> int:
+def _nearest_row(
+    data, src, nodata, use_nodata, cols, rows, flat, values, has, winner, index, only_empty
+) -> int:
     """Nearest for one block row: writes where the containing source pixel is valid (and ``index`` into
-    ``winner`` unless it is the 1-element placeholder). Kept apart from ``_kernel_row``, whose prologue it
-    shares, so that the hottest loop carries nothing else."""
+    ``winner`` unless it is the 1-element placeholder). Two passes: the flat source index of every pixel
+    (-1 outside the window; branch-free, so it vectorises), then the gather from ``src`` (``data``
+    flattened)."""
     h, w = data.shape
+    for x in range(cols.shape[0]):
+        c, r = cols[x], rows[x]
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
+        flat[x] = np.int64(r) * w + np.int64(c) if inside else -1  # truncation is floor: both are >= 0
     track = winner.shape[0] == values.shape[0]
     written = 0
     for x in range(cols.shape[0]):
-        if only_empty and has[x] > 0:
+        k = flat[x]
+        if k < 0 or (only_empty and has[x] > 0):
             continue
-        c, r = cols[x], rows[x]
-        if r >= 0 and r < h and c >= 0 and c < w:  # NaN fails too
-            v = data[np.intp(r), np.intp(c)]  # truncation is floor here: both are >= 0
-            if v == v and not (use_nodata and v == nodata):
-                values[x] = v
-                has[x] = 1
-                if track:
-                    winner[x] = index
-                written += 1
+        v = src[k]
+        if v == v and not (use_nodata and v == nodata):
+            values[x] = v
+            has[x] = 1
+            if track:
+                winner[x] = index
+            written += 1
     return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv) -> float:
+    """An interpolating kernel at source pixel coordinates (c, r), tap by tap, skipping invalid taps and
+    renormalising (``unit``: closed-form weights at scale 1); NaN where the containing pixel is invalid
+    or outside, or no tap carries weight."""
+    h, w = data.shape
+    if not (r >= 0 and r < h and c >= 0 and c < w):  # NaN fails too
+        return np.nan
+    if not _valid(data[np.intp(r), np.intp(c)], nodata, use_nodata):  # truncation is floor: >= 0
+        return np.nan
+    u, v = c - 0.5, r - 0.5
+    j0, i0 = int(math.floor(u)), int(math.floor(v))
+    if unit:
+        _unit_weights(mode, u - j0, wu)
+        _unit_weights(mode, v - i0, wv)
+    else:
+        _weights(mode, u - j0, scale[0], nu, wu)
+        _weights(mode, v - i0, scale[1], nv, wv)
+    if not use_nodata and i0 >= nv - 1 and i0 + nv < h and j0 >= nu - 1 and j0 + nu < w:  # taps inside
+        acc, su, sv = 0.0, 0.0, 0.0
+        for b in range(2 * nu):
+            su += wu[b]
+        for a in range(2 * nv):
+            i = i0 + a + 1 - nv
+            part = 0.0
+            for b in range(2 * nu):
+                part += wu[b] * data[i, j0 + b + 1 - nu]
+            acc += wv[a] * part
+            sv += wv[a]
+        if acc == acc and abs(su * sv) > 1e-5:  # else a NaN tap: skip it, below
+            return acc / (su * sv)
+    acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
+    return acc / weight if abs(weight) > 1e-5 else np.nan
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -230,55 +284,158 @@ def _kernel_row(
     data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, values, has, winner, index,
     only_empty,
 ) -> int:  # fmt: skip
-    """An interpolating kernel for one block row (``unit``: closed-form weights at scale 1)."""
+    """An interpolating kernel for one block row. Points whose taps are all inside the window take a
+    closed-form, branch-free path at scale 1 without nodata (bilinear: 2 x 2 taps, cubic and cubic_spline:
+    4 x 4); a NaN among them, the window's edge, nodata or a widened kernel go tap by tap."""
     h, w = data.shape
     track = winner.shape[0] == values.shape[0]
+    fast = unit and not use_nodata
+    lo = float(nu - 1)  # the taps of a point u past a pixel centre: floor(u) + 1 - n .. floor(u) + n
     written = 0
     for x in range(cols.shape[0]):
         if only_empty and has[x] > 0:
             continue
         c, r = cols[x], rows[x]
-        if not (r >= 0 and r < h and c >= 0 and c < w):  # NaN fails too
-            continue
-        if not _valid(data[np.intp(r), np.intp(c)], nodata, use_nodata):  # truncation is floor: >= 0
-            continue
         u, v = c - 0.5, r - 0.5
-        j0, i0 = int(math.floor(u)), int(math.floor(v))
-        fu, fv = u - j0, v - i0
         value = np.nan
-        inside = i0 >= nv - 1 and i0 + nv < h and j0 >= nu - 1 and j0 + nu < w
-        if unit and inside and not use_nodata:  # the common case, without a branch per tap
+        if fast and u >= lo and u < w - nu and v >= lo and v < h - nv:  # every tap inside (not NaN)
+            j0, i0 = int(u), int(v)  # floor: both >= 0
+            fu, fv = u - j0, v - i0
             if mode == BILINEAR:
                 top = data[i0, j0] * (1 - fu) + data[i0, j0 + 1] * fu
                 bottom = data[i0 + 1, j0] * (1 - fu) + data[i0 + 1, j0 + 1] * fu
                 value = top * (1 - fv) + bottom * fv
-            else:
-                _unit_weights(mode, fu, wu)
-                _unit_weights(mode, fv, wv)
-                value = 0.0
-                for a in range(4):
-                    line = data[i0 + a - 1]
-                    part = (
-                        wu[0] * line[j0 - 1] + wu[1] * line[j0] + wu[2] * line[j0 + 1] + wu[3] * line[j0 + 2]
-                    )
-                    value += wv[a] * part
-                value /= (wu[0] + wu[1] + wu[2] + wu[3]) * (wv[0] + wv[1] + wv[2] + wv[3])
-        if value != value:  # a NaN tap, nodata values, the window's edge, or a scaled kernel: tap by tap
-            if unit:
-                _unit_weights(mode, fu, wu)
-                _unit_weights(mode, fv, wv)
-            else:
-                _weights(mode, fu, scale[0], nu, wu)
-                _weights(mode, fv, scale[1], nv, wv)
-            acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
-            if abs(weight) <= 1e-5:
+            else:  # 4 x 4 taps, weights in registers
+                a0, a1, a2, a3 = _four(mode, fu)
+                b0, b1, b2, b3 = _four(mode, fv)
+                value = (
+                    b0 * _dot4(data, i0 - 1, j0, a0, a1, a2, a3)
+                    + b1 * _dot4(data, i0, j0, a0, a1, a2, a3)
+                    + b2 * _dot4(data, i0 + 1, j0, a0, a1, a2, a3)
+                    + b3 * _dot4(data, i0 + 2, j0, a0, a1, a2, a3)
+                ) / ((a0 + a1 + a2 + a3) * (b0 + b1 + b2 + b3))
+        if value != value:  # a NaN tap (the containing pixel's is NaN too), the edge, nodata, scaled
+            value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
+            if value != value:
                 continue
-            value = acc / weight
         values[x] = value
         has[x] = 1
         if track:
             winner[x] = index
         written += 1
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def _axes(m, inv, x0, y0, bh, bw) -> tuple[np.ndarray, np.ndarray]:
+    """For a mapping without rotation (same CRS or separable, north-up grids on both sides), where the
+    source column depends only on the block column and the source row only on the block row: those
+    columns (bw,) and rows (bh,), the values ``_row`` gives; else two empty arrays."""
+    kind, gx, gy = m[0], m[1], m[2]
+    if inv[1] != 0 or inv[3] != 0 or kind == GRID or (kind == LINEAR and (gx[0, 1] != 0 or gy[0, 0] != 0)):
+        return np.empty(0), np.empty(0)
+    state = _row_state(m, bh)
+    cols, unused, rows, one = np.empty(bw), np.empty(bw), np.empty(bh), np.empty(1)
+    _row(m, state, 0, inv, x0, y0, cols, unused)
+    for y in range(bh):  # the first pixel of each row: its row is every pixel's
+        _row(m, state, y, inv, x0, y0, one, rows[y:])
+    return cols, rows
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per position along one axis: the first tap's index (-1: a tap falls outside ``size``), the 2n
+    weights and their sum, as ``_kernel_value`` computes them."""
+    first = np.full(len(coords), -1, dtype=np.int64)
+    weights = np.zeros((len(coords), 2 * n + 1))
+    total = np.zeros(len(coords))
+    for x in range(len(coords)):
+        u = coords[x] - 0.5
+        if not (u >= n - 1 and u < size - n):  # NaN fails too
+            continue
+        j0 = int(u)
+        if unit:
+            _unit_weights(mode, u - j0, weights[x])
+        else:
+            _weights(mode, u - j0, scale, n, weights[x])
+        first[x] = j0 + 1 - n
+        for b in range(2 * n):
+            total[x] += weights[x, b]
+    return first, weights, total
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sample_axes(
+    data, src, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, out, index, only_empty
+) -> int:  # fmt: skip
+    """``sample_into`` for mappings without rotation (``_axes``): source indices and kernel weights are
+    computed once per block column and once per block row, not per pixel."""
+    values, has, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    track = winner.shape == values.shape
+    written = 0
+    if mode == NEAREST:
+        jx = np.full(bw, -1, dtype=np.int64)
+        for x in range(bw):
+            if cols[x] >= 0 and cols[x] < w:
+                jx[x] = np.int64(cols[x])
+        for y in range(bh):
+            r = rows[y]
+            if not (r >= 0 and r < h):
+                continue
+            base = np.int64(r) * w
+            for x in range(bw):
+                if jx[x] < 0 or (only_empty and has[y, x] > 0):
+                    continue
+                v = src[base + jx[x]]
+                if v == v and not (use_nodata and v == nodata):
+                    values[y, x] = v
+                    has[y, x] = 1
+                    written += 1
+                    if track:
+                        winner[y, x] = index
+        return written
+    fx, wx, sx = _taps(mode, unit, scale[0], nu, cols, w)
+    fy, wy, sy = _taps(mode, unit, scale[1], nv, rows, h)
+    for y in range(bh):
+        i0 = fy[y]
+        for x in range(bw):
+            if only_empty and has[y, x] > 0:
+                continue
+            value = np.nan
+            j0 = fx[x]
+            if i0 >= 0 and j0 >= 0 and not use_nodata:  # every tap inside: no checks per tap
+                if nu == 1 and nv == 1:  # 2 x 2 taps (bilinear), unrolled
+                    a0, a1 = wx[x, 0], wx[x, 1]
+                    acc = wy[y, 0] * (a0 * data[i0, j0] + a1 * data[i0, j0 + 1])
+                    acc += wy[y, 1] * (a0 * data[i0 + 1, j0] + a1 * data[i0 + 1, j0 + 1])
+                elif nu == 2 and nv == 2:  # 4 x 4 taps (cubic, cubic_spline), unrolled
+                    a0, a1, a2, a3 = wx[x, 0], wx[x, 1], wx[x, 2], wx[x, 3]
+                    acc = wy[y, 0] * _dot4(data, i0, j0 + 1, a0, a1, a2, a3)
+                    acc += wy[y, 1] * _dot4(data, i0 + 1, j0 + 1, a0, a1, a2, a3)
+                    acc += wy[y, 2] * _dot4(data, i0 + 2, j0 + 1, a0, a1, a2, a3)
+                    acc += wy[y, 3] * _dot4(data, i0 + 3, j0 + 1, a0, a1, a2, a3)
+                else:
+                    acc = 0.0
+                    for a in range(2 * nv):
+                        part = 0.0
+                        for b in range(2 * nu):
+                            part += wx[x, b] * data[i0 + a, j0 + b]
+                        acc += wy[y, a] * part
+                total = sx[x] * sy[y]
+                if acc == acc and abs(total) > 1e-5:
+                    value = acc / total
+            if value != value:  # a NaN tap, the window's edge, nodata: tap by tap
+                c, r = cols[x], rows[y]
+                value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
+                if value != value:
+                    continue
+            values[y, x] = value
+            has[y, x] = 1
+            if track:
+                winner[y, x] = index
+            written += 1
     return written
 
 
@@ -291,19 +448,26 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     values, count, winner = out
     bh, bw = values.shape
     state = _row_state(m, bh)
-    cols, rows = np.empty(bw), np.empty(bw)
+    cols, rows, flat = np.empty(bw), np.empty(bw), np.empty(bw, dtype=np.int64)
+    src = np.ascontiguousarray(data).ravel()  # a view unless ``data`` is not contiguous
     nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
     nv = int(math.ceil(RADIUS[mode] / scale[1]))
     wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
     unit = mode != LANCZOS and scale[0] == 1.0 and scale[1] == 1.0  # closed-form weights
     track = winner.shape == values.shape
+    by_col, by_row = _axes(m, inv, window[2], window[0], bh, bw)
+    if len(by_col):  # no rotation: per column and per row, not per pixel
+        return _sample_axes(
+            data, src, nodata, use_nodata, by_col, by_row, mode, unit, scale, nu, nv, wu, wv, out, index,
+            only_empty,
+        )  # fmt: skip
     written = 0
     for y in range(bh):
         _row(m, state, y, inv, window[2], window[0], cols, rows)
         who = winner[y] if track else winner[0]
         if mode == NEAREST:  # the hot path, kept minimal
             written += _nearest_row(
-                data, nodata, use_nodata, cols, rows, values[y], count[y], who, index, only_empty
+                data, src, nodata, use_nodata, cols, rows, flat, values[y], count[y], who, index, only_empty
             )
             continue
         written += _kernel_row(

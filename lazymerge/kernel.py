@@ -7,15 +7,13 @@ own rows from the saved plan by block id. The same code runs on every executor.
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
-import zarr
 from affine import Affine
 
 from lazymerge import jit
@@ -24,12 +22,10 @@ from lazymerge.faults import maybe_fail
 from lazymerge.grid import TargetGrid
 from lazymerge.jit import evaluate
 from lazymerge.planner.table import TaskRow, read_task_rows
+from lazymerge.reads import read_window
 from lazymerge.transform import THRESHOLD, Mapping, pixel_mapping
 
-CACHE_SIZE = 256  # opened source arrays kept per worker process
 READ_AHEAD = 2  # source windows read concurrently ahead of the one being warped
-_arrays: OrderedDict[tuple[int, str], tuple[Any, zarr.Array]] = OrderedDict()
-_arrays_lock = threading.Lock()
 _readers: tuple[int, ThreadPoolExecutor] | None = None
 
 
@@ -39,28 +35,6 @@ def _reader_pool() -> ThreadPoolExecutor:
     if _readers is None or _readers[0] != os.getpid():
         _readers = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="lazymerge-read"))
     return _readers[1]
-
-
-def open_source(store: Any, path: str) -> zarr.Array:
-    """A source array, opened once per worker process (a small LRU cache of opened arrays)."""
-    key = (id(store), path)
-    with _arrays_lock:
-        hit = _arrays.get(key)
-        if hit is not None and hit[0] is store:
-            _arrays.move_to_end(key)
-            return hit[1]
-    arr = zarr.open_array(store, path=path, mode="r")
-    with _arrays_lock:
-        _arrays[key] = (store, arr)
-        while len(_arrays) > CACHE_SIZE:
-            _arrays.popitem(last=False)
-    return arr
-
-
-def read_window(store: Any, task: TaskRow) -> np.ndarray:
-    """Only the source chunks the window touches (zarr fetches them concurrently)."""
-    r0, r1, c0, c1 = task.window
-    return open_source(store, task.level.path)[r0:r1, c0:c1]
 
 
 def kernel_scale(m: Mapping, inv: Affine) -> np.ndarray:
@@ -269,7 +243,8 @@ def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -
     quality = None
     if task.quality_layer is not None:
         quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
+    read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
     block = render_chunk(
-        rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, quality_rows=quality
+        rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, read, quality
     )
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)

@@ -21,12 +21,16 @@ from lazymerge.kernel import KernelOptions, KernelTask, merge_block
 from lazymerge.planner import build_plan
 from lazymerge.planner.report import check_memory
 from lazymerge.planner.request import build_request
+from lazymerge.planner.table import CHUNK_CACHE_BYTES as PLAN_CACHE_BYTES
 from lazymerge.planner.table import Plan
+from lazymerge.reads import CHUNK_CACHE_BYTES as SOURCE_CACHE_BYTES
 from lazymerge.sources import crs_code
 from lazymerge.stores import resolve_store
 
 DEFAULT_ALLOWED_MEM = "1GB"
-DEFAULT_RESERVED_MEM = "100MB"
+# a worker's baseline: the interpreter and libraries (100 MB), plus its caches of plan chunks and of decoded
+# source chunks; pass a Spec with your own reserved_mem when you change LAZYMERGE_CHUNK_CACHE_MB
+DEFAULT_RESERVED_MEM = 100_000_000 + PLAN_CACHE_BYTES + SOURCE_CACHE_BYTES
 
 
 class _MergeTuple(NamedTuple):

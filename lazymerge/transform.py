@@ -7,9 +7,10 @@ Three kinds, none with a per-pixel pyproj call unless ``exact``:
   (geographic <-> Mercator/equirectangular, north-up target): one exact transform per column and per row.
 - ``GRID``: a control grid (every ``STEP`` pixels, chunk edges included) transformed exactly and
   interpolated bilinearly. The interpolation is checked against the exact transform at every cell's
-  centre, where bilinear interpolation errs most; where a cell misses by more than ``tolerance`` (source
-  CRS units: the caller passes its threshold in pixels times the finest source pixel) the grid is refined
-  there, halving that cell's rows and columns until it passes or every pixel is a control point (exact).
+  centre and edge midpoints, where bilinear interpolation errs most, against ``MARGIN`` x the tolerance
+  (``tolerance`` in source CRS units: the caller passes its threshold in pixels times the finest source
+  pixel). Where a cell misses, the grid is refined there, halving that cell's rows and columns until it
+  passes or every pixel is a control point (exact).
 
 Pixel centres sit at ``offset`` = 0.5, as in GDAL; area resamplings map pixel corners (``offset`` = 0).
 """
@@ -25,8 +26,9 @@ from pyproj import CRS
 from lazymerge.jit import GRID, LINEAR, SEPARABLE, evaluate
 from lazymerge.warp import transformer
 
-STEP = 32  # control points every STEP target pixels (refined where the check fails)
+STEP = 64  # control points every STEP target pixels (refined where the check fails)
 THRESHOLD = 0.01  # maximum interpolation error, in source pixels
+MARGIN = 0.5  # cell centres must pass half the tolerance: the error peaks near, not exactly at, them
 # methods whose x depends on longitude only and y on latitude only
 _CYLINDRICAL = {
     "Popular Visualisation Pseudo Mercator",
@@ -110,7 +112,13 @@ def pixel_mapping(
         gx, gy = exact_at(*np.meshgrid(r[ri], c[ci], indexing="ij"))
         m = Mapping(GRID, gx, gy, ri, ci, (h, w))
         pr, pc = (ri[:-1] + ri[1:]) // 2, (ci[:-1] + ci[1:]) // 2  # cell centres
-        bad = _failing(m, exact_at, r, c, tolerance, pr, pc)
+        # probed: each cell's centre and its edges' midpoints (the lattice of control and mid lines)
+        lr, lc = _interleave(ri, pr), _interleave(ci, pc)
+        missed = _failing(m, exact_at, r, c, tolerance * MARGIN, lr, lc)
+        bad = np.zeros((len(pr), len(pc)), dtype=bool)
+        for da in range(3):  # cell (a, b) owns lattice rows 2a .. 2a + 2 and columns 2b .. 2b + 2
+            for db in range(3):
+                bad |= missed[da : da + 2 * len(pr) : 2, db : db + 2 * len(pc) : 2]
         if not bad.any():
             return m
         a, b = np.nonzero(bad)
@@ -119,6 +127,13 @@ def pixel_mapping(
             gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
             return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
         ri, ci = finer_r, finer_c
+
+
+def _interleave(lines: np.ndarray, mids: np.ndarray) -> np.ndarray:
+    """``lines[0], mids[0], lines[1], mids[1], ..., lines[-1]``."""
+    out = np.empty(len(lines) + len(mids), dtype=lines.dtype)
+    out[0::2], out[1::2] = lines, mids
+    return out
 
 
 def _probes(n: int) -> np.ndarray:

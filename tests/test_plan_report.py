@@ -9,7 +9,7 @@ import zarr
 
 from lazymerge.cli import main
 from lazymerge.errors import InvalidWhereError, TaskMemoryError
-from lazymerge.merge import default_spec, merge
+from lazymerge.merge import DEFAULT_RESERVED_MEM, default_spec, merge
 from lazymerge.meta import write_meta
 from lazymerge.planner import plan
 from lazymerge.planner.table import Plan
@@ -98,7 +98,7 @@ def test_summary_adds_up(random_store):
 
 def test_too_much_memory_per_task_names_the_chunk(random_store):
     with pytest.raises(TaskMemoryError, match=r"chunk \(row \d+, col \d+.*smaller chunk_size"):
-        merge(str(random_store), spec=default_spec(allowed_mem=100_000_000 + 400_000), **REQUEST)
+        merge(str(random_store), spec=default_spec(allowed_mem=DEFAULT_RESERVED_MEM + 400_000), **REQUEST)
 
 
 def test_saved_plan_runs_without_planning_again(random_store, tmp_path):

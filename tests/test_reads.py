@@ -1,0 +1,82 @@
+"""Source window reads: only the chunks a window touches, each decoded once per merge while cached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from affine import Affine
+from zarr.storage import LocalStore
+
+from lazymerge import reads
+from lazymerge.planner.table import TaskLevel, TaskRow
+from lazymerge.reads import read_window
+
+CHUNK = 128
+
+
+class RecordingStore(LocalStore):
+    """A LocalStore that records the chunk keys it is asked for."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root, read_only=True)
+        self.keys: list[str] = []
+
+    async def get(self, key, prototype, byte_range=None):
+        if "/c/" in key:
+            self.keys.append(key)
+        return await super().get(key, prototype, byte_range)
+
+
+@pytest.fixture
+def source(tmp_path):
+    data = np.random.default_rng(3).random((1000, 1000), dtype="f4")
+    zarr.create_array(LocalStore(str(tmp_path)), name="src", data=data, chunks=(CHUNK, CHUNK))
+    return RecordingStore(str(tmp_path)), data
+
+
+def task(window: tuple[int, int, int, int]) -> TaskRow:
+    return TaskRow(TaskLevel("src", "EPSG:32618", Affine.identity(), (1000, 1000), None), window)
+
+
+def chunks_of(window: tuple[int, int, int, int]) -> set[str]:
+    r0, r1, c0, c1 = window
+    rows, cols = range(r0 // CHUNK, -(-r1 // CHUNK)), range(c0 // CHUNK, -(-c1 // CHUNK))
+    return {f"src/c/{i}/{j}" for i in rows for j in cols}
+
+
+def test_window_reads_each_touched_chunk_once_per_merge(source):
+    store, data = source
+    first, second = (100, 400, 50, 300), (300, 600, 250, 500)  # overlapping windows
+    for window in (first, second):
+        r0, r1, c0, c1 = window
+        np.testing.assert_array_equal(read_window(store, task(window), scope="merge-1"), data[r0:r1, c0:c1])
+    assert len(store.keys) == len(set(store.keys))  # no chunk fetched twice
+    assert set(store.keys) == chunks_of(first) | chunks_of(second)
+    store.keys.clear()
+    read_window(store, task(second), scope="merge-2")  # another merge does not see merge-1's chunks
+    assert set(store.keys) == chunks_of(second)
+
+
+def test_array_edges_and_no_scope(source):
+    store, data = source
+    edge = (900, 1000, 950, 1000)  # partial chunks at the array's end
+    np.testing.assert_array_equal(read_window(store, task(edge), scope="m"), data[900:, 950:])
+    store.keys.clear()
+    for _ in range(2):  # without a scope nothing is cached
+        np.testing.assert_array_equal(read_window(store, task(edge)), data[900:, 950:])
+    assert sorted(store.keys) == sorted(2 * list(chunks_of(edge)))
+
+
+def test_cache_stays_within_its_budget(source, monkeypatch):
+    store, data = source
+    budget = 5 * CHUNK * CHUNK * 4  # five float32 chunks
+    monkeypatch.setattr(reads, "CHUNK_CACHE_BYTES", budget)
+    for r in range(0, 1000, 200):
+        window = (r, r + 200, 0, 500)
+        got = read_window(store, task(window), scope="small")
+        np.testing.assert_array_equal(got, data[r : r + 200, :500])
+        assert reads._chunk_bytes <= budget
+    store.keys.clear()
+    read_window(store, task((800, 1000, 0, 500)), scope="small")  # the most recent chunks were kept
+    assert len(store.keys) < len(chunks_of((800, 1000, 0, 500)))
