@@ -6,6 +6,7 @@ grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entrie
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import pyarrow.compute as pc
 import zarr
 from affine import Affine
 from pyproj import CRS
+from zarr.core.sync import sync
 
 from lazymerge.grid import TargetGrid
 
@@ -187,14 +189,25 @@ class Plan:
         start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
         n = max(t.num_rows, 1)
         grid_chunks = (1, min(nr, 256), min(nc, 256))
-        root.create_array("count", data=count.reshape(nl, nr, nc), chunks=grid_chunks)
-        root.create_array("start", data=start.reshape(nl, nr, nc), chunks=grid_chunks)
-        rows = root.create_group("rows")
         window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
-        rows.create_array("level_id", data=self.level_ids(), chunks=(min(n, 1 << 16),))
-        rows.create_array("window", data=window.astype("i8").reshape(-1, 4), chunks=(min(n, 1 << 16), 4))
-        rows.create_array("priority", data=t["priority"].to_numpy().astype("i4"), chunks=(min(n, 1 << 16),))
-        _write_levels(root.create_group("levels"), self.levels)
+        arrays = {  # name: (data, chunks, dtype)
+            "count": (count.reshape(nl, nr, nc), grid_chunks, None),
+            "start": (start.reshape(nl, nr, nc), grid_chunks, None),
+            "rows/level_id": (self.level_ids(), (min(n, 1 << 16),), None),
+            "rows/window": (window.astype("i8").reshape(-1, 4), (min(n, 1 << 16), 4), None),
+            "rows/priority": (t["priority"].to_numpy().astype("i4"), (min(n, 1 << 16),), None),
+        }
+        levels, m = self.levels, max(self.levels.num_rows, 1)
+        for name in levels.column_names:
+            col = levels[name]
+            if pa.types.is_string(col.type):
+                data, dtype = np.array(col.to_pylist(), dtype=object), "string"
+            else:
+                data, dtype = col.to_numpy(zero_copy_only=False), None
+            arrays[f"levels/{name}"] = (data, (min(m, 4096),), dtype)
+        root.create_group("rows")
+        root.create_group("levels")
+        sync(_create_arrays(root, arrays))  # concurrently: one round trip each, not one after another
         import pyarrow.parquet as pq  # the readable copy, for people and other tools
 
         store_path = str(path)
@@ -203,16 +216,19 @@ class Plan:
         return path
 
 
-def _write_levels(group: zarr.Group, levels: pa.Table) -> None:
-    n = max(levels.num_rows, 1)
-    for name in levels.column_names:
-        col = levels[name]
-        if pa.types.is_string(col.type):
-            arr = group.create_array(name, shape=(levels.num_rows,), dtype="string", chunks=(min(n, 4096),))
-            if levels.num_rows:
-                arr[:] = np.array(col.to_pylist(), dtype=object)
-        else:
-            group.create_array(name, data=col.to_numpy(zero_copy_only=False), chunks=(min(n, 4096),))
+async def _create_arrays(root: zarr.Group, arrays: dict[str, tuple[np.ndarray, tuple, Any]]) -> None:
+    """Create and fill the arrays under ``root`` (name: data, chunks, dtype or None for data's)."""
+    group = root._async_group
+    await asyncio.gather(*(_create(group, k, *spec) for k, spec in arrays.items()))
+
+
+async def _create(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any) -> None:
+    if dtype is None:
+        await group.create_array(name, data=data, chunks=chunks)
+        return
+    arr = await group.create_array(name, shape=data.shape, dtype=dtype, chunks=chunks)
+    if len(data):
+        await arr.setitem(slice(None), data)
 
 
 @dataclass(frozen=True)
