@@ -4,8 +4,9 @@ Neighbouring target blocks read overlapping windows: a 1024-pixel block over 512
 touches 3 x 3 chunks, of which it shares a row or column with each neighbour, so reading windows straight
 through zarr decodes most chunks two to four times, where GDAL's block cache decodes each tile once. Here
 each worker process keeps an LRU of opened arrays and one of decoded chunks (``CHUNK_CACHE_BYTES``, counted
-in the merge's ``reserved_mem``); the chunks a window still needs are fetched concurrently through zarr's
-async API, then the window is assembled from them.
+in the merge's ``reserved_mem``); the chunks a window still needs are fetched concurrently through the
+array's zarr store (``lazymerge.chunks`` for plain arrays, zarr's reads for any other), then the window is
+assembled from them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import zarr
 from zarr.core.sync import sync
 
+from lazymerge.chunks import codec, get_chunks
 from lazymerge.planner.table import TaskRow
 
 ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
@@ -66,9 +68,13 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
                 _chunks.move_to_end(full)
                 found[key] = hit[1]
     missing = [key for key in keys if key not in found]
-    if missing:  # fetched concurrently, as zarr fetches a window's chunks
-        sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
-        fetched = sync(_fetch(arr, sels))
+    if missing:  # fetched concurrently
+        compressor = codec(arr)
+        if compressor is not None:  # decoded here (lazymerge.chunks), else through zarr
+            fetched = sync(get_chunks(arr, compressor, missing))
+        else:
+            sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
+            fetched = sync(_fetch(arr, sels))
         found.update(zip(missing, fetched, strict=True))
         _remember(scope, store, task.level.path, dict(zip(missing, fetched, strict=True)))
     out = np.empty((r1 - r0, c1 - c0), dtype=arr.dtype)

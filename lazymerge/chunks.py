@@ -1,0 +1,86 @@
+"""Whole chunks of plain zarr arrays, encoded and decoded with numcodecs, moved through the array's store.
+
+zarr's per-chunk codec pipeline costs about 2 ms more per 1 MB chunk to read, and 8 ms more per 4 MB chunk
+to write, than the (de)compression itself (measured in ``benchmarks/mosaic.py``'s run). For "plain" arrays
+(zarr v3, a ``bytes`` serializer in native byte order and at most one zstd, blosc or gzip compressor: zarr's
+default encoding) lazymerge therefore moves whole chunks itself, with the same numcodecs codecs zarr uses
+and the same store API (``get``/``set``, atomic on local and object stores). Every other array goes through
+zarr: ``codec(arr)`` returns None for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import numcodecs
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
+from zarr.core.buffer import default_buffer_prototype
+
+_COMPRESSORS = {ZstdCodec: numcodecs.Zstd, BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}
+RAW = "raw"  # codec() of a plain array stored uncompressed
+
+
+def codec(arr: zarr.Array) -> Any:
+    """The numcodecs compressor of a plain array's chunks (``RAW``: uncompressed); None if not plain."""
+    meta = arr.metadata
+    if meta.zarr_format != 3 or arr.shards is not None or arr.dtype.kind not in "biuf":
+        return None
+    codecs = list(meta.codecs)
+    if not 1 <= len(codecs) <= 2 or not isinstance(codecs[0], BytesCodec):
+        return None
+    endian = codecs[0].endian
+    if arr.dtype.itemsize > 1 and endian is not None and endian.value != sys.byteorder:
+        return None
+    if len(codecs) == 1:
+        return RAW
+    compressor = codecs[1]
+    cls = _COMPRESSORS.get(type(compressor))
+    if cls is None:
+        return None
+    if isinstance(compressor, ZstdCodec):
+        return cls(level=compressor.level, checksum=compressor.checksum)
+    if isinstance(compressor, GzipCodec):
+        return cls(level=compressor.level)
+    return cls(  # blosc
+        cname=compressor.cname.value,
+        clevel=compressor.clevel,
+        shuffle=["noshuffle", "shuffle", "bitshuffle"].index(compressor.shuffle.value),
+        blocksize=compressor.blocksize,
+    )
+
+
+def _key(arr: zarr.Array, index: tuple[int, ...]) -> str:
+    prefix, name = arr.store_path.path, arr.metadata.encode_chunk_key(index)
+    return f"{prefix}/{name}" if prefix else name
+
+
+async def get_chunks(arr: zarr.Array, compressor: Any, indices: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """The chunks at ``indices``, fetched concurrently and decoded (the fill value where one was never
+    written). Read-only arrays of the full chunk shape."""
+    proto = default_buffer_prototype()
+    bufs = await asyncio.gather(*(arr.store_path.store.get(_key(arr, i), prototype=proto) for i in indices))
+    out = []
+    for buf in bufs:
+        if buf is None:
+            out.append(np.full(arr.chunks, arr.fill_value, dtype=arr.dtype))
+            continue
+        raw = buf.as_numpy_array()
+        data = raw if compressor is RAW else compressor.decode(raw)
+        out.append(np.frombuffer(data, dtype=arr.dtype).reshape(arr.chunks))
+    return out
+
+
+async def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: np.ndarray) -> None:
+    """Write ``block`` as the whole chunk at ``index`` (padded with the fill value past the array's end)."""
+    if block.shape != arr.chunks:
+        full = np.full(arr.chunks, arr.fill_value, dtype=arr.dtype)
+        full[tuple(slice(0, n) for n in block.shape)] = block
+        block = full
+    data = np.ascontiguousarray(block, dtype=arr.dtype)
+    encoded = data.tobytes() if compressor is RAW else compressor.encode(data)
+    buf = default_buffer_prototype().buffer.from_bytes(encoded)
+    await arr.store_path.store.set(_key(arr, index), buf)
