@@ -26,6 +26,7 @@ from lazymerge.executors import get_executor
 from lazymerge.executors.dask import local_cluster
 from lazymerge.kernel import merge_block
 from lazymerge.merge import merge
+from lazymerge.output import blocks_per_task
 
 
 @contextmanager
@@ -63,9 +64,10 @@ def main() -> None:
         for b in blocks:
             merge_block(None, task=result.task, block_id=b)
         kernel = time.process_time() - c0
-        n = len(blocks)
-        print(f"mosaic {result.array.shape} float32, {n} tasks of {args.chunk}x{args.chunk}, "
-              f"{args.workers} workers; kernel alone: {kernel:.2f} s CPU ({1e3 * kernel / n:.1f} ms/task)")
+        per_task = blocks_per_task(len(blocks), args.chunk**2)
+        n = -(-len(blocks) // per_task)
+        print(f"mosaic {result.array.shape} float32, {len(blocks)} blocks of {args.chunk}x{args.chunk} in {n} "
+              f"tasks, {args.workers} workers; kernel alone: {kernel:.2f} s CPU ({1e3 * kernel / n:.1f} ms/task)")
         reference = None
         rows = []
         for name, make in executors(args.workers).items():

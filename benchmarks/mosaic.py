@@ -9,7 +9,8 @@ of the target grown by --margin px per side (neighbours overlap), are written to
 "plan s") + to_zarr, threads executor, 1 and 2 workers, after an untimed small merge loads numba's cache.
 GDAL: rasterio.warp.reproject of the GeoTIFFs one after another into one NaN array (nearest; last wins, so
 fed in reverse of lazymerge's first-wins order), written as a GeoTIFF, num_threads 1 and 2. Both sides read
-and write local disk (inputs just written, so from the page cache). x = wall / best GDAL wall.
+and write local disk (inputs just written, so from the page cache). x = wall / best GDAL wall; CPU s: the
+process's CPU time over all its threads (steadier than wall time on a shared machine).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ ZONES = {"w": "EPSG:32617", "e": "EPSG:32618"}
 CENTRE = (-78.0, 45.0)  # lon, lat on the UTM 17/18 boundary
 RES = 10.0
 BLOCK = 512
+COUNTS = (1, 2)  # lazymerge workers and GDAL threads
 Source = tuple[str, str, Affine, tuple[int, int]]  # id, CRS, transform, (rows, cols)
 
 
@@ -157,11 +159,11 @@ def main() -> None:
         warm_bbox = (bbox[0], bbox[3] - 256 * RES, bbox[0] + 256 * RES, bbox[3])
         run_lazymerge(store, warm_bbox, tmp / "warmup.zarr", 1)  # numba compile / cache load, untimed
         rows: list[tuple[str, float | None, float, float]] = []
-        for workers in (1, 2):
+        for workers in COUNTS:
             best = min((run_lazymerge(store, bbox, tmp / f"lm{workers}-{i}.zarr", workers)
                         for i in range(args.repeat)), key=lambda r: r[1])
             rows.append((f"lazymerge {workers} worker{'s' * (workers > 1)}", *best))
-        for threads in (1, 2):
+        for threads in COUNTS:
             best_g = min((run_gdal(tifs, transform, size, tmp / f"gdal{threads}-{i}.tif", threads)
                           for i in range(args.repeat)), key=lambda r: r[0])
             rows.append((f"GDAL {threads} thread{'s' * (threads > 1)}", None, *best_g))

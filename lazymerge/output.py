@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 # Kernel working set per output pixel (target coords, source coords, indices, masks, values), for Cubed's
 # memory projection of the write tasks.
 KERNEL_BYTES_PER_PIXEL = 96
+TASK_PIXELS = 4 << 20  # pixels a write task renders (several blocks when they are small)
 
 
 @dataclass(frozen=True)
@@ -124,14 +125,22 @@ def open_output(store: Any, path: str, shape, chunks, dtype, resume: bool) -> za
     )
 
 
-def _ids_array(ids: np.ndarray, spec: cubed.Spec) -> cubed.Array:
-    """The pending block ids as a Cubed array stored once, one id per task (tasks read only their own)."""
+def blocks_per_task(n_blocks: int, block_pixels: int) -> int:
+    """How many blocks one write task renders, one after another: about 4 Mpix per task (a task's fixed
+    cost, Cubed's and zarr's bookkeeping, is ~10 ms), at most 16, and at least 8 tasks when there are
+    as many blocks (so that workers share the run)."""
+    return max(1, min(16, TASK_PIXELS // max(block_pixels, 1), -(-n_blocks // 8)))
+
+
+def _ids_array(ids: np.ndarray, spec: cubed.Spec, per_task: int) -> cubed.Array:
+    """The pending block ids as a Cubed array stored once, ``per_task`` ids per task (tasks read only
+    their own)."""
     base = str(spec.work_dir) if spec.work_dir else None
     if base is None:
         base = tempfile.mkdtemp(prefix="lazymerge-ids-")
         atexit.register(shutil.rmtree, base, ignore_errors=True)
     path = f"{base.rstrip('/')}/lazymerge-ids-{uuid.uuid4().hex}.zarr"
-    zarr.create_array(path, data=ids, chunks=(1,))
+    zarr.create_array(path, data=ids, chunks=(per_task,))
     return cubed.from_zarr(path, spec=spec)
 
 
@@ -194,7 +203,7 @@ def write_zarr(
         pixels = int(np.prod(chunks))
         written = cubed.map_blocks(
             write_blocks,
-            _ids_array(ids, spec),
+            _ids_array(ids, spec, blocks_per_task(len(ids), pixels)),
             dtype="i8",
             writer=writer,
             extra_projected_mem=pixels * (KERNEL_BYTES_PER_PIXEL + arr.dtype.itemsize),
