@@ -66,8 +66,9 @@ def main() -> None:
         kernel = time.process_time() - c0
         per_task = blocks_per_task(len(blocks), args.chunk**2)
         n = -(-len(blocks) // per_task)
-        print(f"mosaic {result.array.shape} float32, {len(blocks)} blocks of {args.chunk}x{args.chunk} in {n} "
-              f"tasks, {args.workers} workers; kernel alone: {kernel:.2f} s CPU ({1e3 * kernel / n:.1f} ms/task)")
+        print(f"mosaic {result.array.shape} float32, {len(blocks)} blocks of {args.chunk}x{args.chunk} "
+              f"in {n} tasks, {args.workers} workers; kernel alone: {kernel:.2f} s CPU "
+              f"({1e3 * kernel / n:.1f} ms/task)")
         reference = None
         rows = []
         for name, make in executors(args.workers).items():
