@@ -28,7 +28,7 @@ from lazymerge.warp import transformer
 
 STEP = 64  # control points every STEP target pixels (refined where the check fails)
 THRESHOLD = 0.01  # maximum interpolation error, in source pixels
-MARGIN = 0.5  # cell centres must pass half the tolerance: the error peaks near, not exactly at, them
+MARGIN = 0.5  # probes must pass half the tolerance: the error can peak between them
 # methods whose x depends on longitude only and y on latitude only
 _CYLINDRICAL = {
     "Popular Visualisation Pseudo Mercator",
