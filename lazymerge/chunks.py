@@ -1,7 +1,7 @@
 """Whole chunks of plain zarr arrays, encoded and decoded with numcodecs, moved through the array's store.
 
-zarr's per-chunk codec pipeline costs about 2 ms more per 1 MB chunk to read, and 8 ms more per 4 MB chunk
-to write, than the (de)compression itself (measured in ``benchmarks/mosaic.py``'s run). For "plain" arrays
+zarr's per-chunk codec pipeline costs CPU beyond the (de)compression itself: ``benchmarks/chunk_io.py``
+measures 0.4-1.2 ms more per 1 MB chunk read and 5-11 ms more per 4 MB block written. For "plain" arrays
 (zarr v3, a ``bytes`` serializer in native byte order and at most one zstd, blosc or gzip compressor: zarr's
 default encoding) lazymerge therefore moves whole chunks itself, with the same numcodecs codecs zarr uses
 and the same store API (``get``/``set``, atomic on local and object stores). Every other array goes through

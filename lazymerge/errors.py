@@ -99,3 +99,7 @@ class WorkDirError(LazymergeError, OSError):
 
 class OutputError(LazymergeError, ValueError):
     """A to_zarr target that cannot be written or resumed."""
+
+
+class SettingError(LazymergeError, ValueError):
+    """An environment variable lazymerge reads holds a value it cannot use."""

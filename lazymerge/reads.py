@@ -23,11 +23,29 @@ import zarr
 from zarr.core.sync import sync
 
 from lazymerge.chunks import codec, get_chunks
+from lazymerge.errors import SettingError
 from lazymerge.planner.table import TaskRow
 
 ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
-# decoded source chunks kept per worker process (LAZYMERGE_CHUNK_CACHE_MB overrides; 0 turns it off)
-CHUNK_CACHE_BYTES = int(float(os.environ.get("LAZYMERGE_CHUNK_CACHE_MB", "128")) * 2**20)
+
+def cache_bytes(value: str | None) -> int:
+    """Bytes of decoded source chunks a worker keeps, from ``LAZYMERGE_CHUNK_CACHE_MB`` (MiB; unset: 128,
+    0 turns the cache off)."""
+    if value is None:
+        return 128 << 20
+    try:
+        megabytes = float(value)
+    except ValueError:
+        megabytes = -1.0
+    if not 0 <= megabytes < float("inf"):  # NaN fails too
+        raise SettingError(
+            f"LAZYMERGE_CHUNK_CACHE_MB={value!r} is not a size in MiB; set it to a number such as 128, "
+            "or 0 to turn the source chunk cache off"
+        )
+    return int(megabytes * 2**20)
+
+
+CHUNK_CACHE_BYTES = cache_bytes(os.environ.get("LAZYMERGE_CHUNK_CACHE_MB"))  # per worker process
 _arrays: OrderedDict[tuple[int, str], tuple[Any, zarr.Array]] = OrderedDict()
 _chunks: OrderedDict[tuple[str, int, str, tuple[int, int]], tuple[Any, np.ndarray]] = OrderedDict()
 _chunk_bytes = 0

@@ -10,6 +10,7 @@ from zarr.storage import LocalStore
 
 from lazymerge import reads
 from lazymerge.chunks import codec
+from lazymerge.errors import SettingError
 from lazymerge.planner.table import TaskLevel, TaskRow
 from lazymerge.reads import read_window
 
@@ -116,3 +117,14 @@ def test_windows_equal_zarrs_reads_for_every_encoding(tmp_path, name):
         got = read_window(store, task(window), scope=f"codecs-{name}")
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected[r0:r1, c0:c1])
+
+
+@pytest.mark.parametrize("value", ["lots", "-5", "nan", "inf"])
+def test_bad_cache_size_names_the_setting_and_the_fix(value):
+    with pytest.raises(SettingError, match=rf"LAZYMERGE_CHUNK_CACHE_MB='{value}'.*such as 128, or 0"):
+        reads.cache_bytes(value)
+
+
+def test_cache_size_setting():
+    assert reads.cache_bytes(None) == 128 << 20 and reads.cache_bytes("0") == 0
+    assert reads.cache_bytes("1.5") == 3 << 19
