@@ -16,6 +16,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 
 NEAREST, BILINEAR, CUBIC, CUBIC_SPLINE, LANCZOS = 0, 1, 2, 3, 4
 CODES = {
@@ -39,6 +42,8 @@ AREA = {
     "q1": Q1,
     "q3": Q3,
 }
+GREEN_CELLS = 4 << 20  # up to this many window pixels (64 MiB of running sums), weighted area
+# resamplings over rotated footprints integrate edges (Green's theorem); larger windows go cell by cell
 QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
 LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.transform.Mapping
 
@@ -213,6 +218,38 @@ def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float
                 acc += wa * wu[b] * s
                 total += wa * wu[b]
     return acc, total
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """A hint to the CPU to fetch ``array[index]``'s cache line (LLVM's prefetch: read, keep in all cache
+    levels); no effect on results."""
+
+    def codegen(context, builder, signature, args):
+        kind = signature.args[0]
+        view = context.make_array(kind)(context, builder, args[0])
+        at = cgutils.get_item_pointer(context, builder, kind, view, [args[1]], wraparound=False)
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        builder.call(hint, [builder.bitcast(at, byte), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _prefetch_row(src, cols, rows, h, w, n) -> None:
+    """Prefetch the source lines a block row will read: at every 8th point, its row and ``n`` rows either
+    side (a kernel's taps). Rotated rows cross a source row every few pixels, too many streams for the
+    hardware prefetcher; issued a row ahead, the lines arrive while the current row is sampled."""
+    for x in range(0, cols.shape[0], 8):
+        c, r = cols[x], rows[x]
+        if r >= 0 and r < h and c >= 0 and c < w:
+            for a in range(max(int(r) - n, 0), min(int(r) + n, h - 1) + 1):
+                _prefetch(src, np.int64(a) * w + np.int64(c))
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -398,35 +435,28 @@ def _sample_axes(
         return written
     fx, wx, sx = _taps(mode, unit, scale[0], nu, cols, w)
     fy, wy, sy = _taps(mode, unit, scale[1], nv, rows, h)
+    ring = 2 * nv  # the source rows' horizontal passes, kept by row index modulo 2 nv
+    across, tag = np.empty((ring, bw)), np.full(ring, -1, dtype=np.int64)
+    line = np.empty(bw)
     for y in range(bh):
         i0 = fy[y]
-        b0, b1, b2, b3 = wy[y, 0], wy[y, 1], wy[y, 2], wy[y, 3]  # once per row
+        if i0 >= 0:  # every vertical tap inside: separable, one row pass per source row, then down
+            for a in range(ring):
+                if tag[(i0 + a) % ring] != i0 + a:
+                    _across(data, i0 + a, fx, wx, nu, nodata, use_nodata, across[(i0 + a) % ring])
+                    tag[(i0 + a) % ring] = i0 + a
+            line[:] = 0.0
+            for a in range(ring):
+                wa, part = wy[y, a], across[(i0 + a) % ring]
+                for x in range(bw):
+                    line[x] += wa * part[x]
+            for x in range(bw):
+                total = sx[x] * sy[y]
+                line[x] = line[x] / total if abs(total) > 1e-5 else np.nan
         for x in range(bw):
             if only_empty and has[y, x] > 0:
                 continue
-            value = np.nan
-            j0 = fx[x]
-            if i0 >= 0 and j0 >= 0 and not use_nodata:  # every tap inside: no checks per tap
-                if nu == 1 and nv == 1:  # 2 x 2 taps (bilinear), unrolled
-                    a0, a1 = wx[x, 0], wx[x, 1]
-                    acc = b0 * (a0 * data[i0, j0] + a1 * data[i0, j0 + 1])
-                    acc += b1 * (a0 * data[i0 + 1, j0] + a1 * data[i0 + 1, j0 + 1])
-                elif nu == 2 and nv == 2:  # 4 x 4 taps (cubic, cubic_spline), unrolled
-                    a0, a1, a2, a3 = wx[x, 0], wx[x, 1], wx[x, 2], wx[x, 3]
-                    acc = b0 * _dot4(data, i0, j0 + 1, a0, a1, a2, a3)
-                    acc += b1 * _dot4(data, i0 + 1, j0 + 1, a0, a1, a2, a3)
-                    acc += b2 * _dot4(data, i0 + 2, j0 + 1, a0, a1, a2, a3)
-                    acc += b3 * _dot4(data, i0 + 3, j0 + 1, a0, a1, a2, a3)
-                else:
-                    acc = 0.0
-                    for a in range(2 * nv):
-                        part = 0.0
-                        for b in range(2 * nu):
-                            part += wx[x, b] * data[i0 + a, j0 + b]
-                        acc += wy[y, a] * part
-                total = sx[x] * sy[y]
-                if acc == acc and abs(total) > 1e-5:
-                    value = acc / total
+            value = line[x] if i0 >= 0 else np.nan
             if value != value:  # a NaN tap, the window's edge, nodata: tap by tap
                 c, r = cols[x], rows[y]
                 value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
@@ -438,6 +468,33 @@ def _sample_axes(
                 winner[y, x] = index
             written += 1
     return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
+    """Source row ``i`` weighted across each column's 2n taps (``_taps``); NaN where a tap is outside
+    (``first`` < 0), NaN or nodata, so that the caller goes tap by tap there."""
+    row = data[i]
+    for x in range(out.shape[0]):
+        j = first[x]
+        if j < 0:
+            out[x] = np.nan
+        elif n == 1:  # bilinear, unrolled
+            out[x] = weights[x, 0] * row[j] + weights[x, 1] * row[j + 1]
+        elif n == 2:  # cubic, cubic_spline, unrolled
+            out[x] = (
+                weights[x, 0] * row[j] + weights[x, 1] * row[j + 1]
+                + weights[x, 2] * row[j + 2] + weights[x, 3] * row[j + 3]
+            )  # fmt: skip
+        else:
+            acc = 0.0
+            for b in range(2 * n):
+                acc += weights[x, b] * row[j + b]
+            out[x] = acc
+        if use_nodata and j >= 0:
+            for b in range(2 * n):
+                if row[j + b] == nodata:
+                    out[x] = np.nan
 
 
 @numba.njit(cache=True, nogil=True)
@@ -463,8 +520,16 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
             only_empty,
         )  # fmt: skip
     written = 0
+    h, w = data.shape
+    cols_next, rows_next = np.empty(bw), np.empty(bw)
+    if bh:
+        _row(m, state, 0, inv, window[2], window[0], cols, rows)
     for y in range(bh):
-        _row(m, state, y, inv, window[2], window[0], cols, rows)
+        if y:
+            cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
+        if y + 1 < bh:  # the next row's coordinates first, to prefetch its source lines
+            _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
+            _prefetch_row(src, cols_next, rows_next, h, w, nv if mode != NEAREST else 0)
         who = winner[y] if track else winner[0]
         if mode == NEAREST:  # the hot path, kept minimal
             written += _nearest_row(
@@ -550,6 +615,129 @@ def _coverage(qx, qy, acc: np.ndarray) -> None:
         for col in range(acc.shape[1]):
             running += acc[row, col]
             acc[row, col] = min(abs(running), 1.0)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _prefix_rows(data, nodata, use_nodata, square) -> tuple[np.ndarray, np.ndarray]:
+    """Running sums along each source row, (h, w + 1) each: of the valid values (squared with ``square``)
+    and of validity. Linear between columns, they are the integrals from the row's start that
+    ``_edge_integral`` walks."""
+    h, w = data.shape
+    sums, valid = np.zeros((h, w + 1)), np.zeros((h, w + 1))
+    holes = 0
+    for i in range(h):
+        run, count = 0.0, 0.0
+        for j in range(w):
+            s = data[i, j]
+            ok = _valid(s, nodata, use_nodata)
+            v = float(s) * float(s) if square else float(s)
+            run += v if ok else 0.0
+            count += 1.0 if ok else 0.0
+            sums[i, j + 1], valid[i, j + 1] = run, count
+        holes += count < w
+    return sums, valid if holes else valid[:0]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
+    """Green's theorem: the integral of F dy along the segment (xa, ya) -> (xb, yb) in source pixels, for F
+    the row running sums of ``_prefix_rows`` (values, validity); over a closed polygon these give the
+    integrals of the values and of the valid area inside it, exactly. Each row the segment crosses is
+    split where it crosses a column, where F changes slope; NaN if an end is not finite."""
+    if not (abs(xa) < 1e15 and abs(ya) < 1e15 and abs(xb) < 1e15 and abs(yb) < 1e15):  # NaN fails too
+        return np.nan, np.nan
+    if ya == yb:
+        return 0.0, 0.0
+    sign = 1.0
+    if ya > yb:
+        xa, ya, xb, yb, sign = xb, yb, xa, ya, -1.0
+    h, w = sums.shape[0], sums.shape[1] - 1
+    dxdy = (xb - xa) / (yb - ya)
+    acc, area = 0.0, 0.0
+    for row in range(max(int(math.floor(ya)), 0), min(int(math.ceil(yb)), h)):
+        y1, y2 = max(ya, float(row)), min(yb, row + 1.0)
+        if y2 <= y1:
+            continue
+        x1, x2 = xa + (y1 - ya) * dxdy, xa + (y2 - ya) * dxdy
+        lo, hi = min(x1, x2), max(x1, x2)
+        k0, k1 = max(int(math.floor(lo)) + 1, 0), min(int(math.ceil(hi)) - 1, w)  # columns crossed
+        if k1 < k0:  # within one column (or beyond the row's ends): F is linear, take its midpoint
+            f, g = _running(sums, valid, row, 0.5 * (lo + hi), w)
+            acc += f * (y2 - y1)
+            area += g * (y2 - y1)
+            continue
+        per = (y2 - y1) / (hi - lo)  # dy per unit of x
+        a = lo
+        for k in range(k0, k1 + 2):
+            b = min(float(k), hi) if k <= k1 else hi
+            f, g = _running(sums, valid, row, 0.5 * (a + b), w)
+            acc += f * (b - a) * per
+            area += g * (b - a) * per
+            a = b
+    return sign * acc, sign * area
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _running(sums, valid, row, x, w) -> tuple[float, float]:
+    """The row's running sums at x (0 before the row, the row's totals after it); ``valid`` is empty when
+    every pixel is valid (its running sum is then x itself)."""
+    if x <= 0:
+        return 0.0, 0.0
+    full = valid.shape[0] > 0
+    if x >= w:
+        return sums[row, w], valid[row, w] if full else float(w)
+    j = int(x)
+    t = x - j
+    f = sums[row, j] + t * (sums[row, j + 1] - sums[row, j])
+    return f, valid[row, j] + t * (valid[row, j + 1] - valid[row, j]) if full else x
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty) -> int:
+    """``average``/``sum``/``rms`` over rotated footprints by Green's theorem: each footprint's integrals
+    are the signed sums of its four edges' (``_edge_integral``), and each edge is shared by two
+    footprints, so it is integrated once. Exact, as ``average_into``'s cell-by-cell coverage."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    sums, valid = _prefix_rows(data, nodata, use_nodata, stat == RMS)
+    state = _row_state(m, bh + 1)
+    top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
+    top_v, top_a = np.empty(bw), np.empty(bw)  # the edges along the pixels' top and bottom corners
+    bot_v, bot_a = np.empty(bw), np.empty(bw)
+    side_v, side_a = np.empty(bw + 1), np.empty(bw + 1)  # the edges down each corner column
+    _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
+    for x in range(bw):
+        bot_v[x], bot_a[x] = _edge_integral(bot_c[x], bot_r[x], bot_c[x + 1], bot_r[x + 1], sums, valid)
+    track = winner.shape == values.shape
+    written = 0
+    for y in range(bh):
+        top_c, bot_c, top_r, bot_r = bot_c, top_c, bot_r, top_r
+        top_v, bot_v, top_a, bot_a = bot_v, top_v, bot_a, top_a
+        _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
+        for x in range(bw):
+            bot_v[x], bot_a[x] = _edge_integral(bot_c[x], bot_r[x], bot_c[x + 1], bot_r[x + 1], sums, valid)
+        for x in range(bw + 1):
+            side_v[x], side_a[x] = _edge_integral(top_c[x], top_r[x], bot_c[x], bot_r[x], sums, valid)
+        for x in range(bw):
+            if only_empty and count[y, x] > 0:
+                continue
+            ccol = 0.25 * (top_c[x] + top_c[x + 1] + bot_c[x] + bot_c[x + 1])
+            crow = 0.25 * (top_r[x] + top_r[x + 1] + bot_r[x] + bot_r[x + 1])
+            if not (crow >= 0 and crow < h and ccol >= 0 and ccol < w):  # NaN fails too
+                continue
+            acc = top_v[x] + side_v[x + 1] - bot_v[x] - side_v[x]  # around: top, right, bottom, left
+            weight = top_a[x] + side_a[x + 1] - bot_a[x] - side_a[x]
+            if weight < 0:  # the footprint is traversed the other way round
+                acc, weight = -acc, -weight
+            if not (weight > 1e-10):
+                continue
+            values[y, x] = _weighted(stat, acc, weight)
+            if track:
+                winner[y, x] = index
+            count[y, x] = 1
+            written += 1
+    return written
 
 
 @numba.njit(cache=True, nogil=True)
@@ -641,12 +829,14 @@ def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, o
 
 
 @numba.njit(cache=True, nogil=True)
-def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, only_empty) -> int:
+def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, only_empty, green=True) -> int:
     """``stat`` (an AREA code) of the valid source pixels under each target pixel's footprint: ``average``
     and ``rms`` weight each by the area its footprint covers, ``sum`` adds value x area, ``min``/``max``
     and ``mode``/``med``/``q1``/``q3`` take every pixel the footprint touches. The
     footprint is the quadrilateral of the pixel's four corners: the mapping is of the (h + 1, w + 1)
-    corner lattice."""
+    corner lattice. Weighted statistics over rotated footprints integrate the footprints' edges
+    (``_weighted_green``) unless ``green`` is False or the window is larger than ``GREEN_CELLS``; else,
+    and for the others, each footprint's area in every pixel under it is computed cell by cell."""
     values, count, winner = out
     bh, bw = values.shape
     h, w = data.shape
@@ -662,6 +852,8 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
     by_col, by_row = _axes(m, inv, x0, y0, bh + 1, bw + 1)  # corner columns and rows, without rotation
     if len(by_col) and stat in (AVERAGE, SUM, RMS):
         return _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, only_empty)
+    if green and stat in (AVERAGE, SUM, RMS) and h * (w + 1) <= GREEN_CELLS:
+        return _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty)
     written = 0
     for y in range(bh):
         top_c, bot_c = bot_c, top_c
