@@ -19,7 +19,6 @@ import time
 import numpy as np
 import zarr
 from affine import Affine
-from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
 from lazymerge.chunks import codec, get_chunks, set_chunk
@@ -66,7 +65,7 @@ def main() -> None:
 
         def direct_reads():
             for key in keys:
-                sync(get_chunks(src, comp, [key]))
+                get_chunks(src, comp, [key])
 
         out = zarr.create_array(
             LocalStore(tmp), name="out", shape=(4 * BLOCK,) * 2, dtype="f4", chunks=(BLOCK,) * 2
@@ -79,7 +78,7 @@ def main() -> None:
 
         def direct_writes():
             for key in keys:
-                sync(set_chunk(out, codec(out), key, block))
+                set_chunk(out, codec(out), key, block)
 
         n_keys = len(keys)
         rows = [
@@ -104,12 +103,16 @@ def main() -> None:
                 read_window(store, TaskRow(level, window), scope=scope)
             counts[label] = store.chunk_gets
         distinct = (SOURCE // CHUNK) ** 2
-        print(f"\n{n} x {n} blocks of {BLOCK} px (windows {BLOCK + 2 * HALO} px) over {CHUNK} px chunks "
-              f"({distinct} chunks under them):")
+        print(
+            f"\n{n} x {n} blocks of {BLOCK} px (windows {BLOCK + 2 * HALO} px) over {CHUNK} px chunks "
+            f"({distinct} chunks under them):"
+        )
         for label, count in counts.items():
             print(f"  chunks fetched {label:22} {count:5d}")
-        print(f"\nrandom float32, zarr {zarr.__version__} default codecs "
-              f"({', '.join(type(c).__name__ for c in src.metadata.codecs)}), local disk")
+        print(
+            f"\nrandom float32, zarr {zarr.__version__} default codecs "
+            f"({', '.join(type(c).__name__ for c in src.metadata.codecs)}), local disk"
+        )
 
 
 if __name__ == "__main__":

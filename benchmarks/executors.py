@@ -57,8 +57,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lazymerge-execbench-") as tmp:
         store = build_seed_store(Path(tmp) / "seed.zarr")
         spec = cubed.Spec(work_dir=f"{tmp}/wd", allowed_mem="500MB", reserved_mem="100MB")
-        result = merge(store, SEED_TARGET["crs"], SEED_TARGET["bbox"], args.resolution,
-                       chunk_size=(args.chunk,) * 2, sortby="id", spec=spec)
+        result = merge(
+            store,
+            SEED_TARGET["crs"],
+            SEED_TARGET["bbox"],
+            args.resolution,
+            chunk_size=(args.chunk,) * 2,
+            sortby="id",
+            spec=spec,
+        )
         blocks = list(np.ndindex(*result.array.numblocks))
         c0 = time.process_time()
         for b in blocks:
@@ -66,9 +73,11 @@ def main() -> None:
         kernel = time.process_time() - c0
         per_task = blocks_per_task(len(blocks), args.chunk**2)
         n = -(-len(blocks) // per_task)
-        print(f"mosaic {result.array.shape} float32, {len(blocks)} blocks of {args.chunk}x{args.chunk} "
-              f"in {n} tasks, {args.workers} workers; kernel alone: {kernel:.2f} s CPU "
-              f"({1e3 * kernel / n:.1f} ms/task)")
+        print(
+            f"mosaic {result.array.shape} float32, {len(blocks)} blocks of {args.chunk}x{args.chunk} "
+            f"in {n} tasks, {args.workers} workers; kernel alone: {kernel:.2f} s CPU "
+            f"({1e3 * kernel / n:.1f} ms/task)"
+        )
         reference = None
         rows = []
         for name, make in executors(args.workers).items():

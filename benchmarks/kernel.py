@@ -101,6 +101,7 @@ def main() -> None:
             grid, store, row, raster, data = setup(case, size)
             mpix = size * size / 1e6
             for rs in RESAMPLINGS:
+
                 def gdal(rs=rs, raster=raster, data=data, grid=grid, size=size):
                     rasterio.warp.reproject(
                         data,

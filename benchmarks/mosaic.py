@@ -68,9 +68,20 @@ def source_grids(bbox: tuple[float, float, float, float], margin: int) -> list[S
 
 
 def tiff_profile(crs: str, transform: Affine, shape: tuple[int, int]) -> dict[str, Any]:
-    return dict(driver="GTiff", height=shape[0], width=shape[1], count=1, dtype="float32", crs=crs,
-                transform=transform, nodata=float("nan"), tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-                compress="zstd")
+    return dict(
+        driver="GTiff",
+        height=shape[0],
+        width=shape[1],
+        count=1,
+        dtype="float32",
+        crs=crs,
+        transform=transform,
+        nodata=float("nan"),
+        tiled=True,
+        blockxsize=BLOCK,
+        blockysize=BLOCK,
+        compress="zstd",
+    )
 
 
 def write_sources(tmp: Path, sources: list[Source], seed: int) -> tuple[Path, list[Path]]:
@@ -112,9 +123,17 @@ def run_gdal(tifs: list[Path], transform: Affine, size: int, out: Path, threads:
     dst = np.full((size, size), np.nan, dtype="f4")
     for i, tif in enumerate(reversed(tifs)):
         with rasterio.open(tif) as ds:
-            reproject(source=rasterio.band(ds, 1), destination=dst, src_nodata=np.nan, dst_nodata=np.nan,
-                      dst_transform=transform, dst_crs=CRS, resampling=Resampling.nearest,
-                      num_threads=threads, init_dest_nodata=i == 0)
+            reproject(
+                source=rasterio.band(ds, 1),
+                destination=dst,
+                src_nodata=np.nan,
+                dst_nodata=np.nan,
+                dst_transform=transform,
+                dst_crs=CRS,
+                resampling=Resampling.nearest,
+                num_threads=threads,
+                init_dest_nodata=i == 0,
+            )
     with rasterio.open(out, "w", **tiff_profile(CRS, transform, (size, size))) as ds:
         ds.write(dst, 1)
     return time.perf_counter() - t0, time.process_time() - c0
@@ -125,9 +144,21 @@ def gdal_exact(tifs: list[Path], transform: Affine, size: int) -> np.ndarray:
     ``reproject`` always approximates the transform to 0.125 px, which moves some nearest pixels."""
     out = np.full((size, size), np.nan, dtype="f4")
     for tif in tifs:
-        with rasterio.open(tif) as ds, WarpedVRT(ds, crs=CRS, transform=transform, width=size, height=size,
-                                                 resampling=Resampling.nearest, tolerance=1e-9,
-                                                 src_nodata=np.nan, nodata=np.nan, dtype="float32") as vrt:
+        with (
+            rasterio.open(tif) as ds,
+            WarpedVRT(
+                ds,
+                crs=CRS,
+                transform=transform,
+                width=size,
+                height=size,
+                resampling=Resampling.nearest,
+                tolerance=1e-9,
+                src_nodata=np.nan,
+                nodata=np.nan,
+                dtype="float32",
+            ) as vrt,
+        ):
             data = vrt.read(1)
         fill = np.isnan(out)
         out[fill] = data[fill]
@@ -154,39 +185,61 @@ def main() -> None:
         store, tifs = write_sources(tmp, sources, seed=0)
         shapes = ", ".join(f"{n} {h}x{w}" for n, _, _, (h, w) in sources)
         print(f"target {size}x{size} ({size * size / 1e6:g} Mpix) at {RES:g} m in {CRS}, bbox {bbox}")
-        print(f"sources (float32 random, margin {margin} px/side): {shapes}; "
-              f"written to Zarr + GeoTIFF + /meta in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"sources (float32 random, margin {margin} px/side): {shapes}; "
+            f"written to Zarr + GeoTIFF + /meta in {time.perf_counter() - t0:.1f} s"
+        )
         warm_bbox = (bbox[0], bbox[3] - 256 * RES, bbox[0] + 256 * RES, bbox[3])
         run_lazymerge(store, warm_bbox, tmp / "warmup.zarr", 1)  # numba compile / cache load, untimed
         rows: list[tuple[str, float | None, float, float]] = []
         for workers in COUNTS:
-            best = min((run_lazymerge(store, bbox, tmp / f"lm{workers}-{i}.zarr", workers)
-                        for i in range(args.repeat)), key=lambda r: r[1])
+            best = min(
+                (
+                    run_lazymerge(store, bbox, tmp / f"lm{workers}-{i}.zarr", workers)
+                    for i in range(args.repeat)
+                ),
+                key=lambda r: r[1],
+            )
             rows.append((f"lazymerge {workers} worker{'s' * (workers > 1)}", *best))
         for threads in COUNTS:
-            best_g = min((run_gdal(tifs, transform, size, tmp / f"gdal{threads}-{i}.tif", threads)
-                          for i in range(args.repeat)), key=lambda r: r[0])
+            best_g = min(
+                (
+                    run_gdal(tifs, transform, size, tmp / f"gdal{threads}-{i}.tif", threads)
+                    for i in range(args.repeat)
+                ),
+                key=lambda r: r[0],
+            )
             rows.append((f"GDAL {threads} thread{'s' * (threads > 1)}", None, *best_g))
         gdal_best = min(r[2] for r in rows if r[1] is None)
         lm_best = min(r[2] for r in rows if r[1] is not None)
         gdal_cpu = min(r[3] for r in rows if r[1] is None)
-        print(f"{'run':22} {'plan s':>7} {'wall s':>8} {'CPU s':>7} {'Mpix/s':>8} {'x best GDAL':>12} "
-              f"{'CPU x GDAL':>11}")
+        print(
+            f"{'run':22} {'plan s':>7} {'wall s':>8} {'CPU s':>7} {'Mpix/s':>8} {'x best GDAL':>12} "
+            f"{'CPU x GDAL':>11}"
+        )
         for name, plan, wall, cpu in rows:
             plan_s = f"{plan:7.2f}" if plan is not None else f"{'':7}"
-            print(f"{name:22} {plan_s} {wall:8.2f} {cpu:7.2f} {size * size / 1e6 / wall:8.1f} "
-                  f"{wall / gdal_best:11.2f}x {cpu / gdal_cpu:10.2f}x")
+            print(
+                f"{name:22} {plan_s} {wall:8.2f} {cpu:7.2f} {size * size / 1e6 / wall:8.1f} "
+                f"{wall / gdal_best:11.2f}x {cpu / gdal_cpu:10.2f}x"
+            )
         ours = zarr.open_array(str(tmp / "lm1-0.zarr"), mode="r")[:]
         with rasterio.open(tmp / "gdal1-0.tif") as ds:
             theirs = ds.read(1)
-        print(f"nearest pixels identical to GDAL's exact transformer (WarpedVRT, untimed): "
-              f"{agreement(ours, gdal_exact(tifs, transform, size))}")
-        print(f"nearest pixels identical to the timed GDAL output (reproject, 0.125 px approximation): "
-              f"{agreement(ours, theirs)}")
+        print(
+            f"nearest pixels identical to GDAL's exact transformer (WarpedVRT, untimed): "
+            f"{agreement(ours, gdal_exact(tifs, transform, size))}"
+        )
+        print(
+            f"nearest pixels identical to the timed GDAL output (reproject, 0.125 px approximation): "
+            f"{agreement(ours, theirs)}"
+        )
         print(f"NaN pixels: lazymerge {int(np.isnan(ours).sum())}, GDAL {int(np.isnan(theirs).sum())}")
         ratio = lm_best / gdal_best
-        print(f"best lazymerge / best GDAL = {ratio:.2f}x: requirement (<= 0.5x) "
-              f"{'met' if ratio <= 0.5 else 'NOT met'}")
+        print(
+            f"best lazymerge / best GDAL = {ratio:.2f}x: requirement (<= 0.5x) "
+            f"{'met' if ratio <= 0.5 else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

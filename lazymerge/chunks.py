@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 _COMPRESSORS = {ZstdCodec: numcodecs.Zstd, BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}
 RAW = "raw"  # codec() of a plain array stored uncompressed
@@ -58,11 +59,16 @@ def _key(arr: zarr.Array, index: tuple[int, ...]) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-async def get_chunks(arr: zarr.Array, compressor: Any, indices: list[tuple[int, ...]]) -> list[np.ndarray]:
+def get_chunks(arr: zarr.Array, compressor: Any, indices: list[tuple[int, ...]]) -> list[np.ndarray]:
     """The chunks at ``indices``, fetched concurrently and decoded (the fill value where one was never
-    written). Read-only arrays of the full chunk shape."""
+    written). Read-only arrays of the full chunk shape.
+
+    Only the fetch runs on zarr's event loop; decoding runs in the calling thread. numcodecs releases the
+    GIL, so workers decode in parallel, where decoding on the loop would queue every worker's chunks on
+    its one thread."""
     proto = default_buffer_prototype()
-    bufs = await asyncio.gather(*(arr.store_path.store.get(_key(arr, i), prototype=proto) for i in indices))
+    store = arr.store_path.store
+    bufs = sync(_gather([store.get(_key(arr, i), prototype=proto) for i in indices]))
     out = []
     for buf in bufs:
         if buf is None:
@@ -74,8 +80,9 @@ async def get_chunks(arr: zarr.Array, compressor: Any, indices: list[tuple[int, 
     return out
 
 
-async def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: np.ndarray) -> None:
-    """Write ``block`` as the whole chunk at ``index`` (padded with the fill value past the array's end)."""
+def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: np.ndarray) -> None:
+    """Write ``block`` as the whole chunk at ``index`` (padded with the fill value past the array's end),
+    encoded in the calling thread (as ``get_chunks`` decodes)."""
     if block.shape != arr.chunks:
         full = np.full(arr.chunks, arr.fill_value, dtype=arr.dtype)
         full[tuple(slice(0, n) for n in block.shape)] = block
@@ -83,4 +90,8 @@ async def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], bl
     data = np.ascontiguousarray(block, dtype=arr.dtype)
     encoded = data.tobytes() if compressor is RAW else compressor.encode(data)
     buf = default_buffer_prototype().buffer.from_bytes(encoded)
-    await arr.store_path.store.set(_key(arr, index), buf)
+    sync(arr.store_path.store.set(_key(arr, index), buf))
+
+
+async def _gather(coros: list) -> list:
+    return await asyncio.gather(*coros)

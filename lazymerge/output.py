@@ -73,7 +73,7 @@ def _write_block(block_id: tuple[int, ...], writer: BlockWriter) -> None:
     block = merge_block(None, task=writer.task, block_id=block_id)
     compressor = codec(writer.target)
     if compressor is not None and tuple(writer.target.chunks) == tuple(writer.chunks):  # one whole chunk
-        sync(set_chunk(writer.target, compressor, block_id, block))
+        set_chunk(writer.target, compressor, block_id, block)
         return
     sel = tuple(slice(b * c, b * c + n) for b, c, n in zip(block_id, writer.chunks, block.shape, strict=True))
     writer.target[sel] = block

@@ -28,6 +28,7 @@ from lazymerge.planner.table import TaskRow
 
 ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
 
+
 def cache_bytes(value: str | None) -> int:
     """Bytes of decoded source chunks a worker keeps, from ``LAZYMERGE_CHUNK_CACHE_MB`` (MiB; unset: 128,
     0 turns the cache off)."""
@@ -89,7 +90,7 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
     if missing:  # fetched concurrently
         compressor = codec(arr)
         if compressor is not None:  # decoded here (lazymerge.chunks), else through zarr
-            fetched = sync(get_chunks(arr, compressor, missing))
+            fetched = get_chunks(arr, compressor, missing)
         else:
             sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
             fetched = sync(_fetch(arr, sels))

@@ -130,9 +130,10 @@ def gdal_nearest(data, src_crs, src_transform, dst_crs, dst_transform, shape):
         with mem.open(**profile) as dst:
             dst.write(data, 1)
         grid = {"crs": dst_crs, "transform": dst_transform, "width": shape[1], "height": shape[0]}
-        with mem.open() as src, WarpedVRT(
-            src, **grid, resampling=Resampling.nearest, tolerance=1e-9, nodata=np.nan
-        ) as vrt:
+        with (
+            mem.open() as src,
+            WarpedVRT(src, **grid, resampling=Resampling.nearest, tolerance=1e-9, nodata=np.nan) as vrt,
+        ):
             return vrt.read(1)
 
 
@@ -147,8 +148,14 @@ def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
     store = make_store([("rand", "EPSG:32617", src_transform, data)])
     bbox = (500000.0, 5995000.0, 506000.0, 6003000.0)
     r = merge(store, "EPSG:32618", bbox, 25.0, chunk_size=(64, 64), spec=seed_spec(tmp_path / "wd"))
-    expected = gdal_nearest(data, "EPSG:32617", src_transform, "EPSG:32618",
-                            Affine(25.0, 0.0, 500000.0, 0.0, -25.0, 6003000.0), r.array.shape)
+    expected = gdal_nearest(
+        data,
+        "EPSG:32617",
+        src_transform,
+        "EPSG:32618",
+        Affine(25.0, 0.0, 500000.0, 0.0, -25.0, 6003000.0),
+        r.array.shape,
+    )
     threads = r.array.compute(executor=get_executor("threads"))
     both = np.isfinite(threads) & np.isfinite(expected)
     assert both.sum() > 10_000

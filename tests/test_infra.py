@@ -32,6 +32,7 @@ TEMPLATES = {
 @pytest.mark.parametrize("name", sorted(TEMPLATES))
 def test_lithops_templates_load_as_lithops_config(name, tmp_path):
     import boto3  # noqa: F401  the cloud backends import their SDKs (lithops-cloud extra, in dev)
+
     config = yaml.safe_load((INFRA / "lithops" / name).read_text())
     if "gcp" in config:  # Lithops checks the service-account file exists
         (tmp_path / "sa.json").write_text("{}")
@@ -76,6 +77,7 @@ def test_runtime_requirements_are_the_tested_versions():
 @pytest.fixture(scope="module")
 def modal_app():
     import modal  # noqa: F401  (the modal extra, in dev)
+
     spec = importlib.util.spec_from_file_location("lazymerge_modal_app", INFRA / "modal" / "app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -112,6 +114,7 @@ def test_modal_functions_run_the_kernel(modal_app, seed_store, tmp_path):
 
 def test_modal_run_command_without_token_names_it(tmp_path):
     import modal  # noqa: F401  (the modal extra, in dev)
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
     env["HOME"] = str(tmp_path)  # no ~/.modal.toml
     modal_cli = Path(sys.executable).parent / "modal"

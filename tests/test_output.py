@@ -73,6 +73,7 @@ def test_overviews_make_a_lazymerge_source(seed, reference, tmp_path):
 
 def test_icechunk_commits_only_when_every_block_succeeded(seed, reference, tmp_path, monkeypatch):
     import icechunk
+
     repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")))
     first = repo.lookup_branch("main")
     r = seed_merge(seed, tmp_path / "wd")

@@ -128,3 +128,41 @@ def test_bad_cache_size_names_the_setting_and_the_fix(value):
 def test_cache_size_setting():
     assert reads.cache_bytes(None) == 128 << 20 and reads.cache_bytes("0") == 0
     assert reads.cache_bytes("1.5") == 3 << 19
+
+
+def test_chunks_are_decoded_and_encoded_in_the_calling_thread(tmp_path):
+    """Whole-chunk decoding and encoding run in the worker's own thread, not on zarr's event loop: numcodecs
+    releases the GIL, so workers (de)compress in parallel; on the loop's one thread they would queue."""
+    import threading
+
+    import numcodecs
+
+    from lazymerge.chunks import get_chunks, set_chunk
+
+    threads: list[str] = []
+
+    class Recording(numcodecs.Zstd):  # the codec lazymerge uses, recording where it runs
+        def decode(self, buf, out=None):
+            threads.append(threading.current_thread().name)
+            return super().decode(buf, out)
+
+        def encode(self, buf):
+            threads.append(threading.current_thread().name)
+            return super().encode(buf)
+
+    data = np.random.default_rng(5).random((256, 256), dtype="f4")
+    arr = zarr.create_array(
+        LocalStore(str(tmp_path)), name="a", shape=data.shape, dtype="f4", chunks=(128, 128)
+    )
+    zstd = Recording(level=codec(arr).level)
+
+    def work() -> None:
+        set_chunk(arr, zstd, (1, 0), data[128:, :128])
+        (got,) = get_chunks(arr, zstd, [(1, 0)])
+        np.testing.assert_array_equal(got, data[128:, :128])
+
+    worker = threading.Thread(target=work, name="worker-thread")
+    worker.start()
+    worker.join()
+    assert threads == ["worker-thread", "worker-thread"]
+    np.testing.assert_array_equal(arr[128:, :128], data[128:, :128])  # zarr reads what was written

@@ -13,8 +13,14 @@ from obstore.store import LocalStore as ObLocalStore
 from lazymerge.errors import StoreError
 from lazymerge.merge import merge
 
-SEED = {"crs": "EPSG:32618", "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0), "resolution": 20.0,
-        "chunk_size": (128, 128), "bands": "data", "sortby": "id"}
+SEED = {
+    "crs": "EPSG:32618",
+    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
+    "resolution": 20.0,
+    "chunk_size": (128, 128),
+    "bands": "data",
+    "sortby": "id",
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,4 +78,3 @@ def test_icechunk_readonly_session(reference, tmp_path, datafusion):
     session.commit("the seed store")
     readonly = repo.readonly_session("main")
     np.testing.assert_array_equal(merge(readonly, datafusion=datafusion, **SEED).array.compute(), expected)
-

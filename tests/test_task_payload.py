@@ -30,8 +30,10 @@ def store_with(make_store, n_real: int, n_total: int):
     path = make_store(sources, meta=False)
     table = write_meta(path)
     extra = n_total - n_real
-    rows = {name: pa.array(np.repeat(table[name].to_numpy(zero_copy_only=False)[:1], extra))
-            for name in table.column_names}
+    rows = {
+        name: pa.array(np.repeat(table[name].to_numpy(zero_copy_only=False)[:1], extra))
+        for name in table.column_names
+    }
     rows["id"] = pa.array([f"far{i:05d}" for i in range(extra)])
     lon = rng.uniform(-170, 170, extra)
     rows["bbox"] = pa.array(shapely.to_wkb(shapely.box(lon, -60.0, lon + 0.1, -59.9)).tolist(), pa.binary())
@@ -46,10 +48,20 @@ def task_payload(path, tmp_path) -> tuple[int, int, int]:
     """(pickled KernelTask, cloudpickled function+config of the map_blocks op, plan rows) of a merge."""
     from lazymerge.merge import merge
 
-    r = merge(path, "EPSG:32631", (500000, 4999000, 501600, 5000000), 10.0, chunk_size=(64, 64),
-              datafusion=True, spec=seed_spec(tmp_path))
-    (op,) = [d["primitive_op"] for n, d in r.array.plan().dag.nodes(data=True)
-             if d.get("primitive_op") is not None and n != "create-arrays"]
+    r = merge(
+        path,
+        "EPSG:32631",
+        (500000, 4999000, 501600, 5000000),
+        10.0,
+        chunk_size=(64, 64),
+        datafusion=True,
+        spec=seed_spec(tmp_path),
+    )
+    (op,) = [
+        d["primitive_op"]
+        for n, d in r.array.plan().dag.nodes(data=True)
+        if d.get("primitive_op") is not None and n != "create-arrays"
+    ]
     shipped = cloudpickle.dumps((op.pipeline.function, op.pipeline.config))
     return len(pickle.dumps(r.task)), len(shipped), r.plan.n_pairs
 

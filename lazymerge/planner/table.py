@@ -260,17 +260,27 @@ _chunks_lock = threading.Lock()
 
 
 def _open_plan(path: str) -> dict[str, Any]:
-    """A saved plan's arrays, opened once per worker process (metadata is read once), with its small
-    ``count``/``start`` index held in memory."""
+    """A saved plan's arrays, opened once per worker process (metadata is read once, every array's
+    concurrently), with its small ``count``/``start`` index held in memory."""
     plan = _PLAN_CACHE.get(path)
     if plan is None:
-        root = zarr.open_group(path, mode="r")
-        plan = {"count": root["count"][...], "start": root["start"][...]}
-        plan.update({k: root[f"rows/{k}"] for k in ("level_id", "window")})
-        plan.update({k: root[f"levels/{k}"] for k in _LEVEL_COLUMNS})
+        plan = sync(_open_arrays(path))
         if len(_PLAN_CACHE) >= 8:
             _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
         _PLAN_CACHE[path] = plan
+    return plan
+
+
+async def _open_arrays(path: str) -> dict[str, Any]:
+    group = await zarr.api.asynchronous.open_group(path, mode="r")
+    names = {"level_id": "rows/level_id", "window": "rows/window"}
+    names.update({k: f"levels/{k}" for k in _LEVEL_COLUMNS})
+    count, start, *arrays = await asyncio.gather(
+        group.getitem("count"), group.getitem("start"), *(group.getitem(v) for v in names.values())
+    )
+    index = await asyncio.gather(count.getitem(...), start.getitem(...))
+    plan: dict[str, Any] = dict(zip(("count", "start"), index, strict=True))
+    plan.update({k: zarr.Array(a) for k, a in zip(names, arrays, strict=True)})
     return plan
 
 
@@ -283,28 +293,47 @@ def _forget(path: str) -> None:
             _chunks_size -= _chunks.pop(key).nbytes
 
 
-def _slice(path: str, name: str, arr: zarr.Array, lo: int, hi: int) -> np.ndarray:
-    """``arr[lo:hi]`` through a per-worker LRU of decoded chunks: neighbouring tasks share the chunks of
-    the plan's rows and levels, so each is fetched and decoded once per worker, not once per task."""
+def _slices(path: str, plan: dict[str, Any], names: tuple[str, ...], lo: int, hi: int) -> list[np.ndarray]:
+    """``plan[name][lo:hi]`` of each column through a per-worker LRU of decoded chunks: neighbouring tasks
+    share the chunks of the plan's rows and levels, so each is fetched and decoded once per worker, not
+    once per task. The chunks not cached are fetched concurrently, in one round trip."""
     global _chunks_size
-    size = arr.chunks[0]
-    parts = []
-    for k in range(lo // size, (hi - 1) // size + 1):
-        key = (path, name, k)
-        with _chunks_lock:
-            block = _chunks.get(key)
+    wanted = {}  # (name, k) -> its chunk's slice of the column
+    for name in names:
+        size = plan[name].chunks[0]
+        for k in range(lo // size, (hi - 1) // size + 1):
+            wanted[name, k] = slice(k * size, min((k + 1) * size, plan[name].shape[0]))
+    found = {}
+    with _chunks_lock:
+        for name, k in wanted:
+            block = _chunks.get((path, name, k))
             if block is not None:
-                _chunks.move_to_end(key)
-        if block is None:
-            block = arr[k * size : min((k + 1) * size, arr.shape[0])]
-            with _chunks_lock:
-                replaced = _chunks.pop(key, None)  # another thread may have fetched it meanwhile
+                _chunks.move_to_end((path, name, k))
+                found[name, k] = block
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        fetched = sync(_read_all([plan[name]._async_array.getitem(wanted[name, k]) for name, k in missing]))
+        with _chunks_lock:
+            for key, block in zip(missing, fetched, strict=True):
+                found[key] = block
+                replaced = _chunks.pop((path, *key), None)  # another thread may have fetched it meanwhile
                 _chunks_size += block.nbytes - (0 if replaced is None else replaced.nbytes)
-                _chunks[key] = block
-                while _chunks_size > CHUNK_CACHE_BYTES and len(_chunks) > 1:
-                    _chunks_size -= _chunks.popitem(last=False)[1].nbytes
-        parts.append(block[max(lo - k * size, 0) : hi - k * size])
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+                _chunks[(path, *key)] = block
+            while _chunks_size > CHUNK_CACHE_BYTES and len(_chunks) > 1:
+                _chunks_size -= _chunks.popitem(last=False)[1].nbytes
+    out = []
+    for name in names:
+        size = plan[name].chunks[0]
+        parts = [
+            found[name, k][max(lo - k * size, 0) : hi - k * size]
+            for k in range(lo // size, (hi - 1) // size + 1)
+        ]
+        out.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
+    return out
+
+
+async def _read_all(reads: list) -> list[np.ndarray]:
+    return list(await asyncio.gather(*reads))
 
 
 def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
@@ -315,17 +344,13 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     if n == 0:
         return []
     s = int(lv["start"][layer, row, col])
-    level_ids = _slice(path, "level_id", lv["level_id"], s, s + n)
-    windows = _slice(path, "window", lv["window"], s, s + n)
+    level_ids, windows = _slices(path, lv, ("level_id", "window"), s, s + n)
     ids = np.unique(level_ids)
     lo, hi = int(ids.min()), int(ids.max()) + 1
-
-    def col(name: str) -> np.ndarray:
-        return _slice(path, name, lv[name], lo, hi)
-
-    paths, crss, nod, has, src = col("path"), col("crs"), col("nodata"), col("has_nodata"), col("source")
-    tr = np.stack([col(f"transform_{k}") for k in range(6)], axis=1)
-    shp = np.stack([col("shape_y"), col("shape_x")], axis=1)
+    columns = dict(zip(_LEVEL_COLUMNS, _slices(path, lv, _LEVEL_COLUMNS, lo, hi), strict=True))
+    paths, crss, nod, has, src = (columns[k] for k in ("path", "crs", "nodata", "has_nodata", "source"))
+    tr = np.stack([columns[f"transform_{k}"] for k in range(6)], axis=1)
+    shp = np.stack([columns["shape_y"], columns["shape_x"]], axis=1)
     levels = {
         int(i): TaskLevel(
             str(paths[i - lo]),
