@@ -104,11 +104,11 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
             ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
         cols[0], rows[0] = tx[0], ty[0]
         for b in range(len(ci) - 1):
-            span = ci[b + 1] - ci[b]
-            dc, dr = (tx[b + 1] - tx[b]) / span, (ty[b + 1] - ty[b]) / span
+            base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]  # locals: the loop vectorises
+            dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
             for k in range(1, span + 1):
-                cols[ci[b] + k] = tx[b] + k * dc
-                rows[ci[b] + k] = ty[b] + k * dr
+                cols[base + k] = c0 + k * dc
+                rows[base + k] = r0 + k * dr
 
 
 @numba.njit(cache=True, nogil=True)
@@ -258,16 +258,22 @@ def _nearest_row(
 ) -> int:
     """Nearest for one block row: writes where the containing source pixel is valid (and ``index`` into
     ``winner`` unless it is the 1-element placeholder). Two passes: the flat source index of every pixel
-    (-1 outside the window; branch-free, so it vectorises), then the gather from ``src`` (``data``
-    flattened)."""
+    (-1 outside the window; branch-free, so it vectorises), then the gather (``_gather_row``)."""
     h, w = data.shape
     for x in range(cols.shape[0]):
         c, r = cols[x], rows[x]
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
         flat[x] = np.int64(r) * w + np.int64(c) if inside else -1  # truncation is floor: both are >= 0
+    return _gather_row(src, flat, nodata, use_nodata, values, has, winner, index, only_empty)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _gather_row(src, flat, nodata, use_nodata, values, has, winner, index, only_empty) -> int:
+    """Write ``src[flat]`` into one block row where ``flat`` >= 0 and the value is valid (``only_empty``:
+    where the row has none yet)."""
     track = winner.shape[0] == values.shape[0]
     written = 0
-    for x in range(cols.shape[0]):
+    for x in range(flat.shape[0]):
         k = flat[x]
         if k < 0 or (only_empty and has[x] > 0):
             continue
@@ -279,6 +285,36 @@ def _nearest_row(
                 winner[x] = index
             written += 1
     return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
+    """``_row`` and ``_nearest_row``'s first pass in one, for a control grid: the flat index of the source
+    pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
+    gx, gy, ci = m[1], m[2], m[4]
+    rs, rf, tx, ty = state
+    a, fy = rs[y], rf[y]
+    a1 = min(a + 1, gx.shape[0] - 1)
+    for b in range(gx.shape[1]):
+        px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
+        py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
+        tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0
+        ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+    for b in range(len(ci) - 1):
+        base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]
+        dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
+        for k in range(0 if b == 0 else 1, span + 1):
+            c, r = c0 + k * dc, r0 + k * dr
+            inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
+            flat[base + k] = np.int64(r) * w + np.int64(c) if inside else -1
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _prefetch_flat(src, flat) -> None:
+    """Prefetch the source lines of a block row's flat indices (every 8th), as ``_prefetch_row``."""
+    for x in range(0, flat.shape[0], 8):
+        if flat[x] >= 0:
+            _prefetch(src, flat[x])
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -521,6 +557,19 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
         )  # fmt: skip
     written = 0
     h, w = data.shape
+    if mode == NEAREST and m[0] == GRID:  # the hot path: flat indices straight from the grid
+        flat_next = np.empty(bw, dtype=np.int64)
+        if bh:
+            _grid_flat_row(m, state, 0, inv, window[2], window[0], h, w, flat)
+        for y in range(bh):
+            if y:
+                flat, flat_next = flat_next, flat
+            if y + 1 < bh:  # the next row's indices first, to prefetch its source lines
+                _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
+                _prefetch_flat(src, flat_next)
+            who = winner[y] if track else winner[0]
+            written += _gather_row(src, flat, nodata, use_nodata, values[y], count[y], who, index, only_empty)
+        return written
     cols_next, rows_next = np.empty(bw), np.empty(bw)
     if bh:
         _row(m, state, 0, inv, window[2], window[0], cols, rows)
