@@ -357,13 +357,16 @@ def test_edge_integrals_equal_cell_by_cell_areas(stat, scale):
     np.testing.assert_allclose(got[0], got[1], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("resampling", ["bilinear", "cubic", "cubic_spline"])
-@pytest.mark.parametrize("ratio", [2.5, 4.0])
+@pytest.mark.parametrize(
+    "resampling, ratio",
+    [(k, r) for k in ("bilinear", "cubic", "cubic_spline") for r in (2.5, 4.0)] + [("lanczos", 4.0)],
+)
 def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
     """Downsampling random data: kernels widen by the ratio, as GDAL's do (plain kernels would alias and
     differ by ~0.4 here). GDAL estimates the ratio from its chunk's source window (0.5-1 % off here,
-    which moves values ~1 %), so the oracle gets the true ratio as XSCALE/YSCALE. (``lanczos`` widens the
-    same way but GDAL's downsampling lanczos weights its taps differently: not compared here.)"""
+    which moves values ~1 %), so the oracle gets the true ratio as XSCALE/YSCALE. (``lanczos`` agrees at
+    ratio 4; at 2.5 GDAL 3.10 differs on the pixels whose centre falls on a source pixel's centre line:
+    not compared there.)"""
     src = around("a", "EPSG:32618", -75.0, 40.0, 10.0, 400, 5)
     store = store_of(make_store, [src])
     tres, n = 10.0 * ratio, int(300 / ratio)
