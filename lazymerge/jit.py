@@ -3,11 +3,15 @@
 Each loop walks the block row by row: ``_row`` turns a ``lazymerge.transform.Mapping`` into the source pixel
 coordinates of one row (affine, per-axis lookups or the control grid's bilinear interpolation), then the
 row's pixels are sampled and written in the same pass; the per-pixel coordinates are never materialised.
+Rotated rows prefetch the next row's source lines (``_prefetch``); mappings without rotation sample per
+column and per row, kernels as a horizontal pass per source row and a vertical pass per block row.
 
 ``sample_into``: nearest/bilinear/cubic/cubic_spline/lanczos with GDAL's conventions: pixel ``(i, j)``
 covers ``[j, j + 1) x [i, i + 1)``, nearest takes ``floor``, kernels weight the pixel centres around the
 point, skip nodata and renormalise, and widen by ``1 / scale`` when downsampling (GDAL's XSCALE/YSCALE).
-``average_into``: area statistics over each target pixel's footprint (its four corners in source pixels).
+``average_into``: area statistics over each target pixel's footprint (its four corners in source pixels),
+exactly: weighted statistics over rotated footprints by Green's theorem over their edges, the others cell
+by cell.
 """
 
 from __future__ import annotations
@@ -669,25 +673,33 @@ def _coverage(qx, qy, acc: np.ndarray) -> None:
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _prefix_rows(data, nodata, use_nodata, square) -> tuple[np.ndarray, np.ndarray]:
     """Running sums along each source row, (h, w + 1) each: of the valid values (squared with ``square``)
-    and of validity. Linear between columns, they are the integrals from the row's start that
-    ``_edge_integral`` walks."""
+    and of validity (empty when every pixel is valid). Linear between columns, they are the integrals from
+    the row's start that ``_edge_integral`` walks."""
     h, w = data.shape
-    sums, valid = np.zeros((h, w + 1)), np.zeros((h, w + 1))
-    holes = 0
+    sums = np.empty((h, w + 1))
+    holes = False
     for i in range(h):
-        run, count = 0.0, 0.0
+        run = 0.0
+        sums[i, 0] = 0.0
         for j in range(w):
             s = data[i, j]
             ok = _valid(s, nodata, use_nodata)
-            v = float(s) * float(s) if square else float(s)
-            run += v if ok else 0.0
-            count += 1.0 if ok else 0.0
-            sums[i, j + 1], valid[i, j + 1] = run, count
-        holes += count < w
-    return sums, valid if holes else valid[:0]
+            holes |= not ok
+            run += (float(s) * float(s) if square else float(s)) if ok else 0.0
+            sums[i, j + 1] = run
+    if not holes:  # every pixel valid: validity's running sum is the column itself
+        return sums, np.empty((0, 0))
+    valid = np.empty((h, w + 1))
+    for i in range(h):
+        count = 0.0
+        valid[i, 0] = 0.0
+        for j in range(w):
+            count += 1.0 if _valid(data[i, j], nodata, use_nodata) else 0.0
+            valid[i, j + 1] = count
+    return sums, valid
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
 def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
     """Green's theorem: the integral of F dy along the segment (xa, ya) -> (xb, yb) in source pixels, for F
     the row running sums of ``_prefix_rows`` (values, validity); over a closed polygon these give the
@@ -728,17 +740,16 @@ def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
 
 @numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
 def _running(sums, valid, row, x, w) -> tuple[float, float]:
-    """The row's running sums at x (0 before the row, the row's totals after it); ``valid`` is empty when
-    every pixel is valid (its running sum is then x itself)."""
-    if x <= 0:
-        return 0.0, 0.0
-    full = valid.shape[0] > 0
-    if x >= w:
-        return sums[row, w], valid[row, w] if full else float(w)
-    j = int(x)
-    t = x - j
+    """The row's running sums at x (0 before the row, the row's totals after it; branch-free, which
+    halves the cost of ``average`` between UTM zones); ``valid`` is empty when every pixel is valid (its
+    running sum is then x itself, clamped to the row)."""
+    xc = min(max(x, 0.0), float(w))
+    j = min(int(xc), w - 1)
+    t = xc - j
     f = sums[row, j] + t * (sums[row, j + 1] - sums[row, j])
-    return f, valid[row, j] + t * (valid[row, j + 1] - valid[row, j]) if full else x
+    if valid.shape[0] == 0:
+        return f, xc
+    return f, valid[row, j] + t * (valid[row, j + 1] - valid[row, j])
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
