@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,19 @@ from lazymerge.transform import THRESHOLD, Mapping, pixel_mapping
 
 READ_AHEAD = 2  # source windows read concurrently ahead of the one being warped
 _readers: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _start(read: Callable[[Any, TaskRow], np.ndarray], store: Any, task: TaskRow, inline: bool) -> Future:
+    """Start reading ``task``'s window: in a reader thread, or here when there is nothing to overlap it
+    with (a block with one source: no thread handoff)."""
+    if not inline:
+        return _reader_pool().submit(read, store, task)
+    done: Future = Future()
+    try:
+        done.set_result(read(store, task))
+    except Exception as exc:  # raised where the result is taken, as from a thread
+        done.set_exception(exc)
+    return done
 
 
 def _reader_pool() -> ThreadPoolExecutor:
@@ -141,15 +154,16 @@ def render_chunk(
 
     pending: dict[int, Future] = {}
     checked: set[int] = set()
+    wrote = False  # whether any source has written yet
     for index, task in enumerate(rows):
         for ahead in range(index, min(index + 1 + READ_AHEAD, len(rows))):  # keep reads in flight
             if ahead not in checked:
                 checked.add(ahead)
                 if needed(rows[ahead], False):
-                    pending[ahead] = _reader_pool().submit(read, store, rows[ahead])
+                    pending[ahead] = _start(read, store, rows[ahead], inline=len(rows) == 1)
         if index not in pending:
             continue
-        if only_empty and not needed(task, True):  # filled meanwhile: drop the read
+        if only_empty and wrote and not needed(task, True):  # filled meanwhile: drop the read
             pending.pop(index).cancel()
             continue
         data = pending.pop(index).result()
@@ -164,18 +178,21 @@ def render_chunk(
             buffers = (one.values, one.count, _NO_WINNER)
         if area:
             stat = jit.AREA[opts.resampling]
-            jit.average_into(data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, only_empty)
+            n = jit.average_into(
+                data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, only_empty
+            )
         else:
             scale = kernel_scale(m, ~level.transform) if opts.resampling != "nearest" else _ONE
             code = jit.CODES[opts.resampling]
-            jit.sample_into(
+            n = jit.sample_into(
                 data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, only_empty
             )
+        wrote |= n > 0
         if quality_rows is not None:
             method.add(one.values, one.count > 0, index, quality=quality(level.source))
         elif not fused:
             method.add(one.values, one.count > 0, index)
-        if only_empty and has.all():  # first: the block is full
+        if only_empty and n and has.all():  # first: the block is full
             break
     for future in pending.values():
         future.cancel()
@@ -196,8 +213,9 @@ _NO_WINNER = np.zeros((1, 1), dtype="i4")  # the compiled loops skip recording s
 _ONE = np.ones(2)
 
 
+@lru_cache(maxsize=1024)
 def _coef(transform: Affine) -> np.ndarray:
-    """The inverse affine's six coefficients (source CRS -> source pixel)."""
+    """The inverse affine's six coefficients (source CRS -> source pixel); cached: not to be modified."""
     inv = ~transform
     return np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
 
