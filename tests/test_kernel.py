@@ -330,7 +330,7 @@ def test_edge_integrals_equal_cell_by_cell_areas(stat, scale):
     """The two exact routes for weighted statistics over rotated footprints agree: Green's theorem over
     the footprints' edges and the cell-by-cell coverage. Random values with NaN holes and a nodata value,
     footprints rotated by ~4 degrees and scaled (``scale`` source pixels per target pixel), a window
-    edge through the block."""
+    edge through the block, and corners whose transform failed (NaN, inf)."""
     from lazymerge import jit
 
     rng = np.random.default_rng(7)
@@ -343,6 +343,8 @@ def test_edge_integrals_equal_cell_by_cell_areas(stat, scale):
     rows = np.arange(bh + 1.0)[:, None]
     gx = scale * (np.cos(t) * cols - np.sin(t) * rows) + (140 - scale * bw * 0.8)
     gy = scale * (np.sin(t) * cols + np.cos(t) * rows) + 7.3
+    gx[12, 20] = np.nan  # a corner whose transform failed: its four pixels get nothing
+    gy[3, 5] = np.inf
     ri, ci = np.arange(bh + 1), np.arange(bw + 1)
     m = (jit.GRID, gx, gy, ri, ci)
     ident, window = np.array([1.0, 0, 0, 0, 1.0, 0]), np.array([0.0, 120, 0, 140])
@@ -353,6 +355,7 @@ def test_edge_integrals_equal_cell_by_cell_areas(stat, scale):
         jit.average_into(data, -9.0, True, m, ident, window, jit.AREA[stat], out, 0, False, green)
         got.append(values)
     assert np.isfinite(got[0]).sum() > 0.5 * bh * bw and np.isnan(got[0]).any()  # the window edge
+    assert np.isnan(got[0][11:13, 19:21]).all() and np.isnan(got[0][2:4, 4:6]).all()
     np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(got[1]))
     np.testing.assert_allclose(got[0], got[1], rtol=1e-9, atol=1e-12)
 
