@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,12 @@ def cpu(fn, repeat: int = 5) -> float:
         fn()
         best = min(best, time.process_time() - t0)
     return best
+
+
+def in_memory(store, row):
+    """A ``read`` hook for ``render_chunk`` returning the row's window, read once beforehand."""
+    window = read_window(store, row)
+    return lambda _store, _task: window
 
 
 def cpu_pair(a, b, repeat: int = 7) -> tuple[float, float]:
@@ -125,12 +132,9 @@ def main() -> None:
                     )
 
                 opts = KernelOptions(resampling=rs)
-                window = read_window(store, row)
-
-                def ours(opts=opts, row=row, grid=grid, store=store, window=window):
-                    read = lambda _store, _task: window  # noqa: E731  the window, already in memory
-                    render_chunk([row], grid, 0, 0, store, np.dtype("f4"), opts, read=read)
-
+                ours = partial(
+                    render_chunk, [row], grid, 0, 0, store, np.dtype("f4"), opts, read=in_memory(store, row)
+                )
                 t_gdal, t_ours = cpu_pair(gdal, ours)
                 ratio = f"{t_gdal / t_ours:5.2f}x"
                 print(f"{case:<14} {size:>6} {rs:<9} {mpix / t_ours:16.1f} {mpix / t_gdal:12.1f} {ratio:>6}")
@@ -139,12 +143,18 @@ def main() -> None:
             exact = pixel_mapping(*block, 0.0, exact=True).dense()
             approx = pixel_mapping(*block, 0.01 * abs(row.level.transform.a)).dense()
             err = np.nanmax(np.hypot(exact[0] - approx[0], exact[1] - approx[1])) / abs(row.level.transform.a)
+            nearest = partial(
+                render_chunk, [row], grid, 0, 0, store, np.dtype("f4"), read=in_memory(store, row)
+            )
+            t_block = cpu(nearest)
+            t_grid = cpu(partial(pixel_mapping, *block, 0.01 * abs(row.level.transform.a)))
             ours = render_chunk([row], grid, 0, 0, store, np.dtype("f4"), KernelOptions())
             oracle = warp_exact(raster, grid.crs.to_wkt(), grid.transform, (size, size))
             same = np.mean((ours == oracle) | (np.isnan(ours) & np.isnan(oracle)))
             notes.append(
                 f"{case:<14} {size:>5}: max coordinate error {err:.1e} px; "
-                f"nearest identical to GDAL exact on {100 * same:.3f} % of pixels"
+                f"nearest identical to GDAL exact on {100 * same:.3f} % of pixels; "
+                f"the mapping takes {1e3 * t_grid:.2f} ms of a {1e3 * t_block:.2f} ms nearest block"
             )
     import tempfile
 

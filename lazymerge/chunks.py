@@ -10,7 +10,6 @@ zarr: ``codec(arr)`` returns None for it.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any
 
@@ -19,7 +18,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+
+from lazymerge.aio import zarr_gather
 
 _COMPRESSORS = {ZstdCodec: numcodecs.Zstd, BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}
 RAW = "raw"  # codec() of a plain array stored uncompressed
@@ -68,7 +68,7 @@ def get_chunks(arr: zarr.Array, compressor: Any, indices: list[tuple[int, ...]])
     its one thread."""
     proto = default_buffer_prototype()
     store = arr.store_path.store
-    bufs = sync(_gather([store.get(_key(arr, i), prototype=proto) for i in indices]))
+    bufs = zarr_gather([store.get(_key(arr, i), prototype=proto) for i in indices])
     out = []
     for buf in bufs:
         if buf is None:
@@ -90,8 +90,4 @@ def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: n
     data = np.ascontiguousarray(block, dtype=arr.dtype)
     encoded = data.tobytes() if compressor is RAW else compressor.encode(data)
     buf = default_buffer_prototype().buffer.from_bytes(encoded)
-    sync(arr.store_path.store.set(_key(arr, index), buf))
-
-
-async def _gather(coros: list) -> list:
-    return await asyncio.gather(*coros)
+    zarr_gather([arr.store_path.store.set(_key(arr, index), buf)])

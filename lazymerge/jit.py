@@ -12,6 +12,9 @@ point, skip nodata and renormalise, and widen by ``1 / scale`` when downsampling
 ``average_into``: area statistics over each target pixel's footprint (its four corners in source pixels),
 exactly: weighted statistics over rotated footprints by Green's theorem over their edges, the others cell
 by cell.
+
+One module on purpose: numba's on-disk cache is invalidated only when the file defining a function
+changes, not when a function it calls from another file does, so loops that call each other live here.
 """
 
 from __future__ import annotations
@@ -740,9 +743,9 @@ def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
 
 @numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
 def _running(sums, valid, row, x, w) -> tuple[float, float]:
-    """The row's running sums at x (0 before the row, the row's totals after it; branch-free, which
-    halves the cost of ``average`` between UTM zones); ``valid`` is empty when every pixel is valid (its
-    running sum is then x itself, clamped to the row)."""
+    """The row's running sums at x (0 before the row, the row's totals after it; clamped, not branched:
+    it runs several times per pixel); ``valid`` is empty when every pixel is valid (its running sum is
+    then x itself, clamped to the row)."""
     xc = min(max(x, 0.0), float(w))
     j = min(int(xc), w - 1)
     t = xc - j
@@ -875,12 +878,7 @@ def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, o
                     weight += f
             if weight <= 1e-10:
                 continue
-            if stat == AVERAGE:
-                values[y, x] = acc / weight
-            elif stat == RMS:
-                values[y, x] = math.sqrt(acc / weight)
-            else:
-                values[y, x] = acc
+            values[y, x] = _weighted(stat, acc, weight)
             count[y, x] = 1
             if track:
                 winner[y, x] = index

@@ -11,7 +11,6 @@ assembled from them.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections import OrderedDict
@@ -20,8 +19,8 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.core.sync import sync
 
+from lazymerge.aio import zarr_gather
 from lazymerge.chunks import codec, get_chunks
 from lazymerge.errors import SettingError
 from lazymerge.planner.table import TaskRow
@@ -93,7 +92,7 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
             fetched = get_chunks(arr, compressor, missing)
         else:
             sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
-            fetched = sync(_fetch(arr, sels))
+            fetched = zarr_gather([arr._async_array.getitem(sel) for sel in sels])
         found.update(zip(missing, fetched, strict=True))
         _remember(scope, store, task.level.path, dict(zip(missing, fetched, strict=True)))
     out = np.empty((r1 - r0, c1 - c0), dtype=arr.dtype)
@@ -103,11 +102,6 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
         b0, b1 = max(c0, left), min(c1, left + chunk.shape[1])
         out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = chunk[a0 - top : a1 - top, b0 - left : b1 - left]
     return out
-
-
-async def _fetch(arr: zarr.Array, selections: list[tuple[slice, slice]]) -> list[np.ndarray]:
-    """The selections, read concurrently on zarr's event loop."""
-    return list(await asyncio.gather(*(arr._async_array.getitem(sel) for sel in selections)))
 
 
 def _remember(scope: str, store: Any, path: str, chunks: dict[tuple[int, int], np.ndarray]) -> None:

@@ -9,16 +9,11 @@ import pytest
 import zarr
 
 from lazymerge import errors
+from lazymerge.demo import SEED_TARGET
 from lazymerge.merge import merge
 from lazymerge.planner import plan
 
-GOOD = {
-    "crs": "EPSG:32618",
-    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
-    "resolution": 10.0,
-    "chunk_size": (256, 256),
-    "bands": "data",
-}
+GOOD = {**SEED_TARGET, "resolution": 10.0, "chunk_size": (256, 256), "bands": "data"}
 
 
 def call(store, **overrides):

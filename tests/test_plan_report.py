@@ -8,20 +8,14 @@ import pytest
 import zarr
 
 from lazymerge.cli import main
+from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import InvalidWhereError, TaskMemoryError
 from lazymerge.merge import DEFAULT_RESERVED_MEM, default_spec, merge
 from lazymerge.meta import write_meta
 from lazymerge.planner import plan
 from lazymerge.planner.table import Plan
 
-REQUEST = {
-    "crs": "EPSG:32618",
-    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
-    "resolution": 10.0,
-    "chunk_size": (100, 100),
-    "bands": "data",
-    "sortby": "-id",
-}
+REQUEST = {**SEED_TARGET, "resolution": 10.0, "chunk_size": (100, 100), "bands": "data", "sortby": "-id"}
 
 
 @pytest.fixture

@@ -8,17 +8,13 @@ import numpy as np
 import pytest
 import zarr
 
+from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import EmptyPlanWarning
 from lazymerge.merge import merge
 from lazymerge.meta import MetaTable
 from lazymerge.planner import plan
 
-SEED = {
-    "crs": "EPSG:32618",
-    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
-    "resolution": 10.0,
-    "bands": "data",
-}
+SEED = {**SEED_TARGET, "resolution": 10.0, "bands": "data"}
 COLUMNS = [
     "band",
     "chunk_row",

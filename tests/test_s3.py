@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import zarr
 
+from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import StoreError
 from lazymerge.merge import merge
 
@@ -13,14 +14,7 @@ from s3_server import BUCKET, start, upload
 
 pytestmark = pytest.mark.slow
 
-SEED = {
-    "crs": "EPSG:32618",
-    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
-    "resolution": 20.0,
-    "chunk_size": (128, 128),
-    "bands": "data",
-    "sortby": "id",
-}
+SEED = {**SEED_TARGET, "resolution": 20.0, "chunk_size": (128, 128), "bands": "data", "sortby": "id"}
 
 
 @pytest.fixture(scope="module")

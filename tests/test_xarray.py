@@ -6,15 +6,10 @@ import cubed
 import numpy as np
 from rasterix import RasterIndex
 
+from lazymerge.demo import SEED_TARGET
 from lazymerge.merge import merge
 
-SEED = {
-    "crs": "EPSG:32618",
-    "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0),
-    "resolution": 20.0,
-    "chunk_size": (128, 128),
-    "bands": "data",
-}
+SEED = {**SEED_TARGET, "resolution": 20.0, "chunk_size": (128, 128), "bands": "data"}
 
 
 def test_to_xarray(seed_store):

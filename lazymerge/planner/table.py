@@ -20,6 +20,7 @@ from affine import Affine
 from pyproj import CRS
 from zarr.core.sync import sync
 
+from lazymerge.aio import zarr_gather
 from lazymerge.grid import TargetGrid
 
 LEVEL_COLUMNS = ("source", "band", "level")
@@ -207,7 +208,8 @@ class Plan:
             arrays[f"levels/{name}"] = (data, (min(m, 4096),), dtype)
         root.create_group("rows")
         root.create_group("levels")
-        sync(_create_arrays(root, arrays))  # concurrently: one round trip each, not one after another
+        group = root._async_group  # created concurrently: one round trip each, not one after another
+        zarr_gather([_create(group, k, *spec) for k, spec in arrays.items()])
         import pyarrow.parquet as pq  # the readable copy, for people and other tools
 
         store_path = str(path)
@@ -216,13 +218,8 @@ class Plan:
         return path
 
 
-async def _create_arrays(root: zarr.Group, arrays: dict[str, tuple[np.ndarray, tuple, Any]]) -> None:
-    """Create and fill the arrays under ``root`` (name: data, chunks, dtype or None for data's)."""
-    group = root._async_group
-    await asyncio.gather(*(_create(group, k, *spec) for k, spec in arrays.items()))
-
-
 async def _create(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any) -> None:
+    """Create and fill the array ``name`` under ``group`` (``dtype``: None for data's)."""
     if dtype is None:
         await group.create_array(name, data=data, chunks=chunks)
         return
@@ -312,7 +309,7 @@ def _slices(path: str, plan: dict[str, Any], names: tuple[str, ...], lo: int, hi
                 found[name, k] = block
     missing = [key for key in wanted if key not in found]
     if missing:
-        fetched = sync(_read_all([plan[name]._async_array.getitem(wanted[name, k]) for name, k in missing]))
+        fetched = zarr_gather([plan[name]._async_array.getitem(wanted[name, k]) for name, k in missing])
         with _chunks_lock:
             for key, block in zip(missing, fetched, strict=True):
                 found[key] = block
@@ -330,10 +327,6 @@ def _slices(path: str, plan: dict[str, Any], names: tuple[str, ...], lo: int, hi
         ]
         out.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
     return out
-
-
-async def _read_all(reads: list) -> list[np.ndarray]:
-    return list(await asyncio.gather(*reads))
 
 
 def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
