@@ -49,8 +49,9 @@ AREA = {
     "q1": Q1,
     "q3": Q3,
 }
-GREEN_CELLS = 4 << 20  # up to this many window pixels (64 MiB of running sums), weighted area
-# resamplings over rotated footprints integrate edges (Green's theorem); larger windows go cell by cell
+GREEN_CELLS = 16 << 20  # up to this many window pixels (128 MiB of running sums, twice with holes),
+# weighted area resamplings over rotated footprints integrate edges (Green's theorem); larger windows go
+# cell by cell
 QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
 LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.transform.Mapping
 
@@ -755,6 +756,81 @@ def _running(sums, valid, row, x, w) -> tuple[float, float]:
     return f, valid[row, j] + t * (valid[row, j + 1] - valid[row, j])
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _crossing(a: float, b: float) -> float:
+    """How far along a -> b (0 to 1) it crosses the integer between them; 0 or 1 when there is none
+    (``|b - a| < 1``, so there is at most one)."""
+    d = b - a
+    t = (math.floor(max(a, b)) - a) / (d if d != 0.0 else 1.0)
+    return min(max(t, 0.0), 1.0) if d != 0.0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
+    """``_edge_integral`` in two stages for edges shorter than a pixel along both axes; this is the first,
+    branch-free so that it vectorises. Such an edge crosses at most one row and one column: three
+    pieces (some empty), each inside one pixel, where the running sum is linear, so a piece's integral is
+    the running sum at its midpoint times its dy. Per piece: the flat index of the running sum left of
+    the midpoint (``at``), the midpoint's fraction past it, its dy (0 outside the window's rows); per
+    edge, ``area``: the integral of the valid area when every pixel is valid (the running sum of
+    validity is then the clamped column itself). Edge ``e`` runs from point ``e`` of (xa, ya) to
+    point ``e + shift`` of (xb, yb)."""
+    for e in range(area.shape[0]):
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        dx, dy_ = x1 - x0, y1 - y0
+        t1, t2 = _crossing(y0, y1), _crossing(x0, x1)
+        lo, hi = min(t1, t2), max(t1, t2)
+        valid = 0.0
+        for p in range(3):
+            start = 0.0 if p == 0 else (lo if p == 1 else hi)
+            end = lo if p == 0 else (hi if p == 1 else 1.0)
+            mid = 0.5 * (start + end)
+            row = np.int32(math.floor(y0 + mid * dy_))
+            x = min(max(x0 + mid * dx, 0.0), float(w))
+            j = min(np.int32(x), np.int32(w - 1))
+            piece = (end - start) * dy_ if (row >= 0) & (row < h) else 0.0
+            at[p, e] = min(max(row, np.int32(0)), np.int32(h - 1)) * np.int32(w + 1) + j
+            frac[p, e] = x - j
+            dy[p, e] = piece
+            valid += piece * x
+        area[e] = valid
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sum_pieces(flat, at, frac, dy, out) -> None:
+    """The second stage of ``_short_pieces``: each edge's pieces' running sums (``flat``: a ``_prefix_rows``
+    array, raveled) at their midpoints, times their dy."""
+    for e in range(out.shape[0]):
+        acc = 0.0
+        for p in range(3):
+            k = at[p, e]
+            f = flat[k]
+            acc += dy[p, e] * (f + frac[p, e] * (flat[k + 1] - f))
+        out[e] = acc
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
+    """``_edge_integral`` of the edges from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb),
+    into ``out`` (values) and ``area`` (valid area): in two vectorising stages when all are shorter
+    than a pixel along both axes (``scratch``: their buffers, (3, n) for n edges), else one by one."""
+    h, w = sums.shape[0], sums.shape[1] - 1
+    short = True
+    for e in range(out.shape[0]):
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        near = (abs(x0) < 1e9) & (abs(y0) < 1e9)  # pixel indices fit in int32; NaN fails too
+        short &= near & (abs(x1 - x0) < 1.0) & (abs(y1 - y0) < 1.0)
+    if not short:
+        for e in range(out.shape[0]):
+            out[e], area[e] = _edge_integral(xa[e], ya[e], xb[e + shift], yb[e + shift], sums, valid)
+        return
+    at, frac, dy = scratch
+    _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area)
+    _sum_pieces(sums.reshape(-1), at, frac, dy, out)
+    if valid.shape[0]:
+        _sum_pieces(valid.reshape(-1), at, frac, dy, area)
+
+
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty) -> int:
     """``average``/``sum``/``rms`` over rotated footprints by Green's theorem: each footprint's integrals
@@ -769,19 +845,17 @@ def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, 
     top_v, top_a = np.empty(bw), np.empty(bw)  # the edges along the pixels' top and bottom corners
     bot_v, bot_a = np.empty(bw), np.empty(bw)
     side_v, side_a = np.empty(bw + 1), np.empty(bw + 1)  # the edges down each corner column
+    scratch = (np.empty((3, bw + 1), np.int32), np.empty((3, bw + 1)), np.empty((3, bw + 1)))
     _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
-    for x in range(bw):
-        bot_v[x], bot_a[x] = _edge_integral(bot_c[x], bot_r[x], bot_c[x + 1], bot_r[x + 1], sums, valid)
+    _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
     track = winner.shape == values.shape
     written = 0
     for y in range(bh):
         top_c, bot_c, top_r, bot_r = bot_c, top_c, bot_r, top_r
         top_v, bot_v, top_a, bot_a = bot_v, top_v, bot_a, top_a
         _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
-        for x in range(bw):
-            bot_v[x], bot_a[x] = _edge_integral(bot_c[x], bot_r[x], bot_c[x + 1], bot_r[x + 1], sums, valid)
-        for x in range(bw + 1):
-            side_v[x], side_a[x] = _edge_integral(top_c[x], top_r[x], bot_c[x], bot_r[x], sums, valid)
+        _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
+        _edges(top_c, top_r, bot_c, bot_r, 0, sums, valid, scratch, side_v, side_a)
         for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue

@@ -325,24 +325,27 @@ def test_average_is_the_area_weighted_mean_of_the_footprint(make_store):
 
 
 @pytest.mark.parametrize("stat", ["average", "sum", "rms"])
-@pytest.mark.parametrize("scale", [1.0, 3.3])
-def test_edge_integrals_equal_cell_by_cell_areas(stat, scale):
+@pytest.mark.parametrize("scale, top", [(1.0, 7.3), (1.0, -6.6), (3.3, 7.3)])
+@pytest.mark.parametrize("holes", [True, False])
+def test_edge_integrals_equal_cell_by_cell_areas(stat, scale, top, holes):
     """The two exact routes for weighted statistics over rotated footprints agree: Green's theorem over
-    the footprints' edges and the cell-by-cell coverage. Random values with NaN holes and a nodata value,
-    footprints rotated by ~4 degrees and scaled (``scale`` source pixels per target pixel), a window
-    edge through the block, and corners whose transform failed (NaN, inf)."""
+    the footprints' edges and the cell-by-cell coverage. Random values (with NaN holes and a nodata
+    value, or none), footprints rotated by ~4 degrees and scaled (``scale`` source pixels per target
+    pixel: edges shorter than a pixel take the two-stage route), a window edge through the block (the
+    right one, and with ``top`` < 0 the top one too), and corners whose transform failed (NaN, inf)."""
     from lazymerge import jit
 
     rng = np.random.default_rng(7)
     data = rng.random((120, 140)).astype("f4")
-    data[rng.random(data.shape) < 0.05] = np.nan
-    data[rng.random(data.shape) < 0.05] = -9
+    if holes:
+        data[rng.random(data.shape) < 0.05] = np.nan
+        data[rng.random(data.shape) < 0.05] = -9
     t = np.deg2rad(4.0)
     bh, bw = 30, 40
     cols = np.arange(bw + 1.0)  # the block's corner lattice, in source pixels (partly outside the window)
     rows = np.arange(bh + 1.0)[:, None]
     gx = scale * (np.cos(t) * cols - np.sin(t) * rows) + (140 - scale * bw * 0.8)
-    gy = scale * (np.sin(t) * cols + np.cos(t) * rows) + 7.3
+    gy = scale * (np.sin(t) * cols + np.cos(t) * rows) + top
     gx[12, 20] = np.nan  # a corner whose transform failed: its four pixels get nothing
     gy[3, 5] = np.inf
     ri, ci = np.arange(bh + 1), np.arange(bw + 1)
