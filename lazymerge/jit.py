@@ -271,7 +271,7 @@ def _nearest_row(
     for x in range(cols.shape[0]):
         c, r = cols[x], rows[x]
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-        flat[x] = np.int64(r) * w + np.int64(c) if inside else -1  # truncation is floor: both are >= 0
+        flat[x] = np.int64(np.int32(r)) * w + np.int32(c) if inside else -1  # truncation is floor (>= 0)
     return _gather_row(src, flat, nodata, use_nodata, values, has, winner, index, only_empty)
 
 
@@ -314,7 +314,7 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         for k in range(0 if b == 0 else 1, span + 1):
             c, r = c0 + k * dc, r0 + k * dr
             inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-            flat[base + k] = np.int64(r) * w + np.int64(c) if inside else -1
+            flat[base + k] = np.int64(np.int32(r)) * w + np.int32(c) if inside else -1  # int32: vectorises
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import zarr
@@ -10,7 +12,7 @@ from lazymerge.errors import BandNotFoundError, BandsInferredWarning, GroupByErr
 from lazymerge.merge import merge
 from lazymerge.meta import MetaTable, write_meta
 from lazymerge.planner import plan
-from lazymerge.planner.report import task_memory
+from lazymerge.planner.report import read_bytes, task_memory
 from lazymerge.stores import resolve_store
 
 from conftest import add_source
@@ -244,3 +246,16 @@ def test_quality_band_plan_counts_its_reads_not_its_tasks(store):
     keys_f, mem_f = task_memory(first)
     np.testing.assert_array_equal(keys_q, keys_f)
     assert (mem_q > mem_f).all()
+
+
+def test_average_tasks_project_their_running_sums(store):
+    """``average`` integrates footprints over running sums of its windows (two float64 arrays): each task's
+    projected memory holds them for its largest window, beyond what the same plan projects for nearest."""
+    avg = compute(store, bands="B04", resampling="average").plan
+    keys, mem = task_memory(avg)
+    keys_n, mem_n = task_memory(dataclasses.replace(avg, resampling="nearest"))
+    np.testing.assert_array_equal(keys, keys_n)
+    pixels = read_bytes(avg) // 4  # float32 sources
+    largest = np.zeros(len(keys), dtype="i8")
+    np.maximum.at(largest, np.searchsorted(keys, avg.chunk_keys()), pixels)
+    np.testing.assert_array_equal(mem - mem_n, 16 * largest)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lazymerge.errors import TaskMemoryError
+from lazymerge.jit import GREEN_CELLS
 from lazymerge.kernel import READ_AHEAD
 from lazymerge.planner.table import Plan
 
@@ -15,6 +16,7 @@ from lazymerge.planner.table import Plan
 # method temporaries and masks (~36 B); 16 B per source CRS for the area resamplings' corner lattice.
 PIXEL_OVERHEAD = 68
 PIXEL_PER_CRS = 16
+GREEN = ("average", "sum", "rms")  # resamplings that integrate footprints over running sums
 HISTOGRAM_EDGES = (0, 1, 2, 3, 5, 9, 17, 33)
 
 
@@ -22,18 +24,23 @@ def _level_column(plan: Plan, name: str) -> np.ndarray:
     return plan.levels[name].to_numpy()[plan.level_ids()]
 
 
-def read_bytes(plan: Plan) -> np.ndarray:
-    """Uncompressed bytes each row reads: its window rounded out to the source's chunk grid."""
+def _read_pixels(plan: Plan) -> np.ndarray:
+    """Pixels each row reads: its window rounded out to the source's chunk grid."""
     if plan.n_pairs == 0:
         return np.zeros(0, dtype="i8")
     t = plan.table
     r0, r1, c0, c1 = (t[c].to_numpy().astype("i8") for c in ("src_row0", "src_row1", "src_col0", "src_col1"))
     cy = np.maximum(_level_column(plan, "chunk_y"), 1)
     cx = np.maximum(_level_column(plan, "chunk_x"), 1)
-    rows = (-(-r1 // cy) - r0 // cy) * cy
-    cols = (-(-c1 // cx) - c0 // cx) * cx
+    return (-(-r1 // cy) - r0 // cy) * cy * (-(-c1 // cx) - c0 // cx) * cx
+
+
+def read_bytes(plan: Plan) -> np.ndarray:
+    """Uncompressed bytes each row reads: its window rounded out to the source's chunk grid."""
+    if plan.n_pairs == 0:
+        return np.zeros(0, dtype="i8")
     itemsize = np.array([np.dtype(d).itemsize for d in plan.levels["dtype"].to_pylist()])[plan.level_ids()]
-    return rows * cols * itemsize
+    return _read_pixels(plan) * itemsize
 
 
 def _quality_rows(plan: Plan) -> np.ndarray:
@@ -47,8 +54,9 @@ def _quality_rows(plan: Plan) -> np.ndarray:
 
 def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     """(chunk key, projected bytes) of every task with rows: its block, the kernel's per-pixel arrays,
-    its largest read held twice (compressed and decoded), READ_AHEAD more such reads in flight, and its
-    chunk's largest quality-band read (``quality:<band>``)."""
+    its largest read held twice (compressed and decoded), READ_AHEAD more such reads in flight, its
+    chunk's largest quality-band read (``quality:<band>``), and for ``average``/``sum``/``rms`` the
+    running sums over its largest window (two float64 arrays, up to ``jit.GREEN_CELLS`` pixels)."""
     if plan.n_pairs == 0:
         return np.zeros(0, dtype="i8"), np.zeros(0, dtype="i8")
     keys, reads, quality = plan.chunk_keys(), read_bytes(plan), _quality_rows(plan)
@@ -63,6 +71,10 @@ def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     pixels = ch * cw
     block = pixels * (np.dtype(plan.dtype).itemsize + PIXEL_OVERHEAD + PIXEL_PER_CRS * n_crs)
     mem = block + (2 + READ_AHEAD) * largest
+    if plan.resampling in GREEN:
+        cells = np.zeros(len(uniq), dtype="i8")
+        np.maximum.at(cells, inverse, _read_pixels(plan)[~quality])
+        mem = mem + 16 * np.minimum(cells, GREEN_CELLS)
     if quality.any():  # (time, chunk) of every key: the quality window is held beside each band's reads
         nr, nc = plan.grid.nchunks
         nl = len(plan.layer_bands)
