@@ -64,8 +64,11 @@ def cpu_pair(a, b, repeat: int = 7) -> tuple[float, float]:
     return best_a, best_b
 
 
-def setup(case: str, size: int):
+def setup(case: str, size: int, ratio: float = 1.0):
+    """A ``size``-square target block of ``case`` (target pixels ``ratio`` times the case's), its source
+    window in a Zarr store in memory, the plan row reading it, and the same source for GDAL."""
     tcrs, scrs, sres, tres, (lon, lat) = CASES[case]
+    tres *= ratio
     cx, cy = Transformer.from_crs("EPSG:4326", tcrs, always_xy=True).transform(lon, lat)
     target = Affine(tres, 0, cx - size / 2 * tres + 0.3 * tres, 0, -tres, cy + size / 2 * tres - 0.2 * tres)
     sx, sy = Transformer.from_crs("EPSG:4326", scrs, always_xy=True).transform(lon, lat)
@@ -108,6 +111,35 @@ def first_call_seconds(cache_dir: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def gdal_warp(raster, data, grid, size: int, resampling: str) -> None:
+    rasterio.warp.reproject(
+        data,
+        np.empty((size, size), dtype="f4"),  # a new block, as render_chunk returns
+        src_transform=Affine(*raster.transform),
+        src_crs=raster.crs,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs.to_wkt(),
+        resampling=Resampling[resampling],
+        num_threads=1,
+    )
+
+
+def downsampling() -> None:
+    """``average`` when target pixels are larger than the source's (its usual use), between UTM zones."""
+    head = f"{'ratio':>5} {'chunk':>6} {'lazymerge Mpix/s':>16} {'GDAL Mpix/s':>12} {'x':>6}"
+    print(f"\naverage, UTM17->UTM18, target pixels 'ratio' times the source's\n{head}")
+    for ratio, size in ((2, 512), (2, 1024), (4, 512)):
+        grid, store, row, raster, data = setup("UTM17->UTM18", size, ratio)
+        gdal = partial(gdal_warp, raster, data, grid, size, "average")
+        opts = KernelOptions(resampling="average")
+        ours = partial(
+            render_chunk, [row], grid, 0, 0, store, np.dtype("f4"), opts, read=in_memory(store, row)
+        )
+        t_gdal, t_ours = cpu_pair(gdal, ours)
+        mpix = size * size / 1e6
+        print(f"{ratio:>5} {size:>6} {mpix / t_ours:16.1f} {mpix / t_gdal:12.1f} {t_gdal / t_ours:5.2f}x")
+
+
 def main() -> None:
     print(
         f"{'case':<14} {'chunk':>6} {'resampling':<9} {'lazymerge Mpix/s':>16} {'GDAL Mpix/s':>12} {'x':>6}"
@@ -118,19 +150,7 @@ def main() -> None:
             grid, store, row, raster, data = setup(case, size)
             mpix = size * size / 1e6
             for rs in RESAMPLINGS:
-
-                def gdal(rs=rs, raster=raster, data=data, grid=grid, size=size):
-                    rasterio.warp.reproject(
-                        data,
-                        np.empty((size, size), dtype="f4"),  # a new block, as render_chunk returns
-                        src_transform=Affine(*raster.transform),
-                        src_crs=raster.crs,
-                        dst_transform=grid.transform,
-                        dst_crs=grid.crs.to_wkt(),
-                        resampling=Resampling[rs],
-                        num_threads=1,
-                    )
-
+                gdal = partial(gdal_warp, raster, data, grid, size, rs)
                 opts = KernelOptions(resampling=rs)
                 ours = partial(
                     render_chunk, [row], grid, 0, 0, store, np.dtype("f4"), opts, read=in_memory(store, row)
@@ -156,6 +176,7 @@ def main() -> None:
                 f"nearest identical to GDAL exact on {100 * same:.3f} % of pixels; "
                 f"the mapping takes {1e3 * t_grid:.2f} ms of a {1e3 * t_block:.2f} ms nearest block"
             )
+    downsampling()
     import tempfile
 
     with tempfile.TemporaryDirectory() as cache:
