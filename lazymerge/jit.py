@@ -261,18 +261,13 @@ def _prefetch_row(src, cols, rows, h, w, n) -> None:
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _nearest_row(
-    data, src, nodata, use_nodata, cols, rows, flat, values, has, winner, index, only_empty
-) -> int:
-    """Nearest for one block row: writes where the containing source pixel is valid (and ``index`` into
-    ``winner`` unless it is the 1-element placeholder). Two passes: the flat source index of every pixel
-    (-1 outside the window; branch-free, so it vectorises), then the gather (``_gather_row``)."""
-    h, w = data.shape
+def _flat_row(cols, rows, h, w, flat) -> None:
+    """The flat index of the source pixel containing each point of a row (-1 outside the window);
+    branch-free, so it vectorises."""
     for x in range(cols.shape[0]):
         c, r = cols[x], rows[x]
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-        flat[x] = np.int64(np.int32(r)) * w + np.int32(c) if inside else -1  # truncation is floor (>= 0)
-    return _gather_row(src, flat, nodata, use_nodata, values, has, winner, index, only_empty)
+        flat[x] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1  # truncation is floor (>= 0)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -297,7 +292,7 @@ def _gather_row(src, flat, nodata, use_nodata, values, has, winner, index, only_
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
-    """``_row`` and ``_nearest_row``'s first pass in one, for a control grid: the flat index of the source
+    """``_row`` and ``_flat_row`` in one, for a control grid: the flat index of the source
     pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
     gx, gy, ci = m[1], m[2], m[4]
     rs, rf, tx, ty = state
@@ -314,7 +309,7 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         for k in range(0 if b == 0 else 1, span + 1):
             c, r = c0 + k * dc, r0 + k * dr
             inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-            flat[base + k] = np.int64(np.int32(r)) * w + np.int32(c) if inside else -1  # int32: vectorises
+            flat[base + k] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -550,7 +545,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     values, count, winner = out
     bh, bw = values.shape
     state = _row_state(m, bh)
-    cols, rows, flat = np.empty(bw), np.empty(bw), np.empty(bw, dtype=np.int64)
+    cols, rows = np.empty(bw), np.empty(bw)
     src = np.ascontiguousarray(data).ravel()  # a view unless ``data`` is not contiguous
     nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
     nv = int(math.ceil(RADIUS[mode] / scale[1]))
@@ -563,21 +558,13 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
             data, src, nodata, use_nodata, by_col, by_row, mode, unit, scale, nu, nv, wu, wv, out, index,
             only_empty,
         )  # fmt: skip
-    written = 0
     h, w = data.shape
-    if mode == NEAREST and m[0] == GRID:  # the hot path: flat indices straight from the grid
-        flat_next = np.empty(bw, dtype=np.int64)
-        if bh:
-            _grid_flat_row(m, state, 0, inv, window[2], window[0], h, w, flat)
-        for y in range(bh):
-            if y:
-                flat, flat_next = flat_next, flat
-            if y + 1 < bh:  # the next row's indices first, to prefetch its source lines
-                _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
-                _prefetch_flat(src, flat_next)
-            who = winner[y] if track else winner[0]
-            written += _gather_row(src, flat, nodata, use_nodata, values[y], count[y], who, index, only_empty)
-        return written
+    if mode == NEAREST:  # the hot path; int32 indices (they vectorise better) unless the window is huge
+        args = (data, src, nodata, use_nodata, m, state, inv, window, out, index, only_empty)
+        if h * w < 2**31:
+            return _nearest_block(*args, (np.empty(bw, dtype=np.int32), np.empty(bw, dtype=np.int32)))
+        return _nearest_block(*args, (np.empty(bw, dtype=np.int64), np.empty(bw, dtype=np.int64)))
+    written = 0
     cols_next, rows_next = np.empty(bw), np.empty(bw)
     if bh:
         _row(m, state, 0, inv, window[2], window[0], cols, rows)
@@ -586,17 +573,39 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
             cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
         if y + 1 < bh:  # the next row's coordinates first, to prefetch its source lines
             _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
-            _prefetch_row(src, cols_next, rows_next, h, w, nv if mode != NEAREST else 0)
+            _prefetch_row(src, cols_next, rows_next, h, w, nv)
         who = winner[y] if track else winner[0]
-        if mode == NEAREST:  # the hot path, kept minimal
-            written += _nearest_row(
-                data, src, nodata, use_nodata, cols, rows, flat, values[y], count[y], who, index, only_empty
-            )
-            continue
         written += _kernel_row(
             data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
             values[y], count[y], who, index, only_empty,
         )  # fmt: skip
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
+    """Nearest over a rotated block, row by row: each row's flat source indices (straight from the control
+    grid, or from the row's coordinates), then the gather (``_gather_row``). The next row's indices
+    come first, to prefetch its source lines. Returns how many pixels it wrote."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    flat, flat_next = flats
+    cols, rows = np.empty(bw), np.empty(bw)
+    track = winner.shape == values.shape
+    written = 0
+    for y in range(-1, bh):
+        if y + 1 < bh:
+            if m[0] == GRID:
+                _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
+            else:
+                _row(m, state, y + 1, inv, window[2], window[0], cols, rows)
+                _flat_row(cols, rows, h, w, flat_next)
+            _prefetch_flat(src, flat_next)
+        if y >= 0:
+            who = winner[y] if track else winner[0]
+            written += _gather_row(src, flat, nodata, use_nodata, values[y], count[y], who, index, only_empty)
+        flat, flat_next = flat_next, flat
     return written
 
 

@@ -403,7 +403,7 @@ def test_warm_fills_numbas_cache_so_workers_start_compiled(tmp_path):
         "import numpy as np\n"
         "from lazymerge import jit, warm\n"
         "warm.warm()\n"
-        "fns = [jit.sample_into, jit.average_into, jit.any_inside, jit._kernel_row, jit._nearest_row]\n"
+        "fns = [jit.sample_into, jit.average_into, jit.any_inside, jit._kernel_row, jit._nearest_block]\n"
         "print(sum(len(f.stats.cache_hits) for f in fns), sum(len(f.stats.cache_misses) for f in fns))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
