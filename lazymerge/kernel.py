@@ -154,7 +154,7 @@ def render_chunk(
 
     pending: dict[int, Future] = {}
     checked: set[int] = set()
-    wrote = False  # whether any source has written yet
+    wrote = False  # whether any source has written yet; until then every pixel is empty, no need to check
     for index, task in enumerate(rows):
         for ahead in range(index, min(index + 1 + READ_AHEAD, len(rows))):  # keep reads in flight
             if ahead not in checked:
@@ -173,19 +173,18 @@ def render_chunk(
         window = np.array(task.window, dtype="f8")
         nodata = np.nan if level.nodata is None else level.nodata
         use_nodata = level.nodata is not None
+        empty = only_empty and wrote
         if not fused:  # one source at a time, then the method combines it
             one = First(shape)
             buffers = (one.values, one.count, _NO_WINNER)
         if area:
             stat = jit.AREA[opts.resampling]
-            n = jit.average_into(
-                data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, only_empty
-            )
+            n = jit.average_into(data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, empty)
         else:
             scale = kernel_scale(m, ~level.transform) if opts.resampling != "nearest" else _ONE
             code = jit.CODES[opts.resampling]
             n = jit.sample_into(
-                data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, only_empty
+                data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, empty
             )
         wrote |= n > 0
         if quality_rows is not None:
