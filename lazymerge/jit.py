@@ -267,7 +267,8 @@ def _flat_row(cols, rows, h, w, flat) -> None:
     for x in range(cols.shape[0]):
         c, r = cols[x], rows[x]
         inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-        flat[x] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1  # truncation is floor (>= 0)
+        # truncation is floor (>= 0); numba multiplies int32s in int64, so an int64 ``flat`` is exact
+        flat[x] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -843,8 +844,8 @@ def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty) -> int:
     """``average``/``sum``/``rms`` over rotated footprints by Green's theorem: each footprint's integrals
-    are the signed sums of its four edges' (``_edge_integral``), and each edge is shared by two
-    footprints, so it is integrated once. Exact, as ``average_into``'s cell-by-cell coverage."""
+    are the signed sums of its four edges' (``_edges``, a row of them at a time), and each edge is shared
+    by two footprints, so it is integrated once. Exact, as ``average_into``'s cell-by-cell coverage."""
     values, count, winner = out
     bh, bw = values.shape
     h, w = data.shape
