@@ -112,6 +112,7 @@ def first_call_seconds(cache_dir: str) -> float:
 
 
 def gdal_warp(raster, data, grid, size: int, resampling: str) -> None:
+    """GDAL's side: ``rasterio.warp.reproject`` of the same source into a new block, one thread."""
     rasterio.warp.reproject(
         data,
         np.empty((size, size), dtype="f4"),  # a new block, as render_chunk returns
