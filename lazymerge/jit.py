@@ -49,9 +49,9 @@ AREA = {
     "q1": Q1,
     "q3": Q3,
 }
-GREEN_CELLS = 16 << 20  # up to this many window pixels (128 MiB of running sums, twice with holes),
-# weighted area resamplings over rotated footprints integrate edges (Green's theorem); larger windows go
-# cell by cell
+GREEN = ("average", "sum", "rms")  # over rotated footprints: edges integrated over running sums (Green)
+GREEN_CELLS = 16 << 20  # up to this many window pixels (128 MiB of running sums, twice with holes);
+# larger windows go cell by cell
 QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
 LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.transform.Mapping
 
@@ -879,10 +879,7 @@ def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, 
                 acc, weight = -acc, -weight
             if not (weight > 1e-10):
                 continue
-            values[y, x] = _weighted(stat, acc, weight)
-            if track:
-                winner[y, x] = index
-            count[y, x] = 1
+            _put(out, y, x, _weighted(stat, acc, weight), index, track)
             written += 1
     return written
 
@@ -909,6 +906,17 @@ def _ranked(vals, n: int, stat: int) -> float:
 def _overlap(lo: float, hi: float, k: int) -> float:
     """Length of [lo, hi] inside pixel [k, k + 1) along one axis."""
     return min(hi, k + 1.0) - max(lo, float(k))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(out, y: int, x: int, value: float, index: int, track: bool) -> None:
+    """Write one footprint's statistic into ``out`` = (values, has, winner): the value, that it has one,
+    and its source ``index`` when ``track``."""
+    values, count, winner = out
+    values[y, x] = value
+    count[y, x] = 1
+    if track:
+        winner[y, x] = index
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -962,10 +970,7 @@ def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, o
                     weight += f
             if weight <= 1e-10:
                 continue
-            values[y, x] = _weighted(stat, acc, weight)
-            count[y, x] = 1
-            if track:
-                winner[y, x] = index
+            _put(out, y, x, _weighted(stat, acc, weight), index, track)
             written += 1
     return written
 
@@ -1053,13 +1058,11 @@ def average_into(data, nodata, use_nodata, m, inv, window, stat, out, index, onl
             if weight <= 1e-10:
                 continue
             if stat >= MODE:
-                values[y, x] = _ranked(vals, n, stat)
+                value = _ranked(vals, n, stat)
             elif stat in (MINIMUM, MAXIMUM):
-                values[y, x] = best
+                value = best
             else:
-                values[y, x] = _weighted(stat, acc, weight)
-            if track:
-                winner[y, x] = index
-            count[y, x] = 1
+                value = _weighted(stat, acc, weight)
+            _put(out, y, x, value, index, track)
             written += 1
     return written

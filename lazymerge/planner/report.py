@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lazymerge.errors import TaskMemoryError
-from lazymerge.jit import GREEN_CELLS
+from lazymerge.jit import GREEN, GREEN_CELLS
 from lazymerge.kernel import READ_AHEAD
 from lazymerge.planner.table import Plan
 
@@ -16,7 +16,6 @@ from lazymerge.planner.table import Plan
 # method temporaries and masks (~36 B); 16 B per source CRS for the area resamplings' corner lattice.
 PIXEL_OVERHEAD = 68
 PIXEL_PER_CRS = 16
-GREEN = ("average", "sum", "rms")  # resamplings that integrate footprints over running sums
 HISTOGRAM_EDGES = (0, 1, 2, 3, 5, 9, 17, 33)
 
 
