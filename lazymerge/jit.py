@@ -771,7 +771,7 @@ def _crossing(a: float, b: float) -> float:
     """How far along a -> b (0 to 1) it crosses the integer between them; 0 or 1 when there is none
     (``|b - a| < 1``, so there is at most one)."""
     d = b - a
-    t = (math.floor(max(a, b)) - a) / (d if d != 0.0 else 1.0)
+    t = (np.floor(max(a, b)) - a) / (d if d != 0.0 else 1.0)  # np.floor stays float: it vectorises
     return min(max(t, 0.0), 1.0) if d != 0.0 else 0.0
 
 
@@ -785,6 +785,7 @@ def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
     edge, ``area``: the integral of the valid area when every pixel is valid (the running sum of
     validity is then the clamped column itself). Edge ``e`` runs from point ``e`` of (xa, ya) to
     point ``e + shift`` of (xb, yb)."""
+    wf, hf = float(w), float(h)
     for e in range(area.shape[0]):
         x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
         dx, dy_ = x1 - x0, y1 - y0
@@ -795,11 +796,11 @@ def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
             start = 0.0 if p == 0 else (lo if p == 1 else hi)
             end = lo if p == 0 else (hi if p == 1 else 1.0)
             mid = 0.5 * (start + end)
-            row = np.int32(math.floor(y0 + mid * dy_))
-            x = min(max(x0 + mid * dx, 0.0), float(w))
-            j = min(np.int32(x), np.int32(w - 1))
-            piece = (end - start) * dy_ if (row >= 0) & (row < h) else 0.0
-            at[p, e] = min(max(row, np.int32(0)), np.int32(h - 1)) * np.int32(w + 1) + j
+            row = np.floor(y0 + mid * dy_)  # indices in floats until the last step: AVX2 has no
+            x = min(max(x0 + mid * dx, 0.0), wf)  # vector conversion between float64 and int64
+            j = min(np.floor(x), wf - 1.0)
+            piece = (end - start) * dy_ if (row >= 0.0) & (row < hf) else 0.0
+            at[p, e] = np.int32(min(max(row, 0.0), hf - 1.0) * (wf + 1.0) + j)
             frac[p, e] = x - j
             dy[p, e] = piece
             valid += piece * x
@@ -828,7 +829,7 @@ def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
     short = True
     for e in range(out.shape[0]):
         x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
-        near = (abs(x0) < 1e9) & (abs(y0) < 1e9)  # pixel indices fit in int32; NaN fails too
+        near = (abs(x0) < 1e9) & (abs(y0) < 1e9)  # finite and near the window; NaN fails too
         short &= near & (abs(x1 - x0) < 1.0) & (abs(y1 - y0) < 1.0)
     if not short:
         for e in range(out.shape[0]):
