@@ -842,7 +842,7 @@ def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
         _sum_pieces(valid.reshape(-1), at, frac, dy, area)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
 def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty) -> int:
     """``average``/``sum``/``rms`` over rotated footprints by Green's theorem: each footprint's integrals
     are the signed sums of its four edges' (``_edges``, a row of them at a time), and each edge is shared
@@ -867,21 +867,40 @@ def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, 
         _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
         _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
         _edges(top_c, top_r, bot_c, bot_r, 0, sums, valid, scratch, side_v, side_a)
-        for x in range(bw):
-            if only_empty and count[y, x] > 0:
-                continue
-            ccol = 0.25 * (top_c[x] + top_c[x + 1] + bot_c[x] + bot_c[x + 1])
-            crow = 0.25 * (top_r[x] + top_r[x + 1] + bot_r[x] + bot_r[x + 1])
-            if not (crow >= 0 and crow < h and ccol >= 0 and ccol < w):  # NaN fails too
-                continue
-            acc = top_v[x] + side_v[x + 1] - bot_v[x] - side_v[x]  # around: top, right, bottom, left
-            weight = top_a[x] + side_a[x + 1] - bot_a[x] - side_a[x]
-            if weight < 0:  # the footprint is traversed the other way round
-                acc, weight = -acc, -weight
-            if not (weight > 1e-10):
-                continue
-            _put(out, y, x, _weighted(stat, acc, weight), index, track)
-            written += 1
+        edges = (top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a)
+        row = (values[y], count[y], winner[y] if track else winner[0])
+        # constant arguments compile a loop for each usual case, without branches: it vectorises
+        if track or stat != AVERAGE:
+            written += _green_row(edges, h, w, stat, row, index, only_empty, track)
+        elif only_empty:
+            written += _green_row(edges, h, w, AVERAGE, row, index, True, False)
+        else:
+            written += _green_row(edges, h, w, AVERAGE, row, index, False, False)
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", inline="always")
+def _green_row(edges, h, w, stat, row, index, only_empty, track) -> int:
+    """One block row of ``_weighted_green``: each footprint's statistic from its edges' integrals, where
+    its centre is in the window and its valid area is not zero (``only_empty``: where the row has no
+    value yet); returns how many it wrote. Branch-free (errors of the discarded divisions are NaN)."""
+    top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a = edges
+    values, count, winner = row
+    written = 0
+    for x in range(values.shape[0]):
+        ccol = 0.25 * (top_c[x] + top_c[x + 1] + bot_c[x] + bot_c[x + 1])
+        crow = 0.25 * (top_r[x] + top_r[x + 1] + bot_r[x] + bot_r[x + 1])
+        acc = top_v[x] + side_v[x + 1] - bot_v[x] - side_v[x]  # around: top, right, bottom, left
+        weight = top_a[x] + side_a[x + 1] - bot_a[x] - side_a[x]
+        acc, weight = (-acc, -weight) if weight < 0 else (acc, weight)  # traversed the other way round
+        ok = (crow >= 0) & (crow < h) & (ccol >= 0) & (ccol < w) & (weight > 1e-10)  # NaN fails too
+        if only_empty:
+            ok &= count[x] == 0
+        values[x] = _weighted(stat, acc, weight) if ok else values[x]
+        count[x] |= np.uint8(ok)  # a select would not vectorise
+        if track:
+            winner[x] = index if ok else winner[x]
+        written += np.int32(ok)
     return written
 
 

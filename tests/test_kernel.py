@@ -327,12 +327,15 @@ def test_average_is_the_area_weighted_mean_of_the_footprint(make_store):
 @pytest.mark.parametrize("stat", ["average", "sum", "rms"])
 @pytest.mark.parametrize("scale, top", [(1.0, 7.3), (1.0, -6.6), (3.3, 7.3)])
 @pytest.mark.parametrize("holes", [True, False])
-def test_edge_integrals_equal_cell_by_cell_areas(stat, scale, top, holes):
+@pytest.mark.parametrize("first", [False, True])
+def test_edge_integrals_equal_cell_by_cell_areas(stat, scale, top, holes, first):
     """The two exact routes for weighted statistics over rotated footprints agree: Green's theorem over
     the footprints' edges and the cell-by-cell coverage. Random values (with NaN holes and a nodata
     value, or none), footprints rotated by ~4 degrees and scaled (``scale`` source pixels per target
     pixel: edges shorter than a pixel take the two-stage route), a window edge through the block (the
-    right one, and with ``top`` < 0 the top one too), and corners whose transform failed (NaN, inf)."""
+    right one, and with ``top`` < 0 the top one too), and corners whose transform failed (NaN, inf).
+    With ``first``, as a later source under ``first`` with provenance: pixels an earlier source wrote
+    keep their value and source, the others record this one."""
     from lazymerge import jit
 
     rng = np.random.default_rng(7)
@@ -351,12 +354,20 @@ def test_edge_integrals_equal_cell_by_cell_areas(stat, scale, top, holes):
     ri, ci = np.arange(bh + 1), np.arange(bw + 1)
     m = (jit.GRID, gx, gy, ri, ci)
     ident, window = np.array([1.0, 0, 0, 0, 1.0, 0]), np.array([0.0, 120, 0, 140])
+    earlier = np.zeros((bh, bw), bool)
+    if first:
+        earlier[14:26, 22:36] = True
     got = []
     for green in (True, False):
-        values, count = np.full((bh, bw), np.nan), np.zeros((bh, bw), "u1")
-        out = (values, count, np.zeros((1, 1), "i4"))
-        jit.average_into(data, -9.0, True, m, ident, window, jit.AREA[stat], out, 0, False, green)
+        values, count = np.where(earlier, -1.0, np.nan), earlier.astype("u1")
+        winner = np.where(earlier, 1, -1).astype("i4") if first else np.zeros((1, 1), "i4")
+        out = (values, count, winner)
+        n = jit.average_into(data, -9.0, True, m, ident, window, jit.AREA[stat], out, 3, first, green)
         got.append(values)
+        assert n == count.sum() - earlier.sum() and np.array_equal(count > 0, ~np.isnan(values))
+        if first:
+            assert (values[earlier] == -1).all() and (winner[earlier] == 1).all() and n > 100
+            assert np.array_equal(winner == 3, (count > 0) & ~earlier)
     assert np.isfinite(got[0]).sum() > 0.5 * bh * bw and np.isnan(got[0]).any()  # the window edge
     assert np.isnan(got[0][11:13, 19:21]).all() and np.isnan(got[0][2:4, 4:6]).all()
     np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(got[1]))
