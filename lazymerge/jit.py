@@ -767,12 +767,33 @@ def _running(sums, valid, row, x, w) -> tuple[float, float]:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _crossing(a: float, b: float) -> float:
-    """How far along a -> b (0 to 1) it crosses the integer between them; 0 or 1 when there is none
-    (``|b - a| < 1``, so there is at most one)."""
+def _crossing(a: float, b: float, back: float) -> float:
+    """How far along a -> b (0 to 1) it crosses the integer ``back`` below the larger end's floor; 0 or 1
+    when that integer is not between them."""
     d = b - a
-    t = (np.floor(max(a, b)) - a) / (d if d != 0.0 else 1.0)  # np.floor stays float: it vectorises
+    t = (np.floor(max(a, b)) - back - a) / (d if d != 0.0 else 1.0)  # np.floor stays float: vectorises
     return min(max(t, 0.0), 1.0) if d != 0.0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _piece(x0, y0, dx, dy, start, end, w, h) -> tuple[float, float, float, float]:
+    """The piece ``start`` -> ``end`` (fractions of the edge) of an edge inside one source pixel: the flat
+    index of the running sum left of its midpoint (``w``, ``h``: the window's size, as floats), the
+    midpoint's fraction past it, its dy (0 outside the window's rows), and its integral of the valid
+    area when every pixel is valid (the running sum of validity is then the clamped column)."""
+    mid = 0.5 * (start + end)
+    row = np.floor(y0 + mid * dy)  # indices in floats until the last step: AVX2 has no
+    x = min(max(x0 + mid * dx, 0.0), w)  # vector conversion between float64 and int64
+    j = min(np.floor(x), w - 1.0)
+    piece = (end - start) * dy if (row >= 0.0) & (row < h) else 0.0
+    return min(max(row, 0.0), h - 1.0) * (w + 1.0) + j, x - j, piece, piece * x
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _keep(at, frac, dy, p: int, e: int, piece) -> float:
+    """Store a ``_piece`` as piece ``p`` of edge ``e``; returns its valid area."""
+    at[p, e], frac[p, e], dy[p, e] = np.int32(piece[0]), piece[1], piece[2]
+    return piece[3]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -780,40 +801,72 @@ def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
     """``_edge_integral`` in two stages for edges shorter than a pixel along both axes; this is the first,
     branch-free so that it vectorises. Such an edge crosses at most one row and one column: three
     pieces (some empty), each inside one pixel, where the running sum is linear, so a piece's integral is
-    the running sum at its midpoint times its dy. Per piece: the flat index of the running sum left of
-    the midpoint (``at``), the midpoint's fraction past it, its dy (0 outside the window's rows); per
-    edge, ``area``: the integral of the valid area when every pixel is valid (the running sum of
-    validity is then the clamped column itself). Edge ``e`` runs from point ``e`` of (xa, ya) to
-    point ``e + shift`` of (xb, yb)."""
+    the running sum at its midpoint times its dy. Per piece (``_piece``): the flat index of the running
+    sum, the fraction, the dy; per edge, ``area``: the integral of the valid area when every pixel is
+    valid. Edge ``e`` runs from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb)."""
     wf, hf = float(w), float(h)
     for e in range(area.shape[0]):
         x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
         dx, dy_ = x1 - x0, y1 - y0
-        t1, t2 = _crossing(y0, y1), _crossing(x0, x1)
+        t1, t2 = _crossing(y0, y1, 0.0), _crossing(x0, x1, 0.0)
         lo, hi = min(t1, t2), max(t1, t2)
-        valid = 0.0
-        for p in range(3):
-            start = 0.0 if p == 0 else (lo if p == 1 else hi)
-            end = lo if p == 0 else (hi if p == 1 else 1.0)
-            mid = 0.5 * (start + end)
-            row = np.floor(y0 + mid * dy_)  # indices in floats until the last step: AVX2 has no
-            x = min(max(x0 + mid * dx, 0.0), wf)  # vector conversion between float64 and int64
-            j = min(np.floor(x), wf - 1.0)
-            piece = (end - start) * dy_ if (row >= 0.0) & (row < hf) else 0.0
-            at[p, e] = np.int32(min(max(row, 0.0), hf - 1.0) * (wf + 1.0) + j)
-            frac[p, e] = x - j
-            dy[p, e] = piece
-            valid += piece * x
-        area[e] = valid
+        area[e] = (
+            _keep(at, frac, dy, 0, e, _piece(x0, y0, dx, dy_, 0.0, lo, wf, hf))
+            + _keep(at, frac, dy, 1, e, _piece(x0, y0, dx, dy_, lo, hi, wf, hf))
+            + _keep(at, frac, dy, 2, e, _piece(x0, y0, dx, dy_, hi, 1.0, wf, hf))
+        )
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _two_pixel_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, cut, area) -> None:
+    """``_short_pieces`` for edges shorter than two pixels along both axes (as when downsampling by up to
+    two): they cross at most two rows and two columns, five pieces. First where it crosses them, sorted
+    (``cut``), then a loop per piece: one loop for all five would not vectorise."""
+    for e in range(area.shape[0]):
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        a, b = _crossing(y0, y1, 0.0), _crossing(y0, y1, 1.0)
+        c, d = _crossing(x0, x1, 0.0), _crossing(x0, x1, 1.0)
+        a, b, c, d = min(a, b), max(a, b), min(c, d), max(c, d)  # a sorting network
+        a, c, b, d = min(a, c), max(a, c), min(b, d), max(b, d)
+        b, c = min(b, c), max(b, c)
+        cut[0, e], cut[1, e], cut[2, e], cut[3, e] = a, b, c, d
+    edges = (xa, ya, xb, yb, shift, float(w), float(h), at, frac, dy, cut, area)
+    _piece_of(edges, 0)
+    _piece_of(edges, 1)
+    _piece_of(edges, 2)
+    _piece_of(edges, 3)
+    _piece_of(edges, 4)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _piece_of(edges, p: int) -> None:
+    """Piece ``p`` of every edge of ``_two_pixel_pieces``, adding its valid area to the edge's."""
+    xa, ya, xb, yb, shift, w, h, at, frac, dy, cut, area = edges
+    last = cut.shape[0]
+    for e in range(area.shape[0]):
+        x0, y0 = xa[e], ya[e]
+        start = cut[p - 1, e] if p > 0 else 0.0
+        end = cut[p, e] if p < last else 1.0
+        piece = _piece(x0, y0, xb[e + shift] - x0, yb[e + shift] - y0, start, end, w, h)
+        valid = _keep(at, frac, dy, p, e, piece)
+        area[e] = valid if p == 0 else area[e] + valid
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _sum_pieces(flat, at, frac, dy, out) -> None:
     """The second stage of ``_short_pieces``: each edge's pieces' running sums (``flat``: a ``_prefix_rows``
     array, raveled) at their midpoints, times their dy."""
+    if at.shape[0] == 3:  # a constant count: the loop over pieces unrolls
+        _sum_n(flat, at, frac, dy, out, 3)
+    else:
+        _sum_n(flat, at, frac, dy, out, 5)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _sum_n(flat, at, frac, dy, out, n: int) -> None:
     for e in range(out.shape[0]):
         acc = 0.0
-        for p in range(3):
+        for p in range(n):
             k = at[p, e]
             f = flat[k]
             acc += dy[p, e] * (f + frac[p, e] * (flat[k + 1] - f))
@@ -824,19 +877,25 @@ def _sum_pieces(flat, at, frac, dy, out) -> None:
 def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
     """``_edge_integral`` of the edges from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb),
     into ``out`` (values) and ``area`` (valid area): in two vectorising stages when all are shorter
-    than a pixel along both axes (``scratch``: their buffers, (3, n) for n edges), else one by one."""
+    than two pixels along both axes (``scratch``: their buffers for three pieces and for five), else
+    one by one."""
     h, w = sums.shape[0], sums.shape[1] - 1
-    short = True
+    one = two = True  # all shorter than one pixel, than two (and-reductions: they vectorise)
     for e in range(out.shape[0]):
         x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
         near = (abs(x0) < 1e9) & (abs(y0) < 1e9)  # finite and near the window; NaN fails too
-        short &= near & (abs(x1 - x0) < 1.0) & (abs(y1 - y0) < 1.0)
-    if not short:
+        lx, ly = abs(x1 - x0), abs(y1 - y0)
+        one &= near & (lx < 1.0) & (ly < 1.0)
+        two &= near & (lx < 2.0) & (ly < 2.0)
+    if not two:
         for e in range(out.shape[0]):
             out[e], area[e] = _edge_integral(xa[e], ya[e], xb[e + shift], yb[e + shift], sums, valid)
         return
-    at, frac, dy = scratch
-    _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area)
+    at, frac, dy, cut = scratch[0] if one else scratch[1]
+    if one:
+        _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area)
+    else:
+        _two_pixel_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, cut, area)
     _sum_pieces(sums.reshape(-1), at, frac, dy, out)
     if valid.shape[0]:
         _sum_pieces(valid.reshape(-1), at, frac, dy, area)
@@ -856,7 +915,15 @@ def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, 
     top_v, top_a = np.empty(bw), np.empty(bw)  # the edges along the pixels' top and bottom corners
     bot_v, bot_a = np.empty(bw), np.empty(bw)
     side_v, side_a = np.empty(bw + 1), np.empty(bw + 1)  # the edges down each corner column
-    scratch = (np.empty((3, bw + 1), np.int32), np.empty((3, bw + 1)), np.empty((3, bw + 1)))
+    scratch = [  # a row of edges' pieces: 3 when they are shorter than a pixel, else 5 (and their cuts)
+        (
+            np.empty((k, bw + 1), np.int32),
+            np.empty((k, bw + 1)),
+            np.empty((k, bw + 1)),
+            np.empty((k - 1, bw + 1)),
+        )
+        for k in (3, 5)
+    ]
     _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
     _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
     track = winner.shape == values.shape

@@ -325,14 +325,14 @@ def test_average_is_the_area_weighted_mean_of_the_footprint(make_store):
 
 
 @pytest.mark.parametrize("stat", ["average", "sum", "rms"])
-@pytest.mark.parametrize("scale, top", [(1.0, 7.3), (1.0, -6.6), (3.3, 7.3)])
+@pytest.mark.parametrize("scale, top", [(1.0, 7.3), (1.0, -6.6), (1.7, 7.3), (1.7, -6.6), (3.3, 7.3)])
 @pytest.mark.parametrize("holes", [True, False])
 @pytest.mark.parametrize("first", [False, True])
 def test_edge_integrals_equal_cell_by_cell_areas(stat, scale, top, holes, first):
     """The two exact routes for weighted statistics over rotated footprints agree: Green's theorem over
     the footprints' edges and the cell-by-cell coverage. Random values (with NaN holes and a nodata
     value, or none), footprints rotated by ~4 degrees and scaled (``scale`` source pixels per target
-    pixel: edges shorter than a pixel take the two-stage route), a window edge through the block (the
+    pixel: edges shorter than one pixel, or two, take the staged routes), a window edge through the block (the
     right one, and with ``top`` < 0 the top one too), and corners whose transform failed (NaN, inf).
     With ``first``, as a later source under ``first`` with provenance: pixels an earlier source wrote
     keep their value and source, the others record this one."""
