@@ -179,7 +179,10 @@ def render_chunk(
             buffers = (one.values, one.count, _NO_WINNER)
         if area:
             stat = jit.AREA[opts.resampling]
-            n = jit.average_into(data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, empty)
+            room = jit.green_room(data.shape) if opts.resampling in jit.GREEN else None
+            n = jit.average_into(
+                data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, empty, True, room
+            )
         else:
             scale = kernel_scale(m, ~level.transform) if opts.resampling != "nearest" else _ONE
             code = jit.CODES[opts.resampling]
