@@ -687,7 +687,7 @@ def _coverage(qx, qy, acc: np.ndarray) -> None:
 def green_room(shape: tuple[int, int]) -> np.ndarray:
     """Room for ``_prefix_rows``' running sums over a source window of ``shape``, allocated by numpy: its
     large arrays get transparent huge pages where the OS offers them, numba's do not, and first touching
-    4 KiB pages costs (on a VM, 35 MB took 26 ms against 7). Empty above ``GREEN_CELLS``."""
+    4 KiB pages is slow on a VM. Empty above ``GREEN_CELLS``."""
     h, w = shape
     return np.empty(2 * h * (w + 1) if h * (w + 1) <= GREEN_CELLS else 0)
 
