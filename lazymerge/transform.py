@@ -115,23 +115,26 @@ def pixel_mapping(
         m = Mapping(SEPARABLE, xs[None], ys[None], none, none, (h, w))
         if not _failing(m, exact_at, r, c, tolerance, _probes(h), _probes(w)).any():
             return m
-    ri = np.unique(np.append(np.arange(0, h, STEP), h - 1))  # control rows and columns, edges included
-    ci = np.unique(np.append(np.arange(0, w, STEP), w - 1))
+    ri, ci = _probes(h), _probes(w)  # control rows and columns, every STEP pixels, edges included
     while True:
-        gx, gy = exact_at(*np.meshgrid(r[ri], c[ci], indexing="ij"))
-        m = Mapping(GRID, gx, gy, ri, ci, (h, w))
-        pr, pc = (ri[:-1] + ri[1:]) // 2, (ci[:-1] + ci[1:]) // 2  # cell centres
-        # probed: each cell's centre and its edges' midpoints (the lattice of control and mid lines)
-        lr, lc = _interleave(ri, pr), _interleave(ci, pc)
-        missed = _failing(m, exact_at, r, c, tolerance * MARGIN, lr, lc, skip_even=True)
-        bad = np.zeros((len(pr), len(pc)), dtype=bool)
+        # the lattice of control lines and the lines between them, transformed at once: control points,
+        # and the probes: each cell's centre and its edges' midpoints, where bilinear interpolation errs most
+        lr = _interleave(ri, (ri[:-1] + ri[1:]) // 2)
+        lc = _interleave(ci, (ci[:-1] + ci[1:]) // 2)
+        ex, ey = exact_at(r[lr][:, None], c[lc][None, :])
+        m = Mapping(GRID, ex[::2, ::2].copy(), ey[::2, ::2].copy(), ri, ci, (h, w))
+        ax, ay = evaluate(m.jit, h, w, lr)
+        missed = ~(np.hypot(ex - ax[:, lc], ey - ay[:, lc]) <= tolerance * MARGIN)  # NaN fails too
+        missed[::2, ::2] = False  # control points: exact by construction
+        cells = len(ri) - 1, len(ci) - 1
+        bad = np.zeros(cells, dtype=bool)
         for da in range(3):  # cell (a, b) owns lattice rows 2a .. 2a + 2 and columns 2b .. 2b + 2
             for db in range(3):
-                bad |= missed[da : da + 2 * len(pr) : 2, db : db + 2 * len(pc) : 2]
+                bad |= missed[da : da + 2 * cells[0] : 2, db : db + 2 * cells[1] : 2]
         if not bad.any():
             return m
         a, b = np.nonzero(bad)
-        finer_r, finer_c = np.union1d(ri, pr[a]), np.union1d(ci, pc[b])  # halve the failing cells
+        finer_r, finer_c = np.union1d(ri, lr[2 * a + 1]), np.union1d(ci, lc[2 * b + 1])  # halve them
         if len(finer_r) == len(ri) and len(finer_c) == len(ci):  # pixel-sized and failing: NaN, go exact
             gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
             return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
@@ -146,24 +149,14 @@ def _interleave(lines: np.ndarray, mids: np.ndarray) -> np.ndarray:
 
 
 def _probes(n: int) -> np.ndarray:
-    """Where a separable mapping is checked: every STEP pixels, edges included."""
+    """Every STEP pixels of ``n``, the last included: control lines, and where a separable mapping is
+    checked."""
     return np.unique(np.append(np.arange(0, n, STEP), n - 1))
 
 
-def _failing(
-    m: Mapping, exact_at, r, c, tolerance: float, pr: np.ndarray, pc: np.ndarray, skip_even: bool = False
-) -> np.ndarray:
+def _failing(m: Mapping, exact_at, r, c, tolerance: float, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
     """(len(pr), len(pc)) mask of probe pixels where the mapping misses the exact transform by more than
-    ``tolerance`` (NaN fails). ``skip_even``: probes at even positions on both axes are control points,
-    exact by construction: not transformed, never failing."""
-    missed = np.zeros((len(pr), len(pc)), dtype=bool)
-    if len(pr) == 0 or len(pc) == 0:
-        return missed
-    probe = np.ones_like(missed)
-    if skip_even:
-        probe[::2, ::2] = False
-    i, j = np.nonzero(probe)
-    ex, ey = exact_at(r[pr[i]], c[pc[j]])
-    ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr.astype("i8"))
-    missed[i, j] = ~(np.hypot(ex - ax[i, pc[j]], ey - ay[i, pc[j]]) <= tolerance)
-    return missed
+    ``tolerance`` (NaN fails)."""
+    ex, ey = exact_at(r[pr][:, None], c[pc][None, :])
+    ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr)
+    return ~(np.hypot(ex - ax[:, pc], ey - ay[:, pc]) <= tolerance)
