@@ -73,11 +73,14 @@ def _segments(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_state(m, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID), and
-    scratch of one value per control column."""
+def _row_state(m, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID),
+    scratch of one value per control column, and 0, 1, 2 ... as floats, as far as the widest control
+    interval (loaded, not converted from the loop index: AVX2 converts int64 to float64 a lane at a time)."""
     rs, rf = _segments(m[3], h)
-    return rs, rf, np.empty(m[1].shape[1]), np.empty(m[1].shape[1])
+    ci = m[4]
+    widest = np.max(ci[1:] - ci[:-1]) if len(ci) > 1 else 0
+    return rs, rf, np.empty(m[1].shape[1]), np.empty(m[1].shape[1]), np.arange(widest + 1.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -85,7 +88,7 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
     """Source pixel coordinates (``cols``, ``rows``, minus the window origin ``x0``, ``y0``) of every pixel
     of block row ``y`` (``state``: from ``_row_state``)."""
     kind, gx, gy = m[0], m[1], m[2]
-    rs, rf, tx, ty = state
+    rs, rf, tx, ty, ks = state
     w = cols.shape[0]
     if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
         rr = gy[0, 3] + y
@@ -114,9 +117,10 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
         for b in range(len(ci) - 1):
             base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]  # locals: the loop vectorises
             dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
-            for k in range(1, span + 1):
-                cols[base + k] = c0 + k * dc
-                rows[base + k] = r0 + k * dr
+            seg_c, seg_r = cols[base : base + span + 1], rows[base : base + span + 1]  # indices >= 0: no
+            for k in range(1, span + 1):  # wraparound, so vector stores
+                seg_c[k] = c0 + ks[k] * dc
+                seg_r[k] = r0 + ks[k] * dr
 
 
 @numba.njit(cache=True, nogil=True)
@@ -296,7 +300,7 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     """``_row`` and ``_flat_row`` in one, for a control grid: the flat index of the source
     pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
     gx, gy, ci = m[1], m[2], m[4]
-    rs, rf, tx, ty = state
+    rs, rf, tx, ty, ks = state
     a, fy = rs[y], rf[y]
     a1 = min(a + 1, gx.shape[0] - 1)
     for b in range(gx.shape[1]):
@@ -307,10 +311,11 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     for b in range(len(ci) - 1):
         base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]
         dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
+        seg = flat[base : base + span + 1]  # indices >= 0: no wraparound, so vector stores
         for k in range(0 if b == 0 else 1, span + 1):
-            c, r = c0 + k * dc, r0 + k * dr
+            c, r = c0 + ks[k] * dc, r0 + ks[k] * dr
             inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-            flat[base + k] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
+            seg[k] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
