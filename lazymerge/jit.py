@@ -275,23 +275,24 @@ def _flat_row(cols, rows, h, w, flat) -> None:
         flat[x] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _gather_row(src, flat, nodata, use_nodata, values, has, winner, index, only_empty) -> int:
-    """Write ``src[flat]`` into one block row where ``flat`` >= 0 and the value is valid (``only_empty``:
-    where the row has none yet)."""
-    track = winner.shape[0] == values.shape[0]
-    written = 0
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, track) -> int:
+    """Write ``src[flat]`` into one block row ``row`` = (values, has, winner) where ``flat`` >= 0 and the
+    value is valid (``only_empty``: where the row has none yet); returns how many it wrote. Two loops:
+    the gather alone (into ``got``), then the checks and writes, branch-free so that they vectorise."""
+    values, has, winner = row
     for x in range(flat.shape[0]):
-        k = flat[x]
-        if k < 0 or (only_empty and has[x] > 0):
-            continue
-        v = src[k]
-        if v == v and not (use_nodata and v == nodata):
-            values[x] = v
-            has[x] = 1
-            if track:
-                winner[x] = index
-            written += 1
+        got[x] = src[max(flat[x], 0)]
+    written = 0
+    any_value, anywhere = not use_nodata, not only_empty
+    for x in range(flat.shape[0]):
+        v = got[x]
+        ok = (flat[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
+        values[x] = v if ok else values[x]
+        has[x] |= np.uint8(ok)  # a select would not vectorise
+        if track:
+            winner[x] = index if ok else winner[x]
+        written += np.int32(ok)
     return written
 
 
@@ -597,7 +598,7 @@ def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, in
     bh, bw = values.shape
     h, w = data.shape
     flat, flat_next = flats
-    cols, rows = np.empty(bw), np.empty(bw)
+    cols, rows, got = np.empty(bw), np.empty(bw), np.empty(bw, src.dtype)
     track = winner.shape == values.shape
     written = 0
     for y in range(-1, bh):
@@ -609,8 +610,11 @@ def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, in
                 _flat_row(cols, rows, h, w, flat_next)
             _prefetch_flat(src, flat_next)
         if y >= 0:
-            who = winner[y] if track else winner[0]
-            written += _gather_row(src, flat, nodata, use_nodata, values[y], count[y], who, index, only_empty)
+            row = (values[y], count[y], winner[y] if track else winner[0])
+            if track:  # constant arguments: compiled without the winner where there is none
+                written += _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, True)
+            else:
+                written += _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, False)
         flat, flat_next = flat_next, flat
     return written
 
