@@ -601,6 +601,8 @@ def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, in
     cols, rows, got = np.empty(bw), np.empty(bw), np.empty(bw, src.dtype)
     track = winner.shape == values.shape
     written = 0
+    if src.shape[0] == 0:  # an empty window: nothing to gather (the gather reads src[0] unchecked)
+        return 0
     for y in range(-1, bh):
         if y + 1 < bh:
             if m[0] == GRID:
@@ -882,6 +884,7 @@ def _sum_pieces(flat, at, frac, dy, out) -> None:
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
 def _sum_n(flat, at, frac, dy, out, n: int) -> None:
+    """``_sum_pieces`` for ``n`` pieces per edge."""
     for e in range(out.shape[0]):
         acc = 0.0
         for p in range(n):
