@@ -18,6 +18,7 @@ from lazymerge.transform import pixel_mapping
 
 from gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
 from test_merge_gdal import CASES, CHUNK, SIZE, run, store_of, target_grid
+from textbook import lanczos_at
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -385,7 +386,7 @@ def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
     3.10's Lanczos weights its centre tap wrongly when downsampling (in ``GWKResampleOptimizedLanczos``
     every weight carries a factor pi**4 but the tap at distance 0 gets 1, or rounding noise when its
     accumulated distance is ~1e-16), which moves values by up to 28 % here. lazymerge keeps the textbook
-    weights there: those pixels are checked against them, computed here directly."""
+    weights there: those pixels are checked against them, computed directly (``textbook.lanczos_at``)."""
     src = around("a", "EPSG:32618", -75.0, 40.0, 10.0, 400, 5)
     store = store_of(make_store, [src])
     tres, n = 10.0 * ratio, int(300 / ratio)
@@ -410,22 +411,8 @@ def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
         on_centre[:, (cols - 0.5) % 1 == 0] = True
         assert ratio == 4.0 or (on_centre & inner).sum() > 1000  # at 2.5: half the columns
         for y, x in zip(*np.nonzero(on_centre & inner), strict=True):
-            assert got[y, x] == pytest.approx(textbook_lanczos(src, transform, y, x, 1 / ratio), rel=1e-6)
+            assert got[y, x] == pytest.approx(lanczos_at(src, transform, y, x, 1 / ratio), rel=1e-6)
     np.testing.assert_allclose(got[inner & ~on_centre], expected[inner & ~on_centre], rtol=1e-4)
-
-
-def textbook_lanczos(src: Raster, transform: Affine, y: int, x: int, scale: float) -> float:
-    """Lanczos (a = 3) widened by ``1 / scale`` at target pixel (y, x), separable, weights normalised."""
-    col, row = (~Affine(*src.transform) @ transform) @ (x + 0.5, y + 0.5)
-
-    def taps(v: float) -> tuple[np.ndarray, np.ndarray]:
-        k = np.floor(v - 0.5) + np.arange(-10, 12)  # pixel k's centre is at k + 0.5
-        t = (k + 0.5 - v) * scale
-        return k.astype(int), np.where(np.abs(t) < 3, np.sinc(t) * np.sinc(t / 3), 0.0)
-
-    (cols, wx), (rows, wy) = taps(col), taps(row)
-    block = src.data[np.ix_(rows, cols)].astype("f8")
-    return float(wy @ block @ wx / (wy.sum() * wx.sum()))
 
 
 @pytest.mark.slow
