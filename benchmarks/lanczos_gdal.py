@@ -21,25 +21,13 @@ from affine import Affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from lazymerge.merge import merge  # noqa: E402
-
 from gdal_oracle import around, warp_exact  # noqa: E402
+from test_kernel import downsampled  # noqa: E402
 from textbook import lanczos_at  # noqa: E402
 
 
 def compare(ratio: float, store: Path, src) -> str:
-    tres, n = 10.0 * ratio, int(300 / ratio)
-    x0, y1 = src.transform[2] + 40 + 0.3 * tres, src.transform[5] - 40 - 0.2 * tres
-    transform = Affine(tres, 0, x0, 0, -tres, y1)
-    got = merge(
-        str(store),
-        crs="EPSG:32618",
-        bbox=(x0, y1 - n * tres, x0 + n * tres, y1),
-        resolution=tres,
-        chunk_size=(24, 40),
-        bands="data",
-        resampling="lanczos",
-    ).array.compute()
+    got, transform = downsampled(store, src, ratio, "lanczos")
     scale = str(1 / ratio)
     gdal = warp_exact(src, "EPSG:32618", transform, got.shape, "lanczos", XSCALE=scale, YSCALE=scale)
     inner = np.zeros(got.shape, dtype=bool)

@@ -388,19 +388,7 @@ def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
     accumulated distance is ~1e-16), which moves values by up to 28 % here. lazymerge keeps the textbook
     weights there: those pixels are checked against them, computed directly (``textbook.lanczos_at``)."""
     src = around("a", "EPSG:32618", -75.0, 40.0, 10.0, 400, 5)
-    store = store_of(make_store, [src])
-    tres, n = 10.0 * ratio, int(300 / ratio)
-    x0, y1 = src.transform[2] + 40 + 0.3 * tres, src.transform[5] - 40 - 0.2 * tres
-    transform = Affine(tres, 0, x0, 0, -tres, y1)
-    got = merge(
-        str(store),
-        crs="EPSG:32618",
-        bbox=(x0, y1 - n * tres, x0 + n * tres, y1),
-        resolution=tres,
-        chunk_size=(24, 40),
-        bands="data",
-        resampling=resampling,
-    ).array.compute()
+    got, transform = downsampled(store_of(make_store, [src]), src, ratio, resampling)
     scale = str(1 / ratio)
     expected = warp_exact(src, "EPSG:32618", transform, got.shape, resampling, XSCALE=scale, YSCALE=scale)
     inner = interior(expected, 2)
@@ -413,6 +401,23 @@ def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
         for y, x in zip(*np.nonzero(on_centre & inner), strict=True):
             assert got[y, x] == pytest.approx(lanczos_at(src, transform, y, x, 1 / ratio), rel=1e-6)
     np.testing.assert_allclose(got[inner & ~on_centre], expected[inner & ~on_centre], rtol=1e-4)
+
+
+def downsampled(store, src: Raster, ratio: float, resampling: str) -> tuple[np.ndarray, Affine]:
+    """lazymerge's merge of ``src`` (in ``store``, UTM 18) onto pixels ``ratio`` times larger, off its
+    grid, in small chunks; and the target affine."""
+    tres, n = 10.0 * ratio, int(300 / ratio)
+    x0, y1 = src.transform[2] + 40 + 0.3 * tres, src.transform[5] - 40 - 0.2 * tres
+    got = merge(
+        str(store),
+        crs="EPSG:32618",
+        bbox=(x0, y1 - n * tres, x0 + n * tres, y1),
+        resolution=tres,
+        chunk_size=(24, 40),
+        bands="data",
+        resampling=resampling,
+    ).array.compute()
+    return got, Affine(tres, 0, x0, 0, -tres, y1)
 
 
 @pytest.mark.slow
