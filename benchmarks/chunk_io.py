@@ -4,8 +4,9 @@
 
 1. Per chunk, process CPU time (best of 5 passes over 16 chunks, local disk): reading a 512 x 512 float32
    chunk of random data (zarr's default zstd) through zarr (``arr[chunk]``) and through
-   ``lazymerge.chunks.get_chunks``; writing a 1024 x 1024 output block through zarr (``arr[block] = ...``)
-   and through ``lazymerge.chunks.set_chunk``. Both sides use the same numcodecs codec.
+   ``lazymerge.kernel.chunkio.get_chunks``;
+  writing a 1024 x 1024 output block through zarr (``arr[block] = ...``)
+   and through ``lazymerge.kernel.chunkio.set_chunk``. Both sides use the same numcodecs codec.
 2. Chunks fetched when a grid of 1024 px target blocks reads windows (each 1100 px: a block plus a halo)
    over 512 px source chunks, in row-major block order: with the per-worker chunk cache (one merge's scope)
    and without it.
@@ -21,9 +22,10 @@ import zarr
 from affine import Affine
 from zarr.storage import LocalStore
 
-from lazymerge.chunks import codec, get_chunks, set_chunk
-from lazymerge.planner.table import TaskLevel, TaskRow
-from lazymerge.reads import read_window
+from lazymerge.catalog.sources import Level
+from lazymerge.kernel.chunkio import codec, get_chunks, set_chunk
+from lazymerge.kernel.reads import read_window
+from lazymerge.plan.tasks import TaskRow
 
 SOURCE, CHUNK, BLOCK, HALO = 4608, 512, 1024, 38
 
@@ -95,7 +97,8 @@ def main() -> None:
              max(c * BLOCK - HALO, 0), min((c + 1) * BLOCK + HALO, SOURCE))
             for r in range(n) for c in range(n)
         ]  # fmt: skip
-        level = TaskLevel("src", "EPSG:32618", Affine.identity(), (SOURCE, SOURCE), None)
+        identity = tuple(Affine.identity())[:6]
+        level = Level("src", identity, (SOURCE, SOURCE), "float32", None, crs="EPSG:32618")
         counts = {}
         for label, scope in (("with the chunk cache", "bench"), ("without it", "")):
             store = CountingStore(tmp)

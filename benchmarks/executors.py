@@ -21,12 +21,12 @@ from typing import Any
 import cubed
 import numpy as np
 
+from lazymerge.api import merge
 from lazymerge.demo import SEED_TARGET, build_seed_store
 from lazymerge.executors import get_executor
 from lazymerge.executors.dask import local_cluster
-from lazymerge.kernel import merge_block
-from lazymerge.merge import merge
-from lazymerge.output import blocks_per_task
+from lazymerge.kernel.block import merge_block
+from lazymerge.output.write import blocks_per_task
 
 
 @contextmanager

@@ -21,16 +21,14 @@ from affine import Affine
 from pyproj import CRS, Transformer
 from rasterio.enums import Resampling
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from lazymerge.conventions import ProjAttrs, SpatialAttrs, write_proj, write_spatial  # noqa: E402
-from lazymerge.grid import TargetGrid  # noqa: E402
-from lazymerge.kernel import KernelOptions, render_chunk  # noqa: E402
-from lazymerge.planner.table import TaskLevel, TaskRow  # noqa: E402
-from lazymerge.reads import read_window  # noqa: E402
-from lazymerge.transform import pixel_mapping  # noqa: E402
-
-from gdal_oracle import Raster, warp_exact  # noqa: E402
+from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs, write_proj, write_spatial
+from lazymerge.catalog.sources import Level
+from lazymerge.grid import TargetGrid
+from lazymerge.kernel.block import render_chunk
+from lazymerge.kernel.mapping import pixel_mapping
+from lazymerge.kernel.reads import read_window
+from lazymerge.plan.tasks import KernelOptions, TaskRow
+from tests.support.gdal_oracle import Raster, warp_exact
 
 CASES = {  # target CRS, source CRS, source pixel, target pixel, centre lon/lat
     "UTM17->UTM18": ("EPSG:32618", "EPSG:32617", 10.0, 10.0, (-78.0, 40.0)),
@@ -81,17 +79,17 @@ def setup(case: str, size: int, ratio: float = 1.0):
     write_spatial(arr, SpatialAttrs(("y", "x"), src_t, shape=data.shape))
     write_proj(arr, ProjAttrs(code=scrs))
     grid = TargetGrid(CRS.from_user_input(tcrs), target, (size, size), (size, size))
-    row = TaskRow(TaskLevel("src", scrs, Affine(*src_t), data.shape, None), (0, n, 0, n))
+    row = TaskRow(Level("src", tuple(src_t)[:6], data.shape, str(data.dtype), None, crs=scrs), (0, n, 0, n))
     return grid, store, row, Raster("src", scrs, src_t, data), data
 
 
 FIRST_CALL = """
 import sys, time
-sys.path.insert(0, {bench!r})
 t0 = time.perf_counter()
 import numpy as np
-from kernel import setup
-from lazymerge.kernel import KernelOptions, render_chunk
+from benchmarks.kernel import setup
+from lazymerge.kernel.block import render_chunk
+from lazymerge.plan.tasks import KernelOptions
 grid, store, row, raster, data = setup("UTM17->UTM18", 512)
 t1 = time.perf_counter()
 for rs in ("nearest", "bilinear", "cubic"):
@@ -105,9 +103,12 @@ def first_call_seconds(cache_dir: str) -> float:
     import os
     import subprocess
 
-    code = FIRST_CALL.format(bench=str(Path(__file__).resolve().parent))
+    code = FIRST_CALL
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    root = Path(__file__).resolve().parents[1]  # benchmarks.kernel is importable from it
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, check=True
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 

@@ -12,18 +12,15 @@ others: how far lazymerge is from GDAL's exact warp, and from the textbook kerne
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from affine import Affine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from gdal_oracle import around, warp_exact  # noqa: E402
-from test_kernel import downsampled  # noqa: E402
-from textbook import lanczos_at  # noqa: E402
+from tests.support.gdal_cases import downsampled
+from tests.support.gdal_oracle import around, warp_exact
+from tests.support.textbook import lanczos_at
 
 
 def compare(ratio: float, store: Path, src) -> str:
@@ -56,10 +53,9 @@ def compare(ratio: float, store: Path, src) -> str:
 
 def main() -> None:
     import zarr
-
-    from lazymerge.meta import write_meta
-
     from conftest import add_source
+
+    from lazymerge.catalog.meta import write_meta
 
     src = around("a", "EPSG:32618", -75.0, 40.0, 10.0, 400, 5)
     with tempfile.TemporaryDirectory() as tmp:

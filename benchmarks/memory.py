@@ -23,9 +23,9 @@ from pathlib import Path
 import cubed
 import numpy as np
 
+from lazymerge.api import merge
 from lazymerge.demo import SEED_TARGET, build_seed_store
 from lazymerge.executors import get_executor
-from lazymerge.merge import merge
 
 
 def main() -> None:

@@ -33,9 +33,9 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds
 
 from lazymerge import conventions as lc
+from lazymerge.api import merge
+from lazymerge.catalog.meta import write_meta
 from lazymerge.executors import get_executor
-from lazymerge.merge import merge
-from lazymerge.meta import write_meta
 
 CRS = "EPSG:32618"
 ZONES = {"w": "EPSG:32617", "e": "EPSG:32618"}

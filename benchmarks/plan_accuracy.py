@@ -10,26 +10,21 @@ the pairs it holds beyond those are its over-inclusion (they cost a window read 
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from lazymerge.planner import plan  # noqa: E402
-
-from gdal_oracle import mosaic_exact  # noqa: E402
-from test_merge_gdal import CASES, CHUNK, SIZE, target_grid  # noqa: E402
+from lazymerge.api import plan
+from tests.support.gdal_cases import CASES, CHUNK, SIZE, target_grid
+from tests.support.gdal_oracle import mosaic_exact
 
 
 def store_of(sources, path: Path) -> Path:
     import zarr
-
-    from lazymerge.meta import write_meta
-
     from conftest import add_source
+
+    from lazymerge.catalog.meta import write_meta
 
     root = zarr.open_group(zarr.storage.LocalStore(str(path)), mode="w")
     for s in sources:

@@ -42,9 +42,9 @@ def target(n_chunks: int) -> tuple[str, tuple[float, float, float, float]]:
 
 def make_store(path: Path, n_sources: int, n_chunks: int, seed: int = 0) -> None:
     """A store holding only /meta, as lazymerge index writes it (bands column included)."""
-    from lazymerge.geometry import bounds_to_wkb, lonlat_bounds
-    from lazymerge.meta import write_meta_table
-    from lazymerge.sources import Band, Level, bands_json
+    from lazymerge.catalog.footprints import bounds_to_wkb, lonlat_bounds
+    from lazymerge.catalog.meta import write_meta_table
+    from lazymerge.catalog.sources import Band, Level, bands_json
 
     rng = np.random.default_rng(seed)
     crs, (x0, y0, x1, y1) = target(n_chunks)
@@ -143,7 +143,7 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
         path = p.save(f"{tmp}/plan.zarr")
         save = time.perf_counter() - s0
         disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-        from lazymerge.kernel import KernelTask
+        from lazymerge.plan.tasks import KernelTask
 
         task = KernelTask(path, zarr.storage.LocalStore(store, read_only=True), p.grid, p.dtype, False)
         payload = len(pickle.dumps(task))
@@ -164,7 +164,7 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
 def _footprints(store: str, n_chunks: int):
     import shapely
 
-    from lazymerge.geometry import split_parts
+    from lazymerge.catalog.footprints import chunk_footprints, split_parts
     from lazymerge.grid import TargetGrid
 
     meta = zarr.open_group(store, mode="r")["meta"]
@@ -173,7 +173,7 @@ def _footprints(store: str, n_chunks: int):
     prio = np.argsort(np.argsort(-meta["datetime"][:].astype("i8"), kind="stable"))
     crs, bbox = target(n_chunks)
     grid = TargetGrid.from_bbox(crs, bbox, RES, (CHUNK, CHUNK))
-    c_index, c_parts = split_parts(grid.chunk_footprints())
+    c_index, c_parts = split_parts(chunk_footprints(grid))
     return s_index, s_parts, prio, c_index, c_parts
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import fields
+from typing import Any
 
 from lazymerge.errors import InvalidRequestError, LazymergeError
 
@@ -18,7 +20,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _index(args: argparse.Namespace) -> None:
-    from lazymerge.meta import write_meta
+    from lazymerge.catalog.meta import write_meta
 
     t0 = time.perf_counter()
     table = write_meta(args.store)
@@ -28,14 +30,15 @@ def _index(args: argparse.Namespace) -> None:
 def _warm(args: argparse.Namespace) -> None:
     import os
 
-    from lazymerge.warm import warm
+    from lazymerge.kernel.warm import warm
 
     where = os.environ.get("NUMBA_CACHE_DIR", "next to the lazymerge package")
     print(f"compiled the kernel's loops in {warm():.1f} s; numba's cache: {where}")
 
 
 def _info(args: argparse.Namespace) -> None:
-    from lazymerge.sources import crs_code, scan_store
+    from lazymerge.catalog.scan import scan_store
+    from lazymerge.crs import crs_code
 
     index = scan_store(args.store)
     print(f"{len(index)} sources; bands shared by all: {index.band_names}")
@@ -65,60 +68,52 @@ def _names(text: str | None) -> str | list[str] | None:
     return names[0] if len(names) == 1 and "," not in text else names
 
 
+# How each MergeRequest field is spelled on the command line (the rest: its own type, or a flag for bools)
+_PARSE = {
+    "bbox": lambda text: _floats(text, 4, "--bbox"),
+    "chunk_size": lambda text: tuple(int(v) for v in _floats(text, 2, "--chunk-size") or ()),
+    "bands": _names,
+    "sortby": lambda text: text.split(","),
+    "resolution": float,
+    "nodata": float,
+}
+_NOT_FLAGS = ("grid", "datafusion")  # grid objects come from Python; datafusion is --scan
+
+
 def _request_args(p: argparse.ArgumentParser, grid_required: bool) -> None:
+    """The store, then one flag per MergeRequest field, with the field's documentation as help."""
+    from lazymerge.planner.request import MergeRequest
+
     p.add_argument("store", help="path or URL of the Zarr store")
-    p.add_argument("--crs", required=grid_required, help="target CRS, e.g. EPSG:3857")
-    p.add_argument("--bbox", required=grid_required, help="xmin,ymin,xmax,ymax in the target CRS")
-    p.add_argument("--resolution", type=float, required=grid_required, help="target pixel size")
-    p.add_argument("--chunk-size", default="512,512", help="rows,cols per chunk (default 512,512)")
-    p.add_argument("--bands", help="a band, or a comma-separated list (a band dimension)")
-    p.add_argument("--sortby", help="source columns, comma-separated; --sortby=-col for descending")
-    p.add_argument("--where", help='SQL predicate over the source table, e.g. "cloud_cover < 20"')
-    p.add_argument("--groupby", choices=["time", "day", "solar_day"], help="one composite per time group")
-    p.add_argument("--cull", action="store_true", help="drop sources already covered (valid everywhere)")
+    for f in fields(MergeRequest):
+        if f.name in _NOT_FLAGS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        doc = f"{f.metadata['doc']} (default: {f.default!r})"
+        if f.type == "bool":
+            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=doc)
+        else:
+            required = grid_required and f.name in ("crs", "bbox", "resolution")
+            p.add_argument(flag, required=required, default=argparse.SUPPRESS, help=doc)
     p.add_argument("--scan", action="store_true", help="scan the conventions even if /meta exists")
-    p.add_argument(
-        "--resampling",
-        default="nearest",
-        help="GDAL's names: nearest (default), bilinear, cubic, cubic_spline, lanczos, average, mode, min, "
-        "max, med, q1, q3, sum, rms",
-    )
-    p.add_argument(
-        "--method",
-        default="first",
-        help="first (default), last, min, max, mean, median, count, sum, quality:<band-or-column>",
-    )
-    p.add_argument("--exact", action="store_true", help="transform every pixel exactly (no control grid)")
-    p.add_argument("--dtype", help="output dtype, e.g. uint16 (default: a float holding every source)")
-    p.add_argument("--nodata", type=float, help="output value where no source has one (default NaN)")
     p.add_argument("--allowed-mem", default="1GB", help="memory per task (Cubed allowed_mem), default 1GB")
 
 
-def _request(args: argparse.Namespace) -> dict:
-    return {
-        "store": args.store,
-        "crs": args.crs,
-        "bbox": _floats(args.bbox, 4, "--bbox"),
-        "resolution": args.resolution,
-        "chunk_size": tuple(int(v) for v in _floats(args.chunk_size, 2, "--chunk-size")),
-        "bands": _names(args.bands),
-        "sortby": args.sortby.split(",") if args.sortby else None,
-        "where": args.where,
-        "groupby": args.groupby,
-        "cull": args.cull,
-        "datafusion": False if args.scan else None,
-        "resampling": args.resampling,
-        "method": args.method,
-        "exact": args.exact,
-        "dtype": args.dtype,
-        "nodata": args.nodata,
-    }
+def _request(args: argparse.Namespace) -> dict[str, Any]:
+    """The MergeRequest fields given on the command line (the others keep their defaults)."""
+    from lazymerge.planner.request import MergeRequest
+
+    given = {f.name: getattr(args, f.name) for f in fields(MergeRequest) if hasattr(args, f.name)}
+    options = {k: _PARSE.get(k, str)(v) if isinstance(v, str) else v for k, v in given.items()}
+    if args.scan:
+        options["datafusion"] = False
+    return options
 
 
 def _spec(args: argparse.Namespace):
     import cubed
 
-    from lazymerge.merge import DEFAULT_RESERVED_MEM
+    from lazymerge.plan.budget import DEFAULT_RESERVED_MEM
 
     reserved = getattr(args, "reserved_mem", None) or DEFAULT_RESERVED_MEM
     return cubed.Spec(
@@ -127,10 +122,10 @@ def _spec(args: argparse.Namespace):
 
 
 def _plan(args: argparse.Namespace) -> None:
-    from lazymerge.planner import plan
-    from lazymerge.planner.report import check_memory
+    from lazymerge.api import plan
+    from lazymerge.plan.cost import check_memory
 
-    p = plan(**_request(args))
+    p = plan(args.store, **_request(args))
     spec = _spec(args)
     check_memory(p, int(spec.allowed_mem) - int(spec.reserved_mem))
     p.save(args.out)
@@ -142,15 +137,19 @@ def _plan(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from lazymerge.api import merge
     from lazymerge.executors import get_executor, load_executor_config
-    from lazymerge.merge import merge
 
     options = load_executor_config(args.executor_config) if args.executor_config else {}
     executor = get_executor(args.executor, **options)  # a bad name or config fails before planning
     spec = _spec(args)
     t0 = time.perf_counter()
-    request = {"store": args.store, "plan": args.plan} if args.plan else _request(args)
-    result = merge(**request, spec=spec)
+    request = _request(args)
+    if args.plan and request:
+        raise InvalidRequestError(
+            f"--plan runs a saved plan as is; drop the request flags {sorted(request)} or the --plan"
+        )
+    result = merge(args.store, plan=args.plan, spec=spec, **request)
     print(result.plan.summary(int(spec.allowed_mem)))
     reports: list = []
     result.to_zarr(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from lazymerge.conventions import (
+from lazymerge.catalog.conventions import (
     Overview,
     ProjAttrs,
     SpatialAttrs,
@@ -64,8 +64,8 @@ def run_demo(out: str | Path = "demo-output", say: Callable[[str], None] = print
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lazymerge.merge import merge
-    from lazymerge.meta import write_meta
+    from lazymerge.api import merge
+    from lazymerge.catalog.meta import write_meta
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

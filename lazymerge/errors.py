@@ -101,5 +101,9 @@ class OutputError(LazymergeError, ValueError):
     """A to_zarr target that cannot be written or resumed."""
 
 
+class PlanFormatError(LazymergeError, ValueError):
+    """A path that is not a saved plan, or a saved plan naming something this install cannot resolve."""
+
+
 class SettingError(LazymergeError, ValueError):
     """An environment variable lazymerge reads holds a value it cannot use."""

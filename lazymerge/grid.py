@@ -1,4 +1,8 @@
-"""TargetGrid: the output's CRS, affine, shape and chunking -- built and validated once, passed everywhere."""
+"""The one grid model: ``PixelGrid`` (CRS, affine, shape) for sources, levels and the target, and
+``TargetGrid``, a north-up PixelGrid tiled into chunks -- built and validated once, passed everywhere.
+
+All chunk arithmetic lives here (as odc-geo keeps ``GeoBox`` and ``GeoboxTiles`` apart).
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,45 @@ import numpy as np
 from affine import Affine
 from pyproj import CRS
 
-from lazymerge.geometry import grid_lonlat_bounds
-
 
 @dataclass(frozen=True)
-class TargetGrid:
-    """A north-up pixel grid: ``transform == (res, 0, xmin, 0, -res, ymax)`` with square pixels."""
+class PixelGrid:
+    """A pixel grid: pixel ``(row, col)`` covers ``transform * (col + [0, 1), row + [0, 1))`` in ``crs``."""
 
     crs: CRS
     transform: Affine
     shape: tuple[int, int]
-    chunk_size: tuple[int, int]
+
+    @property
+    def resolution(self) -> float:
+        """The side of a square pixel of the same area."""
+        t = self.transform
+        return float(abs(t.a * t.e - t.b * t.d) ** 0.5)
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """(xmin, ymin, xmax, ymax) of the grid's corners in its CRS."""
+        h, w = self.shape
+        xs, ys = zip(*(self.transform @ (c, r) for c, r in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+        return (min(xs), min(ys), max(xs), max(ys))
+
+    def tiled(self, chunk_size: tuple[int, int]) -> TargetGrid:
+        """This grid tiled into ``chunk_size`` chunks."""
+        return TargetGrid(self.crs, self.transform, self.shape, tuple(chunk_size))  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.crs.to_string()}, shape={self.shape}, res={self.resolution:g}, "
+            f"bbox={tuple(round(v, 6) for v in self.bbox)})"
+        )
+
+
+@dataclass(frozen=True, repr=False)
+class TargetGrid(PixelGrid):
+    """A north-up PixelGrid (``transform == (res, 0, xmin, 0, -res, ymax)``) tiled into chunks of
+    ``chunk_size`` (rows, cols), ragged at the bottom and right edges."""
+
+    chunk_size: tuple[int, int] = (512, 512)
 
     @classmethod
     def from_bbox(
@@ -34,25 +66,19 @@ class TargetGrid:
         width = max(1, math.ceil((xmax - xmin) / resolution - 1e-9))
         height = max(1, math.ceil((ymax - ymin) / resolution - 1e-9))
         transform = Affine(resolution, 0.0, xmin, 0.0, -resolution, ymax)
-        return cls(CRS.from_user_input(crs), transform, (height, width), tuple(chunk_size))
+        return cls(CRS.from_user_input(crs), transform, (height, width), tuple(chunk_size))  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
-        return (
-            f"TargetGrid({self.crs.to_string()}, shape={self.shape}, res={self.resolution:g}, "
-            f"bbox={tuple(round(v, 6) for v in self.bbox)}, chunks={self.chunk_size}, "
-            f"nchunks={self.nchunks})"
-        )
+        return f"{super().__repr__()[:-1]}, chunks={self.chunk_size}, nchunks={self.nchunks})"
+
+    @property
+    def pixels(self) -> PixelGrid:
+        """The grid without its tiling."""
+        return PixelGrid(self.crs, self.transform, self.shape)
 
     @property
     def resolution(self) -> float:
         return float(self.transform.a)
-
-    @property
-    def bbox(self) -> tuple[float, float, float, float]:
-        h, w = self.shape
-        x0, y1 = self.transform @ (0, 0)
-        x1, y0 = self.transform @ (w, h)
-        return (x0, y0, x1, y1)
 
     @property
     def nchunks(self) -> tuple[int, int]:
@@ -74,40 +100,19 @@ class TargetGrid:
         ch, cw = self.chunk_size
         return (row * ch, min((row + 1) * ch, self.shape[0]), col * cw, min((col + 1) * cw, self.shape[1]))
 
-    def chunk_transform(self, row: int, col: int) -> Affine:
-        r0, _, c0, _ = self.chunk_window(row, col)
-        return self.transform @ Affine.translation(c0, r0)
+    def chunk_edges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Target CRS x of every chunk column edge and y of every chunk row edge (left to right, top to
+        bottom, the grid's edges included)."""
+        nr, nc = self.nchunks
+        ch, cw = self.chunk_size
+        rows = np.minimum(np.arange(nr + 1) * ch, self.shape[0])
+        cols = np.minimum(np.arange(nc + 1) * cw, self.shape[1])
+        return self.transform.c + cols * self.transform.a, self.transform.f + rows * self.transform.e
 
     @cached_property
     def chunk_bounds(self) -> np.ndarray:
         """(nrows * ncols, 4) boxes (xmin, ymin, xmax, ymax) of every chunk in the target CRS, row-major."""
-        nr, nc = self.nchunks
-        ch, cw = self.chunk_size
-        rows = np.minimum(np.arange(nr + 1) * ch, self.shape[0])
-        cols = np.minimum(np.arange(nc + 1) * cw, self.shape[1])
-        x = self.transform.c + cols * self.transform.a
-        y = self.transform.f + rows * self.transform.e
+        x, y = self.chunk_edges()
         xx0, yy0 = np.meshgrid(x[:-1], y[1:])
         xx1, yy1 = np.meshgrid(x[1:], y[:-1])
         return np.stack([xx0.ravel(), yy0.ravel(), xx1.ravel(), yy1.ravel()], axis=1)
-
-    def chunk_footprints(self) -> np.ndarray:
-        """(n, 4) EPSG:4326 (west, south, east, north) of every chunk, antimeridian- and pole-aware,
-        densified along every chunk edge (each shared edge transformed once)."""
-        nr, nc = self.nchunks
-        ch, cw = self.chunk_size
-        rows = np.minimum(np.arange(nr + 1) * ch, self.shape[0])
-        cols = np.minimum(np.arange(nc + 1) * cw, self.shape[1])
-        xs = self.transform.c + cols * self.transform.a
-        ys = self.transform.f + rows * self.transform.e
-        return grid_lonlat_bounds(self.crs, xs, ys)
-
-    def pixel_centres(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
-        """Target CRS x, y of every pixel centre of a chunk (centres at +0.5, as GDAL)."""
-        r0, r1, c0, c1 = self.chunk_window(row, col)
-        t = self.transform
-        cols = np.arange(c0, c1) + 0.5
-        rows = np.arange(r0, r1) + 0.5
-        x = t.c + cols * t.a
-        y = t.f + rows * t.e
-        return np.meshgrid(x, y)

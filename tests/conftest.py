@@ -6,16 +6,9 @@ import numpy as np
 import pytest
 import zarr
 
-from lazymerge.conventions import (
-    Overview,
-    ProjAttrs,
-    SpatialAttrs,
-    write_multiscales,
-    write_proj,
-    write_spatial,
-)
+from lazymerge.catalog.meta import write_meta
 from lazymerge.demo import build_seed_store
-from lazymerge.meta import write_meta
+from tests.support.stores import add_source
 
 
 @pytest.fixture
@@ -24,30 +17,6 @@ def seed_store(tmp_path):
     path = build_seed_store(tmp_path / "seed.zarr")
     write_meta(path)
     return path
-
-
-def add_source(
-    root: zarr.Group,
-    name: str,
-    crs: str,
-    transform: tuple,
-    data: np.ndarray,
-    band: str = "data",
-    levels: int = 1,
-    **attrs,
-) -> None:
-    """A source group with one multiscales band group; level k is data[::2**k, ::2**k]."""
-    group = root.require_group(name).create_group(band)
-    overviews = []
-    for k in range(levels):
-        f = 2**k
-        arr = group.create_array(str(k), data=np.ascontiguousarray(data[::f, ::f]), chunks=(64, 64))
-        a, b, c, d, e, f_ = transform
-        write_spatial(arr, SpatialAttrs(("y", "x"), (a * f, b, c, d, e * f, f_), shape=arr.shape))
-        write_proj(arr, ProjAttrs(code=crs))
-        arr.attrs.update(attrs)
-        overviews.append(Overview(str(k), (float(f), float(f)), derived_from="0" if k else None))
-    write_multiscales(group, overviews)
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
+from lazymerge.catalog.conventions import read_proj, read_spatial
 from lazymerge.cli import main
-from lazymerge.conventions import read_proj, read_spatial
 
 
 def test_demo(tmp_path, capsys):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
+from lazymerge.catalog.conventions import read_proj
 from lazymerge.cli import main
-from lazymerge.conventions import read_proj
-
-from executor_cases import seed_merge
+from tests.support.executor_cases import seed_merge
 
 ARGS = ["--crs", "EPSG:32618", "--bbox", "500000,5990000,508000,6000000", "--resolution", "40"]
 

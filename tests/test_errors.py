@@ -9,9 +9,8 @@ import pytest
 import zarr
 
 from lazymerge import errors
+from lazymerge.api import merge, plan
 from lazymerge.demo import SEED_TARGET
-from lazymerge.merge import merge
-from lazymerge.planner import plan
 
 GOOD = {**SEED_TARGET, "resolution": 10.0, "chunk_size": (256, 256), "bands": "data"}
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pyproj import Transformer
 
-from seed_demo import run_seed
+from tests.support.seed_demo import run_seed
 
 TILES = {  # the seed's tiles: name -> (crs, bbox)
     "a": ("EPSG:32618", (500000.0, 5990000.0, 505000.0, 5995000.0)),

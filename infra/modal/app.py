@@ -50,7 +50,7 @@ _function = app.function(
 @_function
 def render_block(task, block_id: tuple[int, ...]):
     """One output block: the kernel (lazymerge.kernel.merge_block) on the task's own plan rows."""
-    from lazymerge.kernel import merge_block
+    from lazymerge.kernel.block import merge_block
 
     return merge_block(None, task=task, block_id=tuple(block_id))
 
@@ -60,7 +60,7 @@ def write_blocks(writer, ids: list[int]) -> list[int]:
     """Render the blocks ``ids`` (flat indices) and write each into the output array; returns ``ids``."""
     import numpy as np
 
-    from lazymerge.output import write_blocks as write
+    from lazymerge.output.write import write_blocks as write
 
     return [int(i) for i in write(np.asarray(ids, dtype="i8"), writer=writer)]
 
@@ -80,9 +80,9 @@ def main(
     import cubed
     import numpy as np
 
-    from lazymerge.conventions import write_proj, write_spatial
-    from lazymerge.merge import merge
-    from lazymerge.output import BlockWriter, missing_blocks, open_output
+    from lazymerge.api import merge
+    from lazymerge.catalog.conventions import write_proj, write_spatial
+    from lazymerge.output.write import BlockWriter, missing_blocks, open_output
 
     spec = cubed.Spec(work_dir=work_dir, allowed_mem="1GB", reserved_mem="100MB")
     bounds = tuple(float(v) for v in bbox.split(","))

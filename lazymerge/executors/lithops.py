@@ -14,7 +14,7 @@ from typing import Any
 from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError
 
 # Imported once by the localhost runner so each forked task does not pay ~0.5-1 s re-importing them.
-PRELOAD_MODULES = ("numpy", "zarr", "cubed", "lazymerge.kernel")
+PRELOAD_MODULES = ("numpy", "zarr", "cubed", "lazymerge.kernel.block")
 
 
 def preload_runtime(directory: str | None = None) -> str:

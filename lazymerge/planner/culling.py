@@ -18,7 +18,7 @@ import pyarrow as pa
 from affine import Affine
 from pyproj import CRS
 
-from lazymerge.warp import transformer
+from lazymerge.crs import transformer
 
 CELLS = 8  # cells per chunk side; CELLS * CELLS bits fill a uint64
 FULL = np.uint64(0xFFFFFFFFFFFFFFFF)

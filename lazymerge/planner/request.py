@@ -1,18 +1,20 @@
-"""MergeRequest: every merge/plan argument validated once, with errors that name the value and the fix."""
+"""MergeRequest: every merge/plan argument, defined, documented and validated once."""
 
 from __future__ import annotations
 
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from lazymerge.composite import QUALITY, parse_method
+from lazymerge.crs import CRSLike
 from lazymerge.errors import (
     InvalidBBoxError,
     InvalidChunkSizeError,
@@ -21,11 +23,11 @@ from lazymerge.errors import (
     InvalidResolutionError,
     UnknownColumnError,
 )
-from lazymerge.grid import TargetGrid
+from lazymerge.grid import PixelGrid, TargetGrid
+from lazymerge.kernel.composite import QUALITY, parse_method
+from lazymerge.kernel.resampling import parse_resampling
 from lazymerge.planner.filters import parse_where
 from lazymerge.planner.timegroups import parse_groupby
-from lazymerge.resampling import parse_resampling
-from lazymerge.stores import StoreHandle, resolve_store
 
 
 @dataclass(frozen=True)
@@ -39,24 +41,140 @@ class SortKey:
         return f"{quoted} {'DESC' if self.descending else 'ASC'} NULLS LAST"
 
 
-@dataclass(frozen=True)
-class MergeRequest:
-    """A validated merge: where the sources are, the target grid, which bands, and their priority."""
 
-    store: StoreHandle
-    grid: TargetGrid
-    bands: tuple[str | None, ...] | None  # None: the one band every source has
-    band_dim: bool  # True when the user asked for a list of bands
-    datafusion: bool
-    sortby: tuple[SortKey, ...]
-    groupby: str | None = None  # None, "time", "day" or "solar_day": a leading time dimension
-    where: str | None = None  # SQL predicate over the source table, parsed by DataFusion
-    cull: bool = False  # drop sources a chunk's higher-priority sources already cover (first-valid)
-    resampling: str = "nearest"
-    method: Any = "first"  # a compositing method name or class (lazymerge.composite)
-    exact: bool = False  # transform every pixel exactly instead of through the checked control grid
-    dtype: str | None = None  # output dtype (None: a float holding every source dtype)
-    nodata: float | None = None  # output fill where no source has a value (None: NaN)
+def _field(default: Any, doc: str) -> Any:
+    """A request field with its documentation (used by merge/plan docstrings and the CLI's help)."""
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeRequest:
+    """A merge or plan, every argument but the store: validated once, when it is built.
+
+    ``lazymerge.merge(store, **fields)`` and ``lazymerge.plan(store, **fields)`` take exactly these
+    fields as keyword arguments, and ``lazymerge plan|run`` takes them as flags. Invalid values raise a
+    typed ``InvalidRequestError`` subclass naming the value and the fix.
+    """
+
+    crs: CRSLike | None = _field(
+        None, "Target CRS: anything pyproj accepts, e.g. 'EPSG:32618', WKT2, a pyproj.CRS."
+    )
+    bbox: tuple[float, float, float, float] | None = _field(
+        None, "Target extent (xmin, ymin, xmax, ymax) in the target CRS."
+    )
+    resolution: float | None = _field(None, "Target pixel size, in the target CRS's units.")
+    chunk_size: tuple[int, int] = _field((512, 512), "(rows, cols) of each output chunk; edges are ragged.")
+    grid: Any = _field(
+        None,
+        "A ready grid instead of crs/bbox/resolution: a TargetGrid (its own chunking), a PixelGrid or an "
+        "odc-geo GeoBox (chunked by chunk_size).",
+    )
+    bands: str | tuple[str, ...] | None = _field(
+        None,
+        "A band name (2-D result), a list of names (a leading band dimension, in that order), or None: "
+        "every band all contributing sources share (several: a BandsInferredWarning says which).",
+    )
+    datafusion: bool | None = _field(
+        None, "True: discover sources by SQL over /meta; False: scan the conventions; None: /meta if present."
+    )
+    sortby: str | tuple[str, ...] | None = _field(
+        None,
+        "Source-table column(s) giving priority ('-col' for descending): earlier sources win where they "
+        "overlap. None keeps the table's row order.",
+    )
+    groupby: str | None = _field(
+        None,
+        "None: one composite; 'time', 'day' or 'solar_day': a leading time dimension, one composite per "
+        "group, labelled by time_coords (needs a datetime per source).",
+    )
+    where: str | None = _field(
+        None, "SQL predicate over the source table's columns, e.g. 'cloud_cover < 20' (one expression)."
+    )
+    cull: bool = _field(
+        False,
+        "Drop, per chunk, sources that higher-priority ones already cover (method 'first' only; assumes "
+        "sources are valid over their whole grid).",
+    )
+    resampling: str = _field(
+        "nearest",
+        "GDAL's names: nearest, bilinear, cubic, cubic_spline, lanczos, or the area statistics average, "
+        "min, max, sum, rms, mode, med, q1, q3.",
+    )
+    method: str | type = _field(
+        "first",
+        "How overlapping sources combine: first, last, min, max, mean, median, count, sum, "
+        "quality:<band-or-column>, or a class with add/full/result (lazymerge.kernel.composite).",
+    )
+    exact: bool = _field(
+        False, "Transform every pixel exactly instead of through the checked control grid (0.01 px)."
+    )
+    dtype: str | None = _field(
+        None, "Output dtype (default: a float holding every source dtype); an integer dtype needs nodata."
+    )
+    nodata: float | None = _field(None, "Output value where no source has one (default NaN).")
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "chunk_size", parse_chunk_size(self.chunk_size))
+        if self.grid is None:
+            missing = [k for k in ("crs", "bbox", "resolution") if getattr(self, k) is None]
+            if missing:
+                raise InvalidRequestError(
+                    f"the target grid needs {', '.join(missing)} (or grid=, a TargetGrid, PixelGrid or "
+                    "odc-geo GeoBox)"
+                )
+            set_(self, "bbox", parse_bbox(self.bbox))
+            set_(self, "resolution", parse_resolution(self.resolution))
+            set_(self, "crs", parse_crs(self.crs))
+        else:
+            given = [k for k in ("crs", "bbox", "resolution") if getattr(self, k) is not None]
+            if given:
+                raise InvalidRequestError(
+                    f"pass either grid= or {', '.join(given)}, not both: grid already fixes the CRS, extent "
+                    "and resolution"
+                )
+            set_(self, "grid", as_target_grid(self.grid, self.chunk_size))
+        set_(self, "bands", _tuple_or_str(self.bands))
+        set_(self, "sortby", _tuple_or_str(self.sortby))
+        parse_bands(self.bands)
+        parse_sortby(self.sortby)
+        set_(self, "groupby", parse_groupby(self.groupby))
+        set_(self, "where", parse_where(self.where))
+        set_(self, "resampling", parse_resampling(self.resampling))
+        parse_method(self.method)
+        if self.cull and self.method != "first":
+            raise InvalidRequestError(
+                f"cull=True drops covered sources, which only method='first' allows (not {self.method!r})"
+            )
+        set_(self, "dtype", parse_dtype(self.dtype, self.nodata))
+        set_(self, "nodata", None if self.nodata is None else float(self.nodata))
+        for flag in ("cull", "exact"):
+            set_(self, flag, bool(getattr(self, flag)))
+        if self.datafusion is not None:
+            set_(self, "datafusion", bool(self.datafusion))
+        self.target  # noqa: B018 -- the grid is built (and checked) now, not at first use
+
+    @cached_property
+    def target(self) -> TargetGrid:
+        """The target grid, tiled into chunks."""
+        if isinstance(self.grid, TargetGrid):
+            return self.grid
+        assert isinstance(self.crs, CRS) and isinstance(self.bbox, tuple) and self.resolution is not None
+        return TargetGrid.from_bbox(self.crs, self.bbox, self.resolution, self.chunk_size)
+
+    @property
+    def band_names(self) -> tuple[str | None, ...] | None:
+        """The requested bands, or None (the band every source shares)."""
+        return parse_bands(self.bands)[0]
+
+    @property
+    def band_dim(self) -> bool:
+        """True when a list of bands was asked for (a leading band dimension)."""
+        return parse_bands(self.bands)[1]
+
+    @property
+    def sort_keys(self) -> tuple[SortKey, ...]:
+        return parse_sortby(self.sortby)
 
     @property
     def quality(self) -> str | None:
@@ -68,16 +186,52 @@ class MergeRequest:
         """The sort keys that give sources their priority: ``sortby``, after ``quality:<column>`` (highest
         first) when the quality name is a column of the source table."""
         if self.quality and self.quality in columns:
-            return (SortKey(self.quality, True), *self.sortby)
-        return self.sortby
+            return (SortKey(self.quality, True), *self.sort_keys)
+        return self.sort_keys
 
     def check_sort_columns(self, columns: Sequence[str]) -> None:
         """Raise UnknownColumnError for a sortby column that is not in ``columns``."""
-        for key in self.sortby:
+        for key in self.sort_keys:
             if key.column not in columns:
                 raise UnknownColumnError(
                     f"sortby column {key.column!r} does not exist; available columns: {sorted(columns)}"
                 )
+
+    @classmethod
+    def fields_doc(cls) -> str:
+        """The numpy-style parameter list of every field, for docstrings."""
+        lines = []
+        for f in fields(cls):
+            lines.append(f"{f.name}")
+            lines.append(f"    {f.metadata['doc']} Default: ``{f.default!r}``.")
+        return "\n".join(lines)
+
+
+def _tuple_or_str(value: Any) -> Any:
+    """A list of names as a tuple (hashable, immutable); a single name or None as is."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return tuple(value)
+    except TypeError:
+        return value
+
+
+def as_target_grid(grid: Any, chunk_size: tuple[int, int]) -> TargetGrid:
+    """A TargetGrid from what ``grid=`` accepts: a TargetGrid, a PixelGrid, or an odc-geo GeoBox."""
+    if isinstance(grid, TargetGrid):
+        return grid
+    if isinstance(grid, PixelGrid):
+        return TargetGrid(grid.crs, grid.transform, grid.shape, chunk_size)
+    affine, shape, crs = (getattr(grid, k, None) for k in ("affine", "shape", "crs"))
+    if affine is not None and shape is not None and crs is not None:  # odc-geo GeoBox
+        if affine.b != 0 or affine.d != 0:
+            raise InvalidRequestError(f"grid {grid!r} is rotated; lazymerge targets north-up grids")
+        return TargetGrid(parse_crs(str(crs)), Affine(*tuple(affine)[:6]), tuple(shape), chunk_size)
+    raise InvalidRequestError(
+        f"grid {grid!r} is not a TargetGrid, PixelGrid or odc-geo GeoBox; pass one, or crs/bbox/resolution"
+    )
+
 
 
 def parse_crs(crs: Any) -> CRS:
@@ -155,65 +309,6 @@ def parse_bands(bands: Any) -> tuple[tuple[str | None, ...] | None, bool]:
     if len(set(values)) != len(values):
         raise InvalidRequestError(f"bands {bands!r} lists a band twice")
     return values, True
-
-
-def build_request(
-    *,
-    store: Any,
-    crs: Any,
-    bbox: Any,
-    resolution: Any,
-    chunk_size: Any = (512, 512),
-    bands: Any = None,
-    datafusion: bool | None = None,
-    sortby: Any = None,
-    groupby: Any = None,
-    where: Any = None,
-    cull: bool = False,
-    resampling: Any = "nearest",
-    method: Any = "first",
-    exact: bool = False,
-    dtype: Any = None,
-    nodata: Any = None,
-) -> MergeRequest:
-    """Validate every argument of merge()/plan() into a MergeRequest."""
-    target_crs = parse_crs(crs)
-    box = parse_bbox(bbox)
-    res = parse_resolution(resolution)
-    chunks = parse_chunk_size(chunk_size)
-    band_names, band_dim = parse_bands(bands)
-    keys = parse_sortby(sortby)
-    group = parse_groupby(groupby)
-    predicate = parse_where(where)
-    resampling = parse_resampling(resampling)
-    parse_method(method)
-    if cull and method != "first":
-        raise InvalidRequestError(
-            f"cull=True drops covered sources, which only method='first' allows (not {method!r})"
-        )
-    out_dtype = parse_dtype(dtype, nodata)
-    handle = resolve_store(store)
-    if datafusion is None:
-        from lazymerge.sources import META_GROUP
-
-        datafusion = META_GROUP in handle.open_root()
-    grid = TargetGrid.from_bbox(target_crs, box, res, chunks)
-    return MergeRequest(
-        handle,
-        grid,
-        band_names,
-        band_dim,
-        bool(datafusion),
-        keys,
-        group,
-        predicate,
-        bool(cull),
-        resampling,
-        method,
-        bool(exact),
-        out_dtype,
-        None if nodata is None else float(nodata),
-    )
 
 
 def parse_dtype(dtype: Any, nodata: Any) -> str | None:

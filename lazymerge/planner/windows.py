@@ -13,11 +13,12 @@ import pyarrow as pa
 from affine import Affine
 from pyproj import CRS, Transformer
 
+from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
+from lazymerge.crs import transformer
 from lazymerge.grid import TargetGrid
+from lazymerge.kernel.resampling import halo_pixels
+from lazymerge.plan.schema import empty_plan_table
 from lazymerge.planner.culling import cell_masks
-from lazymerge.resampling import halo_pixels
-from lazymerge.sources import Band, Level, level_bounds, select_overview
-from lazymerge.warp import transformer
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
 BATCH = 100_000  # pairs per vectorised step (bounds the lattice arrays' memory)
@@ -235,21 +236,3 @@ def _windows(
     else:
         cover = touch = np.zeros(len(chunk), dtype=np.uint64)
     return win.astype("i8"), cover, touch
-
-
-def empty_plan_table() -> pa.Table:
-    return pa.table(
-        {
-            "band": pa.array([], pa.int16()),
-            "chunk_row": pa.array([], pa.int32()),
-            "chunk_col": pa.array([], pa.int32()),
-            "source": pa.array([], pa.int32()),
-            "source_id": pa.array([], pa.string()),
-            "priority": pa.array([], pa.int32()),
-            "level": pa.array([], pa.int16()),
-            "src_row0": pa.array([], pa.int64()),
-            "src_row1": pa.array([], pa.int64()),
-            "src_col0": pa.array([], pa.int64()),
-            "src_col1": pa.array([], pa.int64()),
-        }
-    )

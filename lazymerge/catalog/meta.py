@@ -1,0 +1,147 @@
+"""The /meta table: written from a store's conventions, read into DataFusion via zarr-datafusion-search."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import zarr
+import zarr.storage
+from datafusion import SessionContext
+
+from lazymerge.aio import run_sync
+from lazymerge.catalog.layout import META_GROUP
+from lazymerge.catalog.scan import scan_store
+from lazymerge.catalog.stores import StoreHandle, resolve_store
+from lazymerge.errors import MetaNotFoundError, MetaSchemaError, StoreError
+
+REQUIRED_COLUMNS = ("id", "bbox", *(f"transform_{i}" for i in range(6)), "shape_x", "shape_y")
+CRS_COLUMNS = ("proj:code", "proj:epsg")  # at least one; proj:code wins where both exist
+INDEX_HINT = "build it with `lazymerge index STORE` or lazymerge.catalog.meta.write_meta(store)"
+
+# Both are expected and harmless: /meta's WKB column uses zarr's variable_length_bytes (no v3 spec yet), and
+# obstore stores cross the zarr-datafusion-search FFI by reconstruction (no shared connection pool).
+warnings.filterwarnings("ignore", message=r"The data type \(VariableLengthBytes\(\)\)", category=Warning)
+warnings.filterwarnings("ignore", message="Successfully reconstructed a store", category=RuntimeWarning)
+
+
+def _writable_root(store: Any) -> tuple[zarr.Group, Path | None]:
+    """A writable zarr root for the store, and its local directory when it has one."""
+    if isinstance(store, (str, Path)) and "://" not in str(store):
+        path = Path(store).expanduser().resolve()
+        return zarr.open_group(zarr.storage.LocalStore(str(path)), mode="r+"), path
+    handle = resolve_store(store)
+    zstore = handle.zarr_store
+    if isinstance(zstore, zarr.storage.LocalStore):
+        path = Path(str(zstore.root))
+        return zarr.open_group(zarr.storage.LocalStore(str(path)), mode="r+"), path
+    if getattr(zstore, "read_only", False) and hasattr(zstore, "with_read_only"):
+        zstore = zstore.with_read_only(False)
+    return zarr.open_group(zstore, mode="r+"), None
+
+
+def _write_table(group: zarr.Group, table: pa.Table) -> None:
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_string(col.type):
+            arr = group.create_array(name, shape=(len(col),), dtype="string", chunks=(max(len(col), 1),))
+            arr[:] = np.array(col.to_pylist(), dtype=object)
+        elif pa.types.is_binary(col.type):
+            arr = group.create_array(
+                name, shape=(len(col),), dtype="variable_length_bytes", chunks=(max(len(col), 1),)
+            )
+            arr[:] = np.array(col.to_pylist(), dtype=object)
+        elif pa.types.is_integer(col.type) and col.null_count:  # NaN marks the missing values
+            group.create_array(
+                name, data=col.to_numpy(zero_copy_only=False).astype("f8"), chunks=(max(len(col), 1),)
+            )
+        elif pa.types.is_timestamp(col.type):  # read back by DataFusion as a timestamp column
+            data = col.to_numpy(zero_copy_only=False).astype("datetime64[us]")
+            group.create_array(name, data=data, chunks=(max(len(col), 1),))
+        else:
+            group.create_array(name, data=col.to_numpy(), chunks=(max(len(col), 1),))
+
+
+def write_meta(store: Any) -> pa.Table:
+    """Write the /meta table of a store from its conventions and return it.
+
+    One row per source (id order): id, bbox (EPSG:4326 WKB, densified, split at the antimeridian),
+    proj:epsg, proj:code, transform_0..5 and shape_x/shape_y of the base level. On a local store the new
+    table replaces the old one atomically (written aside, then renamed), so no half-written /meta is left.
+    """
+    table = scan_store(store).table()
+    write_meta_table(store, table)
+    return table
+
+
+def write_meta_table(store: Any, table: pa.Table) -> None:
+    """Write ``table`` as the store's /meta (atomically on a local store: written aside, then renamed)."""
+    root, local = _writable_root(store)
+    if local is None:
+        if META_GROUP in root:
+            del root[META_GROUP]
+        _write_table(root.create_group(META_GROUP), table)
+        return
+    tmp_name = f".meta-tmp-{uuid.uuid4().hex}"
+    try:
+        _write_table(root.create_group(tmp_name), table)
+        final, old = local / META_GROUP, local / f".meta-old-{uuid.uuid4().hex}"
+        if final.exists():
+            final.rename(old)
+        (local / tmp_name).rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(local / tmp_name, ignore_errors=True)
+
+
+class MetaTable:
+    """A DataFusion context with /meta registered as ``meta``; keeps the ZarrTable alive while in use."""
+
+    def __init__(self, handle: StoreHandle) -> None:
+        from zarr_datafusion_search import ZarrTable
+
+        self._check_exists(handle)
+        if handle.icechunk_session is None and handle.obstore is None:
+            raise StoreError(
+                f"datafusion=True needs an obstore store, a path/URL or an Icechunk session; "
+                f"got {handle.description}"
+            )
+
+        async def _open() -> Any:  # ZarrTable constructors must be called inside a running loop
+            if handle.icechunk_session is not None:
+                return await ZarrTable.from_icechunk(handle.icechunk_session, "/" + META_GROUP)
+            return await ZarrTable.from_obstore(handle.obstore, "/" + META_GROUP)
+
+        self.table = run_sync(_open())  # the reference must outlive every query (FFI scope)
+        self.ctx = SessionContext()
+        self.ctx.register_table("meta", self.table)
+        self.schema: pa.Schema = self.ctx.table("meta").schema()
+        self._check_schema()
+
+    @staticmethod
+    def _check_exists(handle: StoreHandle) -> None:
+        root = handle.open_root()
+        try:
+            group = root[META_GROUP]
+        except KeyError:
+            group = None
+        if not isinstance(group, zarr.Group):
+            raise MetaNotFoundError(f"store {handle.description} has no /{META_GROUP} table; {INDEX_HINT}")
+
+    def _check_schema(self) -> None:
+        names = set(self.schema.names)
+        missing = [c for c in REQUIRED_COLUMNS if c not in names]
+        if not any(c in names for c in CRS_COLUMNS):
+            missing.append(" or ".join(CRS_COLUMNS))
+        if missing:
+            raise MetaSchemaError(
+                f"/meta lacks required column(s) {missing}; it has {sorted(names)}. Rebuild it: {INDEX_HINT}"
+            )
+
+    def sql(self, query: str) -> pa.Table:
+        return self.ctx.sql(query).to_arrow_table()

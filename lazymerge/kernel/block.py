@@ -1,0 +1,242 @@
+"""The stateless chunk kernel: plan rows -> read windows -> warp -> composite -> block.
+
+``render_chunk`` is the pure kernel; ``merge_block`` is the Cubed task around it, which fetches only its
+own rows from the saved plan by block id. The same code runs on every executor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache, partial
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from lazymerge.grid import TargetGrid
+from lazymerge.kernel import loops as jit
+from lazymerge.kernel.composite import First, Last, parse_method
+from lazymerge.kernel.faults import maybe_fail
+from lazymerge.kernel.loops import evaluate
+from lazymerge.kernel.mapping import Mapping, pixel_mapping
+from lazymerge.kernel.reads import read_window
+from lazymerge.plan.budget import GREEN, READ_AHEAD
+from lazymerge.plan.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows
+
+_readers: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _start(read: Callable[[Any, TaskRow], np.ndarray], store: Any, task: TaskRow, inline: bool) -> Future:
+    """Start reading ``task``'s window: in a reader thread, or here when there is nothing to overlap it
+    with (a block with one source: no thread handoff)."""
+    if not inline:
+        return _reader_pool().submit(read, store, task)
+    done: Future = Future()
+    try:
+        done.set_result(read(store, task))
+    except Exception as exc:  # raised where the result is taken, as from a thread
+        done.set_exception(exc)
+    return done
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    """This process's pool of reader threads (a forked worker gets its own, not its parent's)."""
+    global _readers
+    if _readers is None or _readers[0] != os.getpid():
+        _readers = (os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="lazymerge-read"))
+    return _readers[1]
+
+
+def kernel_scale(m: Mapping, inv: Affine) -> np.ndarray:
+    """The (x, y) kernel scale for one source, as GDAL's XSCALE/YSCALE: target pixels per source pixel
+    along each source axis, at most 1, snapped to 1/n within 0.05 of it; kernels widen by its inverse.
+    From the block's corners as a Jacobian, so a rotation alone (UTM zone to zone) keeps scale 1 where
+    GDAL's bounding-box estimate widens the kernel."""
+    h, w = m.shape
+    x, y = evaluate(m.jit, h, w, np.array([0, h - 1]))
+    col = inv.a * x[:, [0, -1]] + inv.b * y[:, [0, -1]] + inv.c  # block corners, in source pixels
+    row = inv.d * x[:, [0, -1]] + inv.e * y[:, [0, -1]] + inv.f
+    along_x = [np.mean(a[:, 1] - a[:, 0]) / max(w - 1, 1) for a in (col, row)]  # d(col, row) / d(target x)
+    along_y = [np.mean(a[1] - a[0]) / max(h - 1, 1) for a in (col, row)]
+    scale = []
+    for pixels in (np.hypot(along_x[0], along_y[0]), np.hypot(along_x[1], along_y[1])):
+        s = 1 / pixels if np.isfinite(pixels) and pixels > 0 else 1.0
+        if s < 1:
+            k = int(1 / s + 0.5)
+            s = 1 / k if abs(1 / s - k) < 0.05 else s
+        scale.append(min(s, 1.0))
+    return np.array(scale)
+
+
+def render_chunk(
+    rows: list[TaskRow],
+    grid: TargetGrid,
+    row: int,
+    col: int,
+    store: Any,
+    dtype: np.dtype,
+    options: KernelOptions | None = None,
+    read: Callable[[Any, TaskRow], np.ndarray] = read_window,
+    quality_rows: list[TaskRow] | None = None,
+) -> np.ndarray:
+    """One target chunk from its plan rows (priority order): each source sampled with the plan's
+    resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is. With
+    ``options.provenance``: the int32 source table row each pixel's value came from (-1: none).
+
+    Windows are read with ``read`` ahead of use (``READ_AHEAD`` in flight) while earlier sources are
+    warped; ``first`` stops reading once every pixel has a value. ``quality_rows``: each source's quality
+    band (method ``quality:<band>``), sampled nearest and handed to the method with the values."""
+    opts = options or KernelOptions()
+    r0, r1, c0, c1 = grid.chunk_window(row, col)
+    shape = (r1 - r0, c1 - c0)
+    fill = np.nan if opts.nodata is None else opts.nodata
+    out = np.full(shape, -1 if opts.provenance else fill, dtype="i4" if opts.provenance else dtype)
+    if not rows:
+        return out
+    method_cls = parse_method(opts.method)
+    fused = method_cls in (First, Last)  # the compiled loops write straight into the method
+    only_empty = method_cls is First
+    # first/last straight into the output (no float buffer, no winner) unless integers need rounding
+    direct = fused and not opts.provenance and (out.dtype.kind == "f" or opts.resampling == "nearest")
+    if direct:
+        buffers = (out, np.zeros(shape, dtype="u1"), _NO_WINNER)
+    else:
+        method = method_cls(shape)
+        buffers = (method.values, method.count, method.winner)  # unused unless fused
+    has = buffers[1]
+    area = opts.resampling in jit.AREA
+    finest: dict[str, float] = {}
+    for task in [*rows, *(quality_rows or [])]:  # the tolerance is in pixels of each CRS's finest source
+        res = abs(task.level.affine.a * task.level.affine.e) ** 0.5
+        finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
+    mappings: dict[tuple[str, bool], Mapping] = {}
+
+    def mapping(crs: str, corners: bool = area) -> Mapping:
+        if (crs, corners) not in mappings:
+            ext, off = (1, 0.0) if corners else (0, 0.5)  # area resamplings map the pixel corners
+            rows_, cols_ = (r0, r1 + ext), (c0, c1 + ext)
+            mappings[crs, corners] = pixel_mapping(
+                grid.crs, grid.transform, rows_, cols_, crs, opts.threshold * finest[crs], opts.exact, off
+            )
+        return mappings[crs, corners]
+
+    quality_of = {task.source: task for task in quality_rows or []}
+
+    def quality(source: int) -> np.ndarray | None:
+        """The source's quality band at each pixel (NaN where it has none)."""
+        task = quality_of.get(source)
+        if task is None:
+            return None
+        q = First(shape)
+        level = task.level
+        nodata = np.nan if level.nodata is None else level.nodata
+        jit.sample_into(
+            read(store, task),
+            nodata,
+            level.nodata is not None,
+            mapping(level.crs, False).jit,
+            _coef(level.affine),
+            np.array(task.window, "f8"),
+            jit.NEAREST,
+            _ONE,
+            (q.values, q.count, _NO_WINNER),
+            0,
+            False,
+        )
+        return np.where(q.count > 0, q.values, np.nan)
+
+    def needed(task: TaskRow, empty_only: bool) -> bool:
+        inv = _coef(task.level.affine)
+        return jit.any_inside(mapping(task.level.crs).jit, inv, np.array(task.window, "f8"), has, empty_only)
+
+    pending: dict[int, Future] = {}
+    checked: set[int] = set()
+    wrote = False  # whether any source has written yet; until then every pixel is empty, no need to check
+    for index, task in enumerate(rows):
+        for ahead in range(index, min(index + 1 + READ_AHEAD, len(rows))):  # keep reads in flight
+            if ahead not in checked:
+                checked.add(ahead)
+                if needed(rows[ahead], False):
+                    pending[ahead] = _start(read, store, rows[ahead], inline=len(rows) == 1)
+        if index not in pending:
+            continue
+        if only_empty and wrote and not needed(task, True):  # filled meanwhile: drop the read
+            pending.pop(index).cancel()
+            continue
+        data = pending.pop(index).result()
+        level = task.level
+        m = mapping(level.crs)
+        inv = _coef(level.affine)
+        window = np.array(task.window, dtype="f8")
+        nodata = np.nan if level.nodata is None else level.nodata
+        use_nodata = level.nodata is not None
+        empty = only_empty and wrote
+        if not fused:  # one source at a time, then the method combines it
+            one = First(shape)
+            buffers = (one.values, one.count, _NO_WINNER)
+        if area:
+            stat = jit.AREA[opts.resampling]
+            room = jit.green_room(data.shape) if opts.resampling in GREEN else None
+            n = jit.average_into(
+                data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, empty, True, room
+            )
+        else:
+            scale = kernel_scale(m, ~level.affine) if opts.resampling != "nearest" else _ONE
+            code = jit.CODES[opts.resampling]
+            n = jit.sample_into(
+                data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, empty
+            )
+        wrote |= n > 0
+        if quality_rows is not None:
+            method.add(one.values, one.count > 0, index, quality=quality(task.source))
+        elif not fused:
+            method.add(one.values, one.count > 0, index)
+        if only_empty and n and has.all():  # first: the block is full
+            break
+    for future in pending.values():
+        future.cancel()
+    if opts.provenance:  # the source table row each pixel came from, -1 where none
+        sources = np.array([task.source for task in rows], dtype="i4")
+        return np.where(method.winner >= 0, sources[np.maximum(method.winner, 0)], -1).astype("i4")
+    if direct:
+        return out
+    values, has = method.result() if not fused else (method.values, method.count > 0)
+    if out.dtype.kind in "iu":  # GDAL rounds to the nearest integer and clamps to the type's range
+        info = np.iinfo(out.dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    np.copyto(out, values, casting="unsafe", where=has)
+    return out
+
+
+_NO_WINNER = np.zeros((1, 1), dtype="i4")  # the compiled loops skip recording sources into this
+_ONE = np.ones(2)
+
+
+@lru_cache(maxsize=1024)
+def _coef(transform: Affine) -> np.ndarray:
+    """The inverse affine's six coefficients (source CRS -> source pixel); cached: not to be modified."""
+    inv = ~transform
+    return np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
+
+
+
+def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
+    """Cubed task: fetch this block's rows from the saved plan and render it.
+
+    Blocks are indexed ``([time,] [band,] row, col)``; the plan's rows are keyed by layer and chunk.
+    """
+    maybe_fail(block_id)  # off unless LAZYMERGE_FAULT_RATE is set (tests and drills only)
+    *lead, row, col = block_id
+    time = lead.pop(0) if task.time_dim else 0
+    band = lead.pop(0) if task.band_dim else 0
+    rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
+    quality = None
+    if task.quality_layer is not None:
+        quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
+    read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
+    block = render_chunk(
+        rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, read, quality
+    )
+    return block.reshape((1,) * (len(block_id) - 2) + block.shape)

@@ -1,0 +1,1179 @@
+"""Fused, compiled loops for the kernel's hot paths (numba, cached on disk so workers compile once).
+
+Each loop walks the block row by row: ``_row`` turns a ``Mapping`` (``kernel.mapping``) into the source
+pixel coordinates of one row (affine, per-axis lookups or the control grid's bilinear interpolation), then the
+row's pixels are sampled and written in the same pass; the per-pixel coordinates are never materialised.
+Rotated rows prefetch the next row's source lines (``_prefetch``); mappings without rotation sample per
+column and per row, kernels as a horizontal pass per source row and a vertical pass per block row.
+
+``sample_into``: nearest/bilinear/cubic/cubic_spline/lanczos with GDAL's conventions: pixel ``(i, j)``
+covers ``[j, j + 1) x [i, i + 1)``, nearest takes ``floor``, kernels weight the pixel centres around the
+point, skip nodata and renormalise, and widen by ``1 / scale`` when downsampling (GDAL's XSCALE/YSCALE).
+``average_into``: area statistics over each target pixel's footprint (its four corners in source pixels),
+exactly: weighted statistics over rotated footprints by Green's theorem over their edges, the others cell
+by cell.
+
+One module on purpose: numba's on-disk cache is invalidated only when the file defining a function
+changes, not when a function it calls from another file does, so loops that call each other live here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from lazymerge.plan.budget import GREEN_CELLS
+
+NEAREST, BILINEAR, CUBIC, CUBIC_SPLINE, LANCZOS = 0, 1, 2, 3, 4
+CODES = {
+    "nearest": NEAREST,
+    "bilinear": BILINEAR,
+    "cubic": CUBIC,
+    "cubic_spline": CUBIC_SPLINE,
+    "lanczos": LANCZOS,
+}
+RADIUS = (0, 1, 2, 2, 3)  # kernel radius in source pixels at scale 1
+# area resamplings: statistics of the source pixels under each target pixel's footprint (as GDAL's)
+AVERAGE, MINIMUM, MAXIMUM, SUM, RMS, MODE, MEDIAN, Q1, Q3 = range(9)  # from MODE on: ranked, not weighted
+AREA = {
+    "average": AVERAGE,
+    "min": MINIMUM,
+    "max": MAXIMUM,
+    "sum": SUM,
+    "rms": RMS,
+    "mode": MODE,
+    "med": MEDIAN,
+    "q1": Q1,
+    "q3": Q3,
+}
+QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
+LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.kernel.mapping.Mapping
+
+
+@numba.njit(cache=True, nogil=True)
+def _segments(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``n`` positions: the control interval it falls in and its fraction within it."""
+    seg = np.zeros(n, dtype=np.int64)
+    frac = np.zeros(n)
+    if len(idx) < 2:
+        return seg, frac
+    a = 0
+    for p in range(n):
+        while a < len(idx) - 2 and p > idx[a + 1]:
+            a += 1
+        seg[p] = a
+        frac[p] = (p - idx[a]) / (idx[a + 1] - idx[a])
+    return seg, frac
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_state(m, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID),
+    scratch of one value per control column, and 0, 1, 2 ... as floats, as far as the widest control
+    interval (loaded, not converted from the loop index: AVX2 converts int64 to float64 a lane at a time)."""
+    rs, rf = _segments(m[3], h)
+    ci = m[4]
+    widest = np.max(ci[1:] - ci[:-1]) if len(ci) > 1 else 0
+    return rs, rf, np.empty(m[1].shape[1]), np.empty(m[1].shape[1]), np.arange(widest + 1.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
+    """Source pixel coordinates (``cols``, ``rows``, minus the window origin ``x0``, ``y0``) of every pixel
+    of block row ``y`` (``state``: from ``_row_state``)."""
+    kind, gx, gy = m[0], m[1], m[2]
+    rs, rf, tx, ty, ks = state
+    w = cols.shape[0]
+    if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
+        rr = gy[0, 3] + y
+        for x in range(w):
+            cc = gx[0, 3] + x
+            px = gx[0, 2] + cc * gx[0, 0] + rr * gx[0, 1]
+            py = gy[0, 2] + cc * gy[0, 0] + rr * gy[0, 1]
+            cols[x] = inv[0] * px + inv[1] * py + inv[2] - x0
+            rows[x] = inv[3] * px + inv[4] * py + inv[5] - y0
+    elif kind == SEPARABLE:  # x per column, y per row
+        py = gy[0, y]
+        for x in range(w):
+            px = gx[0, x]
+            cols[x] = inv[0] * px + inv[1] * py + inv[2] - x0
+            rows[x] = inv[3] * px + inv[4] * py + inv[5] - y0
+    else:  # the control grid: interpolate down the control columns, then linearly between them
+        a, fy = rs[y], rf[y]
+        a1 = min(a + 1, gx.shape[0] - 1)
+        ci = m[4]
+        for b in range(gx.shape[1]):
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
+            tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
+            ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+        cols[0], rows[0] = tx[0], ty[0]
+        for b in range(len(ci) - 1):
+            base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]  # locals: the loop vectorises
+            dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
+            seg_c, seg_r = cols[base : base + span + 1], rows[base : base + span + 1]  # indices >= 0: no
+            for k in range(1, span + 1):  # wraparound, so vector stores
+                seg_c[k] = c0 + ks[k] * dc
+                seg_r[k] = r0 + ks[k] * dr
+
+
+@numba.njit(cache=True, nogil=True)
+def evaluate(m, h: int, w: int, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mapping's source CRS coordinates of the rows ``ys`` of an (h, w) block, as (len(ys), w) arrays."""
+    ident = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+    state = _row_state(m, h)
+    out_x, out_y = np.empty((len(ys), w)), np.empty((len(ys), w))
+    for k in range(len(ys)):
+        _row(m, state, ys[k], ident, 0.0, 0.0, out_x[k], out_y[k])
+    return out_x, out_y
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _valid(v, nodata: float, use_nodata: bool) -> bool:
+    if v != v:  # NaN
+        return False
+    return not (use_nodata and v == nodata)
+
+
+@numba.njit(cache=True, nogil=True)
+def _kernel(mode: int, t: float) -> float:
+    """GDAL's resampling kernels (cubic: Keys a = -0.5; cubic_spline: cubic B-spline; lanczos: a = 3)."""
+    t = abs(t)
+    if mode == BILINEAR:
+        return 1.0 - t if t < 1 else 0.0
+    if mode == CUBIC:
+        if t <= 1:
+            return (1.5 * t - 2.5) * t * t + 1
+        return ((-0.5 * t + 2.5) * t - 4) * t + 2 if t < 2 else 0.0
+    if mode == CUBIC_SPLINE:
+        if t < 1:
+            return (4 - 6 * t * t + 3 * t * t * t) / 6
+        return (2 - t) ** 3 / 6 if t < 2 else 0.0
+    if t == 0:
+        return 1.0
+    if t >= 3:
+        return 0.0
+    pt = math.pi * t
+    return math.sin(pt) * math.sin(pt / 3) / (pt * pt / 3)
+
+
+@numba.njit(cache=True, nogil=True)
+def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> None:
+    """Kernel weights of the taps ``k = 1 - n .. n`` around a point ``frac`` past a pixel centre."""
+    if mode == LANCZOS and scale == 1.0 and frac > 0:  # 3 sines per axis instead of 12
+        s1, s3, c3 = math.sin(math.pi * frac), math.sin(math.pi * frac / 3), math.cos(math.pi * frac / 3)
+        for k in range(-2, 4):  # sin(pi (k - f)) = -(-1)^k sin(pi f); sin(pi (k - f) / 3) by angle sums
+            t = math.pi * (k - frac)
+            a = -s1 if k % 2 == 0 else s1
+            b = math.sin(math.pi * k / 3) * c3 - math.cos(math.pi * k / 3) * s3
+            out[k + 2] = a * b / (t * t / 3)
+        return
+    for k in range(1 - n, n + 1):
+        out[k + n - 1] = _kernel(mode, (k - frac) * scale)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _four(mode: int, t: float) -> tuple[float, float, float, float]:
+    """Closed-form weights of the 4 taps around a point ``t`` past a pixel centre, at scale 1 (cubic:
+    Keys, a = -0.5; cubic_spline: the cubic B-spline)."""
+    if mode == CUBIC:
+        return (
+            ((-0.5 * t + 1.0) * t - 0.5) * t,
+            (1.5 * t - 2.5) * t * t + 1,
+            ((-1.5 * t + 2.0) * t + 0.5) * t,
+            (0.5 * t - 0.5) * t * t,
+        )
+    s = 1 - t
+    t3 = t * t * t
+    return s * s * s / 6, (3 * t3 - 6 * t * t + 4) / 6, (-3 * t3 + 3 * t * t + 3 * t + 1) / 6, t3 / 6
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _dot4(data, i, j, a0, a1, a2, a3) -> float:
+    """Row ``i``'s taps ``j - 1 .. j + 2`` weighted by a0 .. a3."""
+    return a0 * data[i, j - 1] + a1 * data[i, j] + a2 * data[i, j + 1] + a3 * data[i, j + 2]
+
+
+@numba.njit(cache=True, nogil=True)
+def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
+    """Closed-form weights of the taps around a point ``t`` past a pixel centre, at scale 1 (bilinear:
+    2 taps; cubic, cubic_spline: 4)."""
+    if mode == BILINEAR:
+        out[0], out[1] = 1 - t, t
+    else:
+        out[0], out[1], out[2], out[3] = _four(mode, t)
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float, float]:
+    """(weighted sum, total weight) of the valid taps ``1 - n .. n`` around pixel (i0, j0)."""
+    h, w = data.shape
+    acc = 0.0
+    total = 0.0
+    for a in range(2 * nv):
+        ii = i0 + a + 1 - nv
+        if ii < 0 or ii >= h:
+            continue
+        wa = wv[a]
+        for b in range(2 * nu):
+            jj = j0 + b + 1 - nu
+            if jj < 0 or jj >= w:
+                continue
+            s = data[ii, jj]
+            if _valid(s, nodata, use_nodata):
+                acc += wa * wu[b] * s
+                total += wa * wu[b]
+    return acc, total
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """A hint to the CPU to fetch ``array[index]``'s cache line (LLVM's prefetch: read, keep in all cache
+    levels); no effect on results."""
+
+    def codegen(context, builder, signature, args):
+        kind = signature.args[0]
+        view = context.make_array(kind)(context, builder, args[0])
+        at = cgutils.get_item_pointer(context, builder, kind, view, [args[1]], wraparound=False)
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        hint = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0i8"
+        )
+        builder.call(hint, [builder.bitcast(at, byte), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _prefetch_row(src, cols, rows, h, w, n) -> None:
+    """Prefetch the source lines a block row will read: at every 8th point, its row and ``n`` rows either
+    side (a kernel's taps). Rotated rows cross a source row every few pixels, too many streams for the
+    hardware prefetcher; issued a row ahead, the lines arrive while the current row is sampled."""
+    for x in range(0, cols.shape[0], 8):
+        c, r = cols[x], rows[x]
+        if r >= 0 and r < h and c >= 0 and c < w:
+            for a in range(max(int(r) - n, 0), min(int(r) + n, h - 1) + 1):
+                _prefetch(src, np.int64(a) * w + np.int64(c))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _flat_row(cols, rows, h, w, flat) -> None:
+    """The flat index of the source pixel containing each point of a row (-1 outside the window);
+    branch-free, so it vectorises."""
+    for x in range(cols.shape[0]):
+        c, r = cols[x], rows[x]
+        inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
+        # truncation is floor (>= 0); numba multiplies int32s in int64, so an int64 ``flat`` is exact
+        flat[x] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, track) -> int:
+    """Write ``src[flat]`` into one block row ``row`` = (values, has, winner) where ``flat`` >= 0 and the
+    value is valid (``only_empty``: where the row has none yet); returns how many it wrote. Two loops:
+    the gather alone (into ``got``), then the checks and writes, branch-free so that they vectorise."""
+    values, has, winner = row
+    for x in range(flat.shape[0]):
+        got[x] = src[max(flat[x], 0)]
+    written = 0
+    any_value, anywhere = not use_nodata, not only_empty
+    for x in range(flat.shape[0]):
+        v = got[x]
+        ok = (flat[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
+        values[x] = v if ok else values[x]
+        has[x] |= np.uint8(ok)  # a select would not vectorise
+        if track:
+            winner[x] = index if ok else winner[x]
+        written += np.int32(ok)
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
+    """``_row`` and ``_flat_row`` in one, for a control grid: the flat index of the source
+    pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
+    gx, gy, ci = m[1], m[2], m[4]
+    rs, rf, tx, ty, ks = state
+    a, fy = rs[y], rf[y]
+    a1 = min(a + 1, gx.shape[0] - 1)
+    for b in range(gx.shape[1]):
+        px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
+        py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
+        tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0
+        ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+    for b in range(len(ci) - 1):
+        base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]
+        dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
+        seg = flat[base : base + span + 1]  # indices >= 0: no wraparound, so vector stores
+        for k in range(0 if b == 0 else 1, span + 1):
+            c, r = c0 + ks[k] * dc, r0 + ks[k] * dr
+            inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
+            seg[k] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _prefetch_flat(src, flat) -> None:
+    """Prefetch the source lines of a block row's flat indices (every 8th), as ``_prefetch_row``."""
+    for x in range(0, flat.shape[0], 8):
+        if flat[x] >= 0:
+            _prefetch(src, flat[x])
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv) -> float:
+    """An interpolating kernel at source pixel coordinates (c, r), tap by tap, skipping invalid taps and
+    renormalising (``unit``: closed-form weights at scale 1); NaN where the containing pixel is invalid
+    or outside, or no tap carries weight."""
+    h, w = data.shape
+    if not (r >= 0 and r < h and c >= 0 and c < w):  # NaN fails too
+        return np.nan
+    if not _valid(data[np.intp(r), np.intp(c)], nodata, use_nodata):  # truncation is floor: >= 0
+        return np.nan
+    u, v = c - 0.5, r - 0.5
+    j0, i0 = int(math.floor(u)), int(math.floor(v))
+    if unit:
+        _unit_weights(mode, u - j0, wu)
+        _unit_weights(mode, v - i0, wv)
+    else:
+        _weights(mode, u - j0, scale[0], nu, wu)
+        _weights(mode, v - i0, scale[1], nv, wv)
+    if not use_nodata and i0 >= nv - 1 and i0 + nv < h and j0 >= nu - 1 and j0 + nu < w:  # taps inside
+        acc, su, sv = 0.0, 0.0, 0.0
+        for b in range(2 * nu):
+            su += wu[b]
+        for a in range(2 * nv):
+            i = i0 + a + 1 - nv
+            part = 0.0
+            for b in range(2 * nu):
+                part += wu[b] * data[i, j0 + b + 1 - nu]
+            acc += wv[a] * part
+            sv += wv[a]
+        if acc == acc and abs(su * sv) > 1e-5:  # else a NaN tap: skip it, below
+            return acc / (su * sv)
+    acc, weight = _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv)
+    return acc / weight if abs(weight) > 1e-5 else np.nan
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _kernel_row(
+    data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, values, has, winner, index,
+    only_empty,
+) -> int:  # fmt: skip
+    """An interpolating kernel for one block row. Points whose taps are all inside the window take a
+    closed-form, branch-free path at scale 1 without nodata (bilinear: 2 x 2 taps, cubic and cubic_spline:
+    4 x 4); a NaN among them, the window's edge, nodata or a widened kernel go tap by tap."""
+    h, w = data.shape
+    track = winner.shape[0] == values.shape[0]
+    fast = unit and not use_nodata
+    lo = float(nu - 1)  # the taps of a point u past a pixel centre: floor(u) + 1 - n .. floor(u) + n
+    written = 0
+    for x in range(cols.shape[0]):
+        if only_empty and has[x] > 0:
+            continue
+        c, r = cols[x], rows[x]
+        u, v = c - 0.5, r - 0.5
+        value = np.nan
+        if fast and u >= lo and u < w - nu and v >= lo and v < h - nv:  # every tap inside (not NaN)
+            j0, i0 = int(u), int(v)  # floor: both >= 0
+            fu, fv = u - j0, v - i0
+            if mode == BILINEAR:
+                top = data[i0, j0] * (1 - fu) + data[i0, j0 + 1] * fu
+                bottom = data[i0 + 1, j0] * (1 - fu) + data[i0 + 1, j0 + 1] * fu
+                value = top * (1 - fv) + bottom * fv
+            else:  # 4 x 4 taps, weights in registers
+                a0, a1, a2, a3 = _four(mode, fu)
+                b0, b1, b2, b3 = _four(mode, fv)
+                value = (
+                    b0 * _dot4(data, i0 - 1, j0, a0, a1, a2, a3)
+                    + b1 * _dot4(data, i0, j0, a0, a1, a2, a3)
+                    + b2 * _dot4(data, i0 + 1, j0, a0, a1, a2, a3)
+                    + b3 * _dot4(data, i0 + 2, j0, a0, a1, a2, a3)
+                ) / ((a0 + a1 + a2 + a3) * (b0 + b1 + b2 + b3))
+        if value != value:  # a NaN tap (the containing pixel's is NaN too), the edge, nodata, scaled
+            value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
+            if value != value:
+                continue
+        values[x] = value
+        has[x] = 1
+        if track:
+            winner[x] = index
+        written += 1
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def _axes(m, inv, x0, y0, bh, bw) -> tuple[np.ndarray, np.ndarray]:
+    """For a mapping without rotation (same CRS or separable, north-up grids on both sides), where the
+    source column depends only on the block column and the source row only on the block row: those
+    columns (bw,) and rows (bh,), the values ``_row`` gives; else two empty arrays."""
+    kind, gx, gy = m[0], m[1], m[2]
+    if inv[1] != 0 or inv[3] != 0 or kind == GRID or (kind == LINEAR and (gx[0, 1] != 0 or gy[0, 0] != 0)):
+        return np.empty(0), np.empty(0)
+    state = _row_state(m, bh)
+    cols, unused, rows, one = np.empty(bw), np.empty(bw), np.empty(bh), np.empty(1)
+    _row(m, state, 0, inv, x0, y0, cols, unused)
+    for y in range(bh):  # the first pixel of each row: its row is every pixel's
+        _row(m, state, y, inv, x0, y0, one, rows[y:])
+    return cols, rows
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per position along one axis: the first tap's index (-1: a tap falls outside ``size``), the 2n
+    weights and their sum, as ``_kernel_value`` computes them."""
+    first = np.full(len(coords), -1, dtype=np.int64)
+    weights = np.zeros((len(coords), max(2 * n + 1, 4)))  # at least 4: the unrolled loops read 4
+    total = np.zeros(len(coords))
+    for x in range(len(coords)):
+        u = coords[x] - 0.5
+        if not (u >= n - 1 and u < size - n):  # NaN fails too
+            continue
+        j0 = int(u)
+        if unit:
+            _unit_weights(mode, u - j0, weights[x])
+        else:
+            _weights(mode, u - j0, scale, n, weights[x])
+        first[x] = j0 + 1 - n
+        for b in range(2 * n):
+            total[x] += weights[x, b]
+    return first, weights, total
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sample_axes(
+    data, src, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, out, index, only_empty
+) -> int:  # fmt: skip
+    """``sample_into`` for mappings without rotation (``_axes``): source indices and kernel weights are
+    computed once per block column and once per block row, not per pixel."""
+    values, has, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    track = winner.shape == values.shape
+    written = 0
+    if mode == NEAREST:
+        jx = np.full(bw, -1, dtype=np.int64)
+        for x in range(bw):
+            if cols[x] >= 0 and cols[x] < w:
+                jx[x] = np.int64(cols[x])
+        for y in range(bh):
+            r = rows[y]
+            if not (r >= 0 and r < h):
+                continue
+            base = np.int64(r) * w
+            for x in range(bw):
+                if jx[x] < 0 or (only_empty and has[y, x] > 0):
+                    continue
+                v = src[base + jx[x]]
+                if v == v and not (use_nodata and v == nodata):
+                    values[y, x] = v
+                    has[y, x] = 1
+                    written += 1
+                    if track:
+                        winner[y, x] = index
+        return written
+    fx, wx, sx = _taps(mode, unit, scale[0], nu, cols, w)
+    fy, wy, sy = _taps(mode, unit, scale[1], nv, rows, h)
+    ring = 2 * nv  # the source rows' horizontal passes, kept by row index modulo 2 nv
+    across, tag = np.empty((ring, bw)), np.full(ring, -1, dtype=np.int64)
+    line = np.empty(bw)
+    for y in range(bh):
+        i0 = fy[y]
+        if i0 >= 0:  # every vertical tap inside: separable, one row pass per source row, then down
+            for a in range(ring):
+                if tag[(i0 + a) % ring] != i0 + a:
+                    _across(data, i0 + a, fx, wx, nu, nodata, use_nodata, across[(i0 + a) % ring])
+                    tag[(i0 + a) % ring] = i0 + a
+            line[:] = 0.0
+            for a in range(ring):
+                wa, part = wy[y, a], across[(i0 + a) % ring]
+                for x in range(bw):
+                    line[x] += wa * part[x]
+            for x in range(bw):
+                total = sx[x] * sy[y]
+                line[x] = line[x] / total if abs(total) > 1e-5 else np.nan
+        for x in range(bw):
+            if only_empty and has[y, x] > 0:
+                continue
+            value = line[x] if i0 >= 0 else np.nan
+            if value != value:  # a NaN tap, the window's edge, nodata: tap by tap
+                c, r = cols[x], rows[y]
+                value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
+                if value != value:
+                    continue
+            values[y, x] = value
+            has[y, x] = 1
+            if track:
+                winner[y, x] = index
+            written += 1
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
+    """Source row ``i`` weighted across each column's 2n taps (``_taps``); NaN where a tap is outside
+    (``first`` < 0), NaN or nodata, so that the caller goes tap by tap there."""
+    row = data[i]
+    for x in range(out.shape[0]):
+        j = first[x]
+        if j < 0:
+            out[x] = np.nan
+        elif n == 1:  # bilinear, unrolled
+            out[x] = weights[x, 0] * row[j] + weights[x, 1] * row[j + 1]
+        elif n == 2:  # cubic, cubic_spline, unrolled
+            out[x] = (
+                weights[x, 0] * row[j] + weights[x, 1] * row[j + 1]
+                + weights[x, 2] * row[j + 2] + weights[x, 3] * row[j + 3]
+            )  # fmt: skip
+        else:
+            acc = 0.0
+            for b in range(2 * n):
+                acc += weights[x, b] * row[j + b]
+            out[x] = acc
+        if use_nodata and j >= 0:
+            for b in range(2 * n):
+                if row[j + b] == nodata:
+                    out[x] = np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
+    """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
+    (``only_empty``: only pixels without one yet, as ``first``); returns how many pixels it wrote. A
+    point gets a value only where the source pixel containing it is valid. ``scale``: GDAL's (x, y)
+    kernel scale; ``winner`` gets ``index`` unless it is a 1 x 1 placeholder."""
+    values, count, winner = out
+    bh, bw = values.shape
+    state = _row_state(m, bh)
+    cols, rows = np.empty(bw), np.empty(bw)
+    src = np.ascontiguousarray(data).ravel()  # a view unless ``data`` is not contiguous
+    nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
+    nv = int(math.ceil(RADIUS[mode] / scale[1]))
+    wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
+    unit = mode != LANCZOS and scale[0] == 1.0 and scale[1] == 1.0  # closed-form weights
+    track = winner.shape == values.shape
+    by_col, by_row = _axes(m, inv, window[2], window[0], bh, bw)
+    if len(by_col):  # no rotation: per column and per row, not per pixel
+        return _sample_axes(
+            data, src, nodata, use_nodata, by_col, by_row, mode, unit, scale, nu, nv, wu, wv, out, index,
+            only_empty,
+        )  # fmt: skip
+    h, w = data.shape
+    if mode == NEAREST:  # the hot path; int32 indices (they vectorise better) unless the window is huge
+        args = (data, src, nodata, use_nodata, m, state, inv, window, out, index, only_empty)
+        if h * w < 2**31:
+            return _nearest_block(*args, (np.empty(bw, dtype=np.int32), np.empty(bw, dtype=np.int32)))
+        return _nearest_block(*args, (np.empty(bw, dtype=np.int64), np.empty(bw, dtype=np.int64)))
+    written = 0
+    cols_next, rows_next = np.empty(bw), np.empty(bw)
+    if bh:
+        _row(m, state, 0, inv, window[2], window[0], cols, rows)
+    for y in range(bh):
+        if y:
+            cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
+        if y + 1 < bh:  # the next row's coordinates first, to prefetch its source lines
+            _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
+            _prefetch_row(src, cols_next, rows_next, h, w, nv)
+        who = winner[y] if track else winner[0]
+        written += _kernel_row(
+            data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
+            values[y], count[y], who, index, only_empty,
+        )  # fmt: skip
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
+    """Nearest over a rotated block, row by row: each row's flat source indices (straight from the control
+    grid, or from the row's coordinates), then the gather (``_gather_row``). The next row's indices
+    come first, to prefetch its source lines. Returns how many pixels it wrote."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    flat, flat_next = flats
+    cols, rows, got = np.empty(bw), np.empty(bw), np.empty(bw, src.dtype)
+    track = winner.shape == values.shape
+    written = 0
+    if src.shape[0] == 0:  # an empty window: nothing to gather (the gather reads src[0] unchecked)
+        return 0
+    for y in range(-1, bh):
+        if y + 1 < bh:
+            if m[0] == GRID:
+                _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
+            else:
+                _row(m, state, y + 1, inv, window[2], window[0], cols, rows)
+                _flat_row(cols, rows, h, w, flat_next)
+            _prefetch_flat(src, flat_next)
+        if y >= 0:
+            row = (values[y], count[y], winner[y] if track else winner[0])
+            if track:  # constant arguments: compiled without the winner where there is none
+                written += _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, True)
+            else:
+                written += _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, False)
+        flat, flat_next = flat_next, flat
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def any_inside(m, inv, window, count, only_empty) -> bool:
+    """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then."""
+    bh, bw = count.shape
+    state = _row_state(m, bh)
+    cols, rows = np.empty(bw), np.empty(bw)
+    for y in range(bh):
+        _row(m, state, y, inv, 0.0, 0.0, cols, rows)
+        for x in range(bw):
+            if only_empty and count[y, x] > 0:
+                continue
+            r, c = rows[x], cols[x]
+            if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
+                return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _edge(xa: float, ya: float, xb: float, yb: float, acc: np.ndarray) -> None:
+    """Deposit one polygon edge into ``acc`` so that running sums along each row give the polygon's
+    signed area in each unit cell (exact signed-area accumulation, as anti-aliasing rasterisers do)."""
+    if ya == yb:
+        return
+    sign = 1.0
+    if ya > yb:
+        xa, ya, xb, yb, sign = xb, yb, xa, ya, -1.0
+    slope = (xb - xa) / (yb - ya)
+    x = xa
+    for row in range(int(math.floor(ya)), min(int(math.ceil(yb)), acc.shape[0])):
+        dy = min(row + 1.0, yb) - max(float(row), ya)  # the part of the edge inside this row
+        x_next = x + slope * dy
+        d = dy * sign
+        lo, hi = min(x, x_next), max(x, x_next)
+        lo_floor = math.floor(lo)
+        first, last = int(lo_floor), int(math.ceil(hi))
+        if last <= first + 1:  # within one column: split by where the edge's midpoint sits
+            mid = 0.5 * (x + x_next) - lo_floor
+            acc[row, first] += d * (1 - mid)
+            acc[row, first + 1] += d * mid
+        else:  # across columns: the area right of the edge, column by column
+            inv = 1.0 / (hi - lo)
+            f0 = lo - lo_floor
+            a0 = 0.5 * inv * (1 - f0) * (1 - f0)
+            f1 = hi - math.ceil(hi) + 1
+            a_end = 0.5 * inv * f1 * f1
+            acc[row, first] += d * a0
+            if last == first + 2:
+                acc[row, first + 1] += d * (1 - a0 - a_end)
+            else:
+                a1 = inv * (1.5 - f0)
+                acc[row, first + 1] += d * (a1 - a0)
+                for col in range(first + 2, last - 1):
+                    acc[row, col] += d * inv
+                a2 = a1 + (last - first - 3) * inv
+                acc[row, last - 1] += d * (1 - a2 - a_end)
+            acc[row, last] += d * a_end
+        x = x_next
+
+
+@numba.njit(cache=True, nogil=True)
+def _coverage(qx, qy, acc: np.ndarray) -> None:
+    """The area of the quadrilateral (qx, qy: vertices in order, relative to the grid's origin, all >= 0)
+    inside each unit cell of ``acc`` (rows x columns + 2, zeroed): exact, in one pass over the edges and
+    one over the cells."""
+    for k in range(4):
+        k1 = k + 1 if k < 3 else 0
+        _edge(qx[k], qy[k], qx[k1], qy[k1], acc)
+    for row in range(acc.shape[0]):
+        running = 0.0
+        for col in range(acc.shape[1]):
+            running += acc[row, col]
+            acc[row, col] = min(abs(running), 1.0)
+
+
+def green_room(shape: tuple[int, int]) -> np.ndarray:
+    """Room for ``_prefix_rows``' running sums over a source window of ``shape``, allocated by numpy: its
+    large arrays get transparent huge pages where the OS offers them, numba's do not, and first touching
+    4 KiB pages is slow on a VM. Empty above ``GREEN_CELLS``."""
+    h, w = shape
+    return np.empty(2 * h * (w + 1) if h * (w + 1) <= GREEN_CELLS else 0)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _prefix_rows(data, nodata, use_nodata, square, room) -> tuple[np.ndarray, np.ndarray]:
+    """Running sums along each source row, (h, w + 1) each, in ``room`` (``green_room``): of the valid
+    values (squared with ``square``) and of validity (empty when every pixel is valid). Linear between
+    columns, they are the integrals from the row's start that ``_edge_integral`` walks."""
+    h, w = data.shape
+    n = h * (w + 1)
+    sums = room[:n].reshape((h, w + 1))
+    holes = False
+    for i in range(h):
+        run = 0.0
+        sums[i, 0] = 0.0
+        for j in range(w):
+            s = data[i, j]
+            ok = _valid(s, nodata, use_nodata)
+            holes |= not ok
+            run += (float(s) * float(s) if square else float(s)) if ok else 0.0
+            sums[i, j + 1] = run
+    if not holes:  # every pixel valid: validity's running sum is the column itself
+        return sums, np.empty((0, 0))
+    valid = room[n : 2 * n].reshape((h, w + 1))
+    for i in range(h):
+        count = 0.0
+        valid[i, 0] = 0.0
+        for j in range(w):
+            count += 1.0 if _valid(data[i, j], nodata, use_nodata) else 0.0
+            valid[i, j + 1] = count
+    return sums, valid
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
+    """Green's theorem: the integral of F dy along the segment (xa, ya) -> (xb, yb) in source pixels, for F
+    the row running sums of ``_prefix_rows`` (values, validity); over a closed polygon these give the
+    integrals of the values and of the valid area inside it, exactly. Each row the segment crosses is
+    split where it crosses a column, where F changes slope; NaN if an end is not finite."""
+    if not (abs(xa) < 1e15 and abs(ya) < 1e15 and abs(xb) < 1e15 and abs(yb) < 1e15):  # NaN fails too
+        return np.nan, np.nan
+    if ya == yb:
+        return 0.0, 0.0
+    sign = 1.0
+    if ya > yb:
+        xa, ya, xb, yb, sign = xb, yb, xa, ya, -1.0
+    h, w = sums.shape[0], sums.shape[1] - 1
+    dxdy = (xb - xa) / (yb - ya)
+    acc, area = 0.0, 0.0
+    for row in range(max(int(math.floor(ya)), 0), min(int(math.ceil(yb)), h)):
+        y1, y2 = max(ya, float(row)), min(yb, row + 1.0)
+        if y2 <= y1:
+            continue
+        x1, x2 = xa + (y1 - ya) * dxdy, xa + (y2 - ya) * dxdy
+        lo, hi = min(x1, x2), max(x1, x2)
+        k0, k1 = max(int(math.floor(lo)) + 1, 0), min(int(math.ceil(hi)) - 1, w)  # columns crossed
+        if k1 < k0:  # within one column (or beyond the row's ends): F is linear, take its midpoint
+            f, g = _running(sums, valid, row, 0.5 * (lo + hi), w)
+            acc += f * (y2 - y1)
+            area += g * (y2 - y1)
+            continue
+        per = (y2 - y1) / (hi - lo)  # dy per unit of x
+        a = lo
+        for k in range(k0, k1 + 2):
+            b = min(float(k), hi) if k <= k1 else hi
+            f, g = _running(sums, valid, row, 0.5 * (a + b), w)
+            acc += f * (b - a) * per
+            area += g * (b - a) * per
+            a = b
+    return sign * acc, sign * area
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _running(sums, valid, row, x, w) -> tuple[float, float]:
+    """The row's running sums at x (0 before the row, the row's totals after it; clamped, not branched:
+    it runs several times per pixel); ``valid`` is empty when every pixel is valid (its running sum is
+    then x itself, clamped to the row)."""
+    xc = min(max(x, 0.0), float(w))
+    j = min(int(xc), w - 1)
+    t = xc - j
+    f = sums[row, j] + t * (sums[row, j + 1] - sums[row, j])
+    if valid.shape[0] == 0:
+        return f, xc
+    return f, valid[row, j] + t * (valid[row, j + 1] - valid[row, j])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _crossing(a: float, b: float, back: float) -> float:
+    """How far along a -> b (0 to 1) it crosses the integer ``back`` below the larger end's floor; 0 or 1
+    when that integer is not between them."""
+    d = b - a
+    t = (np.floor(max(a, b)) - back - a) / (d if d != 0.0 else 1.0)  # np.floor stays float: vectorises
+    return min(max(t, 0.0), 1.0) if d != 0.0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _piece(x0, y0, dx, dy, start, end, w, h) -> tuple[float, float, float, float]:
+    """The piece ``start`` -> ``end`` (fractions of the edge) of an edge inside one source pixel: the flat
+    index of the running sum left of its midpoint (``w``, ``h``: the window's size, as floats), the
+    midpoint's fraction past it, its dy (0 outside the window's rows), and its integral of the valid
+    area when every pixel is valid (the running sum of validity is then the clamped column)."""
+    mid = 0.5 * (start + end)
+    row = np.floor(y0 + mid * dy)  # indices in floats until the last step: AVX2 has no
+    x = min(max(x0 + mid * dx, 0.0), w)  # vector conversion between float64 and int64
+    j = min(np.floor(x), w - 1.0)
+    piece = (end - start) * dy if (row >= 0.0) & (row < h) else 0.0
+    return min(max(row, 0.0), h - 1.0) * (w + 1.0) + j, x - j, piece, piece * x
+
+
+@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+def _keep(at, frac, dy, p: int, e: int, piece) -> float:
+    """Store a ``_piece`` as piece ``p`` of edge ``e``; returns its valid area."""
+    at[p, e], frac[p, e], dy[p, e] = np.int32(piece[0]), piece[1], piece[2]
+    return piece[3]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
+    """``_edge_integral`` in two stages for edges shorter than a pixel along both axes; this is the first,
+    branch-free so that it vectorises. Such an edge crosses at most one row and one column: three
+    pieces (some empty), each inside one pixel, where the running sum is linear, so a piece's integral is
+    the running sum at its midpoint times its dy. Per piece (``_piece``): the flat index of the running
+    sum, the fraction, the dy; per edge, ``area``: the integral of the valid area when every pixel is
+    valid. Edge ``e`` runs from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb)."""
+    wf, hf = float(w), float(h)
+    for e in range(area.shape[0]):
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        dx, dy_ = x1 - x0, y1 - y0
+        t1, t2 = _crossing(y0, y1, 0.0), _crossing(x0, x1, 0.0)
+        lo, hi = min(t1, t2), max(t1, t2)
+        area[e] = (
+            _keep(at, frac, dy, 0, e, _piece(x0, y0, dx, dy_, 0.0, lo, wf, hf))
+            + _keep(at, frac, dy, 1, e, _piece(x0, y0, dx, dy_, lo, hi, wf, hf))
+            + _keep(at, frac, dy, 2, e, _piece(x0, y0, dx, dy_, hi, 1.0, wf, hf))
+        )
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _two_pixel_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, cut, area) -> None:
+    """``_short_pieces`` for edges shorter than two pixels along both axes (as when downsampling by up to
+    two): they cross at most two rows and two columns, five pieces. First where it crosses them, sorted
+    (``cut``), then a loop per piece: one loop for all five would not vectorise."""
+    for e in range(area.shape[0]):
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        a, b = _crossing(y0, y1, 0.0), _crossing(y0, y1, 1.0)
+        c, d = _crossing(x0, x1, 0.0), _crossing(x0, x1, 1.0)
+        a, b, c, d = min(a, b), max(a, b), min(c, d), max(c, d)  # a sorting network
+        a, c, b, d = min(a, c), max(a, c), min(b, d), max(b, d)
+        b, c = min(b, c), max(b, c)
+        cut[0, e], cut[1, e], cut[2, e], cut[3, e] = a, b, c, d
+    edges = (xa, ya, xb, yb, shift, float(w), float(h), at, frac, dy, cut, area)
+    _piece_of(edges, 0)
+    _piece_of(edges, 1)
+    _piece_of(edges, 2)
+    _piece_of(edges, 3)
+    _piece_of(edges, 4)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _piece_of(edges, p: int) -> None:
+    """Piece ``p`` of every edge of ``_two_pixel_pieces``, adding its valid area to the edge's."""
+    xa, ya, xb, yb, shift, w, h, at, frac, dy, cut, area = edges
+    last = cut.shape[0]
+    for e in range(area.shape[0]):
+        x0, y0 = xa[e], ya[e]
+        start = cut[p - 1, e] if p > 0 else 0.0
+        end = cut[p, e] if p < last else 1.0
+        piece = _piece(x0, y0, xb[e + shift] - x0, yb[e + shift] - y0, start, end, w, h)
+        valid = _keep(at, frac, dy, p, e, piece)
+        area[e] = valid if p == 0 else area[e] + valid
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _sum_pieces(flat, at, frac, dy, out) -> None:
+    """The second stage of ``_short_pieces``: each edge's pieces' running sums (``flat``: a ``_prefix_rows``
+    array, raveled) at their midpoints, times their dy."""
+    if at.shape[0] == 3:  # a constant count: the loop over pieces unrolls
+        _sum_n(flat, at, frac, dy, out, 3)
+    else:
+        _sum_n(flat, at, frac, dy, out, 5)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _sum_n(flat, at, frac, dy, out, n: int) -> None:
+    """``_sum_pieces`` for ``n`` pieces per edge."""
+    for e in range(out.shape[0]):
+        acc = 0.0
+        for p in range(n):
+            k = at[p, e]
+            f = flat[k]
+            acc += dy[p, e] * (f + frac[p, e] * (flat[k + 1] - f))
+        out[e] = acc
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
+    """``_edge_integral`` of the edges from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb),
+    into ``out`` (values) and ``area`` (valid area): in two vectorising stages when all are shorter
+    than two pixels along both axes (``scratch``: their buffers for three pieces and for five), else
+    one by one."""
+    h, w = sums.shape[0], sums.shape[1] - 1
+    one = two = True  # all shorter than one pixel, than two (and-reductions: they vectorise)
+    for e in range(out.shape[0]):
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        near = (abs(x0) < 1e9) & (abs(y0) < 1e9)  # finite and near the window; NaN fails too
+        lx, ly = abs(x1 - x0), abs(y1 - y0)
+        one &= near & (lx < 1.0) & (ly < 1.0)
+        two &= near & (lx < 2.0) & (ly < 2.0)
+    if not two:
+        for e in range(out.shape[0]):
+            out[e], area[e] = _edge_integral(xa[e], ya[e], xb[e + shift], yb[e + shift], sums, valid)
+        return
+    at, frac, dy, cut = scratch[0] if one else scratch[1]
+    if one:
+        _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area)
+    else:
+        _two_pixel_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, cut, area)
+    _sum_pieces(sums.reshape(-1), at, frac, dy, out)
+    if valid.shape[0]:
+        _sum_pieces(valid.reshape(-1), at, frac, dy, area)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty, room) -> int:
+    """``average``/``sum``/``rms`` over rotated footprints by Green's theorem: each footprint's integrals
+    are the signed sums of its four edges' (``_edges``, a row of them at a time), and each edge is shared
+    by two footprints, so it is integrated once. Exact, as ``average_into``'s cell-by-cell coverage."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    sums, valid = _prefix_rows(data, nodata, use_nodata, stat == RMS, room)
+    state = _row_state(m, bh + 1)
+    top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
+    top_v, top_a = np.empty(bw), np.empty(bw)  # the edges along the pixels' top and bottom corners
+    bot_v, bot_a = np.empty(bw), np.empty(bw)
+    side_v, side_a = np.empty(bw + 1), np.empty(bw + 1)  # the edges down each corner column
+    scratch = [  # a row of edges' pieces: 3 when they are shorter than a pixel, else 5 (and their cuts)
+        (
+            np.empty((k, bw + 1), np.int32),
+            np.empty((k, bw + 1)),
+            np.empty((k, bw + 1)),
+            np.empty((k - 1, bw + 1)),
+        )
+        for k in (3, 5)
+    ]
+    _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
+    _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
+    track = winner.shape == values.shape
+    written = 0
+    for y in range(bh):
+        top_c, bot_c, top_r, bot_r = bot_c, top_c, bot_r, top_r
+        top_v, bot_v, top_a, bot_a = bot_v, top_v, bot_a, top_a
+        _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
+        _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
+        _edges(top_c, top_r, bot_c, bot_r, 0, sums, valid, scratch, side_v, side_a)
+        edges = (top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a)
+        row = (values[y], count[y], winner[y] if track else winner[0])
+        # constant arguments compile a loop for each usual case, without branches: it vectorises
+        if track or stat != AVERAGE:
+            written += _green_row(edges, h, w, stat, row, index, only_empty, track)
+        elif only_empty:
+            written += _green_row(edges, h, w, AVERAGE, row, index, True, False)
+        else:
+            written += _green_row(edges, h, w, AVERAGE, row, index, False, False)
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", inline="always")
+def _green_row(edges, h, w, stat, row, index, only_empty, track) -> int:
+    """One block row of ``_weighted_green``: each footprint's statistic from its edges' integrals, where
+    its centre is in the window and its valid area is not zero (``only_empty``: where the row has no
+    value yet); returns how many it wrote. Branch-free (errors of the discarded divisions are NaN)."""
+    top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a = edges
+    values, count, winner = row
+    written = 0
+    for x in range(values.shape[0]):
+        ccol = 0.25 * (top_c[x] + top_c[x + 1] + bot_c[x] + bot_c[x + 1])
+        crow = 0.25 * (top_r[x] + top_r[x + 1] + bot_r[x] + bot_r[x + 1])
+        acc = top_v[x] + side_v[x + 1] - bot_v[x] - side_v[x]  # around: top, right, bottom, left
+        weight = top_a[x] + side_a[x + 1] - bot_a[x] - side_a[x]
+        acc, weight = (-acc, -weight) if weight < 0 else (acc, weight)  # traversed the other way round
+        ok = (crow >= 0) & (crow < h) & (ccol >= 0) & (ccol < w) & (weight > 1e-10)  # NaN fails too
+        if only_empty:
+            ok &= count[x] == 0
+        values[x] = _weighted(stat, acc, weight) if ok else values[x]
+        count[x] |= np.uint8(ok)  # a select would not vectorise
+        if track:
+            winner[x] = index if ok else winner[x]
+        written += np.int32(ok)
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def _ranked(vals, n: int, stat: int) -> float:
+    """GDAL's ``mode`` (the most frequent value; on ties, the first in row-major order) or quantile (the
+    ceil(q n)-th smallest) of the ``n`` pixels a footprint touches, each counted once, as GDAL does."""
+    order = np.argsort(vals[:n], kind="mergesort")  # stable: equal values keep their scan order
+    if stat == MODE:
+        best, best_n, best_first, k = vals[order[0]], 0, n, 0
+        while k < n:
+            first, run = order[k], 0
+            while k < n and vals[order[k]] == vals[first]:
+                run += 1
+                k += 1
+            if run > best_n or (run == best_n and first < best_first):
+                best, best_n, best_first = vals[first], run, first
+        return best
+    return vals[order[max(int(math.ceil(QUANTILE[stat] * n)) - 1, 0)]]
+
+
+@numba.njit(cache=True, nogil=True)
+def _overlap(lo: float, hi: float, k: int) -> float:
+    """Length of [lo, hi] inside pixel [k, k + 1) along one axis."""
+    return min(hi, k + 1.0) - max(lo, float(k))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _put(out, y: int, x: int, value: float, index: int, track: bool) -> None:
+    """Write one footprint's statistic into ``out`` = (values, has, winner): the value, that it has one,
+    and its source ``index`` when ``track``."""
+    values, count, winner = out
+    values[y, x] = value
+    count[y, x] = 1
+    if track:
+        winner[y, x] = index
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _weighted(stat: int, acc: float, weight: float) -> float:
+    """``average``, ``rms`` or ``sum`` from a footprint's sum of area x value (x value for ``rms``) and
+    its valid area."""
+    if stat == AVERAGE:
+        return acc / weight
+    if stat == RMS:
+        return math.sqrt(acc / weight)
+    return acc
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, only_empty) -> int:
+    """``average``, ``sum`` and ``rms`` where footprints are boxes (``_axes``: their corner columns and
+    rows): each pixel's 1-D overlaps, computed as ``average_into`` does. A deliberately lean loop: through
+    the general one, which also carries the ranked statistics and rotated footprints, this case was several
+    times slower (``benchmarks/kernel.py``: same-CRS ``average`` went from 1.6-1.9x GDAL to 4-6x)."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    track = winner.shape == values.shape
+    written = 0
+    for y in range(bh):
+        ylo, yhi = min(by_row[y], by_row[y + 1]), max(by_row[y], by_row[y + 1])
+        crow = 0.5 * (ylo + yhi)
+        if not (crow >= 0 and crow < h):  # NaN fails too
+            continue
+        i_lo, i_hi = max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)
+        for x in range(bw):
+            if only_empty and count[y, x] > 0:
+                continue
+            xlo, xhi = min(by_col[x], by_col[x + 1]), max(by_col[x], by_col[x + 1])
+            ccol = 0.5 * (xlo + xhi)
+            if not (ccol >= 0 and ccol < w):
+                continue
+            j_lo, j_hi = max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)
+            acc = 0.0
+            weight = 0.0
+            for i in range(i_lo, i_hi):
+                fy = _overlap(ylo, yhi, i)
+                for j in range(j_lo, j_hi):
+                    s = data[i, j]
+                    if not _valid(s, nodata, use_nodata):
+                        continue
+                    f = fy * _overlap(xlo, xhi, j)
+                    if f <= 0:
+                        continue
+                    acc += f * (s * s if stat == RMS else s)
+                    weight += f
+            if weight <= 1e-10:
+                continue
+            _put(out, y, x, _weighted(stat, acc, weight), index, track)
+            written += 1
+    return written
+
+
+@numba.njit(cache=True, nogil=True)
+def average_into(
+    data, nodata, use_nodata, m, inv, window, stat, out, index, only_empty, green=True, room=None
+) -> int:
+    """``stat`` (an AREA code) of the valid source pixels under each target pixel's footprint: ``average``
+    and ``rms`` weight each by the area its footprint covers, ``sum`` adds value x area, ``min``/``max``
+    and ``mode``/``med``/``q1``/``q3`` take every pixel the footprint touches. The
+    footprint is the quadrilateral of the pixel's four corners: the mapping is of the (h + 1, w + 1)
+    corner lattice. Weighted statistics over rotated footprints integrate the footprints' edges
+    (``_weighted_green``, in ``room`` from ``green_room`` if given) unless ``green`` is False or the window
+    is larger than ``GREEN_CELLS``; else, and for the others, each footprint's area in every pixel under
+    it is computed cell by cell."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    y0, x0 = window[0], window[2]
+    state = _row_state(m, bh + 1)
+    top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
+    _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
+    qx, qy = np.empty(4), np.empty(4)
+    cover = np.empty((8, 10))  # scratch: a footprint's area in each source pixel of its bounding box
+    grid = cover[:1, :1]
+    vals = np.empty(64)  # the footprint's pixels, for the ranked statistics
+    track = winner.shape == values.shape
+    by_col, by_row = _axes(m, inv, x0, y0, bh + 1, bw + 1)  # corner columns and rows, without rotation
+    if len(by_col) and stat in (AVERAGE, SUM, RMS):
+        return _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, only_empty)
+    if green and stat in (AVERAGE, SUM, RMS) and h * (w + 1) <= GREEN_CELLS:
+        space = np.empty(2 * h * (w + 1)) if room is None else room
+        return _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty, space)
+    written = 0
+    for y in range(bh):
+        top_c, bot_c = bot_c, top_c
+        top_r, bot_r = bot_r, top_r
+        _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
+        for x in range(bw):
+            if only_empty and count[y, x] > 0:
+                continue
+            qx[0], qx[1], qx[2], qx[3] = top_c[x], top_c[x + 1], bot_c[x + 1], bot_c[x]
+            qy[0], qy[1], qy[2], qy[3] = top_r[x], top_r[x + 1], bot_r[x + 1], bot_r[x]
+            ccol, crow = 0.25 * (qx[0] + qx[1] + qx[2] + qx[3]), 0.25 * (qy[0] + qy[1] + qy[2] + qy[3])
+            if not (crow >= 0 and crow < h and ccol >= 0 and ccol < w):  # NaN fails too
+                continue
+            xlo, xhi = min(qx[0], qx[1], qx[2], qx[3]), max(qx[0], qx[1], qx[2], qx[3])
+            ylo, yhi = min(qy[0], qy[1], qy[2], qy[3]), max(qy[0], qy[1], qy[2], qy[3])
+            # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
+            boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
+            acc = 0.0
+            weight = 0.0
+            best = np.inf if stat == MINIMUM else -np.inf
+            i_lo, i_hi = max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)
+            j_lo, j_hi = max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)
+            if stat >= MODE and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
+                vals = np.empty(2 * (i_hi - i_lo) * (j_hi - j_lo))
+            oy, ox = math.floor(ylo), math.floor(xlo)
+            if not boxed:  # a rotated footprint: its exact area in every pixel of its bounding box
+                nr, nc = int(math.ceil(yhi) - oy), int(math.ceil(xhi) - ox) + 2
+                if nr > cover.shape[0] or nc > cover.shape[1]:
+                    cover = np.empty((max(nr, cover.shape[0]), max(nc, cover.shape[1])))
+                grid = cover[:nr, :nc]
+                grid[:] = 0.0
+                for k in range(4):
+                    qx[k] -= ox
+                    qy[k] -= oy
+                _coverage(qx, qy, grid)
+            n = 0
+            for i in range(i_lo, i_hi):
+                fy = _overlap(ylo, yhi, i)
+                for j in range(j_lo, j_hi):
+                    s = data[i, j]
+                    if not _valid(s, nodata, use_nodata):
+                        continue
+                    f = fy * _overlap(xlo, xhi, j) if boxed else grid[i - int(oy), j - int(ox)]
+                    if f <= 0:
+                        continue
+                    if stat == MINIMUM:
+                        best = min(best, float(s))
+                    elif stat == MAXIMUM:
+                        best = max(best, float(s))
+                    elif stat >= MODE:
+                        vals[n] = s
+                        n += 1
+                    acc += f * (s * s if stat == RMS else s)
+                    weight += f
+            if weight <= 1e-10:
+                continue
+            if stat >= MODE:
+                value = _ranked(vals, n, stat)
+            elif stat in (MINIMUM, MAXIMUM):
+                value = best
+            else:
+                value = _weighted(stat, acc, weight)
+            _put(out, y, x, value, index, track)
+            written += 1
+    return written

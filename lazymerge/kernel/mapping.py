@@ -1,0 +1,162 @@
+"""Target pixels -> source CRS coordinates: a compact ``Mapping`` the compiled kernel evaluates per row.
+
+Three kinds, none with a per-pixel pyproj call unless ``exact``:
+
+- ``LINEAR``: same CRS: the target affine itself (``gx``/``gy`` hold its x and y coefficients).
+- ``SEPARABLE``: pairs where source x depends only on the target column and source y only on the row
+  (geographic <-> Mercator/equirectangular, north-up target): one exact transform per column and per row.
+- ``GRID``: a control grid (every ``STEP`` pixels, chunk edges included) transformed exactly and
+  interpolated bilinearly. The interpolation is checked against the exact transform at every cell's
+  centre and edge midpoints, where bilinear interpolation errs most, against ``MARGIN`` x the tolerance
+  (``tolerance`` in source CRS units: the caller passes its threshold in pixels times the finest source
+  pixel). Where a cell misses, the grid is refined there, halving that cell's rows and columns until it
+  passes or every pixel is a control point (exact).
+
+Pixel centres sit at ``offset`` = 0.5, as in GDAL; area resamplings map pixel corners (``offset`` = 0).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
+from affine import Affine
+from pyproj import CRS
+
+from lazymerge.crs import transformer
+from lazymerge.kernel.loops import GRID, LINEAR, SEPARABLE, evaluate
+
+STEP = 64  # control points every STEP target pixels (refined where the check fails)
+THRESHOLD = 0.01  # maximum interpolation error, in source pixels
+MARGIN = 0.5  # probes must pass half the tolerance: the error can peak between them
+# methods whose x depends on longitude only and y on latitude only
+_CYLINDRICAL = {
+    "Popular Visualisation Pseudo Mercator",
+    "Mercator (variant A)",
+    "Mercator (variant B)",
+    "Equidistant Cylindrical",
+    "Equidistant Cylindrical (Spherical)",
+}
+
+
+class Mapping(NamedTuple):
+    """Source CRS coordinates of an (h, w) block of target pixels, in one of three kinds (see module)."""
+
+    kind: int
+    gx: np.ndarray  # LINEAR: (a, b, c, first column); SEPARABLE: (1, w) x per column; GRID: (nr, nc)
+    gy: np.ndarray  # LINEAR: (d, e, f, first row); SEPARABLE: (1, h) y per row; GRID: (nr, nc)
+    ri: np.ndarray  # GRID: the control rows (block-relative); else empty
+    ci: np.ndarray  # GRID: the control columns
+    shape: tuple[int, int]
+
+    @property
+    def jit(self) -> tuple:
+        """The tuple the compiled loops take."""
+        return (self.kind, self.gx, self.gy, self.ri, self.ci)
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """Source CRS (x, y) of every pixel, as two (h, w) arrays (for tests and benchmarks; the kernel
+        never materialises them)."""
+        return evaluate(self.jit, self.shape[0], self.shape[1], np.arange(self.shape[0]))
+
+
+def _cylindrical(crs: CRS) -> bool:
+    if crs.is_geographic:
+        return True
+    op = crs.coordinate_operation
+    return crs.is_projected and op is not None and op.method_name in _CYLINDRICAL
+
+
+@lru_cache(maxsize=256)
+def _pair(target: str, source: str) -> tuple[bool, bool, str, str]:
+    """For two CRSs as users give them: (the same CRS, both cylindrical (a separable pair), their WKTs).
+    Cached: parsing and comparing CRSs costs about as much as a small block's control grid."""
+    t, s = CRS.from_user_input(target), CRS.from_user_input(source)
+    return t == s, _cylindrical(t) and _cylindrical(s), t.to_wkt(), s.to_wkt()
+
+
+def pixel_mapping(
+    target_crs: CRS,
+    target: Affine,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    source_crs: str,
+    tolerance: float,
+    exact: bool = False,
+    offset: float = 0.5,
+) -> Mapping:
+    """The mapping of target pixels ``rows`` x ``cols`` (half-open ranges of the target grid), at
+    ``offset`` within each pixel, to ``source_crs``; NaN where the transform fails."""
+    h, w = rows[1] - rows[0], cols[1] - cols[0]
+    r = np.arange(*rows) + offset
+    c = np.arange(*cols) + offset
+    none = np.zeros(0, dtype="i8")
+    same, cylindrical, target_wkt, source_wkt = _pair(target_crs.srs or target_crs.to_wkt(), source_crs)
+    if same:
+        gx = np.array([[target.a, target.b, target.c, c[0]]])
+        gy = np.array([[target.d, target.e, target.f, r[0]]])
+        return Mapping(LINEAR, gx, gy, none, none, (h, w))
+    to_src = transformer(target_wkt, source_wkt)
+
+    def exact_at(rr: np.ndarray, cc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = target.c + cc * target.a + rr * target.b
+        y = target.f + cc * target.d + rr * target.e
+        sx, sy = to_src.transform(x, y, errcheck=False)
+        return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8")
+
+    if exact:
+        gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
+        return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
+    if target.b == 0 and target.d == 0 and cylindrical:
+        mid_r, mid_c = np.full(w, r[h // 2]), np.full(h, c[w // 2])
+        xs, _ = exact_at(mid_r, c)
+        _, ys = exact_at(r, mid_c)
+        m = Mapping(SEPARABLE, xs[None], ys[None], none, none, (h, w))
+        if not _failing(m, exact_at, r, c, tolerance, _probes(h), _probes(w)).any():
+            return m
+    ri, ci = _probes(h), _probes(w)  # control rows and columns, every STEP pixels, edges included
+    while True:
+        # the lattice of control lines and the lines between them, transformed at once: control points,
+        # and the probes: each cell's centre and its edges' midpoints, where bilinear interpolation errs most
+        lr = _interleave(ri, (ri[:-1] + ri[1:]) // 2)
+        lc = _interleave(ci, (ci[:-1] + ci[1:]) // 2)
+        ex, ey = exact_at(r[lr][:, None], c[lc][None, :])
+        m = Mapping(GRID, ex[::2, ::2].copy(), ey[::2, ::2].copy(), ri, ci, (h, w))
+        ax, ay = evaluate(m.jit, h, w, lr)
+        missed = ~(np.hypot(ex - ax[:, lc], ey - ay[:, lc]) <= tolerance * MARGIN)  # NaN fails too
+        missed[::2, ::2] = False  # control points: exact by construction
+        cells = len(ri) - 1, len(ci) - 1
+        bad = np.zeros(cells, dtype=bool)
+        for da in range(3):  # cell (a, b) owns lattice rows 2a .. 2a + 2 and columns 2b .. 2b + 2
+            for db in range(3):
+                bad |= missed[da : da + 2 * cells[0] : 2, db : db + 2 * cells[1] : 2]
+        if not bad.any():
+            return m
+        a, b = np.nonzero(bad)
+        finer_r, finer_c = np.union1d(ri, lr[2 * a + 1]), np.union1d(ci, lc[2 * b + 1])  # halve them
+        if len(finer_r) == len(ri) and len(finer_c) == len(ci):  # pixel-sized and failing: NaN, go exact
+            gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
+            return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
+        ri, ci = finer_r, finer_c
+
+
+def _interleave(lines: np.ndarray, mids: np.ndarray) -> np.ndarray:
+    """``lines[0], mids[0], lines[1], mids[1], ..., lines[-1]``."""
+    out = np.empty(len(lines) + len(mids), dtype=lines.dtype)
+    out[0::2], out[1::2] = lines, mids
+    return out
+
+
+def _probes(n: int) -> np.ndarray:
+    """Every STEP pixels of ``n``, the last included: control lines, and where a separable mapping is
+    checked."""
+    return np.unique(np.append(np.arange(0, n, STEP), n - 1))
+
+
+def _failing(m: Mapping, exact_at, r, c, tolerance: float, pr: np.ndarray, pc: np.ndarray) -> np.ndarray:
+    """(len(pr), len(pc)) mask of probe pixels where the mapping misses the exact transform by more than
+    ``tolerance`` (NaN fails)."""
+    ex, ey = exact_at(r[pr][:, None], c[pc][None, :])
+    ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr)
+    return ~(np.hypot(ex - ax[:, pc], ey - ay[:, pc]) <= tolerance)

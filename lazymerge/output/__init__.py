@@ -1,0 +1,1 @@
+"""Writing results: Zarr (resumable, with overviews), xarray views, run progress."""

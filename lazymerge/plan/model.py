@@ -1,0 +1,274 @@
+"""Plan: the chunk -> ordered sources table, the levels it reads, and its on-disk CSR layout for tasks.
+
+On disk (a Zarr group) a task fetches only its own rows: ``start``/``count`` on the (band, row, col) chunk
+grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entries those rows name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import zarr
+from affine import Affine
+from pyproj import CRS
+
+from lazymerge.aio import zarr_gather
+from lazymerge.errors import InvalidRequestError, PlanFormatError
+from lazymerge.grid import TargetGrid
+from lazymerge.kernel.composite import method_name, parse_method
+from lazymerge.plan.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT
+from lazymerge.plan.tasks import forget_plan
+
+
+@dataclass
+class Plan:
+    """The explicit plan of a merge: one row per (band, chunk, contributing source), in priority order.
+
+    ``table`` columns: band, chunk_row, chunk_col, source (row of the source table: /meta or the
+    ScanIndex), source_id, priority, level, src_row0, src_row1, src_col0, src_col1 (the source window at
+    that level). ``levels`` holds what the kernel needs to read each (source, band, level).
+    """
+
+    grid: TargetGrid
+    bands: list[str | None]
+    band_dim: bool
+    table: pa.Table
+    levels: pa.Table
+    dtype: str
+    n_sources: int
+    time_coords: np.ndarray | None = None  # datetime64[ns] labels of the time groups (a "time" column)
+    pairs_before_cull: int | None = None  # rows before occlusion culling (== n_pairs without it)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per planning step
+    resampling: str = "nearest"
+    method: Any = "first"  # compositing method: a name, or a class (saved by its registered name)
+    exact: bool = False
+    nodata: float | None = None  # output fill (None: NaN)
+    quality_band: str | None = None  # method quality:<band>: rows of this band follow the output bands'
+
+    @property
+    def layer_bands(self) -> list[str | None]:
+        """The bands the table's ``band`` column indexes: the output bands, then the quality band."""
+        return [*self.bands, self.quality_band] if self.quality_band else list(self.bands)
+
+    @property
+    def n_pairs(self) -> int:
+        return self.table.num_rows
+
+    @property
+    def n_times(self) -> int:
+        return 1 if self.time_coords is None else len(self.time_coords)
+
+    def rows(self, band: int, row: int, col: int, time: int = 0) -> pa.Table:
+        """The rows of one chunk of one band (and time group), in priority order."""
+        t = self.table
+        mask = pc.and_(
+            pc.and_(pc.equal(t["band"], band), pc.equal(t["chunk_row"], row)), pc.equal(t["chunk_col"], col)
+        )
+        if self.time_coords is not None:
+            mask = pc.and_(mask, pc.equal(t["time"], time))
+        return t.filter(mask)
+
+    def layers(self) -> np.ndarray:
+        """Layer of every row: ``time * n_bands + band``, the leading axis of the saved CSR index."""
+        layer = self.table["band"].to_numpy().astype("i8")
+        if self.time_coords is not None:
+            layer = layer + self.table["time"].to_numpy().astype("i8") * len(self.layer_bands)
+        return layer
+
+    @property
+    def n_busy_chunks(self) -> int:
+        """Chunks (of every band and time group) with at least one row."""
+        return len(np.unique(self.chunk_keys()))
+
+    def chunk_keys(self) -> np.ndarray:
+        """Flat index of every row's chunk in the saved (layer, chunk_row, chunk_col) grid."""
+        nr, nc = self.grid.nchunks
+        t = self.table
+        row, col = (t[c].to_numpy().astype("i8") for c in ("chunk_row", "chunk_col"))
+        return (self.layers() * nr + row) * nc + col
+
+    def summary(self, allowed_mem: int | None = None):
+        """A PlanSummary (print it): grid, chunks, pairs before/after culling, sources per chunk, bytes
+        read, tasks and the largest task's projected memory, planning time."""
+        from lazymerge.plan.cost import summarize
+
+        return summarize(self, allowed_mem)
+
+    def plot(self, path: str | None = None, ax: Any = None) -> Any:
+        """Chunk grid coloured by sources per chunk, source footprints outlined; a PNG at ``path``."""
+        from lazymerge.plan.plot import plot_plan
+
+        return plot_plan(self, path, ax)
+
+    @classmethod
+    def load(cls, path: str) -> Plan:
+        """A plan written by ``save`` (or ``lazymerge plan --out``), ready for ``merge(..., plan=...)``."""
+        import pyarrow.parquet as pq
+
+        grid, bands, band_dim, dtype = load_plan_grid(path)
+        root = zarr.open_group(path, mode="r")
+        attrs = dict(root.attrs)
+        times = attrs.get("time_coords")
+        levels = root["levels"]
+        columns = {}
+        for name in LEVEL_SCHEMA.names:
+            values = levels[name][:]
+            columns[name] = pa.array(values.tolist() if values.dtype == object else values)
+        columns["nodata"] = pa.array(levels["nodata"][:], mask=~levels["has_nodata"][:])
+        return cls(
+            grid=grid,
+            bands=bands,
+            band_dim=band_dim,
+            table=pq.read_table(f"{path}/plan.parquet"),
+            levels=pa.table(columns, schema=LEVEL_SCHEMA),
+            dtype=dtype,
+            n_sources=int(attrs["n_sources"]),
+            time_coords=None if times is None else np.array(times, dtype="datetime64[ns]"),
+            pairs_before_cull=attrs.get("pairs_before_cull"),
+            timings=dict(attrs.get("timings", {})),
+            resampling=attrs.get("resampling", "nearest"),
+            method=_load_method(attrs.get("method", "first")),
+            exact=bool(attrs.get("exact", False)),
+            nodata=attrs.get("nodata"),
+            quality_band=attrs.get("quality_band"),
+        )
+
+    def __repr__(self) -> str:
+        nb = len(self.layer_bands) * self.n_times
+        nr, nc = self.grid.nchunks
+        busy = self.n_busy_chunks
+        return (
+            f"Plan({self.grid!r}, bands={self.bands}, chunks={nb * nr * nc} ({busy} non-empty), "
+            f"pairs={self.n_pairs}, sources={self.n_sources})"
+        )
+
+    def level_ids(self) -> np.ndarray:
+        """Row of ``levels`` for every row of ``table`` (``levels`` is sorted by source, band, level)."""
+
+        def key(t: pa.Table) -> np.ndarray:
+            s, b, lv = (t[c].to_numpy().astype("i8") for c in LEVEL_COLUMNS)
+            return (s << 32) | (b << 16) | lv
+
+        return np.searchsorted(key(self.levels), key(self.table)).astype("i4")
+
+    def save(self, path: str) -> str:
+        """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
+        nl, (nr, nc) = len(self.layer_bands) * self.n_times, self.grid.nchunks
+        forget_plan(path)  # this process may have read an earlier plan there
+        root = zarr.open_group(path, mode="w")
+        root.attrs.update(
+            {
+                "lazymerge_plan": PLAN_FORMAT,
+                "crs": self.grid.crs.to_wkt(),
+                "transform": list(self.grid.transform)[:6],
+                "shape": list(self.grid.shape),
+                "chunk_size": list(self.grid.chunk_size),
+                "bands": self.bands,
+                "band_dim": self.band_dim,
+                "dtype": self.dtype,
+                "n_sources": self.n_sources,
+                "time_coords": None if self.time_coords is None else [str(v) for v in self.time_coords],
+                "pairs_before_cull": self.pairs_before_cull,
+                "timings": self.timings,
+                "resampling": self.resampling,
+                "method": _method_name(self.method),
+                "exact": self.exact,
+                "nodata": self.nodata,
+                "quality_band": self.quality_band,
+            }
+        )
+        t = self.table
+        count = np.bincount(self.chunk_keys(), minlength=nl * nr * nc).astype("i4")
+        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
+        n = max(t.num_rows, 1)
+        grid_chunks = (1, min(nr, 256), min(nc, 256))
+        window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
+        arrays = {  # name: (data, chunks, dtype)
+            "count": (count.reshape(nl, nr, nc), grid_chunks, None),
+            "start": (start.reshape(nl, nr, nc), grid_chunks, None),
+            "rows/level_id": (self.level_ids(), (min(n, 1 << 16),), None),
+            "rows/window": (window.astype("i8").reshape(-1, 4), (min(n, 1 << 16), 4), None),
+            "rows/priority": (t["priority"].to_numpy().astype("i4"), (min(n, 1 << 16),), None),
+        }
+        levels, m = self.levels, max(self.levels.num_rows, 1)
+        for name in levels.column_names:
+            col = levels[name]
+            if pa.types.is_string(col.type):
+                data, dtype = np.array(col.to_pylist(), dtype=object), "string"
+            else:
+                data, dtype = col.to_numpy(zero_copy_only=False), None
+            arrays[f"levels/{name}"] = (data, (min(m, 4096),), dtype)
+        root.create_group("rows")
+        root.create_group("levels")
+        group = root._async_group  # created concurrently: one round trip each, not one after another
+        zarr_gather([_create(group, k, *spec) for k, spec in arrays.items()])
+        import pyarrow.parquet as pq  # the readable copy, for people and other tools
+
+        store_path = str(path)
+        if "://" not in store_path:
+            pq.write_table(self.table, f"{store_path}/plan.parquet")
+        return path
+
+
+async def _create(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ...], dtype: Any) -> None:
+    """Create and fill the array ``name`` under ``group`` (``dtype``: None for data's)."""
+    if dtype is None:
+        await group.create_array(name, data=data, chunks=chunks)
+        return
+    arr = await group.create_array(name, shape=data.shape, dtype=dtype, chunks=chunks)
+    if len(data):
+        await arr.setitem(slice(None), data)
+
+
+
+def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
+    """The target grid, bands, band_dim flag and dtype of a saved plan."""
+    try:
+        attrs = dict(zarr.open_group(path, mode="r").attrs)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as exc:
+        raise PlanFormatError(
+            f"{path!r} is not a saved lazymerge plan ({exc}); write one with Plan.save or "
+            "`lazymerge plan ... --out PATH`"
+        ) from exc
+    if attrs.get("lazymerge_plan") != PLAN_FORMAT:
+        raise PlanFormatError(
+            f"{path!r} is not a saved lazymerge plan (its attributes have no lazymerge_plan: {PLAN_FORMAT}); "
+            "write one with Plan.save or `lazymerge plan ... --out PATH`"
+        )
+    grid = TargetGrid(
+        CRS.from_wkt(attrs["crs"]),
+        Affine(*attrs["transform"]),
+        tuple(attrs["shape"]),
+        tuple(attrs["chunk_size"]),
+    )
+    return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
+
+
+def _method_name(method: Any) -> str:
+    """How a saved plan names its method: the registered name (a plan is data: no code is named)."""
+    name = method_name(method)
+    if name is None:
+        raise PlanFormatError(
+            f"method {method!r} is a class with no registered name, so a saved plan cannot name it; "
+            "register it with lazymerge.kernel.composite.register_method(name, cls) (or a "
+            "'lazymerge.methods' entry point) and pass method=name"
+        )
+    return name
+
+
+def _load_method(name: str) -> Any:
+    """A saved plan's method: a name resolved by the registry (built in, registered, or an installed
+    entry point) -- never code that the file names."""
+    try:
+        parse_method(name)
+    except InvalidRequestError as exc:
+        raise PlanFormatError(
+            f"saved plan names method {name!r}, which is not registered here: {exc}"
+        ) from exc
+    return name
+
+

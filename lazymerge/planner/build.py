@@ -1,0 +1,172 @@
+"""``build_plan``: a validated request and a store -> the Plan (which sources, at which level and window,
+each target chunk needs, in priority order)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from lazymerge.catalog.footprints import chunk_footprints, split_parts
+from lazymerge.catalog.layout import META_GROUP
+from lazymerge.catalog.stores import StoreHandle
+from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
+from lazymerge.kernel.composite import parse_method
+from lazymerge.plan.model import Plan
+from lazymerge.plan.schema import levels_table
+from lazymerge.planner.culling import CoverCull, cull_mask
+from lazymerge.planner.pairs import SourceSet, collect_pairs
+from lazymerge.planner.request import MergeRequest
+from lazymerge.planner.timegroups import (
+    add_time_column,
+    centre_longitudes,
+    label_ids,
+    source_labels,
+    time_groups,
+)
+from lazymerge.planner.windows import resolve_windows
+
+
+class Stopwatch:
+    """Named laps of wall time, in seconds."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._t
+        self._t = now
+
+
+def output_dtype(dtypes: list[str]) -> str:
+    """Float dtype holding every source dtype, NaN for missing pixels: float32 unless that loses values."""
+    if not dtypes:
+        return "float32"
+    return str(np.promote_types(np.result_type(*[np.dtype(d) for d in dtypes]), np.float32))
+
+
+def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
+    """Compile a validated request over ``store`` into a Plan (timed, step by step, in ``plan.timings``)."""
+    datafusion = request.datafusion
+    if datafusion is None:
+        datafusion = META_GROUP in store.open_root()
+    if datafusion:
+        from lazymerge.planner.discover_sql import discover
+    else:
+        from lazymerge.planner.discover_scan import discover
+    clock = Stopwatch()
+    sources, join = discover(request, store)
+    clock.lap("sources")
+    grid = request.target
+    cands = sources.candidates
+    footprints = chunk_footprints(grid)
+    c_index, c_parts = split_parts(footprints)
+    clock.lap("chunk footprints")
+    labels = None
+    if request.groupby:
+        lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
+        labels = source_labels(request.groupby, cands.datetime, lon)
+    cover = CoverCull(grid, cands, footprints, label_ids(labels)) if request.cull else None
+    batches = join(c_index, c_parts, sources.part_index, sources.part_bounds)
+    chunk, source = collect_pairs(batches, cands.priority, cover)
+    clock.lap("join + cover culling" if cover else "join")
+    used = np.unique(source)
+    bands = sources.resolve_bands(request.band_names, used)
+    method, quality_band = _quality(request, sources, used)
+    layers = [*bands, quality_band] if quality_band else bands
+    table = resolve_windows(
+        grid, chunk, source, cands, layers, sources.band_of, masks=request.cull, resampling=request.resampling
+    )
+    clock.lap("windows")
+    time_coords = None
+    if request.groupby:
+        used = np.unique(table["source"].to_numpy())
+        group_of_source, time_coords = time_groups(request.groupby, labels, cands.ids, used)
+        table = add_time_column(table, group_of_source)
+    pairs_before_cull = cover.seen * len(bands) if cover else table.num_rows
+    if request.cull:
+        keys = ["time"] * bool(request.groupby) + ["band", "chunk_row", "chunk_col"]
+        table = table.filter(pa.array(cull_mask(table, keys))).drop_columns(["_cover", "_touch"])
+        clock.lap("cell culling")
+    if table.num_rows == 0:
+        where = f" matching where={request.where!r}" if request.where else ""
+        warnings.warn(
+            f"bbox {tuple(round(v, 6) for v in grid.bbox)} in {grid.crs.to_string()} meets none of the "
+            f"{len(cands.ids)} source(s){where} in {store.description}: the plan has zero pairs and "
+            "the result is all nodata. Check the bbox's CRS and extent",
+            EmptyPlanWarning,
+            stacklevel=3,
+        )
+
+    uniq = unique_levels(table)
+    entries = [(s, b, lv, sources.band_of(s, layers[b]).levels[lv], cands.crs[s]) for s, b, lv in uniq]
+    clock.lap("levels")
+    return Plan(
+        grid=grid,
+        bands=bands,
+        band_dim=request.band_dim or len(bands) > 1,
+        table=table,
+        levels=levels_table(entries),
+        dtype=_dtype(request, [e[3] for e in entries if e[1] < len(bands)], cands.ids),
+        n_sources=len(cands.ids),
+        time_coords=time_coords,
+        pairs_before_cull=pairs_before_cull,
+        timings=clock.laps,
+        resampling=request.resampling,
+        method=method,
+        exact=request.exact,
+        nodata=request.nodata,
+        quality_band=quality_band,
+    )
+
+
+def _quality(request: MergeRequest, sources: SourceSet, used: np.ndarray) -> tuple[Any, str | None]:
+    """(method, quality band) for the kernel: ``quality:<column>`` ranked the sources by that column, so
+    it is ``first``; ``quality:<band>`` reads that band of every source as well."""
+    name = request.quality
+    if name is None:
+        return request.method, None
+    if name in sources.columns:
+        return "first", None
+    present = [set(sources.bands_of(int(s))) for s in used]
+    if present and all(name in p for p in present):
+        return request.method, name
+    bands = sorted(map(str, set.union(*present))) if present else []
+    raise InvalidRequestError(
+        f"method {request.method!r}: {name!r} is neither a column of the source table "
+        f"({sorted(sources.columns)}) nor a band of every contributing source (bands: {bands}); name one "
+        "of them after 'quality:'"
+    )
+
+
+def _dtype(request: MergeRequest, levels: list, ids: list[str]) -> str:
+    """The output dtype: the requested one (every source must cast to it without loss; resampled values
+    are rounded into it, as GDAL does), promoted to float for methods that average; else a float holding
+    them all."""
+    floats = parse_method(request.method).float_result
+    if request.dtype is None:
+        return output_dtype([lv.dtype for lv in levels])
+    wanted = np.dtype(request.dtype)
+    for lv in levels:
+        if not np.can_cast(np.dtype(lv.dtype), wanted, "same_kind") or (
+            np.dtype(lv.dtype).itemsize > wanted.itemsize and wanted.kind != "f"
+        ):
+            raise InvalidRequestError(
+                f"source array {lv.path!r} ({lv.dtype}) cannot be cast to dtype {wanted} without loss; "
+                "pass a wider dtype"
+            )
+    return str(np.promote_types(wanted, np.float32)) if floats else str(wanted)
+
+
+def unique_levels(table: pa.Table) -> list[tuple[int, int, int]]:
+    """Sorted distinct (source, band, level) of the plan rows."""
+    s, b, lv = (table[c].to_numpy().astype("i8") for c in ("source", "band", "level"))
+    key = np.unique((s << 32) | (b << 16) | lv)
+    return list(
+        zip((key >> 32).tolist(), ((key >> 16) & 0xFFFF).tolist(), (key & 0xFFFF).tolist(), strict=True)
+    )

@@ -1,0 +1,122 @@
+"""What both discovery paths hand to the planner core: sources, their footprint parts, their bands."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+
+from lazymerge.catalog.sources import Band
+from lazymerge.errors import BandNotFoundError, BandsInferredWarning
+from lazymerge.planner.windows import Candidates
+
+JoinFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Iterator[tuple[np.ndarray, np.ndarray]]]
+
+
+@dataclass
+class SourceSet:
+    """Sources of one path, with EPSG:4326 footprint parts and a way to read each source's bands."""
+
+    candidates: Candidates
+    part_index: np.ndarray
+    part_bounds: np.ndarray
+    read_bands: Callable[[int], dict[str | None, Band | zarr.Group]]
+    columns: tuple[str, ...] = ()  # of the source table (/meta or the scan index)
+    _bands: dict[int, dict[str | None, Band]] = field(default_factory=dict)
+
+    def bands_of(self, s: int) -> dict[str | None, Band]:
+        if s not in self._bands:
+            self._bands[s] = self.read_bands(s)
+        return self._bands[s]
+
+    def band_of(self, s: int, band: str | None) -> Band:
+        bands = self.bands_of(s)
+        if band not in bands:
+            raise BandNotFoundError(
+                f"source {self.candidates.ids[s]!r} has no band {band!r}; it has {sorted(map(str, bands))}. "
+                "Pass bands= with a band every contributing source has"
+            )
+        return bands[band]
+
+    def resolve_bands(self, requested: tuple[str | None, ...] | None, used: np.ndarray) -> list[str | None]:
+        """The bands to merge: the requested ones (checked against the contributing sources), or the one
+        band they all share when none was requested."""
+        if len(used) == 0:
+            return list(requested) if requested else [None]
+        per_source = [set(self.bands_of(int(s))) for s in used]
+        everywhere = set.intersection(*per_source)
+        anywhere = set.union(*per_source)
+        if requested is None:
+            if len(everywhere) == 1:
+                return [next(iter(everywhere))]
+            if not everywhere:
+                raise BandNotFoundError(
+                    f"bands=None, but the contributing sources share no band (bands present: "
+                    f"{sorted(map(str, anywhere))}); pass bands='name' or a list of names"
+                )
+            taken = sorted(everywhere)
+            warnings.warn(
+                f"bands=None took every band the contributing sources share: {taken}; pass bands=[...] to "
+                "choose bands and their order",
+                BandsInferredWarning,
+                stacklevel=4,
+            )
+            return taken
+        for band in requested:
+            if band not in anywhere:
+                raise BandNotFoundError(
+                    f"no source has band {band!r}; bands present: {sorted(map(str, anywhere))}"
+                )
+            if band not in everywhere:
+                lacking = [
+                    self.candidates.ids[int(s)]
+                    for s, b in zip(used, per_source, strict=True)
+                    if band not in b
+                ]
+                raise BandNotFoundError(
+                    f"band {band!r} is missing from source(s) {lacking[:10]}; pass bands that every "
+                    "contributing source has"
+                )
+        return list(requested)
+
+
+def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (chunk, source) pairs ordered by chunk, then priority (one int64 key sort)."""
+    n = max(len(priority), 1)
+    key = np.unique(chunk.astype("i8") * n + priority[source].astype("i8"))
+    order_chunk, prio = np.divmod(key, n)
+    by_prio = np.empty(n, dtype="i8")
+    by_prio[priority] = np.arange(len(priority))
+    return order_chunk, by_prio[prio]
+
+
+def collect_pairs(
+    batches: Iterable[tuple[np.ndarray, np.ndarray]], priority: np.ndarray, cull: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Consume the join's batches, culling each as it arrives (``cull.update``/``cull.final``), then
+    dedupe and order the survivors by chunk, then priority. Memory grows with survivors only."""
+    chunks, sources = [np.zeros(0, dtype="i8")], [np.zeros(0, dtype="i8")]
+    for chunk, source in batches:
+        if cull is not None:
+            keep = cull.update(chunk, source)
+            chunk, source = chunk[keep], source[keep]
+        chunks.append(chunk)
+        sources.append(source)
+    chunk, source = np.concatenate(chunks), np.concatenate(sources)
+    if cull is not None:
+        keep = cull.final(chunk, source)
+        chunk, source = chunk[keep], source[keep]
+    return order_pairs(chunk, source, priority)
+
+
+def bin_size(chunk_parts: np.ndarray, source_parts: np.ndarray) -> float:
+    """Grid cell (degrees) for the binned join: a quarter of a source, at least a chunk."""
+
+    def extent(p: np.ndarray) -> float:
+        return float(np.median(np.maximum(p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]))) if len(p) else 1.0
+
+    return max(extent(source_parts) / 4.0, extent(chunk_parts), 1e-6)

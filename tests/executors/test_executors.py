@@ -1,0 +1,175 @@
+"""The seed mosaic on every local executor gives the array threads gives; bad executor input is typed."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cubed
+import numpy as np
+import pytest
+
+from lazymerge.api import merge
+from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError, UnknownExecutorError, WorkDirError
+from lazymerge.executors import get_executor, load_executor_config
+from lazymerge.executors.dask import local_cluster
+from lazymerge.executors.lithops import localhost_config, validate_lithops_config
+from tests.support.executor_cases import seed_merge, seed_spec
+
+
+@pytest.fixture(scope="module")
+def seed(tmp_path_factory):
+    from lazymerge.catalog.meta import write_meta
+    from lazymerge.demo import build_seed_store
+
+    path = build_seed_store(tmp_path_factory.mktemp("exec") / "seed.zarr")
+    write_meta(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(seed, tmp_path_factory):
+    r = seed_merge(seed, tmp_path_factory.mktemp("wd"))
+    a = r.array.compute(executor=get_executor("threads"))
+    assert np.isfinite(a).sum() > 0.9 * a.size and set(np.unique(a[np.isfinite(a)])) == {100, 200, 300, 400}
+    return a
+
+
+def test_processes_identical(seed, reference, tmp_path):
+    a = seed_merge(seed, tmp_path).array.compute(executor=get_executor("processes", max_workers=2))
+    np.testing.assert_array_equal(a, reference)
+
+
+@pytest.mark.slow
+def test_lithops_localhost_identical(seed, reference, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lithops: everything comes from lazymerge's config
+    a = seed_merge(seed, tmp_path / "wd").array.compute(executor=get_executor("lithops"))
+    np.testing.assert_array_equal(a, reference)
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_identical(seed, reference, tmp_path):
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        executor = get_executor("dask", address=cluster.scheduler_address)
+        a = seed_merge(seed, tmp_path).array.compute(executor=executor)
+    np.testing.assert_array_equal(a, reference)
+
+
+def test_spec_passes_through(seed, tmp_path):
+    spec = cubed.Spec(work_dir=str(tmp_path / "wd"), allowed_mem="300MB", reserved_mem="50MB")
+    r = merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=spec)
+    assert r.array.spec.allowed_mem == 300_000_000 and r.array.spec.reserved_mem == 50_000_000
+    assert r.array.spec.work_dir == str(tmp_path / "wd")
+    assert any(p.name.startswith("lazymerge-plan-") for p in (tmp_path / "wd").iterdir())
+
+
+def test_unknown_executor_lists_valid_ones():
+    with pytest.raises(UnknownExecutorError, match="'nope'.*threads, processes, lithops, modal, dask"):
+        get_executor("nope")
+
+
+def test_unwritable_work_dir_fails_before_any_task(seed, tmp_path):
+    """/proc takes no new directories, whoever runs the tests (root included, unlike a chmod'ed dir)."""
+    plans_before = set(Path(tempfile.gettempdir()).glob("lazymerge-plan-*"))
+    with pytest.raises(WorkDirError, match="'/proc/lazymerge-work-dir' is not writable"):
+        seed_merge(seed, Path("/proc/lazymerge-work-dir"))
+    assert set(Path(tempfile.gettempdir()).glob("lazymerge-plan-*")) == plans_before  # nothing planned
+
+
+def test_work_dir_that_is_a_file_fails(seed, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(WorkDirError, match=str(f)):
+        merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=seed_spec(f))
+
+
+def test_executor_config_file(tmp_path):
+    (tmp_path / "t.yaml").write_text("max_workers: 3\nretries: 1\n")
+    assert load_executor_config(tmp_path / "t.yaml") == {"max_workers": 3, "retries": 1}
+    (tmp_path / "bad.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ExecutorConfigError, match="mapping"):
+        load_executor_config(tmp_path / "bad.yaml")
+    with pytest.raises(ExecutorConfigError, match="missing.yaml"):
+        load_executor_config(tmp_path / "missing.yaml")
+
+
+def test_lithops_config_errors_name_the_key():
+    cfg = localhost_config()
+    assert validate_lithops_config(cfg)["lithops"]["backend"] == "localhost"
+    del cfg["lithops"]["storage"]
+    with pytest.raises(ExecutorConfigError, match="lithops.storage"):
+        get_executor("lithops", config=cfg)
+    with pytest.raises(ExecutorConfigError, match="'aws_lambda' section"):
+        validate_lithops_config({"lithops": {"backend": "aws_lambda", "storage": "aws_s3"}})
+
+
+def test_modal_without_credentials_fails_fast(monkeypatch, tmp_path):
+    for var in ("MODAL_TOKEN_ID", "MODAL_TOKEN_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    import modal.config
+
+    if modal.config.config.get("token_id"):
+        pytest.skip("a Modal token is configured on this machine")
+    with pytest.raises(ExecutorUnavailableError, match="MODAL_TOKEN_ID and MODAL_TOKEN_SECRET"):
+        get_executor("modal", region="us-east-1")
+    with pytest.raises(ExecutorConfigError, match="region"):
+        get_executor("modal")
+
+
+def gdal_nearest(data, src_crs, src_transform, dst_crs, dst_transform, shape):
+    """GDAL's exact warper (WarpedVRT, tolerance=1e-9), nearest, NaN outside the source."""
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.io import MemoryFile
+    from rasterio.vrt import WarpedVRT
+
+    profile = {"driver": "GTiff", "height": data.shape[0], "width": data.shape[1], "count": 1}
+    profile.update(dtype="float32", crs=src_crs, transform=rasterio.Affine(*src_transform), nodata=np.nan)
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(data, 1)
+        grid = {"crs": dst_crs, "transform": dst_transform, "width": shape[1], "height": shape[0]}
+        with (
+            mem.open() as src,
+            WarpedVRT(src, **grid, resampling=Resampling.nearest, tolerance=1e-9, nodata=np.nan) as vrt,
+        ):
+            return vrt.read(1)
+
+
+@pytest.mark.slow
+def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
+    """Random data in UTM 17N mosaicked onto UTM 18N: every executor gives the same array, and it matches
+    GDAL's exact warper."""
+    from affine import Affine
+
+    data = np.random.default_rng(5).random((300, 300)).astype("f4")
+    src_transform = (30.0, 0.0, 895000.0, 0.0, -30.0, 6015000.0)
+    store = make_store([("rand", "EPSG:32617", src_transform, data)])
+    bbox = (500000.0, 5995000.0, 506000.0, 6003000.0)
+    r = merge(store, "EPSG:32618", bbox, 25.0, chunk_size=(64, 64), spec=seed_spec(tmp_path / "wd"))
+    expected = gdal_nearest(
+        data,
+        "EPSG:32617",
+        src_transform,
+        "EPSG:32618",
+        Affine(25.0, 0.0, 500000.0, 0.0, -25.0, 6003000.0),
+        r.array.shape,
+    )
+    threads = r.array.compute(executor=get_executor("threads"))
+    both = np.isfinite(threads) & np.isfinite(expected)
+    assert both.sum() > 10_000
+    assert (np.isfinite(threads) == np.isfinite(expected)).mean() >= 0.9999
+    assert (threads[both] == expected[both]).mean() >= 0.9999
+    np.testing.assert_array_equal(r.array.compute(executor=get_executor("processes", max_workers=2)), threads)
+    np.testing.assert_array_equal(r.array.compute(executor=get_executor("lithops")), threads)
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        dask = r.array.compute(executor=get_executor("dask", address=cluster.scheduler_address))
+    np.testing.assert_array_equal(dask, threads)
+
+
+def test_object_store_work_dir_is_probed_through_obstore():
+    from lazymerge.executors.workdir import check_work_dir
+
+    check_work_dir("memory:///lazymerge-tmp")  # writable: no error
+    with pytest.raises(WorkDirError, match="'nosuchscheme://x/y' is not writable"):
+        check_work_dir("nosuchscheme://x/y")

@@ -1,0 +1,445 @@
+"""The kernel: approximate transform, bilinear/cubic with halos, compositing methods, dtype and nodata."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from affine import Affine
+from pyproj import CRS, Transformer
+
+from lazymerge.api import merge
+from lazymerge.errors import InvalidRequestError
+from lazymerge.kernel.composite import Max
+from lazymerge.kernel.mapping import pixel_mapping
+from tests.support.gdal_cases import CASES, CHUNK, SIZE, downsampled, run, store_of, target_grid
+from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
+from tests.support.textbook import lanczos_at
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_control_grid_stays_within_threshold(case):
+    sources, (crs, lon, lat, res) = CASES[case]
+    _, transform = target_grid(crs, lon, lat, res)
+    for src in sources:
+        pixel = src.transform[0]
+        grid = (CRS.from_user_input(crs), transform, (0, SIZE), (0, SIZE), src.crs)
+        exact = pixel_mapping(*grid, 0.0, exact=True).dense()
+        approx = pixel_mapping(*grid, 0.01 * pixel).dense()
+        err = np.hypot(exact[0] - approx[0], exact[1] - approx[1]) / pixel
+        assert np.nanmax(err) <= 0.01 and np.array_equal(np.isnan(exact[0]), np.isnan(approx[0]))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_approximate_nearest_matches_gdal_exact(make_store, case):
+    sources, (crs, lon, lat, res) = CASES[case]
+    store = store_of(make_store, sources)
+    bbox, transform = target_grid(crs, lon, lat, res)
+    expected = mosaic_exact(sources, crs, transform, (SIZE, SIZE))
+    got = run(store, crs, bbox, res, datafusion=False, exact=False)
+    # where the control grid is off by 1e-5 px (UTM, 4326->3857, polar) nearest is identical on
+    # >= 99.99 %; across the antimeridian in Mercator it is off by ~7e-4 px, which moves a few pixels more
+    assert agreement(got, expected) >= (0.999 if case == "antimeridian" else 0.9999)
+
+
+def smooth(name: str, crs: str, transform: tuple, size: int = 160) -> Raster:
+    y, x = np.mgrid[0:size, 0:size] / size
+    return Raster(name, crs, transform, (np.sin(3 * x) * np.cos(2 * y) + 2).astype("f4"))
+
+
+def interior(expected: np.ndarray, k: int = 4) -> np.ndarray:
+    """Pixels at least ``k`` pixels away from any NaN (and the array edge)."""
+    bad = np.isnan(expected)
+    grown = bad.copy()
+    for dr in range(-k, k + 1):
+        for dc in range(-k, k + 1):
+            grown |= np.roll(np.roll(bad, dr, 0), dc, 1)
+    grown[:k], grown[-k:], grown[:, :k], grown[:, -k:] = True, True, True, True
+    return ~grown
+
+
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic", "cubic_spline", "lanczos"])
+def test_interpolating_resamplings_match_gdal_exact(make_store, resampling):
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    src = smooth("a", sources[0].crs, sources[0].transform)
+    store = store_of(make_store, [src])
+    bbox, transform = target_grid(crs, lon, lat, res)
+    expected = warp_exact(src, crs, transform, (SIZE, SIZE), resampling)
+    got = run(store, crs, bbox, res, datafusion=True, resampling=resampling)
+    inner = interior(expected)
+    assert inner.mean() > 0.3
+    rel = np.abs(got[inner] - expected[inner]) / np.abs(expected[inner])
+    assert rel.max() <= 1e-4
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "lanczos", "average", "max", "med"])
+def test_two_chunkings_give_identical_pixels(make_store, resampling):
+    """Halos: no seams at target-chunk, source-chunk (64 px) or source boundaries."""
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    store = store_of(make_store, sources)
+    bbox, _ = target_grid(crs, lon, lat, res)
+    kw = {
+        "crs": crs,
+        "bbox": bbox,
+        "resolution": res,
+        "bands": "data",
+        "sortby": "id",
+        "resampling": resampling,
+        "exact": True,  # the control grid follows the chunking; the exact transform does not
+    }
+    a = merge(str(store), chunk_size=CHUNK, **kw).array.compute()
+    b = merge(str(store), chunk_size=(50, 70), **kw).array.compute()
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos"])
+def test_unrotated_grids_match_gdal_exact(make_store, resampling):
+    """Same CRS, north-up (the per-column/per-row path): random data with NaN holes, a target off the
+    source grid by a fraction of a pixel, small chunks; identical to GDAL away from the holes."""
+    src = around("a", "EPSG:32618", -75.0, 40.0, 10.0, 200, 9)
+    src.data[np.random.default_rng(1).random(src.data.shape) < 0.002] = np.nan
+    store = store_of(make_store, [src])
+    x0, y1 = src.transform[2] + 120 + 3.3, src.transform[5] - 120 - 2.2
+    transform = Affine(10.0, 0, x0, 0, -10.0, y1)
+    kw = {"crs": "EPSG:32618", "bbox": (x0, y1 - 1600, x0 + 1600, y1), "resolution": 10.0, "bands": "data"}
+    got = merge(str(store), chunk_size=(24, 40), resampling=resampling, **kw).array.compute()
+    expected = warp_exact(src, "EPSG:32618", transform, got.shape, resampling)
+    if resampling == "nearest":
+        np.testing.assert_array_equal(got, expected)
+        return
+    inner = interior(expected, 3)
+    assert inner.mean() > 0.5
+    np.testing.assert_allclose(got[inner], expected[inner], rtol=1e-4)
+    other = merge(str(store), chunk_size=(64, 64), resampling=resampling, **kw).array.compute()
+    np.testing.assert_array_equal(got, other)  # NaN holes and window edges included
+
+
+REDUCE = {
+    "last": lambda s: _last(s),
+    "min": lambda s: np.nanmin(s, axis=0),
+    "max": lambda s: np.nanmax(s, axis=0),
+    "sum": lambda s: np.where(np.isnan(s).all(0), np.nan, np.nansum(s, axis=0)),
+    "mean": lambda s: np.nanmean(s, axis=0),
+    "median": lambda s: np.nanmedian(s, axis=0),
+    "count": lambda s: (~np.isnan(s)).sum(axis=0).astype("f4"),
+}
+
+
+def _last(stack: np.ndarray) -> np.ndarray:
+    out = np.full(stack.shape[1:], np.nan, dtype=stack.dtype)
+    for layer in stack:
+        out = np.where(np.isnan(layer), out, layer)
+    return out
+
+
+@pytest.mark.filterwarnings(
+    "ignore:All-NaN slice:RuntimeWarning", "ignore:Mean of empty slice:RuntimeWarning"
+)
+@pytest.mark.parametrize("method", list(REDUCE))
+def test_compositing_methods_against_gdal_warps(make_store, method):
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    store = store_of(make_store, sources)
+    bbox, transform = target_grid(crs, lon, lat, res)
+    stack = np.stack([warp_exact(s, crs, transform, (SIZE, SIZE)) for s in sources])
+    expected = REDUCE[method](stack)
+    got = run(store, crs, bbox, res, datafusion=False, method=method)
+    assert (~np.isnan(stack)).sum(axis=0).max() == 2  # the sources do overlap
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+class Brightest(Max):
+    """A user's own method: a plain class with the same protocol, picklable by reference."""
+
+
+def test_user_method_class(make_store):
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    store = store_of(make_store, sources)
+    bbox, _ = target_grid(crs, lon, lat, res)
+    mine = run(store, crs, bbox, res, datafusion=False, method=Brightest)
+    np.testing.assert_array_equal(mine, run(store, crs, bbox, res, datafusion=False, method="max"))
+
+
+def test_integer_sources_stay_integer(make_store):
+    rng = np.random.default_rng(4)
+    data = rng.integers(1, 5000, (96, 96)).astype("uint16")
+    data[:10] = 0  # nodata rows
+    store = make_store([("a", "EPSG:32618", (10.0, 0.0, 500000.0, 0.0, -10.0, 4430000.0), data)])
+    import zarr
+
+    zarr.open_array(str(store / "a" / "data" / "0"), mode="r+").attrs["nodata"] = 0
+    kw = {
+        "crs": "EPSG:32618",
+        "bbox": (500000.0, 4429040.0, 500960.0, 4430000.0),
+        "resolution": 10.0,
+        "bands": "data",
+        "chunk_size": (64, 64),
+    }
+    got = merge(str(store), dtype="uint16", nodata=65535, **kw).array.compute()
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got[10:], data[10:])
+    assert (got[:10] == 65535).all()
+    mean = merge(str(store), dtype="uint16", nodata=65535, method="mean", **kw).array
+    assert mean.dtype.kind == "f"  # mean promotes to float
+
+
+def test_integer_output_rounds_as_gdal(make_store):
+    """Interpolated values into an integer dtype round to the nearest integer (GDAL's rule), not truncate."""
+    data = np.random.default_rng(6).integers(1, 5000, (96, 96)).astype("uint16")
+    t = (10.0, 0.0, 500000.0, 0.0, -10.0, 4430000.0)
+    store = make_store([("a", "EPSG:32618", t, data)])
+    x0, y1 = 500000.0 + 20 + 3.0, 4430000.0 - 20 - 4.0  # off the source grid: values between pixels
+    kw = {"crs": "EPSG:32618", "bbox": (x0, y1 - 800, x0 + 800, y1), "resolution": 10.0, "bands": "data"}
+    got = merge(str(store), dtype="uint16", nodata=0, resampling="bilinear", **kw).array.compute()
+    src = Raster("a", "EPSG:32618", t, data.astype("f4"))
+    expected = warp_exact(src, "EPSG:32618", Affine(10, 0, x0, 0, -10, y1), got.shape, "bilinear")
+    assert got.dtype == np.uint16
+    assert np.abs(got - expected.astype("f8")).max() <= 0.5 + 1e-3  # the nearest integer (truncating: ~1)
+
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (
+            {"resampling": "gauss"},
+            r"resampling 'gauss' is not one of \['nearest', 'bilinear', 'cubic', 'cubic_spline', 'lanczos'",
+        ),
+        ({"method": "mode"}, r"method 'mode' is not one of \['first', 'last', 'min'"),
+        ({"dtype": "int16"}, "integer type: pass nodata="),
+        ({"dtype": "uint8", "nodata": 300}, "nodata 300 does not fit dtype uint8"),
+        (
+            {"dtype": "int16", "nodata": -1},
+            r"source array 'utm1\dn_tile_\w/data/\d' \(float32\) cannot be cast",
+        ),
+        ({"method": "mean", "cull": True}, "only method='first'"),
+    ],
+)
+def test_bad_kernel_options(seed_store, kw, words):
+    with pytest.raises(InvalidRequestError, match=words):
+        merge(
+            str(seed_store),
+            crs="EPSG:32618",
+            bbox=(500000.0, 5990000.0, 508000.0, 6000000.0),
+            resolution=20.0,
+            bands="data",
+            **kw,
+        )
+
+
+@pytest.mark.parametrize("method", ["first", "max"])
+def test_provenance_names_each_pixels_source(make_store, method):
+    """result.provenance: the source table row behind every pixel, checked against GDAL per-source warps."""
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    store = store_of(make_store, sources)
+    bbox, transform = target_grid(crs, lon, lat, res)
+    result = merge(
+        str(store),
+        crs=crs,
+        bbox=bbox,
+        resolution=res,
+        chunk_size=CHUNK,
+        bands="data",
+        sortby="-id",
+        method=method,
+        exact=True,
+        provenance=True,
+    )
+    prov = result.provenance.compute()
+    assert prov.dtype == np.int32
+    stack = np.stack([warp_exact(s, crs, transform, (SIZE, SIZE)) for s in sources])  # rows 0 (a), 1 (b)
+    if method == "first":  # sortby -id: b (row 1) first
+        expected = np.where(~np.isnan(stack[1]), 1, np.where(~np.isnan(stack[0]), 0, -1))
+    else:
+        expected = np.where(
+            np.isnan(stack).all(0), -1, np.nanargmax(np.where(np.isnan(stack), -np.inf, stack), 0)
+        )
+    np.testing.assert_array_equal(prov, expected)
+    values = result.array.compute()
+    np.testing.assert_array_equal(np.isnan(values), prov == -1)
+
+
+def test_provenance_needs_a_single_source_method(seed_store):
+    with pytest.raises(InvalidRequestError, match="provenance=True needs a method"):
+        merge(
+            str(seed_store),
+            crs="EPSG:32618",
+            bbox=(500000.0, 5990000.0, 508000.0, 6000000.0),
+            resolution=20.0,
+            bands="data",
+            method="mean",
+            provenance=True,
+        )
+
+
+def average_case(
+    scrs: str, tcrs: str, sres: float, tres: float, lon: float, lat: float, make_store, stat: str = "average"
+):
+    src = around("a", scrs, lon, lat, sres, 400, 3)
+    store = store_of(make_store, [src])
+    x, y = Transformer.from_crs("EPSG:4326", tcrs, always_xy=True).transform(lon, lat)
+    n = 80
+    x0, y1 = x - n / 2 * tres + 0.3 * tres, y + n / 2 * tres - 0.2 * tres
+    got = merge(
+        str(store),
+        crs=tcrs,
+        bbox=(x0, y1 - n * tres, x0 + n * tres, y1),
+        resolution=tres,
+        chunk_size=(32, 48),
+        bands="data",
+        resampling=stat,
+        exact=True,
+    ).array.compute()
+    return src, Affine(tres, 0, x0, 0, -tres, y1), got
+
+
+@pytest.mark.parametrize(
+    "scrs, tcrs, sres, tres, lon, lat",
+    [
+        ("EPSG:32618", "EPSG:32618", 10.0, 35.0, -75.0, 40.0),
+        ("EPSG:4326", "EPSG:3857", 0.0001, 30.0, 10.0, 45.0),
+    ],
+)
+@pytest.mark.parametrize("stat", ["average", "min", "max", "sum", "rms", "mode", "med", "q1", "q3"])
+def test_area_resamplings_match_gdal_where_the_mapping_is_axis_aligned(
+    make_store, scrs, tcrs, sres, tres, lon, lat, stat
+):
+    src, transform, got = average_case(scrs, tcrs, sres, tres, lon, lat, make_store, stat)
+    expected = warp_exact(src, tcrs, transform, got.shape, stat)
+    inner = interior(expected, 2)
+    np.testing.assert_allclose(got[inner], expected[inner], rtol=1e-5)
+
+
+def test_average_is_the_area_weighted_mean_of_the_footprint(make_store):
+    """Between UTM zones the footprint is a rotated quadrilateral: compare with a 48 x 48 supersampling of
+    each target pixel (GDAL's average approximates rotated footprints differently, up to ~10 % here)."""
+    src, transform, got = average_case("EPSG:32617", "EPSG:32618", 10.0, 30.0, -77.99, 40.0, make_store)
+    k = 48
+    sub = Affine(transform.a / k, 0, transform.c, 0, transform.e / k, transform.f)
+    fine = warp_exact(src, "EPSG:32618", sub, (got.shape[0] * k, got.shape[1] * k))
+    expected = fine.reshape(got.shape[0], k, got.shape[1], k).mean(axis=(1, 3))
+    inner = interior(expected, 2)
+    err = np.abs(got[inner] - expected[inner])  # values are in [0, 1); supersampling itself errs ~1e-3
+    assert err.max() < 0.005 and err.mean() < 0.001
+
+
+@pytest.mark.parametrize("stat", ["average", "sum", "rms"])
+@pytest.mark.parametrize("scale, top", [(1.0, 7.3), (1.0, -6.6), (1.7, 7.3), (1.7, -6.6), (3.3, 7.3)])
+@pytest.mark.parametrize("holes", [True, False])
+@pytest.mark.parametrize("first", [False, True])
+def test_edge_integrals_equal_cell_by_cell_areas(stat, scale, top, holes, first):
+    """The two exact routes for weighted statistics over rotated footprints agree: Green's theorem over
+    the footprints' edges and the cell-by-cell coverage. Random values (with NaN holes and a nodata
+    value, or none), footprints rotated by ~4 degrees and scaled (``scale`` source pixels per target
+    pixel: edges shorter than one pixel, or two, take the staged routes), a window edge through the block (the
+    right one, and with ``top`` < 0 the top one too), and corners whose transform failed (NaN, inf).
+    With ``first``, as a later source under ``first`` with provenance: pixels an earlier source wrote
+    keep their value and source, the others record this one."""
+    from lazymerge.kernel import loops as jit
+
+    rng = np.random.default_rng(7)
+    data = rng.random((120, 140)).astype("f4")
+    if holes:
+        data[rng.random(data.shape) < 0.05] = np.nan
+        data[rng.random(data.shape) < 0.05] = -9
+    t = np.deg2rad(4.0)
+    bh, bw = 30, 40
+    cols = np.arange(bw + 1.0)  # the block's corner lattice, in source pixels (partly outside the window)
+    rows = np.arange(bh + 1.0)[:, None]
+    gx = scale * (np.cos(t) * cols - np.sin(t) * rows) + (140 - scale * bw * 0.8)
+    gy = scale * (np.sin(t) * cols + np.cos(t) * rows) + top
+    gx[12, 20] = np.nan  # a corner whose transform failed: its four pixels get nothing
+    gy[3, 5] = np.inf
+    ri, ci = np.arange(bh + 1), np.arange(bw + 1)
+    m = (jit.GRID, gx, gy, ri, ci)
+    ident, window = np.array([1.0, 0, 0, 0, 1.0, 0]), np.array([0.0, 120, 0, 140])
+    earlier = np.zeros((bh, bw), bool)
+    if first:
+        earlier[14:26, 22:36] = True
+    got = []
+    for green in (True, False):
+        values, count = np.where(earlier, -1.0, np.nan), earlier.astype("u1")
+        winner = np.where(earlier, 1, -1).astype("i4") if first else np.zeros((1, 1), "i4")
+        out = (values, count, winner)
+        n = jit.average_into(data, -9.0, True, m, ident, window, jit.AREA[stat], out, 3, first, green)
+        got.append(values)
+        assert n == count.sum() - earlier.sum() and np.array_equal(count > 0, ~np.isnan(values))
+        if first:
+            assert (values[earlier] == -1).all() and (winner[earlier] == 1).all() and n > 100
+            assert np.array_equal(winner == 3, (count > 0) & ~earlier)
+    assert np.isfinite(got[0]).sum() > 0.5 * bh * bw and np.isnan(got[0]).any()  # the window edge
+    assert np.isnan(got[0][11:13, 19:21]).all() and np.isnan(got[0][2:4, 4:6]).all()
+    np.testing.assert_array_equal(np.isnan(got[0]), np.isnan(got[1]))
+    np.testing.assert_allclose(got[0], got[1], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("resampling", ["bilinear", "cubic", "cubic_spline", "lanczos"])
+@pytest.mark.parametrize("ratio", [2.5, 4.0])
+def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
+    """Downsampling random data: kernels widen by the ratio, as GDAL's do (plain kernels would alias and
+    differ by ~0.4 here). GDAL estimates the ratio from its chunk's source window (0.5-1 % off here,
+    which moves values ~1 %), so the oracle gets the true ratio as XSCALE/YSCALE.
+
+    Where a pixel centre falls exactly on a source pixel's centre (half the columns at ratio 2.5), GDAL
+    3.10's Lanczos weights its centre tap wrongly when downsampling (in ``GWKResampleOptimizedLanczos``
+    every weight carries a factor pi**4 but the tap at distance 0 gets 1, or rounding noise when its
+    accumulated distance is ~1e-16), which moves values by up to 28 % here. lazymerge keeps the textbook
+    weights there: those pixels are checked against them, computed directly (``textbook.lanczos_at``)."""
+    src = around("a", "EPSG:32618", -75.0, 40.0, 10.0, 400, 5)
+    got, transform = downsampled(store_of(make_store, [src]), src, ratio, resampling)
+    scale = str(1 / ratio)
+    expected = warp_exact(src, "EPSG:32618", transform, got.shape, resampling, XSCALE=scale, YSCALE=scale)
+    inner = interior(expected, 2)
+    on_centre = np.zeros(got.shape, dtype=bool)  # columns whose centre is on a source pixel's centre
+    if resampling == "lanczos":
+        inv = ~Affine(*src.transform)
+        cols = ((inv @ transform) @ (np.arange(got.shape[1]) + 0.5, np.full(got.shape[1], 0.5)))[0]
+        on_centre[:, (cols - 0.5) % 1 == 0] = True
+        assert ratio == 4.0 or (on_centre & inner).sum() > 1000  # at 2.5: half the columns
+        for y, x in zip(*np.nonzero(on_centre & inner), strict=True):
+            assert got[y, x] == pytest.approx(lanczos_at(src, transform, y, x, 1 / ratio), rel=1e-6)
+    np.testing.assert_allclose(got[inner & ~on_centre], expected[inner & ~on_centre], rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_warm_fills_numbas_cache_so_workers_start_compiled(tmp_path):
+    """``lazymerge warm`` (run when building worker images) compiles every kernel loop into
+    NUMBA_CACHE_DIR; a fresh process rendering a block then loads them instead of compiling."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    subprocess.run([sys.executable, "-m", "lazymerge.cli", "warm"], env=env, check=True, capture_output=True)
+    code = (
+        "import numpy as np\n"
+        "from lazymerge.kernel import loops as jit, warm\n"
+        "warm.warm()\n"
+        "fns = [jit.sample_into, jit.average_into, jit.any_inside, jit._kernel_row, jit._nearest_block]\n"
+        "print(sum(len(f.stats.cache_hits) for f in fns), sum(len(f.stats.cache_misses) for f in fns))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    hits, misses = map(int, out.stdout.split())
+    assert hits >= 5 and misses == 0
+
+
+def test_exact_footprint_coverage_matches_polygon_clipping():
+    """The area accumulation behind the area resamplings equals shapely's polygon intersection, cell by
+    cell, on rotated, sheared and scaled footprints of both orientations."""
+    from shapely.geometry import Polygon, box
+
+    from lazymerge.kernel.loops import _coverage
+
+    rng = np.random.default_rng(0)
+    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float) - 0.5
+    for _ in range(200):
+        angle, (sx, sy), shear = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 4, 2), rng.uniform(-0.5, 0.5)
+        rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        quad = square @ (rot @ np.array([[sx, shear], [0, sy]])).T + rng.uniform(3, 6, 2)
+        quad = quad[::-1] if rng.random() < 0.5 else quad
+        origin = np.floor(quad.min(axis=0))
+        rows, cols = (np.ceil(quad.max(axis=0)) - origin).astype(int)[::-1]
+        cover = np.zeros((rows, cols + 2))
+        rel = quad - origin
+        _coverage(rel[:, 0].copy(), rel[:, 1].copy(), cover)
+        poly = Polygon(rel)
+        cells = [[box(j, i, j + 1, i + 1) for j in range(cols)] for i in range(rows)]
+        expected = [[poly.intersection(cell).area for cell in row] for row in cells]
+        np.testing.assert_allclose(cover[:, :cols], expected, atol=1e-9)

@@ -1,0 +1,90 @@
+"""The GDAL oracle cases shared by the merge and kernel tests and the plan-accuracy benchmark: two UTM
+zones, 4326 -> 3857, the North Pole, the antimeridian; random data around each."""
+
+from __future__ import annotations
+
+import numpy as np
+from affine import Affine
+from pyproj import Transformer
+
+from lazymerge.api import merge
+from tests.support.gdal_oracle import Raster, around
+
+SIZE = 192
+CHUNK = (64, 64)
+
+CASES = {
+    "utm-zones": (
+        [
+            around("a", "EPSG:32617", -78.02, 40.0, 30.0, 160, 1),
+            around("b", "EPSG:32618", -77.97, 40.02, 30.0, 160, 2),
+        ],
+        ("EPSG:32618", -78.0, 40.01, 25.0),
+    ),
+    "4326-to-3857": (
+        [
+            around("a", "EPSG:4326", 10.0, 45.0, 0.0003, 160, 3),
+            around("b", "EPSG:4326", 10.02, 45.01, 0.00025, 160, 4),
+        ],
+        ("EPSG:3857", 10.01, 45.005, 30.0),
+    ),
+    "polar": (
+        [
+            around("a", "EPSG:32633", 15.0, 89.5, 500.0, 200, 5),
+            around("b", "EPSG:3995", 0.0, 90.0, 500.0, 200, 6),
+        ],
+        ("EPSG:3413", 0.0, 90.0, 600.0),
+    ),
+    "antimeridian": (
+        [
+            around("a", "EPSG:32660", 179.85, 50.0, 150.0, 200, 7),
+            around("b", "EPSG:32601", -179.85, 50.05, 150.0, 200, 8),
+        ],
+        ("EPSG:3832", 180.0, 50.02, 200.0),
+    ),
+}
+
+
+def target_grid(crs: str, lon: float, lat: float, res: float) -> tuple[tuple[float, ...], Affine]:
+    """A SIZE-square bbox around lon/lat whose centre sits off every pixel edge of the sources."""
+    x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+    x0 = x - SIZE / 2 * res + 0.21 * res
+    y1 = y + SIZE / 2 * res - 0.43 * res
+    return (x0, y1 - SIZE * res, x0 + SIZE * res, y1), Affine(res, 0.0, x0, 0.0, -res, y1)
+
+
+def store_of(make_store, sources: list[Raster]):
+    return make_store([(s.name, s.crs, s.transform, s.data) for s in sources])
+
+
+def run(store, crs, bbox, res, datafusion, **kw):
+    kw.setdefault("exact", True)  # the foundation's exact kernel; the approximate one is tested below
+    result = merge(
+        store=str(store),
+        crs=crs,
+        bbox=bbox,
+        resolution=res,
+        chunk_size=CHUNK,
+        bands="data",
+        datafusion=datafusion,
+        sortby="id",
+        **kw,
+    )
+    return result.array.compute()
+
+
+def downsampled(store, src: Raster, ratio: float, resampling: str) -> tuple[np.ndarray, Affine]:
+    """lazymerge's merge of ``src`` (in ``store``, UTM 18) onto pixels ``ratio`` times larger, off its
+    grid, in small chunks; and the target affine."""
+    tres, n = 10.0 * ratio, int(300 / ratio)
+    x0, y1 = src.transform[2] + 40 + 0.3 * tres, src.transform[5] - 40 - 0.2 * tres
+    got = merge(
+        str(store),
+        crs="EPSG:32618",
+        bbox=(x0, y1 - n * tres, x0 + n * tres, y1),
+        resolution=tres,
+        chunk_size=(24, 40),
+        bands="data",
+        resampling=resampling,
+    ).array.compute()
+    return got, Affine(tres, 0, x0, 0, -tres, y1)
