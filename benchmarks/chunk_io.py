@@ -23,9 +23,9 @@ from affine import Affine
 from zarr.storage import LocalStore
 
 from lazymerge.catalog.sources import Level
+from lazymerge.contract.tasks import TaskRow
 from lazymerge.kernel.chunkio import codec, get_chunks, set_chunk
 from lazymerge.kernel.reads import read_window
-from lazymerge.plan.tasks import TaskRow
 
 SOURCE, CHUNK, BLOCK, HALO = 4608, 512, 1024, 38
 

@@ -59,9 +59,9 @@ def main() -> None:
         spec = cubed.Spec(work_dir=f"{tmp}/wd", allowed_mem="500MB", reserved_mem="100MB")
         result = merge(
             store,
-            SEED_TARGET["crs"],
-            SEED_TARGET["bbox"],
-            args.resolution,
+            crs=SEED_TARGET["crs"],
+            bbox=SEED_TARGET["bbox"],
+            resolution=args.resolution,
             chunk_size=(args.chunk,) * 2,
             sortby="id",
             spec=spec,

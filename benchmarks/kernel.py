@@ -23,11 +23,11 @@ from rasterio.enums import Resampling
 
 from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs, write_proj, write_spatial
 from lazymerge.catalog.sources import Level
+from lazymerge.contract.tasks import KernelOptions, TaskRow
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.block import render_chunk
 from lazymerge.kernel.mapping import pixel_mapping
 from lazymerge.kernel.reads import read_window
-from lazymerge.plan.tasks import KernelOptions, TaskRow
 from tests.support.gdal_oracle import Raster, warp_exact
 
 CASES = {  # target CRS, source CRS, source pixel, target pixel, centre lon/lat
@@ -89,7 +89,7 @@ t0 = time.perf_counter()
 import numpy as np
 from benchmarks.kernel import setup
 from lazymerge.kernel.block import render_chunk
-from lazymerge.plan.tasks import KernelOptions
+from lazymerge.contract.tasks import KernelOptions
 grid, store, row, raster, data = setup("UTM17->UTM18", 512)
 t1 = time.perf_counter()
 for rs in ("nearest", "bilinear", "cubic"):

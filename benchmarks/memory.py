@@ -49,9 +49,9 @@ def main() -> None:
         res = math.sqrt((xmax - xmin) * (ymax - ymin) * 4 / target_bytes)  # float32 pixels
         result = merge(
             store,
-            SEED_TARGET["crs"],
-            SEED_TARGET["bbox"],
-            res,
+            crs=SEED_TARGET["crs"],
+            bbox=SEED_TARGET["bbox"],
+            resolution=res,
             chunk_size=(args.chunk,) * 2,
             sortby="id",
             spec=spec,

@@ -111,7 +111,9 @@ def run_lazymerge(
 ) -> tuple[float, float, float]:
     """(plan s, wall s, CPU s) of merge + to_zarr on ``workers`` threads."""
     t0, c0 = time.perf_counter(), time.process_time()
-    result = merge(str(store), CRS, bbox, RES, chunk_size=(1024, 1024), bands="data", datafusion=True)
+    result = merge(
+        str(store), crs=CRS, bbox=bbox, resolution=RES, chunk_size=(1024, 1024), bands="data", datafusion=True
+    )
     plan = time.perf_counter() - t0
     result.to_zarr(str(out), executor=get_executor("threads", max_workers=workers), progress=False)
     return plan, time.perf_counter() - t0, time.process_time() - c0

@@ -143,7 +143,7 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
         path = p.save(f"{tmp}/plan.zarr")
         save = time.perf_counter() - s0
         disk = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-        from lazymerge.plan.tasks import KernelTask
+        from lazymerge.contract.tasks import KernelTask
 
         task = KernelTask(path, zarr.storage.LocalStore(store, read_only=True), p.grid, p.dtype, False)
         payload = len(pickle.dumps(task))

@@ -44,9 +44,9 @@ from lazymerge.errors import (
 
 if TYPE_CHECKING:
     from lazymerge.api import merge, plan
+    from lazymerge.contract.model import Plan
     from lazymerge.executors import get_executor
     from lazymerge.grid import PixelGrid, TargetGrid
-    from lazymerge.plan.model import Plan
     from lazymerge.planner.request import MergeRequest
     from lazymerge.result import MergeResult
 
@@ -60,7 +60,7 @@ _LAZY = {
     "plan": "lazymerge.api",
     "MergeRequest": "lazymerge.planner.request",
     "MergeResult": "lazymerge.result",
-    "Plan": "lazymerge.plan.model",
+    "Plan": "lazymerge.contract.model",
     "PixelGrid": "lazymerge.grid",
     "TargetGrid": "lazymerge.grid",
     "get_executor": "lazymerge.executors",

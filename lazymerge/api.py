@@ -15,15 +15,15 @@ import numpy as np
 
 from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs
 from lazymerge.catalog.stores import StoreLike, resolve_store
+from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
+from lazymerge.contract.cost import check_memory
+from lazymerge.contract.model import Plan
+from lazymerge.contract.tasks import KernelOptions, KernelTask
 from lazymerge.crs import crs_code
 from lazymerge.errors import InvalidRequestError
 from lazymerge.executors.workdir import check_work_dir
 from lazymerge.kernel.block import merge_block
 from lazymerge.kernel.composite import parse_method
-from lazymerge.plan.budget import DEFAULT_RESERVED_MEM
-from lazymerge.plan.cost import check_memory
-from lazymerge.plan.model import Plan
-from lazymerge.plan.tasks import KernelOptions, KernelTask
 from lazymerge.planner.build import build_plan
 from lazymerge.planner.request import MergeRequest
 from lazymerge.result import MergeResult

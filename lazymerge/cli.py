@@ -113,7 +113,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
 def _spec(args: argparse.Namespace):
     import cubed
 
-    from lazymerge.plan.budget import DEFAULT_RESERVED_MEM
+    from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
 
     reserved = getattr(args, "reserved_mem", None) or DEFAULT_RESERVED_MEM
     return cubed.Spec(
@@ -123,7 +123,7 @@ def _spec(args: argparse.Namespace):
 
 def _plan(args: argparse.Namespace) -> None:
     from lazymerge.api import plan
-    from lazymerge.plan.cost import check_memory
+    from lazymerge.contract.cost import check_memory
 
     p = plan(args.store, **_request(args))
     spec = _spec(args)

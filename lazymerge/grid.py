@@ -100,6 +100,13 @@ class TargetGrid(PixelGrid):
         ch, cw = self.chunk_size
         return (row * ch, min((row + 1) * ch, self.shape[0]), col * cw, min((col + 1) * cw, self.shape[1]))
 
+    def chunk_windows(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``chunk_window`` of many chunks at once, by flat (row-major) index: (row0, row1, col0, col1)."""
+        rows, cols = np.divmod(np.asarray(flat, dtype="i8"), self.nchunks[1])
+        ch, cw = self.chunk_size
+        r0, c0 = rows * ch, cols * cw
+        return r0, np.minimum(r0 + ch, self.shape[0]), c0, np.minimum(c0 + cw, self.shape[1])
+
     def chunk_edges(self) -> tuple[np.ndarray, np.ndarray]:
         """Target CRS x of every chunk column edge and y of every chunk row edge (left to right, top to
         bottom, the grid's edges included)."""

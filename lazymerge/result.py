@@ -10,9 +10,9 @@ import cubed
 import numpy as np
 
 from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs
+from lazymerge.contract.model import Plan
+from lazymerge.contract.tasks import KernelTask
 from lazymerge.grid import TargetGrid
-from lazymerge.plan.model import Plan
-from lazymerge.plan.tasks import KernelTask
 
 if TYPE_CHECKING:
     import xarray

@@ -86,7 +86,9 @@ def main(
 
     spec = cubed.Spec(work_dir=work_dir, allowed_mem="1GB", reserved_mem="100MB")
     bounds = tuple(float(v) for v in bbox.split(","))
-    result = merge(store, crs, bounds, resolution, chunk_size=(chunk_size, chunk_size), spec=spec)
+    result = merge(
+        store, crs=crs, bbox=bounds, resolution=resolution, chunk_size=(chunk_size, chunk_size), spec=spec
+    )
     arr = result.array
     target = open_output(out, "", arr.shape, arr.chunksize, arr.dtype, resume=True)
     ids = missing_blocks(target)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from lazymerge.contract.budget import GREEN, READ_AHEAD
+from lazymerge.contract.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import loops as jit
 from lazymerge.kernel.composite import First, Last, parse_method
@@ -22,8 +24,6 @@ from lazymerge.kernel.faults import maybe_fail
 from lazymerge.kernel.loops import evaluate
 from lazymerge.kernel.mapping import Mapping, pixel_mapping
 from lazymerge.kernel.reads import read_window
-from lazymerge.plan.budget import GREEN, READ_AHEAD
-from lazymerge.plan.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows
 
 _readers: tuple[int, ThreadPoolExecutor] | None = None
 

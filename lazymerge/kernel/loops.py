@@ -27,7 +27,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from lazymerge.plan.budget import GREEN_CELLS
+from lazymerge.contract.budget import GREEN_CELLS
 
 NEAREST, BILINEAR, CUBIC, CUBIC_SPLINE, LANCZOS = 0, 1, 2, 3, 4
 CODES = {

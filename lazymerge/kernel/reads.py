@@ -20,9 +20,9 @@ import numpy as np
 import zarr
 
 from lazymerge.aio import zarr_gather
+from lazymerge.contract.budget import SOURCE_CACHE_BYTES
+from lazymerge.contract.tasks import TaskRow
 from lazymerge.kernel.chunkio import codec, get_chunks
-from lazymerge.plan.budget import SOURCE_CACHE_BYTES
-from lazymerge.plan.tasks import TaskRow
 
 ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
 

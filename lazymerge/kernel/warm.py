@@ -17,9 +17,9 @@ from affine import Affine
 from pyproj import CRS
 
 from lazymerge.catalog.sources import Level
+from lazymerge.contract.tasks import KernelOptions, TaskRow
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.block import render_chunk
-from lazymerge.plan.tasks import KernelOptions, TaskRow
 
 RESAMPLINGS = ("nearest", "bilinear", "lanczos", "average", "med")  # one per compiled code path
 DTYPES = ("float32", "uint16")

@@ -13,10 +13,10 @@ import pyarrow as pa
 from lazymerge.catalog.footprints import chunk_footprints, split_parts
 from lazymerge.catalog.layout import META_GROUP
 from lazymerge.catalog.stores import StoreHandle
+from lazymerge.contract.model import Plan
+from lazymerge.contract.schema import levels_table
 from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.kernel.composite import parse_method
-from lazymerge.plan.model import Plan
-from lazymerge.plan.schema import levels_table
 from lazymerge.planner.culling import CoverCull, cull_mask
 from lazymerge.planner.pairs import SourceSet, collect_pairs
 from lazymerge.planner.request import MergeRequest

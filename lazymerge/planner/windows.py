@@ -14,10 +14,10 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
+from lazymerge.contract.schema import empty_plan_table
 from lazymerge.crs import transformer
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.resampling import halo_pixels
-from lazymerge.plan.schema import empty_plan_table
 from lazymerge.planner.culling import cell_masks
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
@@ -67,13 +67,7 @@ def target_res_in_source(grid: TargetGrid, src_crs: CRS, level: Level) -> float:
 
 def chunk_lattice(grid: TargetGrid, chunks: np.ndarray, k: int = LATTICE) -> tuple[np.ndarray, np.ndarray]:
     """Target CRS x, y of a k x k lattice of pixel centres spanning each chunk (first to last pixel)."""
-    nr, nc = grid.nchunks
-    ch, cw = grid.chunk_size
-    rows, cols = np.divmod(chunks, nc)
-    r0 = rows * ch
-    c0 = cols * cw
-    r1 = np.minimum(r0 + ch, grid.shape[0])
-    c1 = np.minimum(c0 + cw, grid.shape[1])
+    r0, r1, c0, c1 = grid.chunk_windows(chunks)
     t = np.linspace(0.0, 1.0, k)
     pr = (r0[:, None] + 0.5) + t[None, :] * (r1 - r0 - 1)[:, None]
     pc = (c0[:, None] + 0.5) + t[None, :] * (c1 - c0 - 1)[:, None]

@@ -70,7 +70,12 @@ def test_overview_choice_converts_units(make_store, datafusion):
     x, y = Transformer.from_crs(4326, 3857, always_xy=True).transform(10.02, 45.0)
     bbox = (x - 1000, y - 1000, x + 1000, y + 1000)
     levels = {
-        r: set(plan(str(path), "EPSG:3857", bbox, r, (64, 64), "data", datafusion).table["level"].to_pylist())
+        r: set(
+            plan(
+                str(path), crs="EPSG:3857", bbox=bbox, resolution=r, chunk_size=(64, 64), bands="data",
+                datafusion=datafusion,
+            ).table["level"].to_pylist()
+        )
         for r in (20.0, 40.0, 100.0)
     }
     assert levels == {20.0: {0}, 40.0: {1}, 100.0: {2}}

@@ -57,7 +57,7 @@ def test_dask_local_cluster_identical(seed, reference, tmp_path):
 
 def test_spec_passes_through(seed, tmp_path):
     spec = cubed.Spec(work_dir=str(tmp_path / "wd"), allowed_mem="300MB", reserved_mem="50MB")
-    r = merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=spec)
+    r = merge(seed, crs="EPSG:32618", bbox=(500000, 5990000, 508000, 6000000), resolution=40.0, spec=spec)
     assert r.array.spec.allowed_mem == 300_000_000 and r.array.spec.reserved_mem == 50_000_000
     assert r.array.spec.work_dir == str(tmp_path / "wd")
     assert any(p.name.startswith("lazymerge-plan-") for p in (tmp_path / "wd").iterdir())
@@ -79,8 +79,9 @@ def test_unwritable_work_dir_fails_before_any_task(seed, tmp_path):
 def test_work_dir_that_is_a_file_fails(seed, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
+    bbox = (500000, 5990000, 508000, 6000000)
     with pytest.raises(WorkDirError, match=str(f)):
-        merge(seed, "EPSG:32618", (500000, 5990000, 508000, 6000000), 40.0, spec=seed_spec(f))
+        merge(seed, crs="EPSG:32618", bbox=bbox, resolution=40.0, spec=seed_spec(f))
 
 
 def test_executor_config_file(tmp_path):
@@ -146,7 +147,8 @@ def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
     src_transform = (30.0, 0.0, 895000.0, 0.0, -30.0, 6015000.0)
     store = make_store([("rand", "EPSG:32617", src_transform, data)])
     bbox = (500000.0, 5995000.0, 506000.0, 6003000.0)
-    r = merge(store, "EPSG:32618", bbox, 25.0, chunk_size=(64, 64), spec=seed_spec(tmp_path / "wd"))
+    spec = seed_spec(tmp_path / "wd")
+    r = merge(store, crs="EPSG:32618", bbox=bbox, resolution=25.0, chunk_size=(64, 64), spec=spec)
     expected = gdal_nearest(
         data,
         "EPSG:32617",

@@ -19,7 +19,7 @@ from lazymerge.executors import get_executor
 from lazymerge.executors.lithops import load_lithops_config, validate_lithops_config
 from tests.support.executor_cases import seed_merge
 
-INFRA = Path(__file__).resolve().parents[1] / "infra"
+INFRA = Path(__file__).resolve().parents[2] / "infra"
 TEMPLATES = {
     "aws_lambda.yaml": ("aws_lambda", "aws_s3"),
     "gcp_cloudrun.yaml": ("gcp_cloudrun", "gcp_storage"),

@@ -9,12 +9,12 @@ from affine import Affine
 from zarr.storage import LocalStore
 
 from lazymerge.catalog.sources import Level
+from lazymerge.contract.budget import cache_bytes
+from lazymerge.contract.tasks import TaskRow
 from lazymerge.errors import SettingError
 from lazymerge.kernel import reads
 from lazymerge.kernel.chunkio import codec
 from lazymerge.kernel.reads import read_window
-from lazymerge.plan import budget
-from lazymerge.plan.tasks import TaskRow
 
 CHUNK = 128
 
@@ -76,7 +76,7 @@ def test_array_edges_and_no_scope(source):
 def test_cache_stays_within_its_budget(source, monkeypatch):
     store, data = source
     budget = 5 * CHUNK * CHUNK * 4  # five float32 chunks
-    monkeypatch.setattr(reads, "CHUNK_CACHE_BYTES", budget)
+    monkeypatch.setattr(reads, "SOURCE_CACHE_BYTES", budget)
     for r in range(0, 1000, 200):
         window = (r, r + 200, 0, 500)
         got = read_window(store, task(window), scope="small")
@@ -125,12 +125,12 @@ def test_windows_equal_zarrs_reads_for_every_encoding(tmp_path, name):
 @pytest.mark.parametrize("value", ["lots", "-5", "nan", "inf"])
 def test_bad_cache_size_names_the_setting_and_the_fix(value):
     with pytest.raises(SettingError, match=rf"LAZYMERGE_CHUNK_CACHE_MB='{value}'.*such as 128, or 0"):
-        budget.cache_bytes(value)
+        cache_bytes(value)
 
 
 def test_cache_size_setting():
-    assert budget.cache_bytes(None) == 128 << 20 and budget.cache_bytes("0") == 0
-    assert budget.cache_bytes("1.5") == 3 << 19
+    assert cache_bytes(None) == 128 << 20 and cache_bytes("0") == 0
+    assert cache_bytes("1.5") == 3 << 19
 
 
 def test_chunks_are_decoded_and_encoded_in_the_calling_thread(tmp_path):

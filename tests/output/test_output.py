@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import cubed
 import numpy as np
 import pytest
 import zarr
@@ -17,6 +18,7 @@ import zarr
 from lazymerge.api import merge
 from lazymerge.catalog.conventions import read_multiscales, read_proj, read_spatial
 from lazymerge.catalog.scan import scan_store
+from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import OutputError
 from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
@@ -64,7 +66,8 @@ def test_overviews_make_a_lazymerge_source(seed, reference, tmp_path):
     assert read_spatial(g["data/1"]).transform == (40.0, 0.0, 500000.0, 0.0, -40.0, 6000000.0)
     (entry,) = scan_store(str(tmp_path / "ov.zarr"))
     assert [lv.path for lv in entry.bands[None].levels] == ["data/0", "data/1", "data/2"]
-    again = merge(str(tmp_path / "ov.zarr"), "EPSG:32618", (500000, 5990000, 508000, 6000000), 20.0)
+    bbox = (500000, 5990000, 508000, 6000000)
+    again = merge(str(tmp_path / "ov.zarr"), crs="EPSG:32618", bbox=bbox, resolution=20.0)
     np.testing.assert_array_equal(again.array.compute(), reference[128])
     with pytest.raises(OutputError, match="divisible by 256"):
         r.to_zarr(str(tmp_path / "bad.zarr"), overviews=8)
@@ -87,6 +90,11 @@ def test_icechunk_commits_only_when_every_block_succeeded(seed, reference, tmp_p
     np.testing.assert_array_equal(out[:], reference[128])
     with pytest.raises(OutputError, match="threads executor only"):
         r.to_zarr(repo.writable_session("main"), executor=get_executor("processes"))
+    # the Spec's executor is what Cubed falls back to: refused the same way
+    spec = cubed.Spec(work_dir=str(tmp_path / "wd2"), allowed_mem="1GB", executor=get_executor("processes"))
+    on_processes = merge(seed, **SEED_TARGET, resolution=20.0, chunk_size=(128, 128), spec=spec)
+    with pytest.raises(OutputError, match="threads executor only"):
+        on_processes.to_zarr(repo.writable_session("main"))
 
 
 def test_injected_faults_are_retried_to_identical_output(seed, reference, tmp_path, monkeypatch):

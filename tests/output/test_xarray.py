@@ -31,15 +31,16 @@ def test_to_xarray_band_dimension(make_store):
         meta=False,
     )
     import zarr
-    from tests_helpers import add_band
+
+    from tests.support.stores import add_band
 
     add_band(zarr.open_group(str(path), mode="r+"), "t", "B2", rng.random((64, 64), dtype="f4"))
     result = merge(
         str(path),
-        "EPSG:32618",
-        (500000.0, 5999360.0, 500640.0, 6000000.0),
-        10.0,
-        (32, 32),
+        crs="EPSG:32618",
+        bbox=(500000.0, 5999360.0, 500640.0, 6000000.0),
+        resolution=10.0,
+        chunk_size=(32, 32),
         bands=["B2", "data"],
         datafusion=False,
     )

@@ -11,8 +11,8 @@ import zarr
 from lazymerge.api import merge, plan
 from lazymerge.catalog.meta import MetaTable, write_meta
 from lazymerge.catalog.stores import resolve_store
+from lazymerge.contract.cost import read_bytes, task_memory
 from lazymerge.errors import BandNotFoundError, BandsInferredWarning, GroupByError, InvalidRequestError
-from lazymerge.plan.cost import read_bytes, task_memory
 from tests.support.gdal_cases import CHUNK, SIZE, target_grid
 from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
 from tests.support.stores import add_source

@@ -18,9 +18,9 @@ def seed_spec(work_dir: Any, allowed_mem: str = "500MB") -> cubed.Spec:
 def seed_merge(store: Any, work_dir: Any, resolution: float = 20.0, chunk: int = 128) -> MergeResult:
     return merge(
         store,
-        SEED_TARGET["crs"],
-        SEED_TARGET["bbox"],
-        resolution,
+        crs=SEED_TARGET["crs"],
+        bbox=SEED_TARGET["bbox"],
+        resolution=resolution,
         chunk_size=(chunk, chunk),
         sortby="id",
         spec=seed_spec(work_dir),

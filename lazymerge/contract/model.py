@@ -17,11 +17,11 @@ from affine import Affine
 from pyproj import CRS
 
 from lazymerge.aio import zarr_gather
+from lazymerge.contract.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT
+from lazymerge.contract.tasks import forget_plan
 from lazymerge.errors import InvalidRequestError, PlanFormatError
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.composite import method_name, parse_method
-from lazymerge.plan.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT
-from lazymerge.plan.tasks import forget_plan
 
 
 @dataclass
@@ -94,13 +94,13 @@ class Plan:
     def summary(self, allowed_mem: int | None = None):
         """A PlanSummary (print it): grid, chunks, pairs before/after culling, sources per chunk, bytes
         read, tasks and the largest task's projected memory, planning time."""
-        from lazymerge.plan.cost import summarize
+        from lazymerge.contract.cost import summarize
 
         return summarize(self, allowed_mem)
 
     def plot(self, path: str | None = None, ax: Any = None) -> Any:
         """Chunk grid coloured by sources per chunk, source footprints outlined; a PNG at ``path``."""
-        from lazymerge.plan.plot import plot_plan
+        from lazymerge.contract.plot import plot_plan
 
         return plot_plan(self, path, ax)
 
@@ -248,21 +248,25 @@ def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
     return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
 
 
+UNREGISTERED = "unregistered:"  # how a saved plan marks a method class with no registered name
+
+
 def _method_name(method: Any) -> str:
     """How a saved plan names its method: the registered name (a plan is data: no code is named)."""
     name = method_name(method)
-    if name is None:
-        raise PlanFormatError(
-            f"method {method!r} is a class with no registered name, so a saved plan cannot name it; "
-            "register it with lazymerge.kernel.composite.register_method(name, cls) (or a "
-            "'lazymerge.methods' entry point) and pass method=name"
-        )
-    return name
+    return name if name is not None else f"{UNREGISTERED}{method.__module__}.{method.__qualname__}"
 
 
 def _load_method(name: str) -> Any:
     """A saved plan's method: a name resolved by the registry (built in, registered, or an installed
     entry point) -- never code that the file names."""
+    if name.startswith(UNREGISTERED):
+        raise PlanFormatError(
+            f"saved plan's method {name[len(UNREGISTERED) :]!r} is a class that was never registered by "
+            "name, so a loaded plan cannot run it (a saved plan names no code); register it with "
+            "lazymerge.kernel.composite.register_method(name, cls) or a 'lazymerge.methods' entry point, "
+            "and plan again with method=name"
+        )
     try:
         parse_method(name)
     except InvalidRequestError as exc:

@@ -1,9 +1,9 @@
 """The worker side of the plan contract: what every task carries (``KernelTask``) and how it reads its own
 rows of a saved plan (``read_task_rows``), cached per worker process.
 
-On disk (a Zarr group, see ``lazymerge.plan.schema``) a task fetches only its own rows: ``start``/``count`` on
-the (layer, row, col) chunk grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*``
-entries those rows name.
+On disk (a Zarr group, see ``contract.schema``) a task fetches only its own rows: ``start``/``count`` on the
+(layer, row, col) chunk grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entries
+those rows name.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from zarr.core.sync import sync
 
 from lazymerge.aio import zarr_gather
 from lazymerge.catalog.sources import Level
+from lazymerge.contract.budget import PLAN_CACHE_BYTES
 from lazymerge.grid import TargetGrid
-from lazymerge.plan.budget import PLAN_CACHE_BYTES
 
 THRESHOLD = 0.01  # default maximum error of the control grid, in source pixels
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lazymerge.contract.budget import GREEN, GREEN_CELLS, PIXEL_OVERHEAD, PIXEL_PER_CRS, READ_AHEAD
+from lazymerge.contract.model import Plan
 from lazymerge.errors import TaskMemoryError
-from lazymerge.plan.budget import GREEN, GREEN_CELLS, PIXEL_OVERHEAD, PIXEL_PER_CRS, READ_AHEAD
-from lazymerge.plan.model import Plan
 
 HISTOGRAM_EDGES = (0, 1, 2, 3, 5, 9, 17, 33)
 

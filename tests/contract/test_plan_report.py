@@ -10,10 +10,10 @@ import zarr
 from lazymerge.api import default_spec, merge, plan
 from lazymerge.catalog.meta import write_meta
 from lazymerge.cli import main
+from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
+from lazymerge.contract.model import Plan
 from lazymerge.demo import SEED_TARGET
-from lazymerge.errors import InvalidWhereError, TaskMemoryError
-from lazymerge.plan.budget import DEFAULT_RESERVED_MEM
-from lazymerge.plan.model import Plan
+from lazymerge.errors import InvalidWhereError, PlanFormatError, TaskMemoryError
 
 REQUEST = {**SEED_TARGET, "resolution": 10.0, "chunk_size": (100, 100), "bands": "data", "sortby": "-id"}
 
@@ -103,6 +103,43 @@ def test_saved_plan_runs_without_planning_again(random_store, tmp_path):
     expected = merge(str(random_store), **REQUEST).array.compute()
     got = merge(str(random_store), plan=loaded).array.compute()
     np.testing.assert_array_equal(got, expected)
+
+
+def test_loading_what_is_not_a_plan_is_a_typed_error(random_store, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    for path in (tmp_path / "empty", random_store, tmp_path / "missing"):
+        with pytest.raises(PlanFormatError, match="is not a saved lazymerge plan"):
+            Plan.load(str(path))
+    code = main(["run", str(random_store), "--plan", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
+    assert code == 2 and "is not a saved lazymerge plan" in capsys.readouterr().err
+
+
+def test_a_saved_plan_names_its_method_and_loading_imports_no_code(random_store, tmp_path):
+    """A saved plan is data: its method is a registered name; a class the file names is never imported."""
+    import zarr
+
+    from lazymerge.kernel.composite import Last, register_method
+
+    class Newest(Last):
+        pass
+
+    p = plan(str(random_store), **{**REQUEST, "method": Newest})
+    p.save(str(tmp_path / "unregistered"))
+    with pytest.raises(PlanFormatError, match="never registered"):
+        Plan.load(str(tmp_path / "unregistered"))
+    group = zarr.open_group(str(tmp_path / "unregistered"), mode="r+")
+    group.attrs["method"] = "os:system"  # a file naming code to run
+    with pytest.raises(PlanFormatError, match="not registered"):
+        Plan.load(str(tmp_path / "unregistered"))
+    register_method("newest-test", Newest)
+    p = plan(str(random_store), **{**REQUEST, "method": Newest})
+    p.save(str(tmp_path / "registered"))
+    loaded = Plan.load(str(tmp_path / "registered"))
+    assert loaded.method == "newest-test"
+    np.testing.assert_array_equal(
+        merge(str(random_store), plan=loaded).array.compute(),
+        merge(str(random_store), **{**REQUEST, "method": "last"}).array.compute(),
+    )
 
 
 def test_plot(random_store, tmp_path):

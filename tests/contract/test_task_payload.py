@@ -49,9 +49,9 @@ def task_payload(path, tmp_path) -> tuple[int, int, int]:
 
     r = merge(
         path,
-        "EPSG:32631",
-        (500000, 4999000, 501600, 5000000),
-        10.0,
+        crs="EPSG:32631",
+        bbox=(500000, 4999000, 501600, 5000000),
+        resolution=10.0,
         chunk_size=(64, 64),
         datafusion=True,
         spec=seed_spec(tmp_path),

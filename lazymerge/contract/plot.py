@@ -8,7 +8,7 @@ import numpy as np
 from pyproj import Transformer
 
 from lazymerge.catalog.footprints import box_boundaries
-from lazymerge.plan.model import Plan
+from lazymerge.contract.model import Plan
 
 MAX_OUTLINES = 5000
 
