@@ -62,7 +62,7 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None
     mem = check_memory(plan, int(spec.allowed_mem) - int(spec.reserved_mem or 0))
     task = task or kernel_task(plan, store, spec)
     time_dim = task.time_dim
-    chunks = plan.grid.chunks
+    chunks: tuple[tuple[int, ...], ...] = plan.grid.chunks
     if plan.band_dim:
         chunks = ((1,) * len(plan.bands), *chunks)
     if time_dim:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
 import numpy as np
 import zarr
@@ -19,6 +21,19 @@ from lazymerge.catalog.conventions import (
     write_spatial,
 )
 
+if TYPE_CHECKING:
+    from lazymerge.result import MergeResult
+
+T = TypeVar("T")
+
+
+class SeedTarget(TypedDict):
+    """The seed's target area: ``merge(store, **SEED_TARGET, resolution=...)``."""
+
+    crs: str
+    bbox: tuple[float, float, float, float]
+
+
 # The seed's tiles: two in UTM 18N (left), two in UTM 17N covering the adjacent area to their east.
 SEED_TILES = [
     ("utm18n_tile_a", "EPSG:32618", (500000.0, 5990000.0, 505000.0, 5995000.0), 100.0),
@@ -26,7 +41,7 @@ SEED_TILES = [
     ("utm17n_tile_b", "EPSG:32617", (895094.0, 6006920.0, 900511.0, 6012337.0), 200.0),
     ("utm17n_tile_d", "EPSG:32617", (894669.0, 6011912.0, 900086.0, 6017329.0), 400.0),
 ]
-SEED_TARGET = {"crs": "EPSG:32618", "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0)}
+SEED_TARGET: SeedTarget = {"crs": "EPSG:32618", "bbox": (500000.0, 5990000.0, 508000.0, 6000000.0)}
 
 
 def build_seed_store(path: str | Path, resolution: float = 10.0) -> Path:
@@ -49,7 +64,7 @@ def build_seed_store(path: str | Path, resolution: float = 10.0) -> Path:
     return path
 
 
-def _timed(say: Callable[[str], None], label: str, fn: Callable[[], object]) -> object:
+def _timed(say: Callable[[str], None], label: str, fn: Callable[[], T]) -> T:
     t0 = time.perf_counter()
     out = fn()
     say(f"  {label:<44} {time.perf_counter() - t0:7.2f} s")
@@ -72,16 +87,17 @@ def run_demo(out: str | Path = "demo-output", say: Callable[[str], None] = print
     store = out / "sources.zarr"
     shutil.rmtree(store, ignore_errors=True)
     say(f"lazymerge demo -> {out.resolve()}")
-    _timed(say, "build the seed's 4-tile store (2 UTM zones)", lambda: build_seed_store(store))
-    meta = _timed(say, "write /meta (lazymerge index)", lambda: write_meta(store))
+    _timed(say, "build the seed's 4-tile store (2 UTM zones)", partial(build_seed_store, store))
+    meta = _timed(say, "write /meta (lazymerge index)", partial(write_meta, store))
     say(f"    /meta: {meta.num_rows} sources, columns {meta.column_names}")
-    results = {}
+    results: dict[float, tuple[MergeResult, np.ndarray]] = {}
     for res, chunks in ((10.0, (256, 256)), (20.0, (128, 128))):
         result = _timed(
             say,
             f"plan {res:g} m (DataFusion SQL over /meta)",
-            lambda res=res, chunks=chunks: merge(
-                store=str(store),
+            partial(
+                merge,
+                str(store),
                 resolution=res,
                 chunk_size=chunks,
                 bands="data",
@@ -94,8 +110,8 @@ def run_demo(out: str | Path = "demo-output", say: Callable[[str], None] = print
         say(f"    {result.plan!r}; overview level(s) used: {levels}")
         target = out / f"mosaic_{int(res)}m.zarr"
         shutil.rmtree(target, ignore_errors=True)
-        _timed(say, f"compute + write {target.name} (threads)", lambda r=result, t=target: r.to_zarr(str(t)))
-        data = zarr.open_array(str(target), mode="r")[:]
+        _timed(say, f"compute + write {target.name} (threads)", partial(result.to_zarr, str(target)))
+        data = np.asarray(zarr.open_array(str(target), mode="r")[:])
         say(
             f"    shape {data.shape}, chunks {result.array.chunks}, corners TL/TR/BL/BR = "
             f"{data[0, 0]:g}/{data[0, -1]:g}/{data[-1, 0]:g}/{data[-3, -3]:g}, "

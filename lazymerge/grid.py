@@ -38,7 +38,7 @@ class PixelGrid:
 
     def tiled(self, chunk_size: tuple[int, int]) -> TargetGrid:
         """This grid tiled into ``chunk_size`` chunks."""
-        return TargetGrid(self.crs, self.transform, self.shape, tuple(chunk_size))  # type: ignore[arg-type]
+        return TargetGrid(self.crs, self.transform, self.shape, (chunk_size[0], chunk_size[1]))
 
     def __repr__(self) -> str:
         return (
@@ -66,7 +66,7 @@ class TargetGrid(PixelGrid):
         width = max(1, math.ceil((xmax - xmin) / resolution - 1e-9))
         height = max(1, math.ceil((ymax - ymin) / resolution - 1e-9))
         transform = Affine(resolution, 0.0, xmin, 0.0, -resolution, ymax)
-        return cls(CRS.from_user_input(crs), transform, (height, width), tuple(chunk_size))  # type: ignore[arg-type]
+        return cls(CRS.from_user_input(crs), transform, (height, width), (chunk_size[0], chunk_size[1]))
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]}, chunks={self.chunk_size}, nchunks={self.nchunks})"

@@ -97,6 +97,37 @@ class Overview:
         return float(native_res * self.scale[0])
 
 
+def array_member(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group``; ConventionError, naming the path, when it is missing or a group."""
+    try:
+        node = group[name]
+    except KeyError as exc:
+        raise ConventionError(
+            f"group {group.path!r} has no member {name!r}; an array is expected there"
+        ) from exc
+    if not isinstance(node, zarr.Array):
+        raise ConventionError(f"{node.path!r} is a group; an array is expected there")
+    return node
+
+
+def yx(arr: zarr.Array, values: tuple[int, ...]) -> tuple[int, int]:
+    """The (y, x) pair -- the last two entries -- of an array's shape or chunks.
+
+    Raises ConventionError, naming the array, when it has fewer than two dimensions."""
+    if len(values) < 2:
+        raise ConventionError(
+            f"array {arr.path!r} has shape {arr.shape}; a raster needs at least two dimensions (y, x)"
+        )
+    return int(values[-2]), int(values[-1])
+
+
+def _pair(values: Sequence[Any], what: str) -> tuple[float, float]:
+    """The first two values as floats; ConventionError naming ``what`` when there are fewer."""
+    if len(values) < 2:
+        raise ConventionError(f"{what} is {values!r}; it needs two values")
+    return float(values[0]), float(values[1])
+
+
 def _attrs_of(node: Any) -> dict[str, Any]:
     attrs = getattr(node, "attrs", node)
     return dict(attrs.asdict() if hasattr(attrs, "asdict") else attrs)
@@ -208,14 +239,21 @@ def read_multiscales(group: zarr.Group) -> list[Overview]:
             raise ConventionError(
                 f"multiscales of {group.path!r} names asset {entry['asset']!r}, which does not exist"
             ) from exc
+        if not isinstance(arr, zarr.Array):
+            raise ConventionError(
+                f"multiscales of {group.path!r} names asset {entry['asset']!r}, which is a group; "
+                "each layout entry must name an array"
+            )
         if has_spatial(arr):
             transform = read_spatial(arr).transform
-        shape = tuple(arr.shape[-2:])
+        shape = yx(arr, arr.shape)
         overviews.append(
             Overview(
                 asset=str(entry["asset"]),
-                scale=tuple(float(v) for v in tr.get("scale", (1.0, 1.0)))[:2],
-                translation=tuple(float(v) for v in tr.get("translation", (0.0, 0.0)))[:2],
+                scale=_pair(tr.get("scale", (1.0, 1.0)), f"multiscales scale of {group.path!r}"),
+                translation=_pair(
+                    tr.get("translation", (0.0, 0.0)), f"multiscales translation of {group.path!r}"
+                ),
                 derived_from=entry.get("derived_from"),
                 transform=transform,
                 shape=shape,

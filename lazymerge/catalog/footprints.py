@@ -79,8 +79,10 @@ def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIF
     t = np.linspace(0.0, 1.0, k)[:-1]
     dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
     dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
-    h_lon, h_lat = to_ll.transform(*np.meshgrid(dense_x, ys), errcheck=False)  # (ny, nx * (k-1) + 1)
-    v_lon, v_lat = to_ll.transform(*np.meshgrid(xs, dense_y), errcheck=False)  # (ny * (k-1) + 1, nx)
+    hx, hy = np.meshgrid(dense_x, ys)  # (ny, nx * (k-1) + 1)
+    vx, vy = np.meshgrid(xs, dense_y)  # (ny * (k-1) + 1, nx)
+    h_lon, h_lat = to_ll.transform(hx, hy, errcheck=False)
+    v_lon, v_lat = to_ll.transform(vx, vy, errcheck=False)
 
     def edges(values: np.ndarray, reduce: np.ufunc) -> np.ndarray:
         """Reduce each edge's k points: (lines, segments)."""

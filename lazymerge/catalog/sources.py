@@ -22,9 +22,11 @@ from pyproj import CRS
 from lazymerge.catalog.conventions import (
     Overview,
     ProjAttrs,
+    array_member,
     read_multiscales,
     read_proj,
     read_spatial,
+    yx,
 )
 from lazymerge.crs import crs_from
 from lazymerge.errors import ConventionError
@@ -105,8 +107,12 @@ def _nodata(arr: zarr.Array) -> float | None:
     """The value that marks missing pixels: an explicit ``nodata``/``_FillValue`` attribute; else NaN for
     floats (always invalid) and the zarr fill_value for integers."""
     for key in ("nodata", "_FillValue"):
-        if key in arr.attrs and arr.attrs[key] is not None:
-            return float(arr.attrs[key])
+        value = arr.attrs.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (int, float, str)):
+            raise ConventionError(f"{key} attribute of array {arr.path!r} is {value!r}; write a number")
+        return float(value)
     if np.dtype(arr.dtype).kind == "f":
         return None
     fv = arr.fill_value
@@ -114,15 +120,16 @@ def _nodata(arr: zarr.Array) -> float | None:
 
 
 def _level(arr: zarr.Array, scale: float = 1.0) -> Level:
-    spatial = read_spatial(arr)
+    transform = read_spatial(arr).transform
+    assert transform is not None  # read_spatial raises ConventionError when there is none
     return Level(
         path=arr.path,
-        transform=spatial.transform,
-        shape=tuple(int(v) for v in arr.shape[-2:]),
+        transform=transform,
+        shape=yx(arr, arr.shape),
         dtype=str(np.dtype(arr.dtype)),
         nodata=_nodata(arr),
         scale=scale,
-        chunks=tuple(int(v) for v in arr.chunks[-2:]),
+        chunks=yx(arr, arr.chunks),
     )
 
 
@@ -131,8 +138,8 @@ def read_band(group_or_array: zarr.Group | zarr.Array, name: str | None) -> tupl
     if isinstance(group_or_array, zarr.Array):
         return Band(name, group_or_array.path, (_level(group_or_array),)), read_proj(group_or_array)
     overviews: list[Overview] = read_multiscales(group_or_array)
-    levels = tuple(_level(group_or_array[ov.asset], ov.scale[0]) for ov in overviews)
-    base = group_or_array[overviews[0].asset]
+    levels = tuple(_level(array_member(group_or_array, ov.asset), ov.scale[0]) for ov in overviews)
+    base = array_member(group_or_array, overviews[0].asset)
     try:
         proj = read_proj(base)
     except ConventionError:

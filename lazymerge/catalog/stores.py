@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeGuard
 
 import zarr
+import zarr.abc.store
 import zarr.storage
 
 from lazymerge.errors import StoreError
@@ -29,9 +30,9 @@ Icechunk Session."""
 class StoreHandle:
     """A store resolved for every layer: ``zarr_store`` is picklable and is what tasks read from."""
 
-    zarr_store: Any
-    obstore: Any | None = None
-    icechunk_session: Any | None = None
+    zarr_store: zarr.abc.store.Store
+    obstore: ObjectStore | None = None
+    icechunk_session: Session | None = None
     description: str = ""
 
     def open_root(self) -> zarr.Group:
@@ -49,8 +50,13 @@ class StoreHandle:
             ) from exc
 
 
-def _is_obstore(obj: Any) -> bool:
+def _is_obstore(obj: object) -> bool:
+    """Whether obj (a store or an exception) comes from obstore."""
     return type(obj).__module__.startswith("obstore")
+
+
+def _is_obstore_store(obj: object) -> TypeGuard[ObjectStore]:
+    return _is_obstore(obj)
 
 
 def _store_message(exc: Exception) -> str:
@@ -58,7 +64,7 @@ def _store_message(exc: Exception) -> str:
     return str(exc).split("Debug source:")[0].strip()
 
 
-def _is_icechunk_session(obj: Any) -> bool:
+def _is_icechunk_session(obj: object) -> TypeGuard[Session]:
     return type(obj).__module__.startswith("icechunk") and hasattr(obj, "store")
 
 
@@ -89,7 +95,7 @@ def resolve_store(store: StoreLike) -> StoreHandle:
         return store
     if isinstance(store, (str, os.PathLike)):
         return _from_path(store)
-    if _is_obstore(store):
+    if _is_obstore_store(store):
         return StoreHandle(zarr.storage.ObjectStore(store, read_only=True), store, None, repr(store))
     if _is_icechunk_session(store):
         return StoreHandle(store.store, None, store, f"icechunk session {store!r}")

@@ -111,14 +111,14 @@ class Plan:
 
         grid, bands, band_dim, dtype = load_plan_grid(path)
         root = zarr.open_group(path, mode="r")
-        attrs = dict(root.attrs)
+        attrs: dict[str, Any] = dict(root.attrs)  # the JSON save() wrote; converted below, field by field
         times = attrs.get("time_coords")
-        levels = root["levels"]
         columns = {}
         for name in LEVEL_SCHEMA.names:
-            values = levels[name][:]
+            values = _read_column(root, path, f"levels/{name}")
             columns[name] = pa.array(values.tolist() if values.dtype == object else values)
-        columns["nodata"] = pa.array(levels["nodata"][:], mask=~levels["has_nodata"][:])
+        has_nodata = _read_column(root, path, "levels/has_nodata")
+        columns["nodata"] = pa.array(_read_column(root, path, "levels/nodata"), mask=~has_nodata)
         return cls(
             grid=grid,
             bands=bands,
@@ -187,7 +187,7 @@ class Plan:
         n = max(t.num_rows, 1)
         grid_chunks = (1, min(nr, 256), min(nc, 256))
         window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
-        arrays = {  # name: (data, chunks, dtype)
+        arrays: dict[str, tuple[np.ndarray, tuple[int, ...], str | None]] = {  # name: (data, chunks, dtype)
             "count": (count.reshape(nl, nr, nc), grid_chunks, None),
             "start": (start.reshape(nl, nr, nc), grid_chunks, None),
             "rows/level_id": (self.level_ids(), (min(n, 1 << 16),), None),
@@ -228,7 +228,7 @@ async def _create(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ..
 def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
     """The target grid, bands, band_dim flag and dtype of a saved plan."""
     try:
-        attrs = dict(zarr.open_group(path, mode="r").attrs)
+        attrs: dict[str, Any] = dict(zarr.open_group(path, mode="r").attrs)  # JSON, converted below
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as exc:
         raise PlanFormatError(
             f"{path!r} is not a saved lazymerge plan ({exc}); write one with Plan.save or "
@@ -239,16 +239,27 @@ def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
             f"{path!r} is not a saved lazymerge plan (its attributes have no lazymerge_plan: {PLAN_FORMAT}); "
             "write one with Plan.save or `lazymerge plan ... --out PATH`"
         )
+    shape, chunk_size = attrs["shape"], attrs["chunk_size"]
     grid = TargetGrid(
         CRS.from_wkt(attrs["crs"]),
         Affine(*attrs["transform"]),
-        tuple(attrs["shape"]),
-        tuple(attrs["chunk_size"]),
+        (int(shape[0]), int(shape[1])),
+        (int(chunk_size[0]), int(chunk_size[1])),
     )
     return grid, list(attrs["bands"]), bool(attrs["band_dim"]), str(attrs["dtype"])
 
 
 UNREGISTERED = "unregistered:"  # how a saved plan marks a method class with no registered name
+
+
+def _read_column(root: zarr.Group, path: str, name: str) -> np.ndarray:
+    """The whole array ``name`` of a saved plan; PlanFormatError when it is missing or a group."""
+    node = root.get(name)
+    if not isinstance(node, zarr.Array):
+        raise PlanFormatError(
+            f"the saved plan {path!r} has no array {name!r}; write it again with Plan.save"
+        )
+    return np.asarray(node[...])
 
 
 def _method_name(method: Any) -> str:

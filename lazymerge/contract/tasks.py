@@ -16,11 +16,13 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr import AsyncArray, AsyncGroup
 from zarr.core.sync import sync
 
 from lazymerge.aio import zarr_gather
 from lazymerge.catalog.sources import Level
 from lazymerge.contract.budget import PLAN_CACHE_BYTES
+from lazymerge.errors import PlanFormatError
 from lazymerge.grid import TargetGrid
 
 THRESHOLD = 0.01  # default maximum error of the control grid, in source pixels
@@ -61,13 +63,23 @@ async def _open_arrays(path: str) -> dict[str, Any]:
     group = await zarr.api.asynchronous.open_group(path, mode="r")
     names = {"level_id": "rows/level_id", "window": "rows/window"}
     names.update({k: f"levels/{k}" for k in _LEVEL_COLUMNS})
-    count, start, *arrays = await asyncio.gather(
-        group.getitem("count"), group.getitem("start"), *(group.getitem(v) for v in names.values())
-    )
+    paths = ["count", "start", *names.values()]
+    nodes = await asyncio.gather(*(group.getitem(v) for v in paths))
+    count, start, *arrays = (_plan_array(path, v, node) for v, node in zip(paths, nodes, strict=True))
     index = await asyncio.gather(count.getitem(...), start.getitem(...))
     plan: dict[str, Any] = dict(zip(("count", "start"), index, strict=True))
     plan.update({k: zarr.Array(a) for k, a in zip(names, arrays, strict=True)})
     return plan
+
+
+def _plan_array(path: str, name: str, node: AsyncArray[Any] | AsyncGroup) -> AsyncArray[Any]:
+    """``node`` as an array; PlanFormatError, naming the plan and the member, when it is a group."""
+    if not isinstance(node, AsyncArray):
+        raise PlanFormatError(
+            f"{name!r} of the saved plan {path!r} is a group, not an array; "
+            "write the plan again with Plan.save"
+        )
+    return node
 
 
 def forget_plan(path: str) -> None:
@@ -118,6 +130,11 @@ def _slices(path: str, plan: dict[str, Any], names: tuple[str, ...], lo: int, hi
     return out
 
 
+def _transform(row: np.ndarray) -> tuple[float, float, float, float, float, float]:
+    a, b, c, d, e, f = (float(v) for v in row)
+    return a, b, c, d, e, f
+
+
 def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     """The rows of one chunk of one layer (``time * n_bands + band``), in priority order, read from a saved
     plan (its chunks cached per worker)."""
@@ -138,7 +155,7 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     levels = {
         int(i): Level(
             path=str(paths[i - lo]),
-            transform=tuple(float(v) for v in tr[i - lo]),
+            transform=_transform(tr[i - lo]),
             shape=(int(shp[i - lo][0]), int(shp[i - lo][1])),
             dtype=str(dtypes[i - lo]),
             nodata=float(nod[i - lo]) if has[i - lo] else None,
@@ -147,7 +164,7 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
         for i in ids
     }
     return [
-        TaskRow(levels[int(i)], tuple(int(v) for v in w), int(src[int(i) - lo]))
+        TaskRow(levels[int(i)], (int(w[0]), int(w[1]), int(w[2]), int(w[3])), int(src[int(i) - lo]))
         for i, w in zip(level_ids, windows, strict=True)
     ]
 

@@ -222,7 +222,7 @@ def _coef(transform: Affine) -> np.ndarray:
 
 
 
-def merge_block(x: np.ndarray, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
+def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
     """Cubed task: fetch this block's rows from the saved plan and render it.
 
     Blocks are indexed ``([time,] [band,] row, col)``; the plan's rows are keyed by layer and chunk.

@@ -11,6 +11,7 @@ zarr: ``codec(arr)`` returns None for it.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numcodecs
@@ -46,7 +47,8 @@ def codec(arr: zarr.Array) -> Any:
         return cls(level=compressor.level, checksum=compressor.checksum)
     if isinstance(compressor, GzipCodec):
         return cls(level=compressor.level)
-    return cls(  # blosc
+    assert isinstance(compressor, BloscCodec)  # the one compressor _COMPRESSORS has left
+    return cls(
         cname=compressor.cname.value,
         clevel=compressor.clevel,
         shuffle=["noshuffle", "shuffle", "bitshuffle"].index(compressor.shuffle.value),
@@ -59,7 +61,7 @@ def _key(arr: zarr.Array, index: tuple[int, ...]) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def get_chunks(arr: zarr.Array, compressor: Any, indices: list[tuple[int, ...]]) -> list[np.ndarray]:
+def get_chunks(arr: zarr.Array, compressor: Any, indices: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
     """The chunks at ``indices``, fetched concurrently and decoded (the fill value where one was never
     written). Read-only arrays of the full chunk shape.
 

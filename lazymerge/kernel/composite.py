@@ -52,7 +52,10 @@ class Last(First):
 class Min(Last):
     """The smallest valid value."""
 
-    pick = staticmethod(np.less)
+    @staticmethod
+    def pick(values: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """Where ``values`` beat the ``current`` ones."""
+        return np.less(values, current)
 
     def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
         take = valid & ((self.count == 0) | self.pick(values, self.values))
@@ -64,7 +67,9 @@ class Min(Last):
 class Max(Min):
     """The largest valid value."""
 
-    pick = staticmethod(np.greater)
+    @staticmethod
+    def pick(values: np.ndarray, current: np.ndarray) -> np.ndarray:
+        return np.greater(values, current)
 
 
 class Sum(Last):
@@ -147,7 +152,7 @@ class Quality(First):
 
 QUALITY = "quality:"
 
-METHODS = {
+METHODS: dict[str, type] = {
     "first": First,
     "last": Last,
     "min": Min,

@@ -260,7 +260,8 @@ def _prefetch_row(src, cols, rows, h, w, n) -> None:
         c, r = cols[x], rows[x]
         if r >= 0 and r < h and c >= 0 and c < w:
             for a in range(max(int(r) - n, 0), min(int(r) + n, h - 1) + 1):
-                _prefetch(src, np.int64(a) * w + np.int64(c))
+                # numba's stubs type @intrinsic as taking its typing context; numba passes it
+                _prefetch(src, np.int64(a) * w + np.int64(c))  # type: ignore[call-arg]
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -291,7 +292,7 @@ def _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, trac
         has[x] |= np.uint8(ok)  # a select would not vectorise
         if track:
             winner[x] = index if ok else winner[x]
-        written += np.int32(ok)
+        written += np.int32(ok)  # type: ignore[assignment]  # numba keeps int64; numpy stubs: int32
     return written
 
 
@@ -323,7 +324,7 @@ def _prefetch_flat(src, flat) -> None:
     """Prefetch the source lines of a block row's flat indices (every 8th), as ``_prefetch_row``."""
     for x in range(0, flat.shape[0], 8):
         if flat[x] >= 0:
-            _prefetch(src, flat[x])
+            _prefetch(src, flat[x])  # type: ignore[call-arg]  # as in _prefetch_row
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -987,7 +988,7 @@ def _green_row(edges, h, w, stat, row, index, only_empty, track) -> int:
         count[x] |= np.uint8(ok)  # a select would not vectorise
         if track:
             winner[x] = index if ok else winner[x]
-        written += np.int32(ok)
+        written += np.int32(ok)  # type: ignore[assignment]  # numba keeps int64; numpy stubs: int32
     return written
 
 

@@ -55,7 +55,7 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
     arr = open_source(store, task.level.path)
     r0, r1, c0, c1 = task.window
     if not scope or SOURCE_CACHE_BYTES <= 0:
-        return arr[r0:r1, c0:c1]
+        return np.asarray(arr[r0:r1, c0:c1])
     ch, cw = arr.chunks[-2:]
     keys = list(product(range(r0 // ch, -(-r1 // ch)), range(c0 // cw, -(-c1 // cw))))
     found: dict[tuple[int, int], np.ndarray] = {}
@@ -73,7 +73,7 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
             fetched = get_chunks(arr, compressor, missing)
         else:
             sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
-            fetched = zarr_gather([arr._async_array.getitem(sel) for sel in sels])
+            fetched = [np.asarray(b) for b in zarr_gather([arr._async_array.getitem(sel) for sel in sels])]
         found.update(zip(missing, fetched, strict=True))
         _remember(scope, store, task.level.path, dict(zip(missing, fetched, strict=True)))
     out = np.empty((r1 - r0, c1 - c0), dtype=arr.dtype)

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import xarray as xr
 import xproj  # noqa: F401  (registers the .proj accessor)
-from affine import Affine
 from rasterix import RasterIndex
 
 if TYPE_CHECKING:
@@ -22,7 +21,7 @@ def to_xarray(result: MergeResult, name: str = "mosaic") -> xr.DataArray:
     h, w = result.grid.shape
     code = result.proj.code
     index = RasterIndex.from_transform(
-        affine=Affine(*result.spatial.transform), width=w, height=h, x_dim="x", y_dim="y", crs=code
+        affine=result.grid.transform, width=w, height=h, x_dim="x", y_dim="y", crs=code
     )
     da = da.assign_coords(xr.Coordinates.from_xindex(index))
     if plan.band_dim:

@@ -145,6 +145,7 @@ def _ids_array(ids: np.ndarray, spec: cubed.Spec, per_task: int) -> cubed.Array:
 
 
 def _level_attrs(spatial: SpatialAttrs, factor: int, shape: tuple[int, int]) -> SpatialAttrs:
+    assert spatial.transform is not None  # a MergeResult's spatial always has its grid's transform
     a, b, c, d, e, f = spatial.transform
     return SpatialAttrs(spatial.dimensions, (a * factor, b, c, d, e * factor, f), spatial.bbox, shape)
 

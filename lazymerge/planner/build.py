@@ -85,6 +85,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     clock.lap("windows")
     time_coords = None
     if request.groupby:
+        assert labels is not None  # set above for every groupby
         used = np.unique(table["source"].to_numpy())
         group_of_source, time_coords = time_groups(request.groupby, labels, cands.ids, used)
         table = add_time_column(table, group_of_source)
@@ -148,7 +149,7 @@ def _dtype(request: MergeRequest, levels: list, ids: list[str]) -> str:
     """The output dtype: the requested one (every source must cast to it without loss; resampled values
     are rounded into it, as GDAL does), promoted to float for methods that average; else a float holding
     them all."""
-    floats = parse_method(request.method).float_result
+    floats = getattr(parse_method(request.method), "float_result", False)  # a custom class may lack it
     if request.dtype is None:
         return output_dtype([lv.dtype for lv in levels])
     wanted = np.dtype(request.dtype)

@@ -13,14 +13,14 @@ from lazymerge.catalog.scan import scan_store, source_footprints
 from lazymerge.catalog.stores import StoreHandle
 from lazymerge.crs import crs_code
 from lazymerge.planner.filters import keep_parts, where_mask
-from lazymerge.planner.pairs import SourceSet
+from lazymerge.planner.pairs import JoinFn, SourceSet
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.windows import Candidates
 
 JOIN_BATCH = 50_000  # chunk parts per STRtree query
 
 
-def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, object]:
+def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, JoinFn]:
     """Scan the store into a SourceSet ranked by ``sortby``; returns it and the join function."""
     index = scan_store(store)
     table = index.table()

@@ -19,7 +19,7 @@ from lazymerge.catalog.sources import Band, bands_from_json, read_band
 from lazymerge.catalog.stores import StoreHandle
 from lazymerge.errors import InvalidFootprintError
 from lazymerge.planner.filters import keep_parts, where_mask
-from lazymerge.planner.pairs import SourceSet, bin_size
+from lazymerge.planner.pairs import JoinFn, SourceSet, bin_size
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.windows import Candidates
 
@@ -53,7 +53,7 @@ def _binned(name: str, ids: np.ndarray, parts: np.ndarray, cell: float) -> pa.Ta
     return pa.table(cols)
 
 
-def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, object]:
+def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, JoinFn]:
     """Read /meta into a SourceSet, ranking sources by ``sortby``; returns it and the join function."""
     meta = MetaTable(store)
     request.check_sort_columns(meta.schema.names)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import zarr
 
 from lazymerge.catalog.sources import Band
 from lazymerge.errors import BandNotFoundError, BandsInferredWarning
@@ -24,7 +23,7 @@ class SourceSet:
     candidates: Candidates
     part_index: np.ndarray
     part_bounds: np.ndarray
-    read_bands: Callable[[int], dict[str | None, Band | zarr.Group]]
+    read_bands: Callable[[int], dict[str | None, Band]]
     columns: tuple[str, ...] = ()  # of the source table (/meta or the scan index)
     _bands: dict[int, dict[str | None, Band]] = field(default_factory=dict)
 
@@ -58,7 +57,7 @@ class SourceSet:
                     f"bands=None, but the contributing sources share no band (bands present: "
                     f"{sorted(map(str, anywhere))}); pass bands='name' or a list of names"
                 )
-            taken = sorted(everywhere)
+            taken = sorted(everywhere, key=str)
             warnings.warn(
                 f"bands=None took every band the contributing sources share: {taken}; pass bands=[...] to "
                 "choose bands and their order",

@@ -110,8 +110,9 @@ def resolve_windows(
     window is widened by the ``resampling``'s reach in that source (``halo_pixels``).
     """
     used, pair_src = np.unique(source, return_inverse=True)
-    codes, used_crs = np.unique(np.asarray(cands.crs, dtype=object)[used].astype(str), return_inverse=True)
-    codes = [str(c) for c in codes]  # pyproj misreads numpy strings
+    crs_of_used = np.asarray(cands.crs, dtype=object)[used].astype(str)
+    unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
+    codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
     pair_crs = used_crs[pair_src]
     ids = np.asarray(cands.ids, dtype=object)
     tables = []
@@ -164,7 +165,7 @@ def resolve_windows(
 def _levels_for(
     grid: TargetGrid,
     levels: list[tuple[Level, ...]],
-    codes: np.ndarray,
+    codes: list[str],
     crs_of: np.ndarray,
     resampling: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -195,7 +196,7 @@ def _windows(
     coef: np.ndarray,
     shape: np.ndarray,
     masks: bool,
-    margin: int = MARGIN,
+    margin: int | np.ndarray = MARGIN,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(window, cover, touch) of pairs in one source CRS: the source pixels that the chunk's lattice maps
     into, widened by MARGIN and clipped to the source (-1 rows where empty)."""

@@ -61,6 +61,25 @@ def test_missing_attributes_are_typed_errors(group):
         read_multiscales(group)
 
 
+def test_wrong_node_kinds_are_typed_errors(group):
+    """A multiscales asset that is a group, a 1-D band, a non-numeric nodata: ConventionError naming it."""
+    from lazymerge.catalog.sources import read_band
+
+    group.create_group("0")
+    write_multiscales(group, [Overview("0")])
+    with pytest.raises(ConventionError, match="names asset '0', which is a group"):
+        read_multiscales(group)
+    line = group.create_array("line", shape=(8,), dtype="f4")
+    write_spatial(line, SpatialAttrs(transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)))
+    with pytest.raises(ConventionError, match="'line' has shape \\(8,\\); a raster needs at least two"):
+        read_band(line, None)
+    arr = group.create_array("2d", shape=(4, 6), dtype="f4", attributes={"nodata": [0]})
+    write_spatial(arr, SpatialAttrs(transform=(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)))
+    write_proj(arr, ProjAttrs(code="EPSG:32618"))
+    with pytest.raises(ConventionError, match="nodata attribute of array '2d' is \\[0\\]; write a number"):
+        read_band(arr, None)
+
+
 def _levels(group):
     for name, res in (("0", 10.0), ("1", 20.0), ("2", 40.0)):
         arr = group.create_array(name, shape=(int(80 / res), int(80 / res)), dtype="f4")
