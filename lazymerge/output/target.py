@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 import zarr.storage
+from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
@@ -74,16 +75,16 @@ def open_target(target: Any) -> Target:
         text = os.fspath(target)
         if "://" in text and not text.startswith("file://"):
             try:
-                store = zarr.storage.ObjectStore(from_url(text))
+                remote = zarr.storage.ObjectStore(from_url(text))
             except Exception as exc:  # obstore raises its own error types per scheme
                 raise OutputError(f"cannot open output URL {text!r}: {exc}") from exc
-            return Target(store, None, text, location(store))
+            return Target(remote, None, text, location(remote))
         path = Path(text.removeprefix("file://")).expanduser().resolve()
         if path.exists() and not path.is_dir():
             raise OutputExistsError(f"output {str(path)!r} is an existing file; pick a new directory path")
         store = zarr.storage.LocalStore(str(path))
         return Target(store, None, str(path), location(store))
-    if isinstance(target, zarr.abc.store.Store):
+    if isinstance(target, Store):
         return Target(target, None, str(target), location(target))
     raise OutputError(
         f"output of type {type(target).__name__} is not supported; pass a path/URL, an obstore store, a zarr "
