@@ -118,7 +118,15 @@ def render_chunk(
             ext, off = (1, 0.0) if corners else (0, 0.5)  # area resamplings map the pixel corners
             rows_, cols_ = (r0, r1 + ext), (c0, c1 + ext)
             mappings[crs, corners] = pixel_mapping(
-                grid.crs, grid.transform, rows_, cols_, crs, opts.threshold * finest[crs], opts.exact, off
+                grid.crs,
+                grid.transform,
+                rows_,
+                cols_,
+                crs,
+                opts.threshold * finest[crs],
+                opts.exact,
+                off,
+                (grid.shape[0] + ext, grid.shape[1] + ext),  # the lattice follows the grid, not the chunk
             )
         return mappings[crs, corners]
 

@@ -51,6 +51,10 @@ AREA = {
     "q1": Q1,
     "q3": Q3,
 }
+# a footprint's area in a source pixel below this (in pixels) is rounding, not a touch: the ranked
+# statistics and min/max would otherwise take pixels the footprint misses (the exact coverage of a cell
+# diagonal to a corner comes out ~3e-17)
+MIN_COVER = 1e-10
 QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
 LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.kernel.mapping.Mapping
 
@@ -112,14 +116,17 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
             py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
             tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
             ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
-        cols[0], rows[0] = tx[0], ty[0]
+        if ci[0] == 0:  # a control column at the block's first pixel (else the lattice starts before it)
+            cols[0], rows[0] = tx[0], ty[0]
         for b in range(len(ci) - 1):
             base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]  # locals: the loop vectorises
             dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
-            seg_c, seg_r = cols[base : base + span + 1], rows[base : base + span + 1]  # indices >= 0: no
-            for k in range(1, span + 1):  # wraparound, so vector stores
-                seg_c[k] = c0 + ks[k] * dc
-                seg_r[k] = r0 + ks[k] * dr
+            k0, k1 = max(1, -base), min(span, w - 1 - base)  # pixels base + 1 .. base + span in the block
+            seg_c, seg_r = cols[base + k0 : base + k1 + 1], rows[base + k0 : base + k1 + 1]  # starts >= 0:
+            offs = ks[k0 : k1 + 1]  # no wraparound, so vector stores
+            for k in range(k1 - k0 + 1):
+                seg_c[k] = c0 + offs[k] * dc
+                seg_r[k] = r0 + offs[k] * dr
 
 
 @numba.njit(cache=True, nogil=True)
@@ -309,12 +316,15 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
         tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0
         ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+    n = flat.shape[0]
     for b in range(len(ci) - 1):
         base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]
         dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
-        seg = flat[base : base + span + 1]  # indices >= 0: no wraparound, so vector stores
-        for k in range(0 if b == 0 else 1, span + 1):
-            c, r = c0 + ks[k] * dc, r0 + ks[k] * dr
+        k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_row``: the block's pixels only
+        k1 = min(span, n - 1 - base)
+        seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
+        for k in range(k1 - k0 + 1):
+            c, r = c0 + offs[k] * dc, r0 + offs[k] * dr
             inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
             seg[k] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
 
@@ -1156,7 +1166,7 @@ def average_into(
                     if not _valid(s, nodata, use_nodata):
                         continue
                     f = fy * _overlap(xlo, xhi, j) if boxed else grid[i - int(oy), j - int(ox)]
-                    if f <= 0:
+                    if f <= MIN_COVER:  # untouched: the running sums leave ~1e-17 in cells they cross
                         continue
                     if stat == MINIMUM:
                         best = min(best, float(s))

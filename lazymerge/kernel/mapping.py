@@ -5,12 +5,16 @@ Three kinds, none with a per-pixel pyproj call unless ``exact``:
 - ``LINEAR``: same CRS: the target affine itself (``gx``/``gy`` hold its x and y coefficients).
 - ``SEPARABLE``: pairs where source x depends only on the target column and source y only on the row
   (geographic <-> Mercator/equirectangular, north-up target): one exact transform per column and per row.
-- ``GRID``: a control grid (every ``STEP`` pixels, chunk edges included) transformed exactly and
-  interpolated bilinearly. The interpolation is checked against the exact transform at every cell's
-  centre and edge midpoints, where bilinear interpolation errs most, against ``MARGIN`` x the tolerance
-  (``tolerance`` in source CRS units: the caller passes its threshold in pixels times the finest source
-  pixel). Where a cell misses, the grid is refined there, halving that cell's rows and columns until it
-  passes or every pixel is a control point (exact).
+- ``GRID``: a control grid (every ``STEP``-th line of the whole target grid and its last one, from the
+  line before the block to the line at or after its end) transformed exactly and interpolated bilinearly.
+  Anchored to the target grid, not to the block, so a pixel's coordinates are the same arithmetic
+  whichever chunk holds it: two chunkings give identical pixels. The interpolation is checked against the
+  exact transform at every cell's centre and edge midpoints, where bilinear interpolation errs most,
+  against ``MARGIN`` x the tolerance (``tolerance`` in source CRS units: the caller passes its threshold
+  in pixels times the finest source pixel). Where a cell misses, the grid is refined there, halving that
+  cell's rows and columns across the block until it passes or every pixel is a control point (exact):
+  where that happens (near a pole, across the antimeridian) the lines a block adds depend on the block,
+  so two chunkings agree only within the threshold there.
 
 Pixel centres sit at ``offset`` = 0.5, as in GDAL; area resamplings map pixel corners (``offset`` = 0).
 """
@@ -85,10 +89,13 @@ def pixel_mapping(
     tolerance: float,
     exact: bool = False,
     offset: float = 0.5,
+    extent: tuple[int, int] | None = None,
 ) -> Mapping:
     """The mapping of target pixels ``rows`` x ``cols`` (half-open ranges of the target grid), at
-    ``offset`` within each pixel, to ``source_crs``; NaN where the transform fails."""
+    ``offset`` within each pixel, to ``source_crs``; NaN where the transform fails. ``extent``: the
+    (rows, columns) of the whole grid the control lattice is anchored to (default: the block's end)."""
     h, w = rows[1] - rows[0], cols[1] - cols[0]
+    extent = extent or (rows[1], cols[1])
     r = np.arange(*rows) + offset
     c = np.arange(*cols) + offset
     none = np.zeros(0, dtype="i8")
@@ -115,16 +122,16 @@ def pixel_mapping(
         m = Mapping(SEPARABLE, xs[None], ys[None], none, none, (h, w))
         if not _failing(m, exact_at, r, c, tolerance, _probes(h), _probes(w)).any():
             return m
-    ri, ci = _probes(h), _probes(w)  # control rows and columns, every STEP pixels, edges included
+    ri, ci = _lines(*rows, extent[0]), _lines(*cols, extent[1])  # control rows and columns, block-relative
     while True:
         # the lattice of control lines and the lines between them, transformed at once: control points,
         # and the probes: each cell's centre and its edges' midpoints, where bilinear interpolation errs most
         lr = _interleave(ri, (ri[:-1] + ri[1:]) // 2)
         lc = _interleave(ci, (ci[:-1] + ci[1:]) // 2)
-        ex, ey = exact_at(r[lr][:, None], c[lc][None, :])
+        ex, ey = exact_at((rows[0] + offset + lr)[:, None], (cols[0] + offset + lc)[None, :])
         m = Mapping(GRID, ex[::2, ::2].copy(), ey[::2, ::2].copy(), ri, ci, (h, w))
-        ax, ay = evaluate(m.jit, h, w, lr)
-        missed = ~(np.hypot(ex - ax[:, lc], ey - ay[:, lc]) <= tolerance * MARGIN)  # NaN fails too
+        ax, ay = _bilinear(m.gx, ri, ci, lr, lc), _bilinear(m.gy, ri, ci, lr, lc)
+        missed = ~(np.hypot(ex - ax, ey - ay) <= tolerance * MARGIN)  # NaN fails too
         missed[::2, ::2] = False  # control points: exact by construction
         cells = len(ri) - 1, len(ci) - 1
         bad = np.zeros(cells, dtype=bool)
@@ -139,6 +146,29 @@ def pixel_mapping(
             gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
             return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
         ri, ci = finer_r, finer_c
+
+
+def _lines(lo: int, hi: int, extent: int) -> np.ndarray:
+    """Control lines for grid lines ``lo`` .. ``hi - 1`` (a block's), relative to ``lo``: every STEP-th
+    line of a grid of ``extent`` lines and its last, from the last one before ``lo`` (``lo`` itself at 0)
+    to the first at or after ``hi - 1``. Each pixel lies between the same two lines whichever block holds
+    it (a pixel on a line other than the grid's first is the end of the segment before it)."""
+    every = np.unique(np.append(np.arange(0, extent, STEP), extent - 1))
+    first = max(int(np.searchsorted(every, lo)) - 1, 0)
+    last = int(np.searchsorted(every, hi - 1))
+    return every[first : last + 1] - lo
+
+
+def _bilinear(g: np.ndarray, ri: np.ndarray, ci: np.ndarray, lr: np.ndarray, lc: np.ndarray) -> np.ndarray:
+    """The control grid ``g`` (on lines ``ri`` x ``ci``) interpolated at the lattice ``lr`` x ``lc`` of
+    its lines and the lines between them (``_interleave``), as the compiled loops interpolate it."""
+    fr = ((lr[1::2] - ri[:-1]) / np.diff(ri))[:, None]
+    by_row = np.empty((len(lr), len(ci)))
+    by_row[::2], by_row[1::2] = g, g[:-1] * (1 - fr) + g[1:] * fr
+    fc = (lc[1::2] - ci[:-1]) / np.diff(ci)
+    out = np.empty((len(lr), len(lc)))
+    out[:, ::2], out[:, 1::2] = by_row, by_row[:, :-1] * (1 - fc) + by_row[:, 1:] * fc
+    return out
 
 
 def _interleave(lines: np.ndarray, mids: np.ndarray) -> np.ndarray:

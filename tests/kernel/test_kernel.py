@@ -19,6 +19,10 @@ from tests.support.gdal_cases import CASES, CHUNK, SIZE, downsampled, run, store
 from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
 from tests.support.textbook import lanczos_at
 
+# the control grid's largest error on each oracle case, in source pixels, as measured (README "How pixels
+# are computed"), with headroom of ~1.5x: a regression by more than that fails, not only one past 0.01 px
+MEASURED_GRID_ERROR = {"utm-zones": 2e-4, "4326-to-3857": 0.0, "polar": 5e-4, "antimeridian": 4e-3}
+
 
 @pytest.mark.parametrize("case", CASES)
 def test_control_grid_stays_within_threshold(case):
@@ -30,7 +34,9 @@ def test_control_grid_stays_within_threshold(case):
         exact = pixel_mapping(*grid, 0.0, exact=True).dense()
         approx = pixel_mapping(*grid, 0.01 * pixel).dense()
         err = np.hypot(exact[0] - approx[0], exact[1] - approx[1]) / pixel
-        assert np.nanmax(err) <= 0.01 and np.array_equal(np.isnan(exact[0]), np.isnan(approx[0]))
+        assert np.nanmax(err) <= MEASURED_GRID_ERROR[case] and np.array_equal(
+            np.isnan(exact[0]), np.isnan(approx[0])
+        )
 
 
 @pytest.mark.parametrize("case", CASES)
