@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import cubed
@@ -10,7 +9,13 @@ import numpy as np
 import pytest
 
 from lazymerge.api import merge
-from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError, UnknownExecutorError, WorkDirError
+from lazymerge.errors import (
+    ExecutorConfigError,
+    ExecutorUnavailableError,
+    StoreError,
+    UnknownExecutorError,
+    WorkDirError,
+)
 from lazymerge.executors import get_executor, load_executor_config
 from lazymerge.executors.dask import local_cluster
 from lazymerge.executors.lithops import localhost_config, validate_lithops_config
@@ -69,11 +74,15 @@ def test_unknown_executor_lists_valid_ones():
 
 
 def test_unwritable_work_dir_fails_before_any_task(seed, tmp_path):
-    """/proc takes no new directories, whoever runs the tests (root included, unlike a chmod'ed dir)."""
-    plans_before = set(Path(tempfile.gettempdir()).glob("lazymerge-plan-*"))
+    """/proc takes no new directories, whoever runs the tests (root included, unlike a chmod'ed dir). The
+    check comes first: with a store that does not exist either, the work_dir is what is reported (had
+    the store been opened or planned first, a StoreError would be)."""
     with pytest.raises(WorkDirError, match="'/proc/lazymerge-work-dir' is not writable"):
         seed_merge(seed, Path("/proc/lazymerge-work-dir"))
-    assert set(Path(tempfile.gettempdir()).glob("lazymerge-plan-*")) == plans_before  # nothing planned
+    with pytest.raises(WorkDirError, match="'/proc/lazymerge-work-dir' is not writable"):
+        seed_merge(tmp_path / "no-such-store.zarr", Path("/proc/lazymerge-work-dir"))
+    with pytest.raises(StoreError, match="no-such-store.zarr"):  # the same store, a good work_dir
+        seed_merge(tmp_path / "no-such-store.zarr", tmp_path / "wd")
 
 
 def test_work_dir_that_is_a_file_fails(seed, tmp_path):
