@@ -136,19 +136,30 @@ def _plan(args: argparse.Namespace) -> None:
         print(f"plot written to {args.plot}")
 
 
-def _run(args: argparse.Namespace) -> None:
-    from lazymerge.api import merge
+def _executor(args: argparse.Namespace):
+    """The executor ``--executor`` names; ``--executor-config`` is the Lithops config file for ``lithops``
+    (``infra/lithops/*.yaml``), else a mapping of the executor's options."""
     from lazymerge.executors import get_executor, load_executor_config
 
+    if args.executor == "lithops" and args.executor_config:
+        return get_executor("lithops", config_file=args.executor_config)
     options = load_executor_config(args.executor_config) if args.executor_config else {}
-    executor = get_executor(args.executor, **options)  # a bad name or config fails before planning
-    spec = _spec(args)
-    t0 = time.perf_counter()
+    return get_executor(args.executor, **options)
+
+
+def _run(args: argparse.Namespace) -> None:
+    from lazymerge.api import merge
+
     request = _request(args)
     if args.plan and request:
+        flags = ", ".join("--scan" if k == "datafusion" else "--" + k.replace("_", "-") for k in request)
         raise InvalidRequestError(
-            f"--plan runs a saved plan as is; drop the request flags {sorted(request)} or the --plan"
+            f"--plan {args.plan!r} runs a saved plan as is, so {flags} would be ignored; drop them, or "
+            "plan again with `lazymerge plan`"
         )
+    executor = _executor(args)  # a bad name or config fails before planning
+    spec = _spec(args)
+    t0 = time.perf_counter()
     result = merge(args.store, plan=args.plan, spec=spec, **request)
     print(result.plan.summary(int(spec.allowed_mem)))
     reports: list = []
@@ -169,7 +180,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", help="a plan written by `lazymerge plan --out` (no planning again)")
     p.add_argument("--out", required=True, help="output Zarr path or URL")
     p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
-    p.add_argument("--executor-config", help="YAML/JSON file of executor options (for lithops: its config)")
+    p.add_argument(
+        "--executor-config", help="YAML/JSON file of executor options; for lithops, its Lithops config file"
+    )
     p.add_argument("--work-dir", help="Cubed work_dir (and where tasks read the plan): local path or URL")
     p.add_argument(
         "--reserved-mem", help="worker baseline memory (default: 100MB + the plan and source-chunk caches)"

@@ -45,3 +45,17 @@ def add_source(
         arr.attrs.update(attrs)
         overviews.append(Overview(str(k), (float(f), float(f)), derived_from="0" if k else None))
     write_multiscales(group, overviews)
+
+
+def date_and_band(store):
+    """``store`` (conftest's random_store) with two days of acquisitions (sources alternate) and a second
+    band ``nir`` of random values on every source, /meta rewritten; returns the store."""
+    from lazymerge.catalog.meta import write_meta
+
+    root = zarr.open_group(str(store), mode="r+")
+    rng = np.random.default_rng(3)
+    for k in range(8):
+        root[f"s{k}"].attrs["datetime"] = f"2024-06-0{1 + k % 2}T10:00:00Z"
+        add_band(root, f"s{k}", "nir", rng.random((300, 300), dtype="f4"))
+    write_meta(store)
+    return store
