@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test lint docs clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,21 @@ test: $(STAMP)
 # the docs site into site/; --strict fails on any warning (a broken link, a docstring griffe cannot parse)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
+
+# Every number the README quotes, rerun on the current commit: one script per table, each results file
+# starting with the commit, command, machine and date (benchmarks/provenance.py). Takes about 90 minutes
+# on 2 cores (plan_scale at 100k sources alone ~60 min: drop 100000 from SCALES for a quicker run).
+SCALES ?= 1000 10000 100000
+RESULTS := benchmarks/results
+bench: $(STAMP)
+	$(BIN)/python benchmarks/kernel.py | tee $(RESULTS)/kernel.txt
+	$(BIN)/python benchmarks/mosaic.py --repeat 2 | tee $(RESULTS)/mosaic.txt
+	$(BIN)/python benchmarks/executors.py | tee $(RESULTS)/executors.txt
+	$(BIN)/python benchmarks/memory.py | tee $(RESULTS)/memory.txt
+	$(BIN)/python benchmarks/chunk_io.py | tee $(RESULTS)/chunk_io.txt
+	$(BIN)/python benchmarks/lanczos_gdal.py | tee $(RESULTS)/lanczos_gdal.txt
+	$(BIN)/python benchmarks/plan_accuracy.py | tee $(RESULTS)/plan_accuracy.txt
+	$(BIN)/python benchmarks/plan_scale.py --scales $(SCALES) | tee $(RESULTS)/plan_scale.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,16 +1,22 @@
-"""Wall time and per-task overhead of each local executor on the same mosaic.
+"""Wall time and per-task overhead of each local executor on the same mosaic, every run from cold caches.
 
     .venv/bin/python benchmarks/executors.py [--resolution 10] [--chunk 128] [--workers 2] [--repeat 2]
 
 The seed's four tiles are written with ``to_zarr`` on every executor; each output is checked identical to
-the threads one. The kernel's own cost is measured first by rendering every block serially in this process
-(process CPU time); per-task overhead = (wall x workers - kernel time) / tasks: what the executor adds to
-each task (start-up, pickling, scheduling, storage round trips). Best of ``--repeat`` runs.
+the threads one. Every measurement runs in a fresh process (``--child``), so no executor reuses what an
+earlier run left in this process's caches (opened arrays, the plan, decoded source chunks, numba's loaded
+loops): threads pays its cold start as the worker processes of the others do. The kernel's own cost is
+measured first, in its own fresh process, by rendering every block serially (process CPU time); per-task
+overhead = (wall x workers - kernel time) / tasks: what the executor adds to each task (start-up,
+pickling, scheduling, storage round trips). Best of ``--repeat`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +26,7 @@ from typing import Any
 
 import cubed
 import numpy as np
+import zarr
 
 from lazymerge.api import merge
 from lazymerge.demo import SEED_TARGET, build_seed_store
@@ -47,47 +54,74 @@ def executors(workers: int) -> dict[str, Callable[[], Any]]:
     }
 
 
+def _merge(store: str, tmp: str, args: argparse.Namespace) -> Any:
+    spec = cubed.Spec(work_dir=f"{tmp}/wd", allowed_mem="500MB", reserved_mem="100MB")
+    crs, bbox = SEED_TARGET["crs"], SEED_TARGET["bbox"]
+    return merge(
+        store,
+        crs=crs,
+        bbox=bbox,
+        resolution=args.resolution,
+        chunk_size=(args.chunk,) * 2,
+        sortby="id",
+        spec=spec,
+    )
+
+
+def child(store: str, tmp: str, what: str, out: str, args: argparse.Namespace) -> None:
+    """In a fresh process: ``what`` = "kernel" (every block serially, CPU s) or an executor's name (its
+    to_zarr's wall s into ``out``); prints one JSON number. Planning is not timed."""
+    result = _merge(store, tmp, args)
+    if what == "kernel":
+        c0 = time.process_time()
+        for b in np.ndindex(*result.array.numblocks):
+            merge_block(None, task=result.task, block_id=b)
+        print(json.dumps(time.process_time() - c0))
+        return
+    with executors(args.workers)[what]() as executor:
+        t0 = time.perf_counter()
+        result.to_zarr(out, executor=executor, progress=False)
+        print(json.dumps(time.perf_counter() - t0))
+
+
+def fresh(store: str, tmp: str, what: str, out: str, args: argparse.Namespace) -> float:
+    flags = ["--resolution", str(args.resolution), "--chunk", str(args.chunk), "--workers", str(args.workers)]
+    cmd = [sys.executable, __file__, *flags, "--child", store, tmp, what, out]
+    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--resolution", type=float, default=10.0)
     ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        child(*args.child, args)
+        return
     with tempfile.TemporaryDirectory(prefix="lazymerge-execbench-") as tmp:
-        store = build_seed_store(Path(tmp) / "seed.zarr")
-        spec = cubed.Spec(work_dir=f"{tmp}/wd", allowed_mem="500MB", reserved_mem="100MB")
-        result = merge(
-            store,
-            crs=SEED_TARGET["crs"],
-            bbox=SEED_TARGET["bbox"],
-            resolution=args.resolution,
-            chunk_size=(args.chunk,) * 2,
-            sortby="id",
-            spec=spec,
-        )
-        blocks = list(np.ndindex(*result.array.numblocks))
-        c0 = time.process_time()
-        for b in blocks:
-            merge_block(None, task=result.task, block_id=b)
-        kernel = time.process_time() - c0
-        per_task = blocks_per_task(len(blocks), args.chunk**2)
-        n = -(-len(blocks) // per_task)
+        store = str(build_seed_store(Path(tmp) / "seed.zarr"))
+        numblocks = _merge(store, tmp, args).array.numblocks
+        blocks = int(np.prod(numblocks))
+        kernel = fresh(store, tmp, "kernel", "", args)
+        per_task = blocks_per_task(blocks, args.chunk**2)
+        n = -(-blocks // per_task)
         print(
-            f"mosaic {result.array.shape} float32, {len(blocks)} blocks of {args.chunk}x{args.chunk} "
-            f"in {n} tasks, {args.workers} workers; kernel alone: {kernel:.2f} s CPU "
-            f"({1e3 * kernel / n:.1f} ms/task)"
+            f"mosaic {numblocks} blocks of {args.chunk}x{args.chunk} float32 in {n} tasks, "
+            f"{args.workers} workers, each run in a fresh process (cold caches); kernel alone: "
+            f"{kernel:.2f} s CPU ({1e3 * kernel / n:.1f} ms/task)"
         )
         reference = None
         rows = []
-        for name, make in executors(args.workers).items():
+        for name in executors(args.workers):
             best = float("inf")
             for i in range(args.repeat):
-                with make() as executor:
-                    t0 = time.perf_counter()
-                    out = result.to_zarr(f"{tmp}/{name}-{i}.zarr", executor=executor, progress=False)
-                    best = min(best, time.perf_counter() - t0)
-                data = out[:]
+                out = f"{tmp}/{name}-{i}.zarr"
+                best = min(best, fresh(store, tmp, name, out, args))
+                data = zarr.open_array(out, mode="r")[:]
                 if reference is None:
                     reference = data
                 np.testing.assert_array_equal(data, reference)
@@ -100,4 +134,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from provenance import header  # benchmarks/, the script's own directory
+
+    if "--child" not in sys.argv:
+        print(header(), flush=True)
     main()

@@ -8,9 +8,11 @@ of the target grown by --margin px per side (neighbours overlap), are written to
 512x512 chunks, default compression, /meta) and as tiled zstd GeoTIFFs. lazymerge: merge (DataFusion plan;
 "plan s") + to_zarr, threads executor, 1 and 2 workers, after an untimed small merge loads numba's cache.
 GDAL: rasterio.warp.reproject of the GeoTIFFs one after another into one NaN array (nearest; last wins, so
-fed in reverse of lazymerge's first-wins order), written as a GeoTIFF, num_threads 1 and 2. Both sides read
-and write local disk (inputs just written, so from the page cache). x = wall / best GDAL wall; CPU s: the
-process's CPU time over all its threads (steadier than wall time on a shared machine).
+fed in reverse of lazymerge's first-wins order), written as a GeoTIFF, num_threads 1 and 2 (and
+GDAL_NUM_THREADS the same, for the GeoTIFFs' decoding and encoding). Both sides read and write local
+disk (inputs just written, so from the page cache). x = wall / best GDAL wall; CPU s: the process's CPU
+time over all its threads (steadier than wall time on a shared machine); the line after the table
+compares the two at equal threads.
 """
 
 from __future__ import annotations
@@ -120,24 +122,26 @@ def run_lazymerge(
 
 
 def run_gdal(tifs: list[Path], transform: Affine, size: int, out: Path, threads: int) -> tuple[float, float]:
-    """(wall s, CPU s) of warping the GeoTIFFs into one array (GDAL's last wins: reversed), writing it."""
+    """(wall s, CPU s) of warping the GeoTIFFs into one array (GDAL's last wins: reversed), writing it;
+    ``threads`` for the warp and, through GDAL_NUM_THREADS, for the GeoTIFFs' decoding and encoding."""
     t0, c0 = time.perf_counter(), time.process_time()
     dst = np.full((size, size), np.nan, dtype="f4")
-    for i, tif in enumerate(reversed(tifs)):
-        with rasterio.open(tif) as ds:
-            reproject(
-                source=rasterio.band(ds, 1),
-                destination=dst,
-                src_nodata=np.nan,
-                dst_nodata=np.nan,
-                dst_transform=transform,
-                dst_crs=CRS,
-                resampling=Resampling.nearest,
-                num_threads=threads,
-                init_dest_nodata=i == 0,
-            )
-    with rasterio.open(out, "w", **tiff_profile(CRS, transform, (size, size))) as ds:
-        ds.write(dst, 1)
+    with rasterio.Env(GDAL_NUM_THREADS=str(threads)):
+        for i, tif in enumerate(reversed(tifs)):
+            with rasterio.open(tif) as ds:
+                reproject(
+                    source=rasterio.band(ds, 1),
+                    destination=dst,
+                    src_nodata=np.nan,
+                    dst_nodata=np.nan,
+                    dst_transform=transform,
+                    dst_crs=CRS,
+                    resampling=Resampling.nearest,
+                    num_threads=threads,
+                    init_dest_nodata=i == 0,
+                )
+        with rasterio.open(out, "w", **tiff_profile(CRS, transform, (size, size))) as ds:
+            ds.write(dst, 1)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -225,6 +229,13 @@ def main() -> None:
                 f"{name:22} {plan_s} {wall:8.2f} {cpu:7.2f} {size * size / 1e6 / wall:8.1f} "
                 f"{wall / gdal_best:11.2f}x {cpu / gdal_cpu:10.2f}x"
             )
+        walls = {name: wall for name, _, wall, _ in rows}
+        suffix = {n: "s" * (n > 1) for n in COUNTS}
+        ratios = [
+            walls[f"lazymerge {n} worker{suffix[n]}"] / walls[f"GDAL {n} thread{suffix[n]}"] for n in COUNTS
+        ]
+        same = ", ".join(f"{n}: {r:.2f}x" for n, r in zip(COUNTS, ratios, strict=True))
+        print(f"lazymerge / GDAL at equal threads (workers = num_threads = GDAL_NUM_THREADS): {same}")
         ours = zarr.open_array(str(tmp / "lm1-0.zarr"), mode="r")[:]
         with rasterio.open(tmp / "gdal1-0.tif") as ds:
             theirs = ds.read(1)
@@ -245,4 +256,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from provenance import header  # benchmarks/, the script's own directory
+
+    print(header(), flush=True)
     main()

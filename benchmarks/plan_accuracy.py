@@ -76,4 +76,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from provenance import header  # benchmarks/, the script's own directory
+
+    print(header(), flush=True)
     main()

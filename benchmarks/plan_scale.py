@@ -313,4 +313,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from provenance import header  # benchmarks/, the script's own directory
+
+    if "--child" not in sys.argv:  # the parent prints the header, not each measured child
+        print(header(), flush=True)
     main()
