@@ -9,7 +9,8 @@
 ``LAZYMERGE_FAULT_SEED`` (default 0)
     Changes which blocks are chosen.
 ``LAZYMERGE_FAULT_DELAY`` (seconds, unset = off)
-    Every task sleeps this long first: slows a run down so a drill can kill it mid-way.
+    Every task (kernel blocks, and overview blocks) sleeps this long first: slows a run down so a drill
+    can kill it mid-way.
 
 Workers inherit these from the environment of the process that starts them.
 """
@@ -32,11 +33,16 @@ def _chosen(block_id: tuple[int, ...], rate: float, seed: str) -> bool:
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
 
 
-def maybe_fail(block_id: tuple[int, ...]) -> None:
-    """Raise InjectedFault for this block when fault injection is on and picks it."""
+def maybe_delay() -> None:
+    """Sleep LAZYMERGE_FAULT_DELAY seconds, when set (every kernel and overview task calls this)."""
     delay = os.environ.get("LAZYMERGE_FAULT_DELAY")
     if delay:
         time.sleep(float(delay))
+
+
+def maybe_fail(block_id: tuple[int, ...]) -> None:
+    """Raise InjectedFault for this block when fault injection is on and picks it."""
+    maybe_delay()
     rate = os.environ.get("LAZYMERGE_FAULT_RATE")
     if not rate:
         return

@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cubed
@@ -34,9 +35,11 @@ from lazymerge.catalog.conventions import (
     write_proj,
     write_spatial,
 )
+from lazymerge.catalog.stores import zarr_location
 from lazymerge.errors import LazymergeError, OutputError, OutputExistsError, OutputWriteError
 from lazymerge.kernel.block import KernelTask, merge_block
 from lazymerge.kernel.chunkio import codec, set_chunk
+from lazymerge.kernel.faults import maybe_delay
 from lazymerge.output.progress import run_callbacks
 from lazymerge.output.target import (
     COMPLETE,
@@ -105,7 +108,18 @@ def _write_block(block_id: tuple[int, ...], writer: BlockWriter) -> None:
 
 
 def _decimate(block: np.ndarray) -> np.ndarray:
+    maybe_delay()
     return block[..., ::2, ::2]
+
+
+def _drop_partial_writes(store: Any) -> None:
+    """Delete what a killed write left half-done in a local target: zarr's LocalStore writes each chunk to
+    ``<key>.<uuid>.partial`` and renames it, so a kill in between leaves that file (never a chunk)."""
+    if isinstance(store, zarr.storage.LocalStore):
+        store = store.root
+    if isinstance(store, (str, Path)) and "://" not in str(store):
+        for leftover in Path(store).rglob("*.partial"):
+            leftover.unlink(missing_ok=True)
 
 
 def missing_blocks(arr: zarr.Array) -> np.ndarray:
@@ -176,7 +190,7 @@ def _ids_array(ids: np.ndarray, spec: cubed.Spec, per_task: int) -> cubed.Array:
         base = tempfile.mkdtemp(prefix="lazymerge-ids-")
         atexit.register(shutil.rmtree, base, ignore_errors=True)
     path = f"{base.rstrip('/')}/lazymerge-ids-{uuid.uuid4().hex}.zarr"
-    zarr.create_array(path, data=ids, chunks=(per_task,))
+    zarr.create_array(zarr_location(path), data=ids, chunks=(per_task,))
     return cubed.from_zarr(path, spec=spec)
 
 
@@ -247,6 +261,8 @@ def write_zarr(
     with lease:
         with _store_errors(desc):
             resuming = prepare(out_target, fp, resume=resume, overwrite=overwrite)
+            if resuming:
+                _drop_partial_writes(store)
             out, mark = _create(result, store, fp, resuming, overviews, band)
         cbs, memory = run_callbacks(progress)
         cbs = [*cbs, *(callbacks or [])]

@@ -1,5 +1,6 @@
-"""Run in a subprocess by test_output's kill test and test_output_safety's second-writer test: write the seed
-mosaic with the processes executor (or the one named by a fourth argument)."""
+"""Run in a subprocess by the output kill tests and test_output_safety's second-writer test: write the seed
+mosaic with the processes executor (or the one named by a fourth argument), with the number of overview
+levels a fifth argument gives (default 0)."""
 
 from __future__ import annotations
 
@@ -11,5 +12,7 @@ from tests.support.executor_cases import seed_merge
 if __name__ == "__main__":
     store, work_dir, target = sys.argv[1:4]
     executor = sys.argv[4] if len(sys.argv) > 4 else "processes"
+    overviews = int(sys.argv[5]) if len(sys.argv) > 5 else 0
     result = seed_merge(store, work_dir, chunk=64)
-    result.to_zarr(target, executor=get_executor(executor, max_workers=2), progress=False)
+    run_on = get_executor(executor, max_workers=2)
+    result.to_zarr(target, executor=run_on, progress=False, overviews=overviews)
