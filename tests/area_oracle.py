@@ -40,7 +40,8 @@ class Footprints:
             axis=2,
         ).reshape(h * w, 4, 2)
         polys = shapely.polygons(quads)
-        lo, hi = np.floor(quads.min(axis=1)).astype(int), np.ceil(quads.max(axis=1)).astype(int)
+        # the footprint's bounding box of pixels, and one more around: pixels it comes close to count too
+        lo, hi = np.floor(quads.min(axis=1)).astype(int) - 1, np.ceil(quads.max(axis=1)).astype(int) + 1
         pix, rr, cc = [], [], []
         for p in range(h * w):
             i, j = np.mgrid[lo[p, 1] : hi[p, 1], lo[p, 0] : hi[p, 0]]
