@@ -3,8 +3,9 @@ independent references, with tolerances tight enough to tell every pair of metho
 
 - between two UTM zones at equal resolution (a ~4 degree rotation, no scale change): the interpolating
   kernels against GDAL's exact warper, the area statistics against shapely's polygon clipping;
-- downsampling by near-integer ratios (1.97, 3.9), where GDAL's 1/n snapping decides the kernel's width;
-- two chunkings, identical pixels.
+- downsampling by near-integer ratios (1.97, 3.9), where GDAL's 1/n snapping decides the kernel's width.
+
+Two chunkings giving identical pixels on the default path: ``tests/test_kernel.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from lazymerge.merge import merge
 
 from gdal_oracle import Raster, around, warp_exact
 from test_kernel import downsampled, interior
-from test_merge_gdal import CASES, target_grid
 
 N = 96  # target pixels per side
 CHUNK = (32, 48)  # several chunks, edges off the control lattice
@@ -203,26 +203,3 @@ def test_downsampling_by_39_keeps_its_ratio(make_store, resampling):
     np.testing.assert_allclose(got[inner], pinned[inner], rtol=1e-5)
     assert np.abs(gdal(None)[inner] - pinned[inner]).max() > 1e-3  # GDAL's own estimate
     assert np.abs(gdal(1 / 4)[inner] - pinned[inner]).max() > 1e-4  # snapped to 4
-
-
-@pytest.mark.parametrize(
-    "resampling", ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "rms", "max", "med"]
-)
-def test_two_chunkings_give_identical_pixels_on_the_default_path(make_store, resampling):
-    """The control lattice follows the target grid, not the chunk: the same pixel gets the same source
-    coordinates (the same arithmetic) in any chunking, so the pixels are identical, not merely close."""
-    sources, (crs, lon, lat, res) = CASES["utm-zones"]
-    store = make_store([(s.name, s.crs, s.transform, s.data) for s in sources])
-    bbox, _ = target_grid(crs, lon, lat, res)
-    kw = {
-        "crs": crs,
-        "bbox": bbox,
-        "resolution": res,
-        "bands": "data",
-        "sortby": "id",
-        "resampling": resampling,
-    }
-    a = merge(str(store), chunk_size=(64, 64), **kw).array.compute()
-    b = merge(str(store), chunk_size=(50, 70), **kw).array.compute()
-    assert np.isfinite(a).mean() > 0.5
-    np.testing.assert_array_equal(a, b)
