@@ -104,13 +104,13 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="lazymerge-execbench-") as tmp:
         store = str(build_seed_store(Path(tmp) / "seed.zarr"))
-        numblocks = _merge(store, tmp, args).array.numblocks
-        blocks = int(np.prod(numblocks))
+        array = _merge(store, tmp, args).array
+        blocks = int(np.prod(array.numblocks))
         kernel = fresh(store, tmp, "kernel", "", args)
         per_task = blocks_per_task(blocks, args.chunk**2)
         n = -(-blocks // per_task)
         print(
-            f"mosaic {numblocks} blocks of {args.chunk}x{args.chunk} float32 in {n} tasks, "
+            f"mosaic {array.shape} float32, {blocks} blocks of {args.chunk}x{args.chunk} in {n} tasks, "
             f"{args.workers} workers, each run in a fresh process (cold caches); kernel alone: "
             f"{kernel:.2f} s CPU ({1e3 * kernel / n:.1f} ms/task)"
         )
