@@ -32,14 +32,14 @@ docs: $(STAMP)
 SCALES ?= 1000 10000 100000
 RESULTS := benchmarks/results
 bench: $(STAMP)
-	$(BIN)/python benchmarks/kernel.py | tee $(RESULTS)/kernel.txt
-	$(BIN)/python benchmarks/mosaic.py --repeat 2 | tee $(RESULTS)/mosaic.txt
-	$(BIN)/python benchmarks/executors.py | tee $(RESULTS)/executors.txt
-	$(BIN)/python benchmarks/memory.py | tee $(RESULTS)/memory.txt
-	$(BIN)/python benchmarks/chunk_io.py | tee $(RESULTS)/chunk_io.txt
-	$(BIN)/python benchmarks/lanczos_gdal.py | tee $(RESULTS)/lanczos_gdal.txt
-	$(BIN)/python benchmarks/plan_accuracy.py | tee $(RESULTS)/plan_accuracy.txt
-	$(BIN)/python benchmarks/plan_scale.py --scales $(SCALES) | tee $(RESULTS)/plan_scale.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.kernel | tee $(RESULTS)/kernel.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.mosaic --repeat 2 | tee $(RESULTS)/mosaic.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.executors | tee $(RESULTS)/executors.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.memory | tee $(RESULTS)/memory.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.chunk_io | tee $(RESULTS)/chunk_io.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.lanczos_gdal | tee $(RESULTS)/lanczos_gdal.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.plan_accuracy | tee $(RESULTS)/plan_accuracy.txt
+	PYTHONPATH=. $(BIN)/python -m benchmarks.plan_scale --scales $(SCALES) | tee $(RESULTS)/plan_scale.txt
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -134,7 +134,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from provenance import header  # benchmarks/, the script's own directory
+    from benchmarks.provenance import header
 
     if "--child" not in sys.argv:
         print(header(), flush=True)

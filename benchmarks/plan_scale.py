@@ -313,7 +313,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from provenance import header  # benchmarks/, the script's own directory
+    from benchmarks.provenance import header
 
     if "--child" not in sys.argv:  # the parent prints the header, not each measured child
         print(header(), flush=True)

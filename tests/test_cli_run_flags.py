@@ -8,12 +8,10 @@ import pytest
 import yaml
 import zarr
 
+from lazymerge.api import merge, plan
 from lazymerge.cli import main
-from lazymerge.merge import merge
-from lazymerge.planner import plan
-from lazymerge.planner.report import task_memory
-
-from tests_helpers import date_and_band
+from lazymerge.contract.cost import task_memory
+from tests.support.stores import date_and_band
 
 GRID = ["--crs", "EPSG:32618", "--bbox", "500000,5990000,508000,6000000", "--resolution", "40"]
 REQUEST = {"crs": "EPSG:32618", "bbox": (500000, 5990000, 508000, 6000000), "resolution": 40.0}

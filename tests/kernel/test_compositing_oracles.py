@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import zarr
 
-from lazymerge.merge import merge
-from lazymerge.meta import write_meta
-
-from conftest import add_source
-from gdal_oracle import Raster, around, warp_exact
-from test_merge_gdal import CHUNK, SIZE, target_grid
+from lazymerge.api import merge
+from lazymerge.catalog.meta import write_meta
+from tests.support.gdal_cases import CHUNK, SIZE, target_grid
+from tests.support.gdal_oracle import Raster, around, warp_exact
+from tests.support.stores import add_source
 
 TARGET = ("EPSG:32618", -78.0, 40.01, 25.0)
 

@@ -15,7 +15,7 @@ from lazymerge.api import merge
 from lazymerge.errors import InvalidRequestError
 from lazymerge.kernel.composite import Max
 from lazymerge.kernel.mapping import pixel_mapping
-from tests.support.gdal_cases import CASES, CHUNK, SIZE, downsampled, run, store_of, target_grid
+from tests.support.gdal_cases import CASES, CHUNK, SIZE, downsampled, interior, run, store_of, target_grid
 from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact, warp_exact
 from tests.support.textbook import lanczos_at
 
@@ -55,17 +55,6 @@ def test_approximate_nearest_matches_gdal_exact(make_store, case):
 def smooth(name: str, crs: str, transform: tuple, size: int = 160) -> Raster:
     y, x = np.mgrid[0:size, 0:size] / size
     return Raster(name, crs, transform, (np.sin(3 * x) * np.cos(2 * y) + 2).astype("f4"))
-
-
-def interior(expected: np.ndarray, k: int = 4) -> np.ndarray:
-    """Pixels at least ``k`` pixels away from any NaN (and the array edge)."""
-    bad = np.isnan(expected)
-    grown = bad.copy()
-    for dr in range(-k, k + 1):
-        for dc in range(-k, k + 1):
-            grown |= np.roll(np.roll(bad, dr, 0), dc, 1)
-    grown[:k], grown[-k:], grown[:, :k], grown[:, -k:] = True, True, True, True
-    return ~grown
 
 
 @pytest.mark.parametrize("resampling", ["bilinear", "cubic", "cubic_spline", "lanczos"])

@@ -13,13 +13,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from affine import Affine
-from area_oracle import Footprints
 from pyproj import Transformer
 
-from lazymerge.merge import merge
-
-from gdal_oracle import Raster, around, warp_exact
-from test_kernel import downsampled, interior
+from lazymerge.api import merge
+from tests.support.area_oracle import Footprints
+from tests.support.gdal_cases import downsampled, interior
+from tests.support.gdal_oracle import Raster, around, warp_exact
 
 N = 96  # target pixels per side
 CHUNK = (32, 48)  # several chunks, edges off the control lattice
@@ -57,9 +56,8 @@ def interpolated(tmp_path_factory):
     """lazymerge's and GDAL's result of every interpolating kernel on the rotated pair (one store)."""
     import zarr
 
-    from lazymerge.meta import write_meta
-
-    from conftest import add_source
+    from lazymerge.catalog.meta import write_meta
+    from tests.support.stores import add_source
 
     src = rotated(11)
     path = tmp_path_factory.mktemp("rot") / "s.zarr"

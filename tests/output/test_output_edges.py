@@ -16,16 +16,15 @@ import numpy as np
 import pytest
 import zarr
 
-from lazymerge.conventions import read_multiscales, read_spatial
+from lazymerge.api import merge
+from lazymerge.catalog.conventions import read_multiscales, read_spatial
 from lazymerge.executors import get_executor
-from lazymerge.faults import InjectedFault
-from lazymerge.merge import merge
-from lazymerge.output import missing_blocks
+from lazymerge.kernel.faults import InjectedFault
+from lazymerge.output.write import missing_blocks
+from tests.support.executor_cases import seed_merge
+from tests.support.stores import date_and_band
 
-from executor_cases import seed_merge
-from tests_helpers import date_and_band
-
-TESTS = Path(__file__).parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is importable from it
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +103,11 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
 
 
 def writer(seed, tmp_path, target, overviews: int, delay: str) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "LAZYMERGE_FAULT_DELAY": delay,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
-    }
-    args = [sys.executable, str(TESTS / "write_seed.py"), str(seed), str(tmp_path / "wd"), str(target)]
-    return subprocess.Popen([*args, str(overviews)], env=env, start_new_session=True)
+    """The seed mosaic written by tests.support.write_seed in its own process group (the kill takes its
+    workers too), each task slowed by ``delay`` seconds."""
+    env = {**os.environ, "LAZYMERGE_FAULT_DELAY": delay, "PYTHONPATH": str(ROOT)}
+    args = ["-m", "tests.support.write_seed", str(seed), str(tmp_path / "wd"), str(target), str(overviews)]
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, start_new_session=True)
 
 
 @pytest.mark.slow

@@ -88,3 +88,14 @@ def downsampled(store, src: Raster, ratio: float, resampling: str) -> tuple[np.n
         resampling=resampling,
     ).array.compute()
     return got, Affine(tres, 0, x0, 0, -tres, y1)
+
+
+def interior(expected: np.ndarray, k: int = 4) -> np.ndarray:
+    """Pixels at least ``k`` pixels away from any NaN (and the array edge)."""
+    bad = np.isnan(expected)
+    grown = bad.copy()
+    for dr in range(-k, k + 1):
+        for dc in range(-k, k + 1):
+            grown |= np.roll(np.roll(bad, dr, 0), dc, 1)
+    grown[:k], grown[-k:], grown[:, :k], grown[:, -k:] = True, True, True, True
+    return ~grown

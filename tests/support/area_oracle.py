@@ -13,7 +13,7 @@ import shapely
 from affine import Affine
 from pyproj import Transformer
 
-from gdal_oracle import Raster
+from tests.support.gdal_oracle import Raster
 
 QUANTILE = {"med": 0.5, "q1": 0.25, "q3": 0.75}
 COVERED = 1e-10  # a source pixel counts as under a footprint when it covers more than this (px^2)
