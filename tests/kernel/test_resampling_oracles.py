@@ -5,7 +5,7 @@ independent references, with tolerances tight enough to tell every pair of metho
   kernels against GDAL's exact warper, the area statistics against shapely's polygon clipping;
 - downsampling by near-integer ratios (1.97, 3.9), where GDAL's 1/n snapping decides the kernel's width.
 
-Two chunkings giving identical pixels on the default path: ``tests/test_kernel.py``.
+Two chunkings giving identical pixels on the default path: ``tests/kernel/test_kernel.py``.
 """
 
 from __future__ import annotations
