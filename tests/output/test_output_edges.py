@@ -106,7 +106,8 @@ def writer(seed, tmp_path, target, overviews: int, delay: str) -> subprocess.Pop
     """The seed mosaic written by tests.support.write_seed in its own process group (the kill takes its
     workers too), each task slowed by ``delay`` seconds."""
     env = {**os.environ, "LAZYMERGE_FAULT_DELAY": delay, "PYTHONPATH": str(ROOT)}
-    args = ["-m", "tests.support.write_seed", str(seed), str(tmp_path / "wd"), str(target), str(overviews)]
+    args = ["-m", "tests.support.write_seed", str(seed), str(tmp_path / "wd"), str(target), "processes"]
+    args.append(str(overviews))
     return subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, start_new_session=True)
 
 
