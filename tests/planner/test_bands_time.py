@@ -142,8 +142,8 @@ def test_solar_day_keeps_one_pass_together(make_store, tmp_path):
 
 
 def test_groupby_errors(store, make_store):
-    with pytest.raises(GroupByError, match=r"'week' is not one of \['time', 'day', 'solar_day'\]"):
-        compute(store, bands="B04", groupby="week")
+    with pytest.raises(GroupByError, match=r"'fortnight' is not one of \['time', 'day', 'solar_day', 'week'"):
+        compute(store, bands="B04", groupby="fortnight")
     rng = np.random.default_rng(0)
     plain = make_store([("a", "EPSG:32618", (30.0, 0, 500000.0, 0, -30.0, 4430000.0), rng.random((8, 8)))])
     for datafusion in (True, False):
