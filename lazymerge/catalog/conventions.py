@@ -243,7 +243,7 @@ def read_spatial(node: Any) -> SpatialAttrs:
             raise ConventionError(
                 f"{_where(node)}: spatial:shape {data['spatial:shape']!r} is not two positive integers"
             )
-        shape = tuple(int(v) for v in declared)
+        shape = (int(declared[0]), int(declared[1]))
         if array_shape is not None and shape != array_shape:
             raise ConventionError(
                 f"{_where(node)}: spatial:shape {list(shape)} contradicts the array's shape "
@@ -251,11 +251,13 @@ def read_spatial(node: Any) -> SpatialAttrs:
             )
     bbox = None
     if data.get("spatial:bbox") is not None and shape is not None:
-        bbox = numbers(node, "spatial:bbox", data["spatial:bbox"], 4)
+        x0, y0, x1, y1 = numbers(node, "spatial:bbox", data["spatial:bbox"], 4)
+        bbox = (x0, y0, x1, y1)
         _check_bbox(node, transform, shape, bbox)
+    a, b, c, d, e, f = transform
     return SpatialAttrs(
         dimensions=data.get("spatial:dimensions", ("y", "x")),
-        transform=transform,
+        transform=(a, b, c, d, e, f),
         bbox=bbox,
         shape=shape,
         registration=data.get("spatial:registration", "pixel"),
