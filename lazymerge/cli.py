@@ -23,7 +23,7 @@ def _index(args: argparse.Namespace) -> None:
     from lazymerge.catalog.meta import write_meta
 
     t0 = time.perf_counter()
-    table = write_meta(args.store)
+    table = write_meta(args.store, skip_invalid=args.skip_invalid)
     print(f"wrote {args.store}/meta: {table.num_rows} sources in {time.perf_counter() - t0:.2f} s")
 
 
@@ -216,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_demo)
     p = sub.add_parser("index", help="write a store's /meta table from its conventions")
     p.add_argument("store", help="path or URL of the Zarr store")
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="index the valid sources and warn about each invalid one (default: fail, listing them all)",
+    )
     p.set_defaults(func=_index)
     p = sub.add_parser("info", help="list a store's sources, CRSs and bands")
     p.add_argument("store", help="path or URL of the Zarr store")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class LazymergeError(Exception):
     """Base class of every error lazymerge raises on purpose."""
@@ -123,3 +126,54 @@ class OutputLockedError(OutputError):
 
 class OutputWriteError(OutputError, OSError):
     """Writing the output failed in the store (full disk, permissions): the output is not complete."""
+
+
+class SourceReadError(LazymergeError, OSError):
+    """A source window that could not be read (after retries): names the source array, the target chunk and
+    the cause."""
+
+
+class InvalidSourceError(ConventionError):
+    """One or more sources whose conventions cannot be mosaicked (non-horizontal CRS, a transform that is
+    not finite or not invertible, shapes or overview scales that contradict each other, a footprint outside
+    the CRS's area of use). ``problems`` maps each bad source's path to what is wrong with it; the message
+    lists them all."""
+
+    def __init__(self, message: str, problems: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.problems = dict(problems or {})
+
+
+class SkippedSourceWarning(UserWarning):
+    """``skip_invalid=True`` left out sources that failed validation; the message names each and why."""
+
+
+class MetaColumnWarning(UserWarning):
+    """A source attribute that ``lazymerge index`` cannot store as a /meta column (by its name)."""
+
+
+class QueryPanicError(LazymergeError, RuntimeError):
+    """DataFusion or zarr-datafusion-search panicked (a Rust panic, turned into this error) while serving a
+    request; the message names the request and the query."""
+
+
+@contextmanager
+def no_panic(
+    what: str,
+    error: type[LazymergeError] = QueryPanicError,
+    fix: str = "planning with datafusion=False scans the conventions instead",
+) -> Iterator[None]:
+    """Turn a Rust panic raised through pyo3 (``PanicException``, a BaseException, or pyo3-async's
+    ``RustPanic``) inside the block into ``error`` naming ``what`` and saying ``fix``; every other
+    exception passes."""
+    try:
+        yield
+    except LazymergeError:
+        raise
+    except BaseException as exc:
+        if type(exc).__name__ not in ("PanicException", "RustPanic"):
+            raise
+        raise error(
+            f"{what} failed inside DataFusion/zarr-datafusion-search (a Rust panic: {exc}); {fix}. If it "
+            "persists, please report it with the request"
+        ) from exc

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import zarr
+from hypothesis import HealthCheck, settings
 
 from lazymerge.catalog.meta import write_meta
 from lazymerge.demo import build_seed_store
 from tests.support.stores import add_source
+
+# Property-based tests: few examples in CI; HYPOTHESIS_PROFILE=long for a thorough run.
+_SLOW = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=25, deadline=None, suppress_health_check=_SLOW, derandomize=True)
+settings.register_profile("long", max_examples=500, deadline=None, suppress_health_check=_SLOW)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

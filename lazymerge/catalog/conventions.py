@@ -6,6 +6,7 @@ no declaration) that older writers -- the seed among them -- produce.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -177,10 +178,55 @@ def write_multiscales(group: zarr.Group, overviews: Sequence[Overview]) -> None:
     _write(group, zcm_multiscales, {"multiscales": {"layout": layout}})
 
 
-def read_spatial(node: Any) -> SpatialAttrs:
-    """spatial: attributes of an array or group (declared or bare).
+def _where(node: Any) -> str:
+    """How an error names a node: its path in the store."""
+    path = getattr(node, "path", None)
+    return (
+        f"array {path!r}" if isinstance(node, zarr.Array) else f"node {path if path is not None else node!r}"
+    )
 
-    Raises ConventionError when there is no spatial:transform.
+
+def numbers(node: Any, key: str, value: Any, n: int | tuple[int, ...]) -> tuple[float, ...]:
+    """``value`` (the attribute ``key`` of ``node``) as ``n`` finite floats, else ConventionError naming the
+    node, the attribute and the value."""
+    counts = (n,) if isinstance(n, int) else n
+    ok = isinstance(value, (list, tuple)) and len(value) in counts
+    if ok:
+        try:
+            out = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            ok = False
+        else:
+            ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            ok = ok and all(math.isfinite(v) for v in out)
+    if not ok:
+        what = " or ".join(map(str, counts))
+        raise ConventionError(
+            f"{_where(node)}: attribute {key} = {value!r} is not {what} finite numbers; rewrite it "
+            "(e.g. with lazymerge.catalog.conventions.write_spatial) and re-run `lazymerge index`"
+        )
+    return out
+
+
+def check_transform(node: Any, transform: Sequence[float]) -> tuple[float, ...]:
+    """A GDAL-ordered affine (a, b, c, d, e, f) that is six finite numbers with a non-zero determinant."""
+    t = numbers(node, "spatial:transform", transform, 6)
+    a, b, _, d, e, _ = t
+    det = a * e - b * d
+    if not (math.isfinite(det) and det != 0.0):
+        raise ConventionError(
+            f"{_where(node)}: spatial:transform {list(t)} is not invertible (its pixel size a*e - b*d is "
+            f"{det}); write the transform of the array's pixel grid and re-run `lazymerge index`"
+        )
+    return t
+
+
+def read_spatial(node: Any) -> SpatialAttrs:
+    """spatial: attributes of an array or group (declared or bare), checked.
+
+    Raises ConventionError naming the node and the attribute when there is no spatial:transform, when it
+    is not six finite numbers with a non-zero determinant, or when spatial:shape / spatial:bbox are
+    malformed or contradict the array's shape and transform.
     """
     data = _extract(zcm_spatial, _attrs_of(node), zcm_spatial.CONVENTION_KEYS)
     if "spatial:transform" not in data:
@@ -188,13 +234,53 @@ def read_spatial(node: Any) -> SpatialAttrs:
             f"{getattr(node, 'path', node)!r} has no spatial:transform; write one with "
             "lazymerge.catalog.conventions.write_spatial"
         )
+    transform = check_transform(node, data["spatial:transform"])
+    array_shape = yx(node, node.shape) if isinstance(node, zarr.Array) else None
+    shape = array_shape
+    if data.get("spatial:shape") is not None:
+        declared = numbers(node, "spatial:shape", data["spatial:shape"], 2)
+        if any(v != int(v) or v < 1 for v in declared):
+            raise ConventionError(
+                f"{_where(node)}: spatial:shape {data['spatial:shape']!r} is not two positive integers"
+            )
+        shape = (int(declared[0]), int(declared[1]))
+        if array_shape is not None and shape != array_shape:
+            raise ConventionError(
+                f"{_where(node)}: spatial:shape {list(shape)} contradicts the array's shape "
+                f"{list(array_shape)} (rows, cols); fix the attribute and re-run `lazymerge index`"
+            )
+    bbox = None
+    if data.get("spatial:bbox") is not None and shape is not None:
+        x0, y0, x1, y1 = numbers(node, "spatial:bbox", data["spatial:bbox"], 4)
+        bbox = (x0, y0, x1, y1)
+        _check_bbox(node, transform, shape, bbox)
+    a, b, c, d, e, f = transform
     return SpatialAttrs(
         dimensions=data.get("spatial:dimensions", ("y", "x")),
-        transform=data["spatial:transform"],
-        bbox=data.get("spatial:bbox"),
-        shape=data.get("spatial:shape") or getattr(node, "shape", None),
+        transform=(a, b, c, d, e, f),
+        bbox=bbox,
+        shape=shape,
         registration=data.get("spatial:registration", "pixel"),
     )
+
+
+def _check_bbox(
+    node: Any, transform: tuple[float, ...], shape: tuple[int, ...], bbox: tuple[float, ...]
+) -> None:
+    """spatial:bbox must be the extent of the transform over the shape, to one pixel (writers round
+    extents differently, and node registration shifts them by half a pixel)."""
+    a, b, c, d, e, f = transform
+    h, w = shape
+    xs = [c + a * col + b * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
+    ys = [f + d * col + e * row for col, row in ((0, 0), (w, 0), (0, h), (w, h))]
+    extent = (min(xs), min(ys), max(xs), max(ys))
+    tol = max(math.hypot(a, d), math.hypot(b, e))
+    if any(abs(u - v) > tol for u, v in zip(extent, bbox, strict=True)):
+        raise ConventionError(
+            f"{_where(node)}: spatial:bbox {list(bbox)} contradicts spatial:transform {list(transform)} over "
+            f"shape {list(shape)}, whose extent is {[round(v, 9) for v in extent]}; fix one of them and "
+            "re-run `lazymerge index`"
+        )
 
 
 def read_proj(node: Any) -> ProjAttrs:
@@ -229,15 +315,28 @@ def read_multiscales(group: zarr.Group) -> list[Overview]:
     layout = (data.get("multiscales") or {}).get("layout")
     if not layout:
         raise ConventionError(f"group {group.path!r} has no multiscales layout")
+    if not isinstance(layout, list):
+        raise ConventionError(f"group {group.path!r}: multiscales layout {layout!r} is not a list of levels")
     overviews = []
     for entry in layout:
+        if not isinstance(entry, dict) or not isinstance(entry.get("asset"), str):
+            raise ConventionError(
+                f"group {group.path!r}: multiscales layout entry {entry!r} has no asset (the level's path)"
+            )
         tr = entry.get("transform") or {}
+        if not isinstance(tr, dict):
+            raise ConventionError(f"group {group.path!r}: multiscales transform {tr!r} is not an object")
         transform = shape = None
         try:
             arr = group[entry["asset"]]
         except KeyError as exc:
             raise ConventionError(
                 f"multiscales of {group.path!r} names asset {entry['asset']!r}, which does not exist"
+            ) from exc
+        except (ValueError, TypeError) as exc:  # a torn or hand-edited zarr.json
+            raise ConventionError(
+                f"{group.path}/{entry['asset']}/zarr.json cannot be read ({type(exc).__name__}: {exc}); "
+                "restore or rewrite that level"
             ) from exc
         if not isinstance(arr, zarr.Array):
             raise ConventionError(
@@ -247,12 +346,17 @@ def read_multiscales(group: zarr.Group) -> list[Overview]:
         if has_spatial(arr):
             transform = read_spatial(arr).transform
         shape = yx(arr, arr.shape)
+        key = f"multiscales {entry['asset']!r} transform"
+        scale = numbers(group, f"{key} scale", tr.get("scale", [1.0, 1.0]), (2, 3, 4, 5))[:2]
+        if min(scale) <= 0:
+            raise ConventionError(f"group {group.path!r}: {key} scale {tr.get('scale')!r} is not positive")
         overviews.append(
             Overview(
                 asset=str(entry["asset"]),
-                scale=_pair(tr.get("scale", (1.0, 1.0)), f"multiscales scale of {group.path!r}"),
+                scale=(scale[0], scale[1]),
                 translation=_pair(
-                    tr.get("translation", (0.0, 0.0)), f"multiscales translation of {group.path!r}"
+                    numbers(group, f"{key} translation", tr.get("translation", [0.0, 0.0]), (2, 3, 4, 5)),
+                    f"multiscales translation of {group.path!r}",
                 ),
                 derived_from=entry.get("derived_from"),
                 transform=transform,

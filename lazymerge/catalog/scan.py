@@ -3,6 +3,7 @@ rows, without /meta)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import zarr
 from pyproj import CRS
+from zarr.core.sync import sync as zarr_sync
 
 from lazymerge.catalog.conventions import ProjAttrs, has_spatial
 from lazymerge.catalog.datetimes import to_datetimes
@@ -18,8 +20,15 @@ from lazymerge.catalog.footprints import lonlat_bounds
 from lazymerge.catalog.layout import BANDS_COLUMN, META_GROUP, RESERVED_ATTRS
 from lazymerge.catalog.sources import Band, SourceEntry, bands_json, read_band
 from lazymerge.catalog.stores import resolve_store
+from lazymerge.catalog.validate import column_name_problem, footprint_problem, source_crs
 from lazymerge.crs import crs_code
-from lazymerge.errors import StoreError
+from lazymerge.errors import (
+    ConventionError,
+    InvalidSourceError,
+    MetaColumnWarning,
+    SkippedSourceWarning,
+    StoreError,
+)
 
 
 def _has_multiscales(group: zarr.Group) -> bool:
@@ -32,6 +41,13 @@ class ScanIndex:
     """Every source of a store, found from its conventions, in id order."""
 
     entries: list[SourceEntry]
+    footprints: np.ndarray | None = None  # (n, 4) EPSG:4326 bounds, computed when validated
+
+    def lonlat(self) -> np.ndarray:
+        """(n, 4) EPSG:4326 bounds of each source's base level (west > east across the antimeridian)."""
+        if self.footprints is None:
+            self.footprints = source_footprints(self.entries)
+        return self.footprints
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -53,7 +69,7 @@ class ScanIndex:
         """The /meta columns, one row per source, from the conventions (bbox as EPSG:4326 WKB)."""
         from lazymerge.catalog.footprints import bounds_to_wkb
 
-        footprints = source_footprints(self.entries)
+        footprints = self.lonlat()
         epsg = [e.crs.to_epsg() for e in self.entries]
         cols: dict[str, Any] = {
             "id": pa.array([e.id for e in self.entries], pa.string()),
@@ -68,7 +84,16 @@ class ScanIndex:
         if any(e.datetime for e in self.entries):
             cols["datetime"] = pa.array(to_datetimes([e.datetime for e in self.entries]), pa.timestamp("us"))
         cols[BANDS_COLUMN] = pa.array([bands_json(e.bands) for e in self.entries], pa.string())
-        for key in sorted({k for e in self.entries for k in e.properties} - set(cols)):
+        keys = sorted({k for e in self.entries for k in e.properties} - set(cols))
+        unfit = [k for k in keys if column_name_problem(k)]
+        if unfit:
+            warnings.warn(
+                f"source attribute(s) {unfit} not indexed: {column_name_problem(unfit[0])}. Rename the "
+                "attribute to use it in where=/sortby",
+                MetaColumnWarning,
+                stacklevel=3,
+            )
+        for key in (k for k in keys if k not in unfit):
             values = [e.properties.get(key) for e in self.entries]
             try:
                 cols[key] = pa.array(values)
@@ -89,18 +114,29 @@ def source_footprints(entries: Sequence[SourceEntry]) -> np.ndarray:
     return out
 
 
-def scan_store(store: Any) -> ScanIndex:
-    """Walk a store (any form ``merge`` accepts) and index every source it holds."""
-    root = resolve_store(store).open_root()
+def scan_store(store: Any, skip_invalid: bool = False) -> ScanIndex:
+    """Walk a store (any form ``merge`` accepts) and index every source it holds, validated
+    (``lazymerge.catalog.validate``).
+
+    Every invalid source is reported at once: InvalidSourceError lists each by path with what is wrong;
+    with ``skip_invalid=True`` they are left out instead, with a SkippedSourceWarning naming each.
+    """
+    handle = resolve_store(store)
+    root = handle.open_root()
     sources: dict[str, tuple[ProjAttrs, dict[str | None, Band]]] = {}
+    problems: dict[str, list[str]] = {}
 
     def add(source_id: str, band_name: str | None, node: Any) -> None:
-        band, proj = read_band(node, band_name)
+        try:
+            band, proj = read_band(node, band_name)
+        except (ConventionError, ValueError, TypeError, KeyError) as exc:  # bad attributes or metadata
+            problems.setdefault(source_id, []).append(_reason(exc, node.path))
+            return
         entry = sources.setdefault(source_id, (proj, {}))
         entry[1][band_name] = band
 
     def walk(group: zarr.Group, depth: int) -> None:
-        for name, child in sorted(group.members(), key=lambda m: m[0]):
+        for name, child in _members(group, problems):
             if depth == 0 and name == META_GROUP:
                 continue
             if isinstance(child, zarr.Group):
@@ -114,17 +150,90 @@ def scan_store(store: Any) -> ScanIndex:
                 add(parent or child.path, name if parent else None, child)
 
     walk(root, 0)
-    if not sources:
-        raise StoreError(
-            f"no sources found in {root.store}: expected groups with a multiscales attribute or arrays with "
-            "spatial:/proj: attributes"
-        )
     entries = []
     for sid, (proj, bands) in sorted(sources.items()):
+        if sid in problems:  # one of its bands is bad: the source is
+            continue
         attrs = dict(root[sid].attrs)
         when = attrs.pop("datetime", None)
         entries.append(SourceEntry(sid, proj, bands, None if when is None else str(when), _properties(attrs)))
-    return ScanIndex(entries)
+    entries, footprints = _validate(entries, problems)
+    if problems:
+        listing = "; ".join(f"{path}: {' / '.join(why)}" for path, why in sorted(problems.items()))
+        if not skip_invalid:
+            raise InvalidSourceError(
+                f"{len(problems)} invalid source(s) in {handle.description}: {listing}. Fix them, or index "
+                "the others with `lazymerge index --skip-invalid` (write_meta(store, skip_invalid=True))",
+                problems,
+            )
+        warnings.warn(
+            f"skipped {len(problems)} invalid source(s) in {handle.description}: {listing}",
+            SkippedSourceWarning,
+            stacklevel=2,
+        )
+    if not entries:
+        raise StoreError(
+            f"no {'valid ' if problems else ''}sources found in {handle.description}: expected groups with a "
+            "multiscales attribute or arrays with spatial:/proj: attributes"
+        )
+    return ScanIndex(entries, footprints)
+
+
+def _reason(exc: Exception, path: str) -> str:
+    """What a validation error says, naming the node when the error does not."""
+    if isinstance(exc, ConventionError):
+        return str(exc)
+    return f"{path!r} cannot be read ({type(exc).__name__}: {exc})"
+
+
+def _members(group: zarr.Group, problems: dict[str, list[str]]) -> list[tuple[str, Any]]:
+    """The group's children by name; one whose metadata cannot be read (a torn ``zarr.json``) is recorded
+    in ``problems`` under its path, and the others are still returned."""
+    try:
+        return sorted(group.members(), key=lambda m: m[0])
+    except (ValueError, TypeError, KeyError):
+        pass
+
+    async def names() -> list[str]:
+        return [n async for n in group.store.list_dir(group.path)]
+
+    out = []
+    for name in sorted(zarr_sync(names())):
+        if name in ("zarr.json", ".zgroup", ".zattrs", ".zarray", ".zmetadata"):
+            continue
+        path = f"{group.path}/{name}" if group.path else name
+        try:
+            out.append((name, group[name]))
+        except KeyError:
+            continue  # not a node (a stray directory or key)
+        except (ValueError, TypeError) as exc:
+            problems.setdefault(path, []).append(
+                f"{path}/zarr.json cannot be read ({type(exc).__name__}: {exc}); rewrite or remove that node"
+            )
+    return out
+
+
+def _validate(
+    entries: list[SourceEntry], problems: dict[str, list[str]]
+) -> tuple[list[SourceEntry], np.ndarray]:
+    """The entries whose CRS is horizontal and whose footprint lies in its area of use, with their
+    EPSG:4326 footprints; the others are recorded in ``problems``."""
+    good = []
+    for e in entries:
+        try:
+            source_crs(e.proj.crs_input, f"source {e.id!r}")
+        except ConventionError as exc:
+            problems.setdefault(e.id, []).append(str(exc))
+            continue
+        good.append(e)
+    footprints = source_footprints(good)
+    keep = []
+    for e, fp in zip(good, footprints, strict=True):
+        why = footprint_problem(e.crs, fp)
+        if why:
+            problems.setdefault(e.id, []).append(f"source {e.id!r} ({crs_code(e.crs)}): {why}")
+        keep.append(not why)
+    return [e for e, k in zip(good, keep, strict=True) if k], footprints[np.asarray(keep, dtype=bool)]
 
 
 def _properties(attrs: dict[str, Any]) -> dict[str, Any]:

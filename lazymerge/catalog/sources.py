@@ -28,6 +28,7 @@ from lazymerge.catalog.conventions import (
     read_spatial,
     yx,
 )
+from lazymerge.catalog.validate import check_overview
 from lazymerge.crs import crs_from
 from lazymerge.errors import ConventionError
 from lazymerge.grid import PixelGrid
@@ -110,9 +111,15 @@ def _nodata(arr: zarr.Array) -> float | None:
         value = arr.attrs.get(key)
         if value is None:
             continue
-        if not isinstance(value, (int, float, str)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConventionError(f"{key} attribute of array {arr.path!r} is {value!r}; write a number")
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            raise ConventionError(
+                f"array {arr.path!r}: attribute {key} = {value!r} is not a number; write the pixel value "
+                "that marks missing data (or NaN, or remove it) and re-run `lazymerge index`"
+            ) from None
     if np.dtype(arr.dtype).kind == "f":
         return None
     fv = arr.fill_value
@@ -139,6 +146,10 @@ def read_band(group_or_array: zarr.Group | zarr.Array, name: str | None) -> tupl
         return Band(name, group_or_array.path, (_level(group_or_array),)), read_proj(group_or_array)
     overviews: list[Overview] = read_multiscales(group_or_array)
     levels = tuple(_level(array_member(group_or_array, ov.asset), ov.scale[0]) for ov in overviews)
+    base_scale = overviews[0].scale
+    for ov, lv in zip(overviews[1:], levels[1:], strict=True):
+        relative = tuple(s / b for s, b in zip(ov.scale, base_scale, strict=True))
+        check_overview(group_or_array.path, ov.asset, relative, levels[0].transform, lv.transform, lv.shape)
     base = array_member(group_or_array, overviews[0].asset)
     try:
         proj = read_proj(base)

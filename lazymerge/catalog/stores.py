@@ -42,6 +42,11 @@ class StoreHandle:
             return zarr.open_group(self.zarr_store, mode="r")
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{self.description} is not a Zarr group: {exc}") from exc
+        except (ValueError, TypeError, KeyError) as exc:  # a torn or hand-edited root zarr.json
+            raise StoreError(
+                f"the root metadata (zarr.json) of {self.description} cannot be read: {type(exc).__name__}: "
+                f"{exc}. Restore it from a copy or rewrite it"
+            ) from exc
         except Exception as exc:
             if not _is_obstore(exc):
                 raise

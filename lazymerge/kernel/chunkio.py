@@ -21,6 +21,7 @@ from zarr.codecs import BloscCodec, BytesCodec, GzipCodec, ZstdCodec
 from zarr.core.buffer import default_buffer_prototype
 
 from lazymerge.aio import zarr_gather
+from lazymerge.errors import SourceReadError
 
 _COMPRESSORS = {ZstdCodec: numcodecs.Zstd, BloscCodec: numcodecs.Blosc, GzipCodec: numcodecs.GZip}
 RAW = "raw"  # codec() of a plain array stored uncompressed
@@ -67,18 +68,25 @@ def get_chunks(arr: zarr.Array, compressor: Any, indices: Sequence[tuple[int, ..
 
     Only the fetch runs on zarr's event loop; decoding runs in the calling thread. numcodecs releases the
     GIL, so workers decode in parallel, where decoding on the loop would queue every worker's chunks on
-    its one thread."""
+    its one thread. A chunk that does not decode to the chunk shape (truncated, corrupt) raises
+    SourceReadError naming the array and the chunk's key."""
     proto = default_buffer_prototype()
     store = arr.store_path.store
     bufs = zarr_gather([store.get(_key(arr, i), prototype=proto) for i in indices])
     out = []
-    for buf in bufs:
+    for index, buf in zip(indices, bufs, strict=True):
         if buf is None:
             out.append(np.full(arr.chunks, arr.fill_value, dtype=arr.dtype))
             continue
         raw = buf.as_numpy_array()
-        data = raw if compressor is RAW else compressor.decode(raw)
-        out.append(np.frombuffer(data, dtype=arr.dtype).reshape(arr.chunks))
+        try:
+            data = raw if compressor is RAW else compressor.decode(raw)
+            out.append(np.frombuffer(data, dtype=arr.dtype).reshape(arr.chunks))
+        except Exception as exc:  # numcodecs raises RuntimeError/ValueError/TypeError by codec
+            raise SourceReadError(
+                f"source array {arr.path!r}: chunk {_key(arr, index)!r} ({len(raw)} bytes) cannot be decoded "
+                f"({type(exc).__name__}: {exc}); it is truncated or corrupt: rewrite it from the original"
+            ) from exc
     return out
 
 

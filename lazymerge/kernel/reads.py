@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import product
 from typing import Any
 
@@ -22,6 +24,7 @@ import zarr
 from lazymerge.aio import zarr_gather
 from lazymerge.contract.budget import SOURCE_CACHE_BYTES
 from lazymerge.contract.tasks import TaskRow
+from lazymerge.errors import SourceReadError
 from lazymerge.kernel.chunkio import codec, get_chunks
 
 ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
@@ -41,7 +44,13 @@ def open_source(store: Any, path: str) -> zarr.Array:
         if hit is not None and hit[0] is store:
             _arrays.move_to_end(key)
             return hit[1]
-    arr = zarr.open_array(store, path=path, mode="r")
+    try:
+        arr = zarr.open_array(store, path=path, mode="r")
+    except (ValueError, TypeError, KeyError) as exc:  # a torn or hand-edited zarr.json
+        raise SourceReadError(
+            f"source array {path!r} cannot be opened: its zarr.json cannot be read ({type(exc).__name__}: "
+            f"{exc}); restore it, or re-index the store without that source"
+        ) from exc
     with _lock:
         _arrays[key] = (store, arr)
         while len(_arrays) > ARRAY_CACHE_SIZE:
@@ -55,7 +64,8 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
     arr = open_source(store, task.level.path)
     r0, r1, c0, c1 = task.window
     if not scope or SOURCE_CACHE_BYTES <= 0:
-        return np.asarray(arr[r0:r1, c0:c1])
+        with _decoding(arr, task.window):
+            return np.asarray(arr[r0:r1, c0:c1])
     ch, cw = arr.chunks[-2:]
     keys = list(product(range(r0 // ch, -(-r1 // ch)), range(c0 // cw, -(-c1 // cw))))
     found: dict[tuple[int, int], np.ndarray] = {}
@@ -73,7 +83,9 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
             fetched = get_chunks(arr, compressor, missing)
         else:
             sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
-            fetched = [np.asarray(b) for b in zarr_gather([arr._async_array.getitem(sel) for sel in sels])]
+            with _decoding(arr, task.window):
+                gathered = zarr_gather([arr._async_array.getitem(sel) for sel in sels])
+            fetched = [np.asarray(b) for b in gathered]
         found.update(zip(missing, fetched, strict=True))
         _remember(scope, store, task.level.path, dict(zip(missing, fetched, strict=True)))
     out = np.empty((r1 - r0, c1 - c0), dtype=arr.dtype)
@@ -83,6 +95,26 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
         b0, b1 = max(c0, left), min(c1, left + chunk.shape[1])
         out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = chunk[a0 - top : a1 - top, b0 - left : b1 - left]
     return out
+
+
+@contextmanager
+def _decoding(arr: zarr.Array, window: tuple[int, int, int, int]) -> Iterator[None]:
+    """Reads through zarr's codec pipeline: a chunk that fails to decode (zarr names neither the array nor
+    the chunk) raises SourceReadError naming the array, the window and the chunks it spans. Store and
+    network errors pass unchanged (retried by the caller)."""
+    try:
+        yield
+    except (RuntimeError, ValueError, TypeError) as exc:
+        if type(exc).__module__.startswith("obstore"):
+            raise
+        r0, r1, c0, c1 = window
+        ch, cw = arr.chunks[-2:]
+        first, last = (r0 // ch, c0 // cw), ((r1 - 1) // ch, (c1 - 1) // cw)
+        keys = f"{arr.metadata.encode_chunk_key(first)!r} .. {arr.metadata.encode_chunk_key(last)!r}"
+        raise SourceReadError(
+            f"source array {arr.path!r}: rows {r0}:{r1} cols {c0}:{c1} cannot be decoded (chunks {keys}; "
+            f"{type(exc).__name__}: {exc}); a chunk is truncated or corrupt: rewrite it from the original"
+        ) from exc
 
 
 def _remember(scope: str, store: Any, path: str, chunks: dict[tuple[int, int], np.ndarray]) -> None:

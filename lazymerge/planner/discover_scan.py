@@ -9,7 +9,7 @@ import shapely
 
 from lazymerge.catalog.datetimes import to_datetimes
 from lazymerge.catalog.footprints import split_parts
-from lazymerge.catalog.scan import scan_store, source_footprints
+from lazymerge.catalog.scan import scan_store
 from lazymerge.catalog.stores import StoreHandle
 from lazymerge.crs import crs_code
 from lazymerge.planner.filters import keep_parts, where_mask
@@ -33,7 +33,7 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
     priority[order.to_numpy()] = np.arange(table.num_rows)
 
     mask = where_mask(table, request.where) if request.where else None
-    part_index, part_bounds = keep_parts(*split_parts(source_footprints(index.entries)), mask)
+    part_index, part_bounds = keep_parts(*split_parts(index.lonlat()), mask)
     entries = index.entries
     dt = to_datetimes(table["datetime"]) if "datetime" in table.column_names else None
     base = np.array([e.base.transform for e in entries]).reshape(-1, 6)

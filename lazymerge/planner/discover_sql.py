@@ -7,18 +7,23 @@ per chunk.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import zarr
+from pyproj import CRS
 
 from lazymerge.catalog.datetimes import to_datetimes
-from lazymerge.catalog.footprints import wkb_parts
+from lazymerge.catalog.footprints import WGS84, wkb_parts
 from lazymerge.catalog.layout import BANDS_COLUMN
 from lazymerge.catalog.meta import INDEX_HINT, REQUIRED_COLUMNS, MetaTable
 from lazymerge.catalog.sources import Band, bands_from_json, read_band
 from lazymerge.catalog.stores import StoreHandle
-from lazymerge.errors import InvalidFootprintError
-from lazymerge.planner.filters import keep_parts, where_mask
+from lazymerge.catalog.validate import grid_points, meta_row_problems, points_outside, source_crs
+from lazymerge.crs import transformer
+from lazymerge.errors import ConventionError, InvalidFootprintError, MetaSchemaError, no_panic
+from lazymerge.planner.filters import keep_parts, register, where_mask
 from lazymerge.planner.pairs import JoinFn, SourceSet, bin_size
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.windows import Candidates
@@ -53,6 +58,100 @@ def _binned(name: str, ids: np.ndarray, parts: np.ndarray, cell: float) -> pa.Ta
     return pa.table(cols)
 
 
+def _describe(request: MergeRequest, store: StoreHandle) -> str:
+    """The request, as errors name it."""
+    where = f", where={request.where!r}" if request.where else ""
+    grid = request.target
+    bbox = tuple(round(v, 6) for v in grid.bbox)
+    return f"the request on {store.description} (bbox {bbox} in {grid.crs.to_string()}{where})"
+
+
+def check_rows(ids: list[str], crs: list[str], base: np.ndarray, shape: np.ndarray, store: str) -> None:
+    """MetaSchemaError naming the first /meta rows whose transform/shape (or CRS) ``lazymerge index`` would
+    refuse, saying what is wrong with the source itself."""
+    bad = np.nonzero(meta_row_problems(base, shape))[0]
+    if len(bad):
+        listed = "; ".join(
+            f"source {ids[i]!r}: transform {base[i].tolist()}, shape {shape[i].tolist()}" for i in bad[:10]
+        )
+        raise MetaSchemaError(
+            f"/meta of {store} has {len(bad)} source(s) whose base-level grid is not finite and invertible "
+            f"({listed}). `lazymerge index` refuses such sources: fix their spatial:transform (or index the "
+            "others with `lazymerge index --skip-invalid`), then re-run it"
+        )
+    for code in sorted(set(crs)):
+        who = [i for i, c in zip(ids, crs, strict=True) if c == code]
+        try:
+            source_crs(code, f"source {who[0]!r}" + (f" and {len(who) - 1} other(s)" if len(who) > 1 else ""))
+        except ConventionError as exc:
+            raise MetaSchemaError(
+                f"/meta of {store}: {exc}. `lazymerge index` refuses such sources: fix their proj: "
+                "attributes (or index the others with `lazymerge index --skip-invalid`), then re-run it"
+            ) from exc
+
+
+def check_bboxes(
+    ids: list[str],
+    crs: list[str],
+    base: np.ndarray,
+    shape: np.ndarray,
+    part_index: np.ndarray,
+    part_bounds: np.ndarray,
+) -> None:
+    """InvalidFootprintError naming the sources whose /meta bbox leaves out part of the grid that their
+    transform_*/shape_* describe (corners and edge midpoints): the join would drop pixels."""
+    n = len(ids)
+    xs, ys = grid_points(base, shape)
+    lon, lat = np.full_like(xs, np.nan), np.full_like(ys, np.nan)
+    codes = np.asarray(crs, dtype=object).astype(str)
+    for code in np.unique(codes):
+        rows = np.nonzero(codes == code)[0]
+        to_ll = transformer(CRS.from_user_input(str(code)).to_wkt(), WGS84.to_wkt())
+        lon[rows], lat[rows] = to_ll.transform(xs[rows], ys[rows], errcheck=False)
+    outside = np.nonzero(points_outside(lon, lat, part_index, part_bounds)[:n])[0]
+    if len(outside):
+        raise InvalidFootprintError(
+            f"/meta bbox of {len(outside)} source(s) {[ids[i] for i in outside[:10]]} contradicts the same "
+            "row's transform_*/shape_* (the grid reaches outside the bbox, so planning would drop its "
+            f"pixels). /meta is stale or was edited: re-run `lazymerge index` ({INDEX_HINT})"
+        )
+
+
+def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray) -> dict[str | None, Band]:
+    """A /meta row's bands (its ``lazymerge:bands`` JSON), checked: readable, every level's grid finite and
+    invertible with a known dtype, and the first band's base level the row's own transform_*/shape_*.
+    MetaSchemaError naming the source otherwise (the kernel would read the wrong pixels)."""
+
+    def bad(why: str) -> MetaSchemaError:
+        return MetaSchemaError(
+            f"/meta row of source {source_id!r}: its {BANDS_COLUMN} value {why}; /meta is stale or was "
+            f"edited: re-run `lazymerge index` ({INDEX_HINT})"
+        )
+
+    try:
+        bands = bands_from_json(text)
+        levels = [lv for band in bands.values() for lv in band.levels]
+        for lv in levels:
+            np.dtype(lv.dtype)
+            if lv.nodata is not None:
+                float(lv.nodata)
+            if len(lv.transform) != 6 or len(lv.shape) != 2 or len(lv.chunks) != 2 or not lv.path:
+                raise ValueError(f"level {lv.path!r} is malformed")
+        grids = np.array([[*lv.transform, *lv.shape, *lv.chunks] for lv in levels], dtype="f8")
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise bad(f"cannot be read ({type(exc).__name__}: {exc})") from exc
+    if not levels:
+        raise bad("lists no level")
+    if meta_row_problems(grids[:, :6], grids[:, 6:8]).any() or (grids[:, 8:] < 1).any():
+        raise bad("holds a level whose grid is not finite and invertible")
+    if not (np.array_equal(grids[0, :6], base) and np.array_equal(grids[0, 6:8], shape)):
+        raise bad(
+            f"describes a base level (transform {grids[0, :6].tolist()}, shape {grids[0, 6:8].tolist()}) "
+            f"that contradicts the row's transform_*/shape_* ({base.tolist()}, {shape.tolist()})"
+        )
+    return bands
+
+
 def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, JoinFn]:
     """Read /meta into a SourceSet, ranking sources by ``sortby``; returns it and the join function."""
     meta = MetaTable(store)
@@ -64,13 +163,17 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
     wanted = list(dict.fromkeys([*wanted, *(c for c in extra if c in names)]))
     if request.where:  # the predicate may use any /meta column
         wanted += [c for c in names if c not in wanted]
-    table = meta.sql(f"SELECT {', '.join(map(_quote, wanted))} FROM meta")
+    request_name = _describe(request, store)
+    table = meta.sql(
+        f"SELECT {', '.join(map(_quote, wanted))} FROM meta", f"reading /meta for {request_name}"
+    )
     table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
 
     rank_cols = table.drop_columns(["bbox", *([BANDS_COLUMN] if BANDS_COLUMN in names else [])])
-    meta.ctx.register_record_batches("src", [rank_cols.to_batches()])
+    register(meta.ctx, "src", rank_cols)
     order_by = ", ".join([*(k.sql() for k in ranking), "_row"])
-    order = meta.sql(f"SELECT _row FROM src ORDER BY {order_by}")["_row"].to_numpy()
+    order = meta.sql(f"SELECT _row FROM src ORDER BY {order_by}", f"ranking sources for {request_name}")
+    order = order["_row"].to_numpy()
     priority = np.empty(table.num_rows, dtype="i8")
     priority[order] = np.arange(table.num_rows)
 
@@ -79,12 +182,16 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
     epsgs = table["proj:epsg"].to_pylist() if "proj:epsg" in names else [None] * table.num_rows
     crs = [c if c else f"EPSG:{e}" for c, e in zip(codes, epsgs, strict=True)]
 
+    base = np.stack([table[f"transform_{i}"].to_numpy(zero_copy_only=False) for i in range(6)], axis=1)
+    shape = np.stack([table[f"shape_{a}"].to_numpy(zero_copy_only=False) for a in "yx"], axis=1)
+    check_rows(ids, crs, base, shape, store.description)
     part_index, part_bounds, bad = wkb_parts(table["bbox"].to_pylist())
     if len(bad):
         row = int(bad[0])
         raise InvalidFootprintError(
             f"/meta row {row} (id {ids[row]!r}) has a bbox that is not valid WKB; {INDEX_HINT}"
         )
+    check_bboxes(ids, crs, base, shape, part_index, part_bounds)
     mask = where_mask(table.drop_columns(["_row"]), request.where) if request.where else None
     part_index, part_bounds = keep_parts(part_index, part_bounds, mask)
     root = store.open_root()
@@ -93,7 +200,7 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
 
     def read_bands(s: int) -> dict[str | None, Band]:
         if described is not None and described[s].is_valid:
-            return bands_from_json(described[s].as_py())
+            return checked_bands(described[s].as_py(), ids[s], base[s], shape[s])
         node = root[ids[s]]  # a /meta without the bands column: read the source's groups
         if isinstance(node, zarr.Array):
             return {None: read_band(node, None)[0]}
@@ -103,19 +210,20 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
 
     def join(c_index: np.ndarray, c_parts: np.ndarray, s_index: np.ndarray, s_parts: np.ndarray):
         """(chunk, source) candidate pairs, streamed in record batches (one query for every chunk)."""
+        if len(c_parts) == 0 or len(s_parts) == 0:  # nothing to join (e.g. where= kept no source)
+            return
         cell = bin_size(c_parts, s_parts)
-        meta.ctx.register_record_batches("cparts", [_binned("chunk", c_index, c_parts, cell).to_batches()])
-        meta.ctx.register_record_batches("sparts", [_binned("src", s_index, s_parts, cell).to_batches()])
+        register(meta.ctx, "cparts", _binned("chunk", c_index, c_parts, cell))
+        register(meta.ctx, "sparts", _binned("src", s_index, s_parts, cell))
         try:
-            for batch in meta.ctx.sql(JOIN_SQL).execute_stream():
-                rb = batch.to_pyarrow()
-                yield rb.column(0).to_numpy().astype("i8"), rb.column(1).to_numpy().astype("i8")
+            with no_panic(f"joining chunks and sources for {request_name}"):
+                for batch in meta.ctx.sql(JOIN_SQL).execute_stream():
+                    rb = batch.to_pyarrow()
+                    yield rb.column(0).to_numpy().astype("i8"), rb.column(1).to_numpy().astype("i8")
         finally:
             meta.ctx.deregister_table("cparts")
             meta.ctx.deregister_table("sparts")
 
     dt = to_datetimes(table["datetime"]) if "datetime" in names else None
-    base = np.stack([table[f"transform_{i}"].to_numpy() for i in range(6)], axis=1)
-    shape = np.stack([table["shape_y"].to_numpy(), table["shape_x"].to_numpy()], axis=1)
     cands = Candidates(ids, crs, priority, dt, base, shape)
     return SourceSet(cands, part_index, part_bounds, read_bands, tuple(names)), join

@@ -36,6 +36,11 @@ def store_with(make_store, n_real: int, n_total: int):
     rows["id"] = pa.array([f"far{i:05d}" for i in range(extra)])
     lon = rng.uniform(-170, 170, extra)
     rows["bbox"] = pa.array(shapely.to_wkb(shapely.box(lon, -60.0, lon + 0.1, -59.9)).tolist(), pa.binary())
+    # each far source's grid is its bbox (0.1 degree, 100 x 100 px in EPSG:4326), as /meta must agree
+    rows["proj:code"], rows["proj:epsg"] = pa.array(["EPSG:4326"] * extra), pa.array([4326] * extra)
+    for k, v in enumerate((0.001, 0.0, None, 0.0, -0.001, -59.9)):
+        rows[f"transform_{k}"] = pa.array(lon if v is None else np.full(extra, v))
+    rows["shape_x"] = rows["shape_y"] = pa.array(np.full(extra, 100))
     big = pa.concat_tables([table, pa.table(rows).cast(table.schema)])
     root = zarr.open_group(str(path), mode="r+")
     del root[META_GROUP]

@@ -56,9 +56,9 @@ def test_queries_are_batched(random_store, monkeypatch):
     calls = []
     original = MetaTable.sql
 
-    def counting(self, query):
+    def counting(self, query, *args):
         calls.append(query)
-        return original(self, query)
+        return original(self, query, *args)
 
     monkeypatch.setattr(MetaTable, "sql", counting)
     counts = []

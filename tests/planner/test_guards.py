@@ -1,0 +1,120 @@
+"""DataFusion is never handed input it crashes on: where= is bounded, empty tables are handled, and a
+Rust panic that still happens becomes a typed error."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import zarr
+from datafusion import SessionContext
+
+from lazymerge import plan
+from lazymerge.catalog.meta import write_meta
+from lazymerge.errors import EmptyPlanWarning, InvalidWhereError, QueryPanicError, no_panic
+from lazymerge.planner.filters import (
+    MAX_WHERE_CHARS,
+    MAX_WHERE_DEPTH,
+    MAX_WHERE_OPERATORS,
+    MAX_WHERE_TERMS,
+    check_where_size,
+    where_mask,
+)
+from tests.support.stores import add_source
+
+TARGET = {"crs": "EPSG:32618", "bbox": (500000.0, 5999000.0, 501000.0, 6001000.0), "resolution": 10.0}
+
+
+@pytest.fixture
+def clouds(tmp_path):
+    """Two sources with a cloud_cover column in /meta."""
+    path = tmp_path / "clouds.zarr"
+    root = zarr.open_group(str(path), mode="w")
+    rng = np.random.default_rng(0)
+    for k, cover in enumerate((5, 30)):
+        add_source(
+            root,
+            f"s{k}",
+            "EPSG:32618",
+            (10.0, 0.0, 500000.0, 0.0, -10.0, 6001000.0 - 500 * k),
+            rng.random((150, 100), dtype="f4"),
+        )
+        root[f"s{k}"].attrs["cloud_cover"] = cover
+    write_meta(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "where, what",
+    [
+        (" OR ".join(f"a = {i}" for i in range(MAX_WHERE_TERMS + 1)), "terms"),
+        ("a > 0 AND " + " and ".join(f"b <> {i}" for i in range(MAX_WHERE_TERMS)), "terms"),
+        ("a" + " = a" * (MAX_WHERE_TERMS + 1), "comparisons"),
+        ("a" + " + 1" * (MAX_WHERE_OPERATORS + 1) + " > 0", "arithmetic operators"),
+        ("(" * (MAX_WHERE_DEPTH + 1) + "a > 0" + ")" * (MAX_WHERE_DEPTH + 1), "nests"),
+        ("a IN (" + ",".join(["1"] * (MAX_WHERE_CHARS // 2)) + ")", "characters long"),
+    ],
+)
+def test_where_beyond_the_limits_is_refused(where, what):
+    with pytest.raises(InvalidWhereError, match=what):
+        check_where_size(where)
+
+
+def test_where_within_the_limits_is_accepted():
+    """Up to each limit, and text inside quotes or comments does not count; IN lists stay allowed."""
+    table = pa.table({"a": [1, 2, 3], "s": ["x OR y", "a+b", "z"]})
+    at_limit = " OR ".join(f"a = {i}" for i in range(MAX_WHERE_TERMS - 1))
+    assert where_mask(table, at_limit).tolist() == [True, True, True]
+    quoted = "s = '" + " OR ".join(["x"] * 1000) + "' OR s = 'a+b' -- " + "+" * 1000
+    assert where_mask(table, quoted).tolist() == [False, True, False]
+    in_list = "a IN (" + ",".join(str(i) for i in range(2, 100_002)) + ")"
+    check_where_size(in_list)  # 100k values: allowed
+    assert where_mask(table, "a IN (" + ",".join(str(i) for i in range(2, 10_002)) + ")").tolist() == [
+        False,
+        True,
+        True,
+    ]
+
+
+def test_ten_thousand_or_terms_do_not_crash(clouds):
+    """The where= that segfaulted inside DataFusion now fails typed; run apart, so a crash shows as a
+    non-zero exit instead of killing the test run."""
+    code = f"""
+import sys
+from lazymerge.errors import InvalidWhereError
+from lazymerge import plan
+where = " OR ".join(f"cloud_cover = {{i}}" for i in range(10_000))
+try:
+    plan({str(clouds)!r}, where=where, datafusion=True, **{TARGET!r})
+except InvalidWhereError as exc:
+    print("typed:", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "typed: where" in done.stdout and "10000 terms" in done.stdout
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_where_matching_no_source_warns_on_both_paths(clouds, datafusion):
+    """Was a pyo3 PanicException (an empty table registered) on the DataFusion path."""
+    with pytest.warns(EmptyPlanWarning, match="cloud_cover > 50"):
+        p = plan(str(clouds), where="cloud_cover > 50", datafusion=datafusion, **TARGET)
+    assert p.table.num_rows == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EmptyPlanWarning)
+        kept = plan(str(clouds), where="cloud_cover < 20", datafusion=datafusion, **TARGET)
+    assert set(kept.table["source_id"].to_pylist()) == {"s0"}
+
+
+def test_a_rust_panic_becomes_a_typed_error():
+    """A real DataFusion panic (registering a partition without batches) is caught, as QueryPanicError
+    naming what was being done; an ordinary exception passes through unchanged."""
+    ctx = SessionContext()
+    with pytest.raises(QueryPanicError, match="registering nothing"), no_panic("registering nothing"):
+        ctx.register_record_batches("t", [[]])
+    with pytest.raises(KeyError), no_panic("a lookup"):
+        {}["missing"]
