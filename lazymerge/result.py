@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import cubed
 import numpy as np
+import pyarrow as pa
 
 from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs
 from lazymerge.contract.model import Plan
 from lazymerge.contract.tasks import KernelTask
+from lazymerge.errors import InvalidRequestError
 from lazymerge.grid import TargetGrid
 
 if TYPE_CHECKING:
@@ -54,6 +56,39 @@ class MergeResult:
         """``arr, spatial, proj, time_coords = result``, as the seed's API returned."""
         return iter((self.array, self.spatial, self.proj, self.time_coords))
 
+    def composition(self, plot: str | None = None) -> pa.Table:
+        """How many pixels each source won, per time group: an Arrow table (``[time,] source, source_id,
+        pixels, fraction``, largest first within each group), and a bar chart PNG at ``plot`` if given.
+
+        Needs ``merge(..., provenance=True)``; computes the provenance array (int32, one value per output
+        pixel of the first band)."""
+        if self.provenance is None:
+            raise InvalidRequestError(
+                "composition() counts each pixel's source: merge with provenance=True (and a method that "
+                "takes each pixel from one source: first, last, min, max, quality:...)"
+            )
+        prov = np.asarray(self.provenance.compute())
+        if self.plan.band_dim:  # the first band's sources
+            prov = prov[:, 0] if self.time_coords is not None else prov[0]
+        groups = prov.reshape(-1, *prov.shape[-2:]) if self.time_coords is not None else prov[None]
+        table = self.plan.table
+        ids = dict(zip(table["source"].to_pylist(), table["source_id"].to_pylist(), strict=True))
+        rows: dict[str, list[Any]] = {"time": [], "source": [], "source_id": [], "pixels": [], "fraction": []}
+        for k, layer in enumerate(groups):
+            sources, counts = np.unique(layer[layer >= 0], return_counts=True)
+            for i in np.argsort(-counts, kind="stable"):
+                rows["time"].append(None if self.time_coords is None else self.time_coords[k])
+                rows["source"].append(int(sources[i]))
+                rows["source_id"].append(ids.get(int(sources[i])))
+                rows["pixels"].append(int(counts[i]))
+                rows["fraction"].append(float(counts[i]) / layer.size)
+        if self.time_coords is None:
+            del rows["time"]
+        out = pa.table(rows)
+        if plot is not None:
+            _plot_composition(out, plot)
+        return out
+
     def to_xarray(self) -> xarray.DataArray:
         """A DataArray backed by the Cubed array, with rasterix RasterIndex coords and the xproj CRS."""
         from lazymerge.output.dataarray import to_xarray
@@ -66,3 +101,21 @@ class MergeResult:
         from lazymerge.output.write import write_zarr
 
         return write_zarr(self, target, **kwargs)
+
+
+def _plot_composition(table: pa.Table, path: str, top: int = 30) -> None:
+    """A horizontal bar chart of the pixels each source won (the ``top`` largest, summed over time)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals: dict[str, int] = {}
+    for sid, n in zip(table["source_id"].to_pylist(), table["pixels"].to_pylist(), strict=True):
+        totals[str(sid)] = totals.get(str(sid), 0) + int(n)
+    names = sorted(totals, key=lambda s: -totals[s])[:top]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(names) + 1))
+    ax.barh(names[::-1], [totals[n] for n in names[::-1]])
+    ax.set_xlabel("pixels won")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)

@@ -7,6 +7,9 @@ tells the kernel when the block is full, so it stops reading. Users can pass the
 
 from __future__ import annotations
 
+import warnings
+from functools import lru_cache
+
 import numpy as np
 
 from lazymerge.errors import InvalidRequestError
@@ -123,6 +126,70 @@ class Median(Last):
         return med, has
 
 
+class Percentile(Median):
+    """The ``q``-th percentile of valid values (linear interpolation between ranks, as numpy's default; a
+    float result): ``method="percentile:25"``. ``median`` is ``percentile:50``."""
+
+    q = 50.0
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        has = self.count > 0
+        if not self.layers:
+            return self.values, has
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no value, masked by ``has``
+            value = np.nanpercentile(np.stack(self.layers), self.q, axis=0)
+        return np.where(has, value, 0.0), has
+
+
+class Std(Sum):
+    """The standard deviation of valid values (population, ddof=0, as numpy's default; a float result),
+    accumulated in float64 sums of values and squares, so no layer per source is kept."""
+
+    float_result = True
+
+    def __init__(self, shape: tuple[int, int]) -> None:
+        super().__init__(shape)
+        self.squares = np.zeros(shape)
+        self.first = np.zeros(shape)  # each pixel's first value: sums of deviations from it stay small
+
+    def add(self, values: np.ndarray, valid: np.ndarray, index: int) -> None:
+        fresh = valid & (self.count == 0)
+        self.first[fresh] = values[fresh]
+        d = np.where(valid, values - self.first, 0.0)
+        self.values += d
+        self.squares += d * d
+        self.count[valid] += 1
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        has = self.count > 0
+        n = np.maximum(self.count, 1)
+        mean = self.values / n
+        return np.sqrt(np.maximum(self.squares / n - mean * mean, 0.0)), has
+
+
+PERCENTILE = "percentile:"
+
+
+@lru_cache(maxsize=64)
+def _percentile(q: float) -> type:
+    """The Percentile method for ``q`` (one class per q, so a task rebuilds the same one by name)."""
+    return type(f"Percentile{q:g}", (Percentile,), {"q": q})
+
+
+def _parse_percentile(method: str) -> type:
+    text = method[len(PERCENTILE) :]
+    try:
+        q = float(text)
+    except ValueError:
+        q = float("nan")
+    if not 0.0 <= q <= 100.0:  # NaN fails too
+        raise InvalidRequestError(
+            f"method {method!r}: the percentile must be a number from 0 to 100, e.g. 'percentile:25'"
+        )
+    return _percentile(q)
+
+
 class Quality(First):
     """``quality:<band>``: per pixel, the value of the source whose quality band (sampled nearest at the
     pixel) is highest, like Earth Engine's ``qualityMosaic``; ties, and pixels whose quality is missing,
@@ -161,6 +228,7 @@ METHODS: dict[str, type] = {
     "count": Count,
     "mean": Mean,
     "median": Median,
+    "std": Std,
 }
 
 
@@ -198,6 +266,8 @@ def parse_method(method: object) -> type:
     (``add``, ``full``, ``result``)."""
     if isinstance(method, str) and method in METHODS:
         return METHODS[method]
+    if isinstance(method, str) and method.startswith(PERCENTILE):
+        return _parse_percentile(method)
     if isinstance(method, str) and not method.startswith(QUALITY) and _from_entry_points(method):
         return METHODS[method]
     if isinstance(method, str) and method.startswith(QUALITY) and len(method) > len(QUALITY):
@@ -205,6 +275,7 @@ def parse_method(method: object) -> type:
     if isinstance(method, type) and all(hasattr(method, m) for m in ("add", "full", "result")):
         return method
     raise InvalidRequestError(
-        f"method {method!r} is not one of {[*METHODS, QUALITY + '<band-or-column>']} nor a class with "
+        f"method {method!r} is not one of {[*METHODS, PERCENTILE + '<0-100>', QUALITY + '<band-or-column>']} "
+        "nor a class with "
         "add/full/result methods"
     )

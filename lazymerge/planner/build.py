@@ -24,6 +24,7 @@ from lazymerge.planner.timegroups import (
     add_time_column,
     centre_longitudes,
     label_ids,
+    parse_origin,
     source_labels,
     time_groups,
 )
@@ -70,7 +71,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     labels = None
     if request.groupby:
         lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
-        labels = source_labels(request.groupby, cands.datetime, lon)
+        labels = source_labels(request.groupby, cands.datetime, lon, parse_origin(request.groupby_origin))
     cover = CoverCull(grid, cands, footprints, label_ids(labels)) if request.cull else None
     batches = join(c_index, c_parts, sources.part_index, sources.part_bounds)
     chunk, source = collect_pairs(batches, cands.priority, cover)

@@ -27,7 +27,7 @@ from lazymerge.grid import PixelGrid, TargetGrid
 from lazymerge.kernel.composite import QUALITY, parse_method
 from lazymerge.kernel.resampling import parse_resampling
 from lazymerge.planner.filters import parse_where
-from lazymerge.planner.timegroups import parse_groupby
+from lazymerge.planner.timegroups import parse_groupby, parse_origin
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,12 @@ class MergeRequest:
     )
     groupby: str | None = _field(
         None,
-        "None: one composite; 'time', 'day' or 'solar_day': a leading time dimension, one composite per "
-        "group, labelled by time_coords (needs a datetime per source).",
+        "None: one composite; 'time', 'day', 'solar_day', 'week' (ISO), 'month', 'year' or an ISO 8601 "
+        "duration ('P5D', 'P16D', 'P1M'): a leading time dimension, one composite per group, labelled by "
+        "each bin's start in time_coords (needs a datetime per source).",
+    )
+    groupby_origin: str | None = _field(
+        None, "Start of the first groupby duration bin (ISO 8601 date, for 'P16D' ...); default 1970-01-01."
     )
     where: str | None = _field(
         None, "SQL predicate over the source table's columns, e.g. 'cloud_cover < 20' (one expression)."
@@ -102,8 +106,8 @@ class MergeRequest:
     )
     method: str | type = _field(
         "first",
-        "How overlapping sources combine: first, last, min, max, mean, median, count, sum, "
-        "quality:<band-or-column>, or a class with add/full/result (lazymerge.kernel.composite).",
+        "How overlapping sources combine: first, last, min, max, mean, median, percentile:<0-100>, std, "
+        "count, sum, quality:<band-or-column>, or a class with add/full/result (lazymerge.kernel.composite).",
     )
     exact: bool = _field(
         False, "Transform every pixel exactly instead of through the checked control grid (0.01 px)."
@@ -139,6 +143,7 @@ class MergeRequest:
         parse_bands(self.bands)
         parse_sortby(self.sortby)
         set_(self, "groupby", parse_groupby(self.groupby))
+        parse_origin(self.groupby_origin)
         set_(self, "where", parse_where(self.where))
         set_(self, "resampling", parse_resampling(self.resampling))
         parse_method(self.method)

@@ -443,3 +443,67 @@ def test_exact_footprint_coverage_matches_polygon_clipping():
         cells = [[box(j, i, j + 1, i + 1) for j in range(cols)] for i in range(rows)]
         expected = [[poly.intersection(cell).area for cell in row] for row in cells]
         np.testing.assert_allclose(cover[:, :cols], expected, atol=1e-9)
+
+
+def _four_overlapping(make_store):
+    """Four random sources in two UTM zones overlapping the same target (median != mean there)."""
+    sources = [
+        around(name, crs, lon, 40.0 + 0.002 * k, 30.0, 160, 30 + k)
+        for k, (name, crs, lon) in enumerate(
+            [("a", "EPSG:32617", -78.02), ("b", "EPSG:32618", -77.99), ("c", "EPSG:32617", -78.0),
+             ("d", "EPSG:32618", -78.01)]
+        )
+    ]
+    for s in sources:
+        s.data[np.random.default_rng(len(s.name)).random(s.data.shape) < 0.05] = np.nan
+    return sources, store_of(make_store, sources)
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice:RuntimeWarning", "ignore:Degrees of freedom:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("method", "reduce"),
+    [
+        ("percentile:25", lambda s: np.nanpercentile(s, 25, axis=0)),
+        ("percentile:90", lambda s: np.nanpercentile(s, 90, axis=0)),
+        ("median", lambda s: np.nanmedian(s, axis=0)),
+        ("std", lambda s: np.nanstd(s, axis=0)),
+    ],
+)
+def test_percentiles_and_std_against_numpy_on_gdal_warps(make_store, method, reduce):
+    sources, store = _four_overlapping(make_store)
+    crs, res = "EPSG:32618", 30.0
+    bbox, transform = target_grid(crs, -78.005, 40.003, res)
+    stack = np.stack([warp_exact(s, crs, transform, (SIZE, SIZE)) for s in sources])
+    assert (~np.isnan(stack)).sum(axis=0).max() >= 3  # up to four sources over a pixel
+    expected = reduce(stack)
+    got = run(store, crs, bbox, res, datafusion=False, method=method)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    if method == "percentile:25":
+        assert not np.allclose(np.nan_to_num(got), np.nan_to_num(np.nanmean(stack, axis=0)))
+
+
+def test_composition_counts_each_sources_pixels(make_store, tmp_path):
+    sources, store = _four_overlapping(make_store)
+    crs, res = "EPSG:32618", 30.0
+    bbox, _ = target_grid(crs, -78.005, 40.003, res)
+    result = merge(
+        str(store), crs=crs, bbox=bbox, resolution=res, chunk_size=CHUNK, bands="data", sortby="id",
+        method="max", provenance=True,
+    )
+    table = result.composition(plot=str(tmp_path / "composition.png"))
+    prov = result.provenance.compute()
+    rows = result.plan.table
+    ids = dict(zip(rows["source"].to_pylist(), rows["source_id"].to_pylist(), strict=True))
+    won, counts = np.unique(prov[prov >= 0], return_counts=True)
+    expected = {ids[int(s)]: int(n) for s, n in zip(won, counts, strict=True)}
+    assert dict(zip(table["source_id"].to_pylist(), table["pixels"].to_pylist(), strict=True)) == expected
+    assert table["pixels"].to_pylist() == sorted(table["pixels"].to_pylist(), reverse=True)
+    assert (tmp_path / "composition.png").stat().st_size > 0
+    with pytest.raises(InvalidRequestError, match="provenance=True"):
+        merge(str(store), crs=crs, bbox=bbox, resolution=res, bands="data").composition()
+
+
+def test_percentile_outside_0_100_is_refused(seed_store):
+    with pytest.raises(InvalidRequestError, match="from 0 to 100"):
+        merge(str(seed_store), crs="EPSG:32618", bbox=(500000, 5990000, 508000, 6000000), resolution=20.0,
+              method="percentile:101")
