@@ -37,12 +37,12 @@ def read_bytes(plan: Plan) -> np.ndarray:
 
 
 def _quality_rows(plan: Plan) -> np.ndarray:
-    """Which rows are of the quality band (``quality:<band>``): read by the output bands' tasks, not
-    tasks of their own."""
-    if not plan.quality_band:
+    """Which rows are of the quality band (``quality:<band>``) or a mask band: read by the output bands'
+    tasks, one window at a time, not tasks of their own."""
+    if len(plan.layer_bands) == len(plan.bands):
         return np.zeros(plan.n_pairs, dtype=bool)
     nr, nc = plan.grid.nchunks
-    return plan.chunk_keys() // (nr * nc) % len(plan.layer_bands) == len(plan.bands)
+    return plan.chunk_keys() // (nr * nc) % len(plan.layer_bands) >= len(plan.bands)
 
 
 def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:

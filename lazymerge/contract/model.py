@@ -22,6 +22,7 @@ from lazymerge.contract.tasks import forget_plan
 from lazymerge.errors import InvalidRequestError, PlanFormatError
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.composite import method_name, parse_method
+from lazymerge.kernel.masks import Mask, parse_masks
 
 
 @dataclass
@@ -48,11 +49,24 @@ class Plan:
     exact: bool = False
     nodata: float | None = None  # output fill (None: NaN)
     quality_band: str | None = None  # method quality:<band>: rows of this band follow the output bands'
+    masks: tuple[Mask, ...] = ()  # pixel masks: rows of their bands follow the output (and quality) bands'
+
+    @property
+    def mask_bands(self) -> list[str]:
+        """The distinct bands the masks read, in order."""
+        return list(dict.fromkeys(m.band for m in self.masks))
 
     @property
     def layer_bands(self) -> list[str | None]:
-        """The bands the table's ``band`` column indexes: the output bands, then the quality band."""
-        return [*self.bands, self.quality_band] if self.quality_band else list(self.bands)
+        """The bands the table's ``band`` column indexes: the output bands, the quality band, then the
+        mask bands."""
+        quality = [self.quality_band] if self.quality_band else []
+        return [*self.bands, *quality, *self.mask_bands]
+
+    def mask_layers(self) -> tuple[int, ...]:
+        """The layer (index into ``layer_bands``) of each mask's band."""
+        layers = self.layer_bands
+        return tuple(len(layers) - len(self.mask_bands) + self.mask_bands.index(m.band) for m in self.masks)
 
     @property
     def n_pairs(self) -> int:
@@ -135,6 +149,7 @@ class Plan:
             exact=bool(attrs.get("exact", False)),
             nodata=attrs.get("nodata"),
             quality_band=attrs.get("quality_band"),
+            masks=parse_masks(attrs.get("masks")),
         )
 
     def __repr__(self) -> str:
@@ -179,6 +194,7 @@ class Plan:
                 "exact": self.exact,
                 "nodata": self.nodata,
                 "quality_band": self.quality_band,
+                "masks": [m.to_dict() for m in self.masks],
             }
         )
         t = self.table

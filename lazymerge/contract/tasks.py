@@ -180,6 +180,7 @@ class KernelOptions:
     threshold: float = THRESHOLD
     nodata: float | None = None
     provenance: bool = False  # return each pixel's source (its source table row) instead of its value
+    masks: tuple[Any, ...] = ()  # lazymerge.kernel.masks.Mask: pixels each source drops before compositing
 
 
 @dataclass(frozen=True)
@@ -196,4 +197,5 @@ class KernelTask:
     n_bands: int = 1  # layers per time group: the output bands, then the quality band if any
     options: KernelOptions = KernelOptions()
     quality_layer: int | None = None  # method quality:<band>: that band's layer
+    mask_layers: tuple[int, ...] = ()  # the layer of each of ``options.masks``' bands
 

@@ -25,6 +25,7 @@ from lazymerge.errors import (
 )
 from lazymerge.grid import PixelGrid, TargetGrid
 from lazymerge.kernel.composite import QUALITY, parse_method
+from lazymerge.kernel.masks import parse_masks
 from lazymerge.kernel.resampling import parse_resampling
 from lazymerge.planner.filters import parse_where
 from lazymerge.planner.timegroups import parse_groupby, parse_origin
@@ -116,6 +117,13 @@ class MergeRequest:
         None, "Output dtype (default: a float holding every source dtype); an integer dtype needs nodata."
     )
     nodata: float | None = _field(None, "Output value where no source has one (default NaN).")
+    mask: Any = _field(
+        None,
+        "Pixel masks: a lazymerge.Mask (or a list; they combine) such as Mask(band='SCL', values=[3, 8, 9, "
+        "10]) or Mask(band='QA_PIXEL', bits=[1, 3, 4], dilate=2). Masked pixels of a source count as nodata "
+        "before compositing, so sources behind show through and reductions skip them; culling keeps every "
+        "source.",
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -152,6 +160,7 @@ class MergeRequest:
                 f"cull=True drops covered sources, which only method='first' allows (not {self.method!r})"
             )
         set_(self, "dtype", parse_dtype(self.dtype, self.nodata))
+        set_(self, "mask", parse_masks(self.mask))
         set_(self, "nodata", None if self.nodata is None else float(self.nodata))
         for flag in ("cull", "exact"):
             set_(self, flag, bool(getattr(self, flag)))
