@@ -50,7 +50,12 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
     options = KernelOptions(
-        plan.resampling, plan.method, plan.exact, nodata=plan.nodata, masks=tuple(plan.masks)
+        plan.resampling,
+        plan.method,
+        plan.exact,
+        nodata=plan.nodata,
+        masks=tuple(plan.masks),
+        rescale=plan.rescale,
     )
     quality = len(plan.bands) if plan.quality_band else None  # the quality band's layer, after the bands
     n_layers = len(plan.layer_bands)

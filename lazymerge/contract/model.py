@@ -49,6 +49,7 @@ class Plan:
     exact: bool = False
     nodata: float | None = None  # output fill (None: NaN)
     quality_band: str | None = None  # method quality:<band>: rows of this band follow the output bands'
+    rescale: bool = False  # apply each level's scale_factor/add_offset before compositing
     masks: tuple[Mask, ...] = ()  # pixel masks: rows of their bands follow the output (and quality) bands'
 
     @property
@@ -150,6 +151,7 @@ class Plan:
             nodata=attrs.get("nodata"),
             quality_band=attrs.get("quality_band"),
             masks=parse_masks(attrs.get("masks")),
+            rescale=bool(attrs.get("rescale", False)),
         )
 
     def __repr__(self) -> str:
@@ -195,6 +197,7 @@ class Plan:
                 "nodata": self.nodata,
                 "quality_band": self.quality_band,
                 "masks": [m.to_dict() for m in self.masks],
+                "rescale": self.rescale,
             }
         )
         t = self.table
@@ -240,7 +243,6 @@ async def _create(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ..
         await arr.setitem(slice(None), data)
 
 
-
 def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
     """The target grid, bands, band_dim flag and dtype of a saved plan."""
     try:
@@ -272,9 +274,7 @@ def _read_column(root: zarr.Group, path: str, name: str) -> np.ndarray:
     """The whole array ``name`` of a saved plan; PlanFormatError when it is missing or a group."""
     node = root.get(name)
     if not isinstance(node, zarr.Array):
-        raise PlanFormatError(
-            f"the saved plan {path!r} has no array {name!r}; write it again with Plan.save"
-        )
+        raise PlanFormatError(f"the saved plan {path!r} has no array {name!r}; write it again with Plan.save")
     return np.asarray(node[...])
 
 
@@ -301,5 +301,3 @@ def _load_method(name: str) -> Any:
             f"saved plan names method {name!r}, which is not registered here: {exc}"
         ) from exc
     return name
-
-

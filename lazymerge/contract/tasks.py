@@ -39,9 +39,18 @@ class TaskRow:
 
 
 _PLAN_CACHE: dict[str, dict[str, Any]] = {}
-_LEVEL_COLUMNS = ("path", "crs", "dtype", "shape_y", "shape_x", "nodata", "has_nodata", "source") + tuple(
-    f"transform_{k}" for k in range(6)
-)
+_LEVEL_COLUMNS = (
+    "path",
+    "crs",
+    "dtype",
+    "shape_y",
+    "shape_x",
+    "nodata",
+    "has_nodata",
+    "source",
+    "scale_factor",
+    "add_offset",
+) + tuple(f"transform_{k}" for k in range(6))
 _chunks: OrderedDict[tuple[str, str, int], np.ndarray] = OrderedDict()
 _chunks_size = 0
 _chunks_lock = threading.Lock()
@@ -147,8 +156,9 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     ids = np.unique(level_ids)
     lo, hi = int(ids.min()), int(ids.max()) + 1
     columns = dict(zip(_LEVEL_COLUMNS, _slices(path, lv, _LEVEL_COLUMNS, lo, hi), strict=True))
-    paths, crss, dtypes, nod, has, src = (
-        columns[k] for k in ("path", "crs", "dtype", "nodata", "has_nodata", "source")
+    paths, crss, dtypes, nod, has, src, factor, offset = (
+        columns[k]
+        for k in ("path", "crs", "dtype", "nodata", "has_nodata", "source", "scale_factor", "add_offset")
     )
     tr = np.stack([columns[f"transform_{k}"] for k in range(6)], axis=1)
     shp = np.stack([columns["shape_y"], columns["shape_x"]], axis=1)
@@ -160,6 +170,8 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
             dtype=str(dtypes[i - lo]),
             nodata=float(nod[i - lo]) if has[i - lo] else None,
             crs=str(crss[i - lo]),
+            scale_factor=float(factor[i - lo]),
+            add_offset=float(offset[i - lo]),
         )
         for i in ids
     }
@@ -167,7 +179,6 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
         TaskRow(levels[int(i)], (int(w[0]), int(w[1]), int(w[2]), int(w[3])), int(src[int(i) - lo]))
         for i, w in zip(level_ids, windows, strict=True)
     ]
-
 
 
 @dataclass(frozen=True)
@@ -181,6 +192,7 @@ class KernelOptions:
     nodata: float | None = None
     provenance: bool = False  # return each pixel's source (its source table row) instead of its value
     masks: tuple[Any, ...] = ()  # lazymerge.kernel.masks.Mask: pixels each source drops before compositing
+    rescale: bool = False  # apply each level's scale_factor/add_offset before compositing
 
 
 @dataclass(frozen=True)
@@ -198,4 +210,3 @@ class KernelTask:
     options: KernelOptions = KernelOptions()
     quality_layer: int | None = None  # method quality:<band>: that band's layer
     mask_layers: tuple[int, ...] = ()  # the layer of each of ``options.masks``' bands
-

@@ -100,7 +100,8 @@ def render_chunk(
         return out
     method_cls = parse_method(opts.method)
     mask_of = source_masks(opts.masks, mask_rows)
-    fused = method_cls in (First, Last) and not mask_of  # the compiled loops write straight into the method
+    rescale = opts.rescale and any(t.level.scale_factor != 1 or t.level.add_offset != 0 for t in rows)
+    fused = method_cls in (First, Last) and not mask_of and not rescale  # loops write into the method
     only_empty = method_cls is First
     # first/last straight into the output (no float buffer, no winner) unless integers need rounding
     direct = fused and not opts.provenance and (out.dtype.kind == "f" or opts.resampling == "nearest")
@@ -206,6 +207,9 @@ def render_chunk(
         wrote |= n > 0
         if not fused:
             valid = one.count > 0
+            if rescale:  # physical values, after nodata was found on the stored ones
+                one.values *= level.scale_factor
+                one.values += level.add_offset
             if mask_of and n:
                 valid &= ~masked(task.source)
             if quality_rows is not None:
@@ -238,7 +242,6 @@ def _coef(transform: Affine) -> np.ndarray:
     """The inverse affine's six coefficients (source CRS -> source pixel); cached: not to be modified."""
     inv = ~transform
     return np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
-
 
 
 def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:

@@ -138,6 +138,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         nodata=request.nodata,
         quality_band=quality_band,
         masks=request.mask,
+        rescale=request.rescale,
     )
 
 

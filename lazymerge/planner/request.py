@@ -42,7 +42,6 @@ class SortKey:
         return f"{quoted} {'DESC' if self.descending else 'ASC'} NULLS LAST"
 
 
-
 def _field(default: Any, doc: str) -> Any:
     """A request field with its documentation (used by merge/plan docstrings and the CLI's help)."""
     return field(default=default, metadata={"doc": doc})
@@ -125,6 +124,13 @@ class MergeRequest:
         "source.",
     )
 
+    rescale: bool = _field(
+        False,
+        "Apply each source array's scale_factor/add_offset (CF) or raster:scale/raster:offset (STAC) "
+        "before compositing, so sources with different offsets combine in physical units (float output; "
+        "nodata is detected on the stored values).",
+    )
+
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "chunk_size", parse_chunk_size(self.chunk_size))
@@ -162,7 +168,7 @@ class MergeRequest:
         set_(self, "dtype", parse_dtype(self.dtype, self.nodata))
         set_(self, "mask", parse_masks(self.mask))
         set_(self, "nodata", None if self.nodata is None else float(self.nodata))
-        for flag in ("cull", "exact"):
+        for flag in ("cull", "exact", "rescale"):
             set_(self, flag, bool(getattr(self, flag)))
         if self.datafusion is not None:
             set_(self, "datafusion", bool(self.datafusion))
@@ -245,7 +251,6 @@ def as_target_grid(grid: Any, chunk_size: tuple[int, int]) -> TargetGrid:
     raise InvalidRequestError(
         f"grid {grid!r} is not a TargetGrid, PixelGrid or odc-geo GeoBox; pass one, or crs/bbox/resolution"
     )
-
 
 
 def parse_crs(crs: Any) -> CRS:
