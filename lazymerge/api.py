@@ -49,8 +49,9 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
     """Save the plan where the tasks can read it and return what every task carries."""
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
+    per_band = plan.band_resampling()  # one name, or one per output band (the task picks its band's)
     options = KernelOptions(
-        plan.resampling,
+        per_band[0] if len(set(per_band)) == 1 else tuple(per_band),
         plan.method,
         plan.exact,
         nodata=plan.nodata,

@@ -101,6 +101,7 @@ _PARSE = {
     "bands": _names,
     "sortby": lambda text: text.split(","),
     "resolution": float,
+    "resampling": lambda text: dict(p.split("=", 1) for p in text.split(",")) if "=" in text else text,
     "nodata": float,
 }
 _NOT_FLAGS = ("grid", "datafusion")  # grid objects come from Python; datafusion is --scan

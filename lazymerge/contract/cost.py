@@ -64,7 +64,7 @@ def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     pixels = ch * cw
     block = pixels * (np.dtype(plan.dtype).itemsize + PIXEL_OVERHEAD + PIXEL_PER_CRS * n_crs)
     mem = block + (2 + READ_AHEAD) * largest
-    if plan.resampling in GREEN:
+    if any(r in GREEN for r in plan.band_resampling()):
         cells = np.zeros(len(uniq), dtype="i8")
         np.maximum.at(cells, inverse, _read_pixels(plan)[~quality])
         mem = mem + 16 * np.minimum(cells, GREEN_CELLS)

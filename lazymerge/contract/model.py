@@ -23,6 +23,7 @@ from lazymerge.errors import InvalidRequestError, PlanFormatError
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.composite import method_name, parse_method
 from lazymerge.kernel.masks import Mask, parse_masks
+from lazymerge.kernel.resampling import band_resampling
 
 
 @dataclass
@@ -44,13 +45,17 @@ class Plan:
     time_coords: np.ndarray | None = None  # datetime64[ns] labels of the time groups (a "time" column)
     pairs_before_cull: int | None = None  # rows before occlusion culling (== n_pairs without it)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per planning step
-    resampling: str = "nearest"
+    resampling: str | dict[str, str] = "nearest"  # one name, or per band name ('*': the others)
     method: Any = "first"  # compositing method: a name, or a class (saved by its registered name)
     exact: bool = False
     nodata: float | None = None  # output fill (None: NaN)
     quality_band: str | None = None  # method quality:<band>: rows of this band follow the output bands'
     rescale: bool = False  # apply each level's scale_factor/add_offset before compositing
     masks: tuple[Mask, ...] = ()  # pixel masks: rows of their bands follow the output (and quality) bands'
+
+    def band_resampling(self) -> list[str]:
+        """The resampling of each output band."""
+        return [band_resampling(self.resampling, b) for b in self.bands]
 
     @property
     def mask_bands(self) -> list[str]:

@@ -185,7 +185,7 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
 class KernelOptions:
     """How pixels are computed: resampling, compositing method, exact transform, the nodata fill."""
 
-    resampling: str = "nearest"
+    resampling: str | tuple[str, ...] = "nearest"  # one name, or one per output band
     method: Any = "first"
     exact: bool = False
     threshold: float = THRESHOLD

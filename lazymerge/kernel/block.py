@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import lru_cache, partial
 from typing import Any
 
@@ -92,6 +93,7 @@ def render_chunk(
     band (method ``quality:<band>``), sampled nearest and handed to the method with the values.
     ``mask_rows``: each of ``options.masks``' band rows; a source's masked pixels count as nodata."""
     opts = options or KernelOptions()
+    assert isinstance(opts.resampling, str), "merge_block picks the block's band's resampling"
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
     fill = np.nan if opts.nodata is None else opts.nodata
@@ -259,7 +261,10 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
         quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
     masks = [read_task_rows(task.plan_path, time * task.n_bands + k, row, col) for k in task.mask_layers]
     read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
+    options = task.options
+    if not isinstance(options.resampling, str):  # one resampling per band: this block's band's
+        options = replace(options, resampling=options.resampling[band])
     block = render_chunk(
-        rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, read, quality, masks
+        rows, task.grid, row, col, task.store, np.dtype(task.dtype), options, read, quality, masks
     )
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)

@@ -17,6 +17,7 @@ from lazymerge.contract.model import Plan
 from lazymerge.contract.schema import levels_table
 from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.kernel.composite import parse_method
+from lazymerge.kernel.resampling import band_resampling
 from lazymerge.planner.culling import CoverCull, cull_mask
 from lazymerge.planner.pairs import SourceSet, collect_pairs
 from lazymerge.planner.request import MergeRequest
@@ -93,7 +94,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         layers,
         sources.band_of,
         masks=cull,
-        resampling=[request.resampling] * len(bands) + nearest,
+        resampling=[band_resampling(request.resampling, b) for b in bands] + nearest,
         halo=halo,
     )
     clock.lap("windows")

@@ -26,7 +26,7 @@ from lazymerge.errors import (
 from lazymerge.grid import PixelGrid, TargetGrid
 from lazymerge.kernel.composite import QUALITY, parse_method
 from lazymerge.kernel.masks import parse_masks
-from lazymerge.kernel.resampling import parse_resampling
+from lazymerge.kernel.resampling import parse_band_resampling
 from lazymerge.planner.filters import parse_where
 from lazymerge.planner.timegroups import parse_groupby, parse_origin
 
@@ -99,10 +99,11 @@ class MergeRequest:
         "Drop, per chunk, sources that higher-priority ones already cover (method 'first' only; assumes "
         "sources are valid over their whole grid).",
     )
-    resampling: str = _field(
+    resampling: str | dict[str, str] = _field(
         "nearest",
         "GDAL's names: nearest, bilinear, cubic, cubic_spline, lanczos, or the area statistics average, "
-        "min, max, sum, rms, mode, med, q1, q3.",
+        "min, max, sum, rms, mode, med, q1, q3; or one per band, '*' for the others: "
+        "{'SCL': 'nearest', '*': 'bilinear'} (each band's windows get its own halo).",
     )
     method: str | type = _field(
         "first",
@@ -159,7 +160,7 @@ class MergeRequest:
         set_(self, "groupby", parse_groupby(self.groupby))
         parse_origin(self.groupby_origin)
         set_(self, "where", parse_where(self.where))
-        set_(self, "resampling", parse_resampling(self.resampling))
+        set_(self, "resampling", parse_band_resampling(self.resampling))
         parse_method(self.method)
         if self.cull and self.method != "first":
             raise InvalidRequestError(

@@ -43,8 +43,16 @@ def baselines(tmp_path_factory):
 def _merge(path, **kw):
     bbox, _ = target_grid(CRS_, LON, LAT, RES)
     return merge(
-        str(path), crs=CRS_, bbox=bbox, resolution=RES, chunk_size=CHUNK, bands="data", sortby="id",
-        exact=True, rescale=True, **kw,
+        str(path),
+        crs=CRS_,
+        bbox=bbox,
+        resolution=RES,
+        chunk_size=CHUNK,
+        bands="data",
+        sortby="id",
+        exact=True,
+        rescale=True,
+        **kw,
     )
 
 
@@ -75,7 +83,15 @@ def test_rescaled_composite_against_gdal(baselines, method):
     got = _merge(path, method=method).array.compute()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     stored_dn = merge(
-        str(path), crs=CRS_, bbox=target_grid(CRS_, LON, LAT, RES)[0], resolution=RES, chunk_size=CHUNK,
-        bands="data", sortby="id", exact=True, method=method, where="id = 'b'",
+        str(path),
+        crs=CRS_,
+        bbox=target_grid(CRS_, LON, LAT, RES)[0],
+        resolution=RES,
+        chunk_size=CHUNK,
+        bands="data",
+        sortby="id",
+        exact=True,
+        method=method,
+        where="id = 'b'",
     ).array.compute()
     assert np.nanmin(stored_dn) >= 1000  # without rescale=True, the stored numbers
