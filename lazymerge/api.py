@@ -71,6 +71,7 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
         options,
         quality,
         plan.mask_layers(),
+        len(plan.bands),
     )
 
 
@@ -82,8 +83,9 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None
     task = task or kernel_task(plan, store, spec)
     time_dim = task.time_dim
     chunks: tuple[tuple[int, ...], ...] = plan.grid.chunks
-    if plan.band_dim:
-        chunks = ((1,) * len(plan.bands), *chunks)
+    if plan.band_dim:  # one band per block; every band in one block for a multi-band method (medoid)
+        multiband = getattr(parse_method(plan.method), "multiband", False)
+        chunks = ((len(plan.bands),) if multiband else (1,) * len(plan.bands), *chunks)
     if time_dim:
         chunks = ((1,) * plan.n_times, *chunks)
     out_block = int(np.prod([c[0] for c in chunks])) * np.dtype(task.dtype).itemsize

@@ -210,3 +210,4 @@ class KernelTask:
     options: KernelOptions = KernelOptions()
     quality_layer: int | None = None  # method quality:<band>: that band's layer
     mask_layers: tuple[int, ...] = ()  # the layer of each of ``options.masks``' bands
+    out_bands: int = 1  # output bands (a multi-band method renders them all in one task)

@@ -255,6 +255,9 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
     *lead, row, col = block_id
     time = lead.pop(0) if task.time_dim else 0
     band = lead.pop(0) if task.band_dim else 0
+    if getattr(parse_method(task.options.method), "multiband", False):
+        block = medoid_block(task, time, row, col)
+        return block.reshape((1,) * (len(block_id) - 2 - task.band_dim) + block.shape[1 - task.band_dim :])
     rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
     quality = None
     if task.quality_layer is not None:
@@ -268,3 +271,39 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
         rows, task.grid, row, col, task.store, np.dtype(task.dtype), options, read, quality, masks
     )
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)
+
+
+def medoid_block(task: KernelTask, time: int, row: int, col: int) -> np.ndarray:
+    """Every output band of one block for a multi-band method (``medoid``): each source rendered alone,
+    band by band (its masks applied, with that band's resampling), stacked (sources, bands, y, x) and
+    handed to the method's ``pick``."""
+    read = partial(read_window, scope=task.plan_path)
+    layer = time * task.n_bands
+    masks = [read_task_rows(task.plan_path, layer + k, row, col) for k in task.mask_layers]
+    alone = replace(task.options, method="first", provenance=False, nodata=None)
+    per_band: list[dict[int, np.ndarray]] = []
+    order: dict[int, int] = {}  # source -> its position in priority order
+    for b in range(task.out_bands):
+        resampling = alone.resampling if isinstance(alone.resampling, str) else alone.resampling[b]
+        opts = replace(alone, resampling=resampling)
+        layers = {}
+        for r in read_task_rows(task.plan_path, layer + b, row, col):
+            order.setdefault(r.source, len(order))
+            own = [[m for m in rows if m.source == r.source] for rows in masks]
+            f8 = np.dtype("f8")
+            layers[r.source] = render_chunk([r], task.grid, row, col, task.store, f8, opts, read, None, own)
+        per_band.append(layers)
+    r0, r1, c0, c1 = task.grid.chunk_window(row, col)
+    fill = np.nan if task.options.nodata is None else task.options.nodata
+    out = np.full((task.out_bands, r1 - r0, c1 - c0), fill, dtype=task.dtype)
+    if not order:
+        return out
+    missing = np.full((r1 - r0, c1 - c0), np.nan)
+    stack = np.stack([np.stack([layers.get(s, missing) for layers in per_band]) for s in order])
+    method: Any = parse_method(task.options.method)
+    values, has = method.pick(stack)
+    if out.dtype.kind in "iu":
+        info = np.iinfo(out.dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    np.copyto(out, values, casting="unsafe", where=has[None])
+    return out
