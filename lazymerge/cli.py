@@ -201,6 +201,7 @@ def _run(args: argparse.Namespace) -> None:
         args.out,
         executor=executor,
         resume=args.resume,
+        overwrite=args.overwrite,
         overviews=args.overviews,
         progress=args.progress,
         report=reports,
@@ -219,7 +220,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--reserved-mem", help="worker baseline memory (default: 100MB + the plan and source-chunk caches)"
     )
     p.add_argument("--overviews", type=int, default=0, help="overview levels to build (default 0)")
-    p.add_argument("--resume", action="store_true", help="render only blocks missing from --out")
+    p.add_argument(
+        "--resume", action="store_true", help="finish an interrupted run of the same request into --out"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier lazymerge output at --out (never other files)",
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

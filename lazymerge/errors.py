@@ -107,3 +107,19 @@ class PlanFormatError(LazymergeError, ValueError):
 
 class SettingError(LazymergeError, ValueError):
     """An environment variable lazymerge reads holds a value it cannot use."""
+
+
+class OutputExistsError(OutputError):
+    """A to_zarr target that already holds data lazymerge may not replace (or lies inside the sources)."""
+
+
+class OutputResumeError(OutputError):
+    """resume=True into an output written by a different request (its fingerprint differs)."""
+
+
+class OutputLockedError(OutputError):
+    """A to_zarr target whose lease another run holds (or took over)."""
+
+
+class OutputWriteError(OutputError, OSError):
+    """Writing the output failed in the store (full disk, permissions): the output is not complete."""

@@ -97,7 +97,8 @@ class MergeResult:
 
     def to_zarr(self, target: Any, **kwargs: Any) -> zarr.Array:
         """Stream the blocks into Zarr at ``target``; see ``lazymerge.output.write.write_zarr`` for the
-        options (executor, resume, overviews, progress; an Icechunk session is committed only on success)."""
+        options (executor, resume, overwrite, overviews, progress). An existing target is refused unless
+        ``overwrite=`` or ``resume=`` says otherwise; an Icechunk session is committed only on success."""
         from lazymerge.output.write import write_zarr
 
         return write_zarr(self, target, **kwargs)

@@ -4,15 +4,19 @@ Every task renders one block with the kernel and writes it straight into the tar
 compute). A block's chunk exists in the store only once it is fully written (zarr's local and object
 stores write atomically, and empty blocks are written too), so ``resume=True`` renders only the blocks whose
 chunk is missing. Overview levels are built from the finished base level afterwards; with an Icechunk session
-the commit happens only after every block and level succeeded.
+the commit happens only after every block and level succeeded. The guards that keep a write from
+destroying anything (existing targets, the request fingerprint, the writer lease) are in
+lazymerge.output.target; the root's ``lazymerge:complete`` attribute is set last.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,10 +34,21 @@ from lazymerge.catalog.conventions import (
     write_proj,
     write_spatial,
 )
-from lazymerge.errors import OutputError
+from lazymerge.errors import LazymergeError, OutputError, OutputExistsError, OutputWriteError
 from lazymerge.kernel.block import KernelTask, merge_block
 from lazymerge.kernel.chunkio import codec, set_chunk
 from lazymerge.output.progress import run_callbacks
+from lazymerge.output.target import (
+    COMPLETE,
+    FINGERPRINT,
+    MARK,
+    Lease,
+    check_outside,
+    digest,
+    fingerprint,
+    open_target,
+    prepare,
+)
 
 if TYPE_CHECKING:
     from lazymerge.result import MergeResult
@@ -71,12 +86,22 @@ def write_blocks(ids: np.ndarray, *, writer: BlockWriter) -> np.ndarray:
 
 def _write_block(block_id: tuple[int, ...], writer: BlockWriter) -> None:
     block = merge_block(None, task=writer.task, block_id=block_id)
-    compressor = codec(writer.target)
-    if compressor is not None and tuple(writer.target.chunks) == tuple(writer.chunks):  # one whole chunk
-        set_chunk(writer.target, compressor, block_id, block)
-        return
-    sel = tuple(slice(b * c, b * c + n) for b, c, n in zip(block_id, writer.chunks, block.shape, strict=True))
-    writer.target[sel] = block
+    try:
+        compressor = codec(writer.target)
+        if compressor is not None and tuple(writer.target.chunks) == tuple(writer.chunks):  # one whole chunk
+            set_chunk(writer.target, compressor, block_id, block)
+            return
+        sel = tuple(
+            slice(b * c, b * c + n) for b, c, n in zip(block_id, writer.chunks, block.shape, strict=True)
+        )
+        writer.target[sel] = block
+    except Exception as exc:
+        if not _is_store_error(exc):
+            raise
+        raise OutputWriteError(
+            f"writing block {block_id} of {writer.target.store_path} failed: {exc}; free space or fix the "
+            "store's permissions, then run again with resume=True"
+        ) from exc
 
 
 def _decimate(block: np.ndarray) -> np.ndarray:
@@ -91,15 +116,19 @@ def missing_blocks(arr: zarr.Array) -> np.ndarray:
     return np.array([i for i, k in enumerate(keys) if k not in present], dtype="i8")
 
 
-def _store_of(target: Any) -> tuple[Any, Any]:
-    """(zarr store, icechunk session or None) for a path, a zarr Store or an Icechunk Session."""
-    if type(target).__module__.startswith("icechunk") and hasattr(target, "store"):
-        return target.store, target
-    return target, None
-
-
-def open_output(store: Any, path: str, shape, chunks, dtype, resume: bool) -> zarr.Array:
-    """The output array at ``path`` in ``store``: reopened to resume (same shape/chunks/dtype), else new."""
+def open_output(
+    store: Any,
+    path: str,
+    shape,
+    chunks,
+    dtype,
+    resume: bool,
+    *,
+    fill_value: float | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """The output array at ``path`` in ``store``: reopened to resume (same shape/chunks/dtype), else
+    created (never over an existing node: OutputExistsError). ``fill_value`` None: NaN."""
     if resume:
         try:
             arr = zarr.open_array(store, path=path, mode="r+")
@@ -113,16 +142,23 @@ def open_output(store: Any, path: str, shape, chunks, dtype, resume: bool) -> za
                     f"{np.dtype(dtype)}; write to a new target or pass resume=False"
                 )
             return arr
-    return zarr.create_array(
-        store,
-        name=path or None,
-        shape=shape,
-        chunks=chunks,
-        dtype=dtype,
-        fill_value=float("nan"),
-        overwrite=True,
-        config={"write_empty_chunks": True},  # an all-NaN block is written too: presence == done
-    )
+    try:
+        return zarr.create_array(
+            store,
+            name=path or None,
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=float("nan") if fill_value is None else fill_value,
+            attributes=attributes,
+            overwrite=False,
+            config={"write_empty_chunks": True},  # an all-nodata block is written too: presence == done
+        )
+    except (zarr.errors.ContainsArrayError, zarr.errors.ContainsGroupError) as exc:
+        raise OutputExistsError(
+            f"output node {path or 'at the target root'!r} already exists and is not lazymerge's ({exc}); "
+            "write to a new or empty target"
+        ) from exc
 
 
 def blocks_per_task(n_blocks: int, block_pixels: int) -> int:
@@ -156,6 +192,7 @@ def write_zarr(
     *,
     executor: Any = None,
     resume: bool = False,
+    overwrite: bool = False,
     overviews: int = 0,
     band: str = "data",
     progress: bool | None = None,
@@ -164,19 +201,25 @@ def write_zarr(
     report: list[Any] | None = None,
     retries: int = 2,
 ) -> zarr.Array:
-    """Stream ``result`` into Zarr at ``target`` (path, zarr Store or Icechunk Session); returns the base.
+    """Stream ``result`` into Zarr at ``target`` (path/URL, obstore store, zarr Store or Icechunk Session);
+    returns the base array.
 
     ``overviews=0`` writes one array at the target root. ``overviews=n`` writes a group: ``<band>/`` with a
     ``multiscales`` layout over levels ``0`` (the mosaic) .. ``n`` (each 2x coarser), all with spatial:/proj:,
-    so the output is itself a lazymerge source. ``resume=True`` renders only blocks missing from an earlier,
-    interrupted write to the same target. spatial:/proj: are written last, so an output without them is an
-    unfinished one. An Icechunk session is committed only when everything succeeded.
-    ``report``, when a list, receives the run's MemoryReport. A failing block is retried ``retries`` times
-    inside its task (Cubed's processes executor does not retry; threads, Lithops and Dask also retry tasks).
+    so the output is itself a lazymerge source. The output's fill value is the merge's nodata (NaN if none).
+
+    Nothing is ever overwritten by accident: a target that holds anything raises OutputExistsError, unless
+    it is a lazymerge output and ``overwrite=True`` (only the arrays and groups lazymerge wrote are deleted)
+    or ``resume=True`` with the same request (checked against the ``lazymerge:fingerprint`` attribute;
+    OutputResumeError otherwise), which renders only blocks missing from the interrupted write. A target
+    inside the source store is refused. A lease (``.lazymerge-lock``) makes a second concurrent writer fail
+    with OutputLockedError. The root's ``lazymerge:complete`` attribute turns true only after every block
+    and overview level is written; an interrupted or failed run leaves it false. An Icechunk session is
+    committed only when everything succeeded. ``report``, when a list, receives the run's MemoryReport. A
+    failing block is retried ``retries`` times inside its task (Cubed's processes executor does not retry;
+    threads, Lithops and Dask also retry tasks); a store that refuses writes raises OutputWriteError.
     """
-    store, session = _store_of(target)
     arr = result.array
-    spec = arr.spec
     chunks = arr.chunksize
     if overviews < 0:
         raise OutputError(f"overviews={overviews}; pass 0 (no overview levels) or a positive number")
@@ -185,39 +228,115 @@ def write_zarr(
             f"overviews={overviews} needs chunk sizes divisible by {2**overviews}; chunk_size is "
             f"{chunks[-2:]}: pick a chunk_size that is, or fewer levels"
         )
-    effective = executor if executor is not None else spec.executor  # what Cubed will run on
+    if resume and overwrite:
+        raise OutputError("resume=True and overwrite=True: pass one (resume finishes, overwrite replaces)")
+    out_target = open_target(target)
+    session = out_target.session
+    effective = executor if executor is not None else arr.spec.executor  # what Cubed will run on
     if session is not None and effective is not None and getattr(effective, "name", "threads") != "threads":
         raise OutputError(
             f"writing into an Icechunk session runs on the threads executor only, not {effective.name!r} "
             "(from executor= or the Spec's executor): the session's changes must stay in this process until "
             "the commit"
         )
-    if overviews:
-        zarr.open_group(store, mode="a" if resume else "w")
-    base_path = f"{band}/0" if overviews else ""
-    out = open_output(store, base_path, arr.shape, chunks, arr.dtype, resume)
-    ids = missing_blocks(out) if resume else np.arange(int(np.prod(arr.numblocks)), dtype="i8")
-    cbs, memory = run_callbacks(progress)
-    cbs = [*cbs, *(callbacks or [])]
-    if report is not None:
-        report.append(memory)
-    if len(ids):
-        writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(chunks), retries)
-        pixels = int(np.prod(chunks))
-        written = cubed.map_blocks(
-            write_blocks,
-            _ids_array(ids, spec, blocks_per_task(len(ids), pixels)),
-            dtype="i8",
-            writer=writer,
-            extra_projected_mem=pixels * (KERNEL_BYTES_PER_PIXEL + arr.dtype.itemsize),
-        )
-        written.compute(executor=executor, callbacks=cbs, optimize_graph=False)
-    _write_attrs(out, result.spatial, result.proj)
-    if overviews:
-        _write_overviews(store, band, result, overviews, executor, cbs)
+    check_outside(out_target, result.task.store)
+    fp = fingerprint(result, overviews, band)
+    desc = out_target.description
+    store = out_target.store
+    lease = Lease(out_target) if session is None else contextlib.nullcontext()
+    with lease:
+        with _store_errors(desc):
+            resuming = prepare(out_target, fp, resume=resume, overwrite=overwrite)
+            out, mark = _create(result, store, fp, resuming, overviews, band)
+        cbs, memory = run_callbacks(progress)
+        cbs = [*cbs, *(callbacks or [])]
+        if report is not None:
+            report.append(memory)
+        ids = missing_blocks(out) if resuming else np.arange(int(np.prod(arr.numblocks)), dtype="i8")
+        _render(result, out, ids, executor, cbs, retries)
+        with _store_errors(desc):
+            _write_attrs(out, result.spatial, result.proj)
+            if overviews:
+                _write_overviews(store, band, result, overviews, executor, cbs, resuming, mark)
+            if isinstance(lease, Lease):
+                lease.check()
+            root = zarr.open_group(store, mode="r+") if overviews else out
+            root.attrs[COMPLETE] = True  # last: every block and level is there
     if session is not None:
         session.commit(commit_message)
     return out
+
+
+def _render(
+    result: MergeResult, out: zarr.Array, ids: np.ndarray, executor: Any, cbs: list[Any], retries: int
+) -> None:
+    """Render and write the blocks ``ids`` of ``result`` into ``out``, several per Cubed task."""
+    if not len(ids):
+        return
+    arr = result.array
+    writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(arr.chunksize), retries)
+    pixels = int(np.prod(arr.chunksize))
+    written = cubed.map_blocks(
+        write_blocks,
+        _ids_array(ids, arr.spec, blocks_per_task(len(ids), pixels)),
+        dtype="i8",
+        writer=writer,
+        extra_projected_mem=pixels * (KERNEL_BYTES_PER_PIXEL + arr.dtype.itemsize),
+    )
+    written.compute(executor=executor, callbacks=cbs, optimize_graph=False)
+
+
+def _is_store_error(exc: BaseException) -> bool:
+    """An error of the output store itself (disk full, permissions, object store refusal)."""
+    if isinstance(exc, LazymergeError):
+        return False
+    return isinstance(exc, OSError) or type(exc).__module__.startswith("obstore")
+
+
+@contextlib.contextmanager
+def _store_errors(description: str) -> Iterator[None]:
+    """Store failures while writing metadata or overviews, as OutputWriteError naming the target."""
+    try:
+        yield
+    except Exception as exc:
+        if not _is_store_error(exc):
+            raise
+        raise OutputWriteError(
+            f"writing {description!r} failed: {exc}; the output is not complete (free space or fix the "
+            "store's permissions, then run again with resume=True)"
+        ) from exc
+
+
+def _create(
+    result: MergeResult, store: Any, fp: dict[str, Any], resuming: bool, overviews: int, band: str
+) -> tuple[zarr.Array, dict[str, Any]]:
+    """The output's base array (created, or reopened when resuming) and the marker of its nodes; with
+    overviews, the root and band groups too. The root carries the fingerprint and ``complete: false``."""
+    arr = result.array
+    mark = {MARK: digest(fp)}
+    root_attrs = {**mark, FINGERPRINT: fp, COMPLETE: False}
+    if overviews:
+        _group(store, "", root_attrs)
+        _group(store, band, mark)
+    out = open_output(
+        store,
+        f"{band}/0" if overviews else "",
+        arr.shape,
+        arr.chunksize,
+        arr.dtype,
+        resuming,
+        fill_value=result.plan.nodata,
+        attributes=mark if overviews else root_attrs,
+    )
+    return out, mark
+
+
+def _group(store: Any, path: str, attrs: dict[str, Any]) -> zarr.Group:
+    """The group at ``path``, created with ``attrs`` (kept as they are when it exists: a resumed run)."""
+    group = zarr.open_group(store, path=path, mode="a")
+    if MARK not in group.attrs:
+        group.attrs.update(attrs)
+    return group
 
 
 def _write_attrs(node: Any, spatial: SpatialAttrs, proj: ProjAttrs) -> None:
@@ -226,10 +345,18 @@ def _write_attrs(node: Any, spatial: SpatialAttrs, proj: ProjAttrs) -> None:
 
 
 def _write_overviews(
-    store: Any, band: str, result: MergeResult, n: int, executor: Any, cbs: list[Any]
+    store: Any,
+    band: str,
+    result: MergeResult,
+    n: int,
+    executor: Any,
+    cbs: list[Any],
+    resuming: bool,
+    mark: dict[str, Any],
 ) -> None:
-    """Levels 1..n, each the previous decimated 2x (nearest, as the mosaic), plus the multiscales layout."""
-    group = zarr.open_group(store, path=band, mode="a")
+    """Levels 1..n, each the previous decimated 2x (nearest, as the mosaic), plus the multiscales layout.
+    A resumed run writes every level again (they are cheap next to the base)."""
+    group = zarr.open_group(store, path=band, mode="r+")
     spec = result.array.spec
     levels = [Overview("0", (1.0, 1.0))]
     for k in range(1, n + 1):
@@ -237,7 +364,16 @@ def _write_overviews(
         shape = (*src.shape[:-2], -(-src.shape[-2] // 2), -(-src.shape[-1] // 2))
         chunks = (*src.chunksize[:-2], src.chunksize[-2] // 2, src.chunksize[-1] // 2)
         lvl = cubed.map_blocks(_decimate, src, dtype=src.dtype, chunks=_regular(shape, chunks))
-        out = open_output(store, f"{band}/{k}", shape, chunks, src.dtype, resume=False)
+        out = open_output(
+            store,
+            f"{band}/{k}",
+            shape,
+            chunks,
+            src.dtype,
+            resuming,
+            fill_value=result.plan.nodata,
+            attributes=mark,
+        )
         cubed.store(lvl, out, executor=executor, callbacks=cbs)
         _write_attrs(out, _level_attrs(result.spatial, 2**k, shape[-2:]), result.proj)
         levels.append(Overview(str(k), (float(2**k), float(2**k)), derived_from=str(k - 1)))

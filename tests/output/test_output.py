@@ -22,6 +22,7 @@ from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import OutputError
 from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
+from lazymerge.output.target import COMPLETE, LOCK_KEY
 from lazymerge.output.write import blocks_per_task
 from tests.support.executor_cases import seed_merge
 
@@ -142,11 +143,13 @@ def test_killed_processes_run_resumes_to_identical_output(seed, reference, tmp_p
         proc.wait()
     before = chunk_files(target)
     assert 6 <= len(before) < 56
+    assert zarr.open_array(str(target), mode="r").attrs[COMPLETE] is False  # the killed run's lease stays
+    assert (target / LOCK_KEY).exists()  # but its process is gone, so the resume takes it over
     r = seed_merge(seed, tmp_path / "wd2", chunk=64)
     out = r.to_zarr(str(target), executor=get_executor("processes", max_workers=2), resume=True)
     np.testing.assert_array_equal(out[:], reference[64])
     after = chunk_files(target)
-    assert len(after) == 56
+    assert len(after) == 56 and out.attrs[COMPLETE] is True and not (target / LOCK_KEY).exists()
     assert {k: after[k] for k in before} == before  # blocks written before the kill were not redone
 
 
