@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from lazymerge.contract.model import Plan
     from lazymerge.executors import get_executor
     from lazymerge.grid import PixelGrid, TargetGrid
+    from lazymerge.kernel.masks import Mask
     from lazymerge.planner.request import MergeRequest
     from lazymerge.result import MergeResult
 
@@ -68,6 +69,7 @@ _LAZY = {
     "merge": "lazymerge.api",
     "plan": "lazymerge.api",
     "MergeRequest": "lazymerge.planner.request",
+    "Mask": "lazymerge.kernel.masks",
     "MergeResult": "lazymerge.result",
     "Plan": "lazymerge.contract.model",
     "PixelGrid": "lazymerge.grid",
@@ -92,6 +94,7 @@ __all__ = [
     "InvalidSourceError",
     "InvalidWhereError",
     "LazymergeError",
+    "Mask",
     "MergeRequest",
     "MergeResult",
     "MetaColumnWarning",

@@ -49,10 +49,30 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
     """Save the plan where the tasks can read it and return what every task carries."""
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
-    options = KernelOptions(plan.resampling, plan.method, plan.exact, nodata=plan.nodata)
+    per_band = plan.band_resampling()  # one name, or one per output band (the task picks its band's)
+    options = KernelOptions(
+        per_band[0] if len(set(per_band)) == 1 else tuple(per_band),
+        plan.method,
+        plan.exact,
+        nodata=plan.nodata,
+        masks=tuple(plan.masks),
+        rescale=plan.rescale,
+    )
     quality = len(plan.bands) if plan.quality_band else None  # the quality band's layer, after the bands
     n_layers = len(plan.layer_bands)
-    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, n_layers, options, quality)
+    return KernelTask(
+        path,
+        store,
+        plan.grid,
+        plan.dtype,
+        plan.band_dim,
+        time_dim,
+        n_layers,
+        options,
+        quality,
+        plan.mask_layers(),
+        len(plan.bands),
+    )
 
 
 def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None = None) -> cubed.Array:
@@ -63,8 +83,9 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None
     task = task or kernel_task(plan, store, spec)
     time_dim = task.time_dim
     chunks: tuple[tuple[int, ...], ...] = plan.grid.chunks
-    if plan.band_dim:
-        chunks = ((1,) * len(plan.bands), *chunks)
+    if plan.band_dim:  # one band per block; every band in one block for a multi-band method (medoid)
+        multiband = getattr(parse_method(plan.method), "multiband", False)
+        chunks = ((len(plan.bands),) if multiband else (1,) * len(plan.bands), *chunks)
     if time_dim:
         chunks = ((1,) * plan.n_times, *chunks)
     out_block = int(np.prod([c[0] for c in chunks])) * np.dtype(task.dtype).itemsize

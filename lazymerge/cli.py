@@ -68,6 +68,32 @@ def _names(text: str | None) -> str | list[str] | None:
     return names[0] if len(names) == 1 and "," not in text else names
 
 
+def _masks(specs: list[str], bits: list[str]) -> list[Any]:
+    """``--mask SCL:3,8,9,10[:dilate]`` and ``--mask-bits QA_PIXEL:1,3,4[:dilate]`` -> Masks."""
+    from lazymerge.kernel.masks import Mask
+
+    out = []
+    for text, key in [*((t, "values") for t in specs), *((t, "bits") for t in bits)]:
+        band, _, rest = text.partition(":")
+        numbers, _, grow = rest.partition(":")
+        flag = "--mask" if key == "values" else "--mask-bits"
+        try:
+            values = [float(v) if key == "values" else int(v) for v in numbers.split(",") if v.strip()]
+            dilate = int(grow) if grow else 0
+        except ValueError:
+            values, dilate = [], 0
+        if not band or not values:
+            raise InvalidRequestError(
+                f"{flag} {text!r} must be BAND:n,n,...[:dilate], e.g. {flag} "
+                + ("SCL:3,8,9,10" if key == "values" else "QA_PIXEL:1,3,4")
+            )
+        if key == "values":
+            out.append(Mask(band=band, values=tuple(values), dilate=dilate))
+        else:
+            out.append(Mask(band=band, bits=tuple(int(v) for v in values), dilate=dilate))
+    return out
+
+
 # How each MergeRequest field is spelled on the command line (the rest: its own type, or a flag for bools)
 _PARSE = {
     "bbox": lambda text: _floats(text, 4, "--bbox"),
@@ -75,6 +101,7 @@ _PARSE = {
     "bands": _names,
     "sortby": lambda text: text.split(","),
     "resolution": float,
+    "resampling": lambda text: dict(p.split("=", 1) for p in text.split(",")) if "=" in text else text,
     "nodata": float,
 }
 _NOT_FLAGS = ("grid", "datafusion")  # grid objects come from Python; datafusion is --scan
@@ -92,6 +119,21 @@ def _request_args(p: argparse.ArgumentParser, grid_required: bool) -> None:
         doc = f"{f.metadata['doc']} (default: {f.default!r})"
         if f.type == "bool":
             p.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=doc)
+        elif f.name == "mask":
+            p.add_argument(
+                flag,
+                action="append",
+                default=[],
+                metavar="BAND:V,V,...[:DILATE]",
+                help="drop pixels whose BAND is one of the values (repeatable), e.g. SCL:3,8,9,10",
+            )
+            p.add_argument(
+                "--mask-bits",
+                action="append",
+                default=[],
+                metavar="BAND:BIT,BIT,...[:DILATE]",
+                help="drop pixels whose BAND has any of the bits set (repeatable), e.g. QA_PIXEL:1,3,4",
+            )
         else:
             required = grid_required and f.name in ("crs", "bbox", "resolution")
             p.add_argument(flag, required=required, default=argparse.SUPPRESS, help=doc)
@@ -104,7 +146,10 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
     from lazymerge.planner.request import MergeRequest
 
     given = {f.name: getattr(args, f.name) for f in fields(MergeRequest) if hasattr(args, f.name)}
+    masks = _masks(given.pop("mask", []), getattr(args, "mask_bits", []))
     options = {k: _PARSE.get(k, str)(v) if isinstance(v, str) else v for k, v in given.items()}
+    if masks:
+        options["mask"] = masks
     if args.scan:
         options["datafusion"] = False
     return options

@@ -47,6 +47,8 @@ class Level:
     scale: float = 1.0
     chunks: tuple[int, int] = (0, 0)  # the array's chunk shape (rows, cols); what one read fetches
     crs: str = ""  # "AUTH:CODE" or WKT; empty where the source (not the level) carries it
+    scale_factor: float = 1.0  # physical value = stored * scale_factor + add_offset (with rescale=True)
+    add_offset: float = 0.0
 
     @property
     def resolution(self) -> float:
@@ -126,9 +128,24 @@ def _nodata(arr: zarr.Array) -> float | None:
     return None if fv is None else float(fv)
 
 
+def _linear(arr: zarr.Array) -> tuple[float, float]:
+    """(scale, offset) from physical values to stored ones: CF ``scale_factor``/``add_offset``, else STAC
+    ``raster:scale``/``raster:offset``; (1, 0) where neither is set."""
+    out = []
+    for keys, default in ((("scale_factor", "raster:scale"), 1.0), (("add_offset", "raster:offset"), 0.0)):
+        value = next((arr.attrs[k] for k in keys if arr.attrs.get(k) is not None), default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ConventionError(
+                f"{'/'.join(keys)} attribute of array {arr.path!r} is {value!r}; write a number"
+            )
+        out.append(float(value))
+    return out[0], out[1]
+
+
 def _level(arr: zarr.Array, scale: float = 1.0) -> Level:
     transform = read_spatial(arr).transform
     assert transform is not None  # read_spatial raises ConventionError when there is none
+    factor, offset = _linear(arr)
     return Level(
         path=arr.path,
         transform=transform,
@@ -137,6 +154,8 @@ def _level(arr: zarr.Array, scale: float = 1.0) -> Level:
         nodata=_nodata(arr),
         scale=scale,
         chunks=yx(arr, arr.chunks),
+        scale_factor=factor,
+        add_offset=offset,
     )
 
 
@@ -175,6 +194,8 @@ def bands_json(bands: dict[str | None, Band]) -> str:
                         lv.nodata,
                         lv.scale,
                         list(lv.chunks),
+                        lv.scale_factor,
+                        lv.add_offset,
                     ]
                     for lv in band.levels
                 ],
@@ -192,8 +213,8 @@ def bands_from_json(text: str) -> dict[str | None, Band]:
             name,
             path,
             tuple(
-                Level(p, tuple(t), tuple(shape), dtype, nodata, scale, tuple(chunks))
-                for p, t, shape, dtype, nodata, scale, chunks in levels
+                Level(p, tuple(t), tuple(shape), dtype, nodata, scale, tuple(chunks), "", *linear)
+                for p, t, shape, dtype, nodata, scale, chunks, *linear in levels
             ),
         )
         for name, path, levels in json.loads(text)

@@ -37,12 +37,12 @@ def read_bytes(plan: Plan) -> np.ndarray:
 
 
 def _quality_rows(plan: Plan) -> np.ndarray:
-    """Which rows are of the quality band (``quality:<band>``): read by the output bands' tasks, not
-    tasks of their own."""
-    if not plan.quality_band:
+    """Which rows are of the quality band (``quality:<band>``) or a mask band: read by the output bands'
+    tasks, one window at a time, not tasks of their own."""
+    if len(plan.layer_bands) == len(plan.bands):
         return np.zeros(plan.n_pairs, dtype=bool)
     nr, nc = plan.grid.nchunks
-    return plan.chunk_keys() // (nr * nc) % len(plan.layer_bands) == len(plan.bands)
+    return plan.chunk_keys() // (nr * nc) % len(plan.layer_bands) >= len(plan.bands)
 
 
 def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     pixels = ch * cw
     block = pixels * (np.dtype(plan.dtype).itemsize + PIXEL_OVERHEAD + PIXEL_PER_CRS * n_crs)
     mem = block + (2 + READ_AHEAD) * largest
-    if plan.resampling in GREEN:
+    if any(r in GREEN for r in plan.band_resampling()):
         cells = np.zeros(len(uniq), dtype="i8")
         np.maximum.at(cells, inverse, _read_pixels(plan)[~quality])
         mem = mem + 16 * np.minimum(cells, GREEN_CELLS)

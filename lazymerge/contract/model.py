@@ -23,6 +23,8 @@ from lazymerge.contract.tasks import forget_plan
 from lazymerge.errors import InvalidRequestError, PlanFormatError
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.composite import method_name, parse_method
+from lazymerge.kernel.masks import Mask, parse_masks
+from lazymerge.kernel.resampling import band_resampling
 
 
 @dataclass
@@ -44,16 +46,34 @@ class Plan:
     time_coords: np.ndarray | None = None  # datetime64[ns] labels of the time groups (a "time" column)
     pairs_before_cull: int | None = None  # rows before occlusion culling (== n_pairs without it)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per planning step
-    resampling: str = "nearest"
+    resampling: str | dict[str, str] = "nearest"  # one name, or per band name ('*': the others)
     method: Any = "first"  # compositing method: a name, or a class (saved by its registered name)
     exact: bool = False
     nodata: float | None = None  # output fill (None: NaN)
     quality_band: str | None = None  # method quality:<band>: rows of this band follow the output bands'
+    rescale: bool = False  # apply each level's scale_factor/add_offset before compositing
+    masks: tuple[Mask, ...] = ()  # pixel masks: rows of their bands follow the output (and quality) bands'
+
+    def band_resampling(self) -> list[str]:
+        """The resampling of each output band."""
+        return [band_resampling(self.resampling, b) for b in self.bands]
+
+    @property
+    def mask_bands(self) -> list[str]:
+        """The distinct bands the masks read, in order."""
+        return list(dict.fromkeys(m.band for m in self.masks))
 
     @property
     def layer_bands(self) -> list[str | None]:
-        """The bands the table's ``band`` column indexes: the output bands, then the quality band."""
-        return [*self.bands, self.quality_band] if self.quality_band else list(self.bands)
+        """The bands the table's ``band`` column indexes: the output bands, the quality band, then the
+        mask bands."""
+        quality = [self.quality_band] if self.quality_band else []
+        return [*self.bands, *quality, *self.mask_bands]
+
+    def mask_layers(self) -> tuple[int, ...]:
+        """The layer (index into ``layer_bands``) of each mask's band."""
+        layers = self.layer_bands
+        return tuple(len(layers) - len(self.mask_bands) + self.mask_bands.index(m.band) for m in self.masks)
 
     @property
     def n_pairs(self) -> int:
@@ -136,6 +156,8 @@ class Plan:
             exact=bool(attrs.get("exact", False)),
             nodata=attrs.get("nodata"),
             quality_band=attrs.get("quality_band"),
+            masks=parse_masks(attrs.get("masks")),
+            rescale=bool(attrs.get("rescale", False)),
         )
 
     def __repr__(self) -> str:
@@ -180,6 +202,8 @@ class Plan:
                 "exact": self.exact,
                 "nodata": self.nodata,
                 "quality_band": self.quality_band,
+                "masks": [m.to_dict() for m in self.masks],
+                "rescale": self.rescale,
             }
         )
         t = self.table

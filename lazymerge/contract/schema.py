@@ -52,6 +52,8 @@ LEVEL_SCHEMA = pa.schema(
         ("dtype", pa.string()),
         ("nodata", pa.float64()),
         ("has_nodata", pa.bool_()),
+        ("scale_factor", pa.float64()),
+        ("add_offset", pa.float64()),
     ]
 )
 
@@ -73,6 +75,8 @@ def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
             "dtype": level.dtype,
             "nodata": level.nodata,
             "has_nodata": level.nodata is not None,
+            "scale_factor": level.scale_factor,
+            "add_offset": level.add_offset,
         }
         for s, b, lv, level, crs in entries
     ]

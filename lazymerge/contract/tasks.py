@@ -40,9 +40,18 @@ class TaskRow:
 
 
 _PLAN_CACHE: dict[str, dict[str, Any]] = {}
-_LEVEL_COLUMNS = ("path", "crs", "dtype", "shape_y", "shape_x", "nodata", "has_nodata", "source") + tuple(
-    f"transform_{k}" for k in range(6)
-)
+_LEVEL_COLUMNS = (
+    "path",
+    "crs",
+    "dtype",
+    "shape_y",
+    "shape_x",
+    "nodata",
+    "has_nodata",
+    "source",
+    "scale_factor",
+    "add_offset",
+) + tuple(f"transform_{k}" for k in range(6))
 _chunks: OrderedDict[tuple[str, str, int], np.ndarray] = OrderedDict()
 _chunks_size = 0
 _chunks_lock = threading.Lock()
@@ -148,8 +157,9 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     ids = np.unique(level_ids)
     lo, hi = int(ids.min()), int(ids.max()) + 1
     columns = dict(zip(_LEVEL_COLUMNS, _slices(path, lv, _LEVEL_COLUMNS, lo, hi), strict=True))
-    paths, crss, dtypes, nod, has, src = (
-        columns[k] for k in ("path", "crs", "dtype", "nodata", "has_nodata", "source")
+    paths, crss, dtypes, nod, has, src, factor, offset = (
+        columns[k]
+        for k in ("path", "crs", "dtype", "nodata", "has_nodata", "source", "scale_factor", "add_offset")
     )
     tr = np.stack([columns[f"transform_{k}"] for k in range(6)], axis=1)
     shp = np.stack([columns["shape_y"], columns["shape_x"]], axis=1)
@@ -161,6 +171,8 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
             dtype=str(dtypes[i - lo]),
             nodata=float(nod[i - lo]) if has[i - lo] else None,
             crs=str(crss[i - lo]),
+            scale_factor=float(factor[i - lo]),
+            add_offset=float(offset[i - lo]),
         )
         for i in ids
     }
@@ -174,12 +186,14 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
 class KernelOptions:
     """How pixels are computed: resampling, compositing method, exact transform, the nodata fill."""
 
-    resampling: str = "nearest"
+    resampling: str | tuple[str, ...] = "nearest"  # one name, or one per output band
     method: Any = "first"
     exact: bool = False
     threshold: float = THRESHOLD
     nodata: float | None = None
     provenance: bool = False  # return each pixel's source (its source table row) instead of its value
+    masks: tuple[Any, ...] = ()  # lazymerge.kernel.masks.Mask: pixels each source drops before compositing
+    rescale: bool = False  # apply each level's scale_factor/add_offset before compositing
 
 
 @dataclass(frozen=True)
@@ -196,3 +210,5 @@ class KernelTask:
     n_bands: int = 1  # layers per time group: the output bands, then the quality band if any
     options: KernelOptions = KernelOptions()
     quality_layer: int | None = None  # method quality:<band>: that band's layer
+    mask_layers: tuple[int, ...] = ()  # the layer of each of ``options.masks``' bands
+    out_bands: int = 1  # output bands (a multi-band method renders them all in one task)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import lru_cache, partial
 from typing import Any
 
@@ -23,6 +24,7 @@ from lazymerge.kernel.composite import First, Last, parse_method
 from lazymerge.kernel.faults import maybe_fail
 from lazymerge.kernel.loops import evaluate
 from lazymerge.kernel.mapping import Mapping, pixel_mapping
+from lazymerge.kernel.masks import source_masks
 from lazymerge.kernel.reads import read_window
 
 _readers: tuple[int, ThreadPoolExecutor] | None = None
@@ -80,6 +82,7 @@ def render_chunk(
     options: KernelOptions | None = None,
     read: Callable[[Any, TaskRow], np.ndarray] = read_window,
     quality_rows: list[TaskRow] | None = None,
+    mask_rows: list[list[TaskRow]] | None = None,
 ) -> np.ndarray:
     """One target chunk from its plan rows (priority order): each source sampled with the plan's
     resampling, combined by its compositing method, ``nodata`` (NaN for floats) where nothing is. With
@@ -87,8 +90,10 @@ def render_chunk(
 
     Windows are read with ``read`` ahead of use (``READ_AHEAD`` in flight) while earlier sources are
     warped; ``first`` stops reading once every pixel has a value. ``quality_rows``: each source's quality
-    band (method ``quality:<band>``), sampled nearest and handed to the method with the values."""
+    band (method ``quality:<band>``), sampled nearest and handed to the method with the values.
+    ``mask_rows``: each of ``options.masks``' band rows; a source's masked pixels count as nodata."""
     opts = options or KernelOptions()
+    assert isinstance(opts.resampling, str), "merge_block picks the block's band's resampling"
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
     fill = np.nan if opts.nodata is None else opts.nodata
@@ -96,7 +101,9 @@ def render_chunk(
     if not rows:
         return out
     method_cls = parse_method(opts.method)
-    fused = method_cls in (First, Last)  # the compiled loops write straight into the method
+    mask_of = source_masks(opts.masks, mask_rows)
+    rescale = opts.rescale and any(t.level.scale_factor != 1 or t.level.add_offset != 0 for t in rows)
+    fused = method_cls in (First, Last) and not mask_of and not rescale  # loops write into the method
     only_empty = method_cls is First
     # first/last straight into the output (no float buffer, no winner) unless integers need rounding
     direct = fused and not opts.provenance and (out.dtype.kind == "f" or opts.resampling == "nearest")
@@ -108,7 +115,8 @@ def render_chunk(
     has = buffers[1]
     area = opts.resampling in jit.AREA
     finest: dict[str, float] = {}
-    for task in [*rows, *(quality_rows or [])]:  # the tolerance is in pixels of each CRS's finest source
+    aux = [*(quality_rows or []), *(t for pairs in mask_of.values() for _, t in pairs)]
+    for task in [*rows, *aux]:  # the tolerance is in pixels of each CRS's finest source
         res = abs(task.level.affine.a * task.level.affine.e) ** 0.5
         finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
     mappings: dict[tuple[str, bool], Mapping] = {}
@@ -132,18 +140,14 @@ def render_chunk(
 
     quality_of = {task.source: task for task in quality_rows or []}
 
-    def quality(source: int) -> np.ndarray | None:
-        """The source's quality band at each pixel (NaN where it has none)."""
-        task = quality_of.get(source)
-        if task is None:
-            return None
+    def nearest(task: TaskRow, data: np.ndarray, nodata: float | None) -> np.ndarray:
+        """``data`` (the window of ``task``) sampled nearest at each pixel (NaN where it has none)."""
         q = First(shape)
         level = task.level
-        nodata = np.nan if level.nodata is None else level.nodata
         jit.sample_into(
-            read(store, task),
-            nodata,
-            level.nodata is not None,
+            data,
+            np.nan if nodata is None else nodata,
+            nodata is not None,
             mapping(level.crs, False).jit,
             _coef(level.affine),
             np.array(task.window, "f8"),
@@ -154,6 +158,20 @@ def render_chunk(
             False,
         )
         return np.where(q.count > 0, q.values, np.nan)
+
+    def quality(source: int) -> np.ndarray | None:
+        """The source's quality band at each pixel (NaN where it has none)."""
+        task = quality_of.get(source)
+        return None if task is None else nearest(task, read(store, task), task.level.nodata)
+
+    def masked(source: int) -> np.ndarray:
+        """Where the source's masks drop its pixels."""
+        out = np.zeros(shape, dtype=bool)
+        for mask, task in mask_of.get(source, ()):
+            bad = mask.masked(read(store, task), task.level.nodata)
+            if bad.any():
+                out |= nearest(task, bad.astype("u1"), None) > 0
+        return out
 
     def needed(task: TaskRow, empty_only: bool) -> bool:
         inv = _coef(task.level.affine)
@@ -197,10 +215,17 @@ def render_chunk(
                 data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, empty
             )
         wrote |= n > 0
-        if quality_rows is not None:
-            method.add(one.values, one.count > 0, index, quality=quality(task.source))
-        elif not fused:
-            method.add(one.values, one.count > 0, index)
+        if not fused:
+            valid = one.count > 0
+            if rescale:  # physical values, after nodata was found on the stored ones
+                one.values *= level.scale_factor
+                one.values += level.add_offset
+            if mask_of and n:
+                valid &= ~masked(task.source)
+            if quality_rows is not None:
+                method.add(one.values, valid, index, quality=quality(task.source))
+            else:
+                method.add(one.values, valid, index)
         if only_empty and n and has.all():  # first: the block is full
             break
     for future in pending.values():
@@ -238,12 +263,55 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
     *lead, row, col = block_id
     time = lead.pop(0) if task.time_dim else 0
     band = lead.pop(0) if task.band_dim else 0
+    if getattr(parse_method(task.options.method), "multiband", False):
+        block = medoid_block(task, time, row, col)
+        return block.reshape((1,) * (len(block_id) - 2 - task.band_dim) + block.shape[1 - task.band_dim :])
     rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
     quality = None
     if task.quality_layer is not None:
         quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
+    masks = [read_task_rows(task.plan_path, time * task.n_bands + k, row, col) for k in task.mask_layers]
     read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
+    options = task.options
+    if not isinstance(options.resampling, str):  # one resampling per band: this block's band's
+        options = replace(options, resampling=options.resampling[band])
     block = render_chunk(
-        rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, read, quality
+        rows, task.grid, row, col, task.store, np.dtype(task.dtype), options, read, quality, masks
     )
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)
+
+
+def medoid_block(task: KernelTask, time: int, row: int, col: int) -> np.ndarray:
+    """Every output band of one block for a multi-band method (``medoid``): each source rendered alone,
+    band by band (its masks applied, with that band's resampling), stacked (sources, bands, y, x) and
+    handed to the method's ``pick``."""
+    read = partial(read_window, scope=task.plan_path)
+    layer = time * task.n_bands
+    masks = [read_task_rows(task.plan_path, layer + k, row, col) for k in task.mask_layers]
+    alone = replace(task.options, method="first", provenance=False, nodata=None)
+    per_band: list[dict[int, np.ndarray]] = []
+    order: dict[int, int] = {}  # source -> its position in priority order
+    for b in range(task.out_bands):
+        resampling = alone.resampling if isinstance(alone.resampling, str) else alone.resampling[b]
+        opts = replace(alone, resampling=resampling)
+        layers = {}
+        for r in read_task_rows(task.plan_path, layer + b, row, col):
+            order.setdefault(r.source, len(order))
+            own = [[m for m in rows if m.source == r.source] for rows in masks]
+            f8 = np.dtype("f8")
+            layers[r.source] = render_chunk([r], task.grid, row, col, task.store, f8, opts, read, None, own)
+        per_band.append(layers)
+    r0, r1, c0, c1 = task.grid.chunk_window(row, col)
+    fill = np.nan if task.options.nodata is None else task.options.nodata
+    out = np.full((task.out_bands, r1 - r0, c1 - c0), fill, dtype=task.dtype)
+    if not order:
+        return out
+    missing = np.full((r1 - r0, c1 - c0), np.nan)
+    stack = np.stack([np.stack([layers.get(s, missing) for layers in per_band]) for s in order])
+    method: Any = parse_method(task.options.method)
+    values, has = method.pick(stack)
+    if out.dtype.kind in "iu":
+        info = np.iinfo(out.dtype)
+        values = np.clip(np.rint(values), info.min, info.max)
+    np.copyto(out, values, casting="unsafe", where=has[None])
+    return out

@@ -168,6 +168,36 @@ class Std(Sum):
         return np.sqrt(np.maximum(self.squares / n - mean * mean, 0.0)), has
 
 
+TIE = 1e-9  # relative difference of medoid distances taken as a tie
+
+
+class Medoid(First):
+    """Per pixel, the source whose vector of every output band is closest (squared Euclidean distance)
+    to the per-band median of the sources valid in every band; ties (within a relative ``TIE``) keep
+    priority order. It needs all bands of a pixel at once, so the kernel renders every band of a block in
+    one task (``kernel.block.medoid_block``), not through ``add``."""
+
+    multiband = True
+    picks_one = False  # (provenance is not recorded for it)
+
+    @staticmethod
+    def pick(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(values (bands, y, x), has (y, x)) from ``stack`` (sources, bands, y, x), NaN where missing."""
+        valid = np.isfinite(stack).all(axis=1)  # (sources, y, x)
+        has = valid.any(axis=0)
+        kept = np.where(valid[:, None], stack, np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pixels with no valid source
+            median = np.nanmedian(kept, axis=0)  # (bands, y, x)
+        distance = np.where(valid, np.nansum((kept - median[None]) ** 2, axis=1), np.inf)
+        best = distance.min(axis=0)
+        # the first (highest-priority) source within rounding of the smallest distance: with an even
+        # count the median lies between sources, and two of them are equally close
+        win = np.argmax(distance <= best * (1 + TIE) + 1e-300, axis=0)
+        values = np.take_along_axis(stack, win[None, None], axis=0)[0]
+        return values, has
+
+
 PERCENTILE = "percentile:"
 
 
@@ -229,6 +259,7 @@ METHODS: dict[str, type] = {
     "mean": Mean,
     "median": Median,
     "std": Std,
+    "medoid": Medoid,
 }
 
 

@@ -23,6 +23,26 @@ def parse_resampling(name: object) -> str:
     raise InvalidRequestError(f"resampling {name!r} is not one of {list(RESAMPLING)}")
 
 
+def parse_band_resampling(value: object) -> str | dict[str, str]:
+    """``resampling=``: one name for every band, or a dict of band name -> name with ``"*"`` for the
+    others (default ``nearest``), e.g. ``{"SCL": "nearest", "*": "bilinear"}``."""
+    if isinstance(value, dict):
+        if not value or not all(isinstance(k, str) for k in value):
+            raise InvalidRequestError(
+                f"resampling {value!r} must map band names (or '*') to resampling names, e.g. "
+                "{'SCL': 'nearest', '*': 'bilinear'}"
+            )
+        return {k: parse_resampling(v) for k, v in value.items()}
+    return parse_resampling(value)
+
+
+def band_resampling(resampling: str | dict[str, str], band: str | None) -> str:
+    """The resampling of ``band`` under ``resampling=``."""
+    if isinstance(resampling, str):
+        return resampling
+    return resampling.get(str(band), resampling.get("*", "nearest"))
+
+
 def halo_pixels(resampling: str, ratio: float) -> int:
     """Source pixels a resampling reads beyond the pixel containing a target pixel centre, where one
     target pixel spans ``ratio`` source pixels."""

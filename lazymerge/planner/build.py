@@ -17,6 +17,7 @@ from lazymerge.contract.model import Plan
 from lazymerge.contract.schema import levels_table
 from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.kernel.composite import parse_method
+from lazymerge.kernel.resampling import band_resampling
 from lazymerge.planner.culling import CoverCull, cull_mask
 from lazymerge.planner.pairs import SourceSet, collect_pairs
 from lazymerge.planner.request import MergeRequest
@@ -72,16 +73,29 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     if request.groupby:
         lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
         labels = source_labels(request.groupby, cands.datetime, lon, parse_origin(request.groupby_origin))
-    cover = CoverCull(grid, cands, footprints, label_ids(labels)) if request.cull else None
+    cull = request.cull and not request.mask  # a masked source covers nothing: it culls none behind it
+    cover = CoverCull(grid, cands, footprints, label_ids(labels)) if cull else None
     batches = join(c_index, c_parts, sources.part_index, sources.part_bounds)
     chunk, source = collect_pairs(batches, cands.priority, cover)
     clock.lap("join + cover culling" if cover else "join")
     used = np.unique(source)
     bands = sources.resolve_bands(request.band_names, used)
     method, quality_band = _quality(request, sources, used)
-    layers = [*bands, quality_band] if quality_band else bands
+    mask_bands = _mask_bands(request, sources, used)
+    layers = [*bands, *([quality_band] if quality_band else []), *mask_bands]
+    nearest = ["nearest"] * (len(layers) - len(bands))  # quality and mask bands are sampled nearest
+    halo = [0] * (len(layers) - len(mask_bands))
+    halo += [max(m.dilate for m in request.mask if m.band == b) for b in mask_bands]
     table = resolve_windows(
-        grid, chunk, source, cands, layers, sources.band_of, masks=request.cull, resampling=request.resampling
+        grid,
+        chunk,
+        source,
+        cands,
+        layers,
+        sources.band_of,
+        masks=cull,
+        resampling=[band_resampling(request.resampling, b) for b in bands] + nearest,
+        halo=halo,
     )
     clock.lap("windows")
     time_coords = None
@@ -91,7 +105,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         group_of_source, time_coords = time_groups(request.groupby, labels, cands.ids, used)
         table = add_time_column(table, group_of_source)
     pairs_before_cull = cover.seen * len(bands) if cover else table.num_rows
-    if request.cull:
+    if cull:
         keys = ["time"] * bool(request.groupby) + ["band", "chunk_row", "chunk_col"]
         table = table.filter(pa.array(cull_mask(table, keys))).drop_columns(["_cover", "_touch"])
         clock.lap("cell culling")
@@ -124,7 +138,23 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         exact=request.exact,
         nodata=request.nodata,
         quality_band=quality_band,
+        masks=request.mask,
+        rescale=request.rescale,
     )
+
+
+def _mask_bands(request: MergeRequest, sources: SourceSet, used: np.ndarray) -> list[str]:
+    """The distinct bands the masks read; every contributing source must have each."""
+    names = list(dict.fromkeys(m.band for m in request.mask))
+    for name in names:
+        lacking = [sources.candidates.ids[int(s)] for s in used if name not in sources.bands_of(int(s))]
+        if lacking:
+            raise InvalidRequestError(
+                f"mask band {name!r} is missing from {len(lacking)} contributing source(s), e.g. "
+                f"{lacking[0]!r} (bands: {sorted(map(str, sources.bands_of(int(used[0]))))}); mask with a "
+                "band every source has, or select the sources that have it with where="
+            )
+    return names
 
 
 def _quality(request: MergeRequest, sources: SourceSet, used: np.ndarray) -> tuple[Any, str | None]:

@@ -25,7 +25,8 @@ from lazymerge.errors import (
 )
 from lazymerge.grid import PixelGrid, TargetGrid
 from lazymerge.kernel.composite import QUALITY, parse_method
-from lazymerge.kernel.resampling import parse_resampling
+from lazymerge.kernel.masks import parse_masks
+from lazymerge.kernel.resampling import parse_band_resampling
 from lazymerge.planner.filters import parse_where
 from lazymerge.planner.timegroups import parse_groupby, parse_origin
 
@@ -98,10 +99,11 @@ class MergeRequest:
         "Drop, per chunk, sources that higher-priority ones already cover (method 'first' only; assumes "
         "sources are valid over their whole grid).",
     )
-    resampling: str = _field(
+    resampling: str | dict[str, str] = _field(
         "nearest",
         "GDAL's names: nearest, bilinear, cubic, cubic_spline, lanczos, or the area statistics average, "
-        "min, max, sum, rms, mode, med, q1, q3.",
+        "min, max, sum, rms, mode, med, q1, q3; or one per band, '*' for the others: "
+        "{'SCL': 'nearest', '*': 'bilinear'} (each band's windows get its own halo).",
     )
     method: str | type = _field(
         "first",
@@ -115,6 +117,20 @@ class MergeRequest:
         None, "Output dtype (default: a float holding every source dtype); an integer dtype needs nodata."
     )
     nodata: float | None = _field(None, "Output value where no source has one (default NaN).")
+    mask: Any = _field(
+        None,
+        "Pixel masks: a lazymerge.Mask (or a list; they combine) such as Mask(band='SCL', values=[3, 8, 9, "
+        "10]) or Mask(band='QA_PIXEL', bits=[1, 3, 4], dilate=2). Masked pixels of a source count as nodata "
+        "before compositing, so sources behind show through and reductions skip them; culling keeps every "
+        "source.",
+    )
+
+    rescale: bool = _field(
+        False,
+        "Apply each source array's scale_factor/add_offset (CF) or raster:scale/raster:offset (STAC) "
+        "before compositing, so sources with different offsets combine in physical units (float output; "
+        "nodata is detected on the stored values).",
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -144,15 +160,16 @@ class MergeRequest:
         set_(self, "groupby", parse_groupby(self.groupby))
         parse_origin(self.groupby_origin)
         set_(self, "where", parse_where(self.where))
-        set_(self, "resampling", parse_resampling(self.resampling))
+        set_(self, "resampling", parse_band_resampling(self.resampling))
         parse_method(self.method)
         if self.cull and self.method != "first":
             raise InvalidRequestError(
                 f"cull=True drops covered sources, which only method='first' allows (not {self.method!r})"
             )
         set_(self, "dtype", parse_dtype(self.dtype, self.nodata))
+        set_(self, "mask", parse_masks(self.mask))
         set_(self, "nodata", None if self.nodata is None else float(self.nodata))
-        for flag in ("cull", "exact"):
+        for flag in ("cull", "exact", "rescale"):
             set_(self, flag, bool(getattr(self, flag)))
         if self.datafusion is not None:
             set_(self, "datafusion", bool(self.datafusion))

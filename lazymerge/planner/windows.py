@@ -5,7 +5,7 @@ Shared by both discovery paths, so the same candidates always give the same tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,15 +100,19 @@ def resolve_windows(
     bands: list[str | None],
     band_of: Callable[[int, str | None], Band],
     masks: bool = False,
-    resampling: str = "nearest",
+    resampling: str | Sequence[str] = "nearest",
+    halo: Sequence[int] | None = None,
 ) -> pa.Table:
     """Plan rows for candidate pairs (already ordered by chunk, then priority).
 
     For every band, each source uses the coarsest level still at least as fine as the target, and the
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
     With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses; every
-    window is widened by the ``resampling``'s reach in that source (``halo_pixels``).
+    window is widened by its band's ``resampling`` (one name, or one per band) reach in that source
+    (``halo_pixels``), and by ``halo`` more pixels of that band's level (one per band: a mask's dilation).
     """
+    per_band = [resampling] * len(bands) if isinstance(resampling, str) else list(resampling)
+    widen = list(halo) if halo is not None else [0] * len(bands)
     used, pair_src = np.unique(source, return_inverse=True)
     crs_of_used = np.asarray(cands.crs, dtype=object)[used].astype(str)
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
@@ -118,8 +122,9 @@ def resolve_windows(
     tables = []
     for b, band in enumerate(bands):
         level_idx, coef, shape, reach = _levels_for(
-            grid, [band_of(int(s), band).levels for s in used], codes, used_crs, resampling
+            grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
         )
+        reach = reach + widen[b]
         window = np.full((len(source), 4), -1, dtype="i8")
         cover = np.zeros(len(source), dtype=np.uint64)
         touch = np.zeros(len(source), dtype=np.uint64)
