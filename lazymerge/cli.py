@@ -157,18 +157,34 @@ def _run(args: argparse.Namespace) -> None:
             f"--plan {args.plan!r} runs a saved plan as is, so {flags} would be ignored; drop them, or "
             "plan again with `lazymerge plan`"
         )
+    geotiff = args.out.lower().endswith((".tif", ".tiff"))
+    if geotiff and (args.resume or args.executor != "threads"):
+        raise InvalidRequestError(
+            f"--out {args.out!r} is a GeoTIFF: it is rendered by local threads in one pass, without "
+            "--resume or --executor; write Zarr (--out X.zarr) for those"
+        )
     executor = _executor(args)  # a bad name or config fails before planning
     spec = _spec(args)
     t0 = time.perf_counter()
     result = merge(args.store, plan=args.plan, spec=spec, **request)
     print(result.plan.summary(int(spec.allowed_mem)))
+    if geotiff:
+        result.to_cog(
+            args.out,
+            overviews=_overviews(args.overviews, "auto"),
+            compress=args.compress,
+            blocksize=args.blocksize,
+            overwrite=args.overwrite,
+        )
+        print(f"wrote {args.out} (COG) in {time.perf_counter() - t0:.2f} s")
+        return
     reports: list = []
     result.to_zarr(
         args.out,
         executor=executor,
         resume=args.resume,
         overwrite=args.overwrite,
-        overviews=args.overviews,
+        overviews=_overviews(args.overviews, 0),
         progress=args.progress,
         report=reports,
     )
@@ -176,9 +192,26 @@ def _run(args: argparse.Namespace) -> None:
     print(reports[0].summary())
 
 
+def _overviews(text: str | None, default: int | str) -> int | str:
+    """``--overviews``: a number of levels, or ``auto`` (GeoTIFF and ingest only)."""
+    if text is None:
+        return default
+    if text == "auto" and default == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        allowed = "a number or auto" if default == "auto" else "a number"
+        raise InvalidRequestError(f"--overviews {text!r} must be {allowed}") from None
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", help="a plan written by `lazymerge plan --out` (no planning again)")
-    p.add_argument("--out", required=True, help="output Zarr path or URL")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output Zarr path or URL, or a .tif/.tiff path or URL: a Cloud-Optimized GeoTIFF",
+    )
     p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
     p.add_argument(
         "--executor-config", help="YAML/JSON file of executor options; for lithops, its Lithops config file"
@@ -187,14 +220,19 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reserved-mem", help="worker baseline memory (default: 100MB + the plan and source-chunk caches)"
     )
-    p.add_argument("--overviews", type=int, default=0, help="overview levels to build (default 0)")
     p.add_argument(
-        "--resume", action="store_true", help="finish an interrupted run of the same request into --out"
+        "--overviews",
+        help="overview levels to build (default: 0 for Zarr, auto for a GeoTIFF: until one tile)",
+    )
+    p.add_argument("--compress", default="deflate", help="GeoTIFF compression (default deflate)")
+    p.add_argument("--blocksize", type=int, default=512, help="GeoTIFF tile size (default 512)")
+    p.add_argument(
+        "--resume", action="store_true", help="finish an interrupted Zarr run of the same request into --out"
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier lazymerge output at --out (never other files)",
+        help="replace an earlier lazymerge output at --out, or an existing GeoTIFF (never other files)",
     )
     p.add_argument(
         "--progress",

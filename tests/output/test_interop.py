@@ -25,8 +25,13 @@ def test_rioxarray_and_odc_geo_see_the_grid(make_store, tmp_path, dtype, nodata)
     options = {"dtype": dtype, "nodata": nodata} if dtype else {}
     # 64 x 60 px at 20 m, half of it outside the source: nodata there
     result = merge(
-        str(random_source), crs="EPSG:32618", bbox=(500400.0, 5998720.0, 501600.0, 6000000.0),
-        resolution=20.0, chunk_size=(32, 32), datafusion=False, **options,
+        str(random_source),
+        crs="EPSG:32618",
+        bbox=(500400.0, 5998720.0, 501600.0, 6000000.0),
+        resolution=20.0,
+        chunk_size=(32, 32),
+        datafusion=False,
+        **options,
     )
     da = result.to_xarray()
     grid = result.grid
