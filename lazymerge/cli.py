@@ -1,4 +1,4 @@
-"""Command line: ``lazymerge demo | index | info | plan | run | warm``."""
+"""Command line: ``lazymerge demo | index | ingest | info | plan | run | warm``."""
 
 from __future__ import annotations
 
@@ -25,6 +25,27 @@ def _index(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     table = write_meta(args.store, skip_invalid=args.skip_invalid)
     print(f"wrote {args.store}/meta: {table.num_rows} sources in {time.perf_counter() - t0:.2f} s")
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    from lazymerge.catalog.ingest import ingest
+    from lazymerge.executors import get_executor
+
+    t0 = time.perf_counter()
+    written = ingest(
+        args.sources,
+        args.out,
+        overviews=args.overviews if args.overviews == "auto" else _overviews(args.overviews, "auto"),
+        chunks=args.chunks,
+        bands=args.bands,
+        resampling=args.resampling,
+        executor=get_executor(args.executor),
+        progress=args.progress,
+    )
+    print(
+        f"ingested {len(written)} source(s) into {args.out} and wrote its /meta in "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
 
 
 def _warm(args: argparse.Namespace) -> None:
@@ -260,6 +281,18 @@ def main(argv: list[str] | None = None) -> int:
         help="index the valid sources and warn about each invalid one (default: fail, listing them all)",
     )
     p.set_defaults(func=_index)
+    p = sub.add_parser(
+        "ingest", help="GeoTIFFs/COGs or STAC ItemCollection JSON -> a lazymerge store + /meta"
+    )
+    p.add_argument("sources", nargs="+", help="GeoTIFF/COG paths or URLs, or STAC ItemCollection .json files")
+    p.add_argument("--out", required=True, help="the store to write (created; complete sources are skipped)")
+    p.add_argument("--overviews", default="auto", help="levels: auto (a COG's own, else to one chunk) or N")
+    p.add_argument("--chunks", type=int, default=512, help="Zarr chunk side in pixels (default 512)")
+    p.add_argument("--bands", help="band names or STAC asset keys to take, comma-separated (default: all)")
+    p.add_argument("--resampling", default="average", help="built overviews: average (default) or nearest")
+    p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
+    p.set_defaults(func=_ingest)
     p = sub.add_parser("info", help="list a store's sources, CRSs and bands")
     p.add_argument("store", help="path or URL of the Zarr store")
     p.set_defaults(func=_info)
