@@ -202,9 +202,9 @@ def _reduce(block: np.ndarray, nodata: float | None, resampling: str) -> np.ndar
 
 def level_count(shape: tuple[int, int], chunks: int, overviews: int | str, internal: int) -> int:
     """Overview levels to write: ``auto`` is the file's internal overviews, or, without any, halving until
-    the smaller side fits one chunk; a number is that many."""
+    the level fits one chunk; a number is that many."""
     if overviews == "auto":
-        return internal or max(0, math.ceil(math.log2(max(min(shape) / chunks, 1.0))))
+        return internal or max(0, math.ceil(math.log2(max(max(shape) / chunks, 1.0))))
     if isinstance(overviews, bool) or not isinstance(overviews, int) or overviews < 0:
         raise InvalidRequestError(f"overviews={overviews!r}; pass 'auto', 0 (none) or a number of levels")
     return overviews

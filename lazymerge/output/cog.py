@@ -45,10 +45,10 @@ GDAL_CACHE_MB = 256  # GDAL's block cache while writing: partial tiles wait ther
 
 
 def overview_count(shape: tuple[int, int], blocksize: int, overviews: int | str) -> int:
-    """Levels for ``overviews="auto"`` (halve until the smaller side fits one tile, as GDAL's COG driver
+    """Levels for ``overviews="auto"`` (halve until the whole image fits one tile, as GDAL's COG driver
     does) or the number given."""
     if overviews == "auto":
-        return max(0, math.ceil(math.log2(max(min(shape) / blocksize, 1.0))))
+        return max(0, math.ceil(math.log2(max(max(shape) / blocksize, 1.0))))
     if isinstance(overviews, bool) or not isinstance(overviews, int) or overviews < 0:
         raise OutputError(f"overviews={overviews!r}; pass 'auto', 0 (none) or a positive number of levels")
     return overviews
@@ -147,7 +147,7 @@ def write_cog(
     Parameters
     ----------
     overviews
-        ``"auto"`` (halve until the smaller side fits one tile), 0 (none) or a number of levels.
+        ``"auto"`` (halve until the whole image fits one tile), 0 (none) or a number of levels.
     compress
         GDAL's COG compression: deflate, zstd, lzw, lerc, webp, jpeg, none ...
     blocksize

@@ -61,7 +61,7 @@ def test_cog_is_valid_and_reads_back_the_merge(two_sources, tmp_path, options):
     with rasterio.open(path) as ds:
         assert ds.crs == result.grid.crs and ds.transform == result.grid.transform
         assert np.isnan(ds.nodata) and ds.block_shapes[0] == (128, 128)
-        assert ds.overviews(1) == [2]  # auto: halve until the smaller side (256 px) fits one tile
+        assert ds.overviews(1) == [2, 4]  # auto: halve until the image (384 x 256 px) fits one tile
         pixels = ds.read()
         np.testing.assert_array_equal(pixels, expected.reshape(pixels.shape))
         assert ds.tags(ns="IMAGE_STRUCTURE").get("COMPRESSION") == "DEFLATE"
