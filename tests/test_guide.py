@@ -15,6 +15,7 @@ from rio_cogeo.cogeo import cog_validate
 
 from lazymerge.cli import main
 from tests.support.gdal_oracle import Raster, agreement, mosaic_exact
+from tests.support.geotiffs import write_geotiff
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "geotiffs-to-cog.md"
 TILES = [  # ingested in id (file name) order, which is the merge's priority without --sortby
@@ -36,18 +37,7 @@ def test_three_commands_from_the_guide(tmp_path, monkeypatch, capsys):
     for name, crs, transform in TILES:
         data = rng.random((300, 300), dtype="f4")
         rasters.append(Raster(name, crs, transform, data))
-        profile = dict(
-            driver="GTiff",
-            width=300,
-            height=300,
-            count=1,
-            dtype="float32",
-            crs=crs,
-            transform=Affine(*transform),
-            nodata=np.nan,
-        )
-        with rasterio.open(tmp_path / "tiles" / f"{name}.tif", "w", **profile) as ds:
-            ds.write(data, 1)
+        write_geotiff(tmp_path / "tiles" / f"{name}.tif", data, crs, transform, nodata=np.nan)
     monkeypatch.chdir(tmp_path)
     steps = commands()
     assert [s[:2] for s in steps] == [["lazymerge", "ingest"], ["lazymerge", "plan"], ["lazymerge", "run"]]

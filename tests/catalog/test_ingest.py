@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
-import rasterio.shutil
 import zarr
-from affine import Affine
 from rasterio.enums import Resampling
 
 import lazymerge
@@ -21,37 +18,7 @@ from lazymerge.catalog.conventions import read_multiscales, read_proj, read_spat
 from lazymerge.errors import InvalidRequestError
 from tests.support.gdal_cases import CASES, SIZE, target_grid
 from tests.support.gdal_oracle import agreement, mosaic_exact
-
-
-def write_geotiff(path: Path, data: np.ndarray, crs: str, transform, nodata=None, cog_overviews=0, **tags):
-    """A tiled GeoTIFF (rasterio); with ``cog_overviews``, rewritten as a COG by GDAL's COG driver."""
-    bands = data.reshape((-1, *data.shape[-2:]))
-    profile = dict(
-        driver="GTiff",
-        width=bands.shape[2],
-        height=bands.shape[1],
-        count=len(bands),
-        dtype=bands.dtype.name,
-        crs=crs,
-        transform=Affine(*transform),
-        nodata=nodata,
-    )
-    plain = path.with_suffix(".plain.tif") if cog_overviews else path
-    with rasterio.open(plain, "w", **profile) as ds:
-        ds.write(bands)
-        if "scale" in tags:
-            ds.scales, ds.offsets = (tags["scale"],) * len(bands), (tags["offset"],) * len(bands)
-    if cog_overviews:
-        rasterio.shutil.copy(
-            plain,
-            path,
-            driver="COG",
-            BLOCKSIZE=128,
-            OVERVIEW_COUNT=cog_overviews,
-            OVERVIEW_RESAMPLING="AVERAGE",
-        )
-        plain.unlink()
-    return path
+from tests.support.geotiffs import write_geotiff
 
 
 def test_geotiff_and_cog_read_back_and_merge_like_gdal(tmp_path):

@@ -14,6 +14,7 @@ from rio_cogeo.cogeo import cog_validate
 import lazymerge
 from lazymerge.api import merge
 from lazymerge.errors import OutputError
+from tests.support.geotiffs import write_geotiff
 from tests.support.s3_server import BUCKET, start
 
 pytestmark = pytest.mark.slow
@@ -44,18 +45,7 @@ def s3_env(s3, monkeypatch):
 def test_geotiffs_from_s3_into_a_store_in_s3_then_a_cog_in_s3(s3_env, tmp_path):
     rng = np.random.default_rng(9)
     data = rng.random((96, 80), dtype="f4")
-    profile = dict(
-        driver="GTiff",
-        width=80,
-        height=96,
-        count=1,
-        dtype="float32",
-        crs="EPSG:32618",
-        transform=rasterio.Affine(*TRANSFORM),
-        nodata=np.nan,
-    )
-    with rasterio.open(tmp_path / "a.tif", "w", **profile) as ds:
-        ds.write(data, 1)
+    write_geotiff(tmp_path / "a.tif", data, "EPSG:32618", TRANSFORM, nodata=np.nan)
     bucket = s3_env.store()
     obstore.put(bucket, "tiles/a.tif", (tmp_path / "a.tif").read_bytes())
 
