@@ -23,7 +23,12 @@ def _index(args: argparse.Namespace) -> None:
     from lazymerge.catalog.meta import write_meta
 
     t0 = time.perf_counter()
-    table = write_meta(args.store, skip_invalid=args.skip_invalid)
+    if args.stac:
+        from lazymerge.catalog.ingest import index_stac
+
+        table = index_stac(args.stac, args.store)
+    else:
+        table = write_meta(args.store, skip_invalid=args.skip_invalid)
     print(f"wrote {args.store}/meta: {table.num_rows} sources in {time.perf_counter() - t0:.2f} s")
 
 
@@ -273,13 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
     p.set_defaults(func=_demo)
-    p = sub.add_parser("index", help="write a store's /meta table from its conventions")
+    p = sub.add_parser("index", help="write a store's /meta table from its conventions (or a STAC catalogue)")
     p.add_argument("store", help="path or URL of the Zarr store")
     p.add_argument(
         "--skip-invalid",
         action="store_true",
         help="index the valid sources and warn about each invalid one (default: fail, listing them all)",
     )
+    p.add_argument("--stac", help="STAC ItemCollection JSON whose Zarr assets are source groups of STORE")
     p.set_defaults(func=_index)
     p = sub.add_parser(
         "ingest", help="GeoTIFFs/COGs or STAC ItemCollection JSON -> a lazymerge store + /meta"

@@ -105,6 +105,18 @@ def _stac_property(key: str) -> str:
     return key.rpartition(":")[2]
 
 
+def stac_properties(item: Any) -> dict[str, Any]:
+    """A STAC item's scalar properties as source attributes (``eo:cloud_cover`` -> ``cloud_cover``),
+    without its times and proj: fields."""
+    return {
+        _stac_property(k): v
+        for k, v in item.properties.items()
+        if k not in SKIPPED_PROPERTIES
+        and not k.startswith("proj:")
+        and isinstance(v, (bool, int, float, str))
+    }
+
+
 def specs_from_stac(items: Any, bands: Sequence[str] | None = None) -> list[SourceSpec]:
     """One SourceSpec per STAC item: its GeoTIFF/COG assets (``bands``: the asset keys to take) as bands,
     its datetime, and its scalar properties (``eo:cloud_cover`` -> ``cloud_cover``; proj: ones skipped)."""
@@ -132,13 +144,7 @@ def specs_from_stac(items: Any, bands: Sequence[str] | None = None) -> list[Sour
                 "assets to ingest with bands=[...]"
             )
         when = item.datetime or item.common_metadata.start_datetime
-        props = {
-            _stac_property(k): v
-            for k, v in item.properties.items()
-            if k not in SKIPPED_PROPERTIES
-            and not k.startswith("proj:")
-            and isinstance(v, (bool, int, float, str))
-        }
+        props = stac_properties(item)
         specs.append(SourceSpec(_check_id(item.id), tuple(assets), when.isoformat() if when else None, props))
     return specs
 
@@ -407,3 +413,56 @@ def ingest(
 
         write_meta(options.store)
     return [specs[i].id for i in pending]
+
+
+def _relative_to_store(href: str, store: str) -> str | None:
+    """``href``'s path inside ``store`` (a local path or URL), or None when it lies elsewhere."""
+    if "://" in store and not store.startswith("file://"):
+        prefix = store.rstrip("/") + "/"
+        return href[len(prefix) :] if href.startswith(prefix) else None
+    base = Path(store.removeprefix("file://")).expanduser().resolve()
+    try:
+        return Path(href.removeprefix("file://")).expanduser().resolve().relative_to(base).as_posix()
+    except ValueError:
+        return None
+
+
+def index_stac(items: Any, store: str | os.PathLike[str]) -> Any:
+    """Write ``store``'s /meta from STAC items whose assets are already Zarr in this layout, in ``store``:
+    nothing is copied. Each item's Zarr asset (media type ``application/vnd+zarr``, or an href with
+    ``.zarr``) names its source group, or a band group in it; the row takes the item's ``datetime`` and
+    scalar properties (``eo:cloud_cover`` -> ``cloud_cover``) over the group's own attributes. Sources of
+    the store that no item names are left out of /meta. Returns the /meta table."""
+    from dataclasses import replace
+
+    from lazymerge.catalog.meta import write_meta_table
+    from lazymerge.catalog.scan import ScanIndex, scan_store
+
+    if isinstance(items, (str, os.PathLike)):
+        import pystac
+
+        items = list(pystac.ItemCollection.from_file(os.fspath(items)))
+    location = os.fspath(store)
+    by_id = {e.id: e for e in scan_store(location)}
+    entries = []
+    for item in items:
+        hrefs = [
+            a.get_absolute_href() or a.href
+            for a in item.assets.values()
+            if "zarr" in (a.media_type or "").lower() or ".zarr" in a.href
+        ]
+        ids = {rel.split("/")[0] for h in hrefs if (rel := _relative_to_store(h, location))}
+        if len(ids) != 1 or next(iter(ids)) not in by_id:
+            raise InvalidRequestError(
+                f"STAC item {item.id!r}: its Zarr assets {hrefs} must name one source group of {location!r} "
+                f"(it has {sorted(by_id)[:5]}...); copy files from elsewhere in with lazymerge ingest"
+            )
+        entry = by_id[next(iter(ids))]
+        when = item.datetime or item.common_metadata.start_datetime
+        props = {**entry.properties, **stac_properties(item)}
+        entries.append(
+            replace(entry, datetime=when.isoformat() if when else entry.datetime, properties=props)
+        )
+    table = ScanIndex(sorted(entries, key=lambda e: e.id)).table()
+    write_meta_table(location, table)
+    return table

@@ -140,3 +140,41 @@ def test_resumes_writing_only_missing_sources(stac_items, tmp_path):
     assert lazymerge.ingest(stac_items, store, bands="B04") == []  # all complete: nothing to do
     with pytest.raises(InvalidRequestError, match="no asset"):
         lazymerge.ingest(stac_items, tmp_path / "other.zarr", bands="B08")
+
+
+def test_index_stac_builds_meta_from_the_catalogue_in_place(stac_items, tmp_path):
+    """Items whose assets are already source groups of the store: /meta from the catalogue, no copy."""
+    import pystac
+
+    from lazymerge.catalog.ingest import index_stac
+    from lazymerge.cli import main
+
+    store = tmp_path / "stac.zarr"
+    lazymerge.ingest(stac_items, store, chunks=32, bands="B04", meta=False)
+    chunk = next((store / "scene-0" / "B04" / "0").rglob("c/*/*"))
+    before = chunk.stat().st_mtime_ns
+    items = []
+    for item in pystac.ItemCollection.from_file(str(stac_items)):
+        item.assets = {"zarr": pystac.Asset(str(store / item.id), media_type="application/vnd+zarr")}
+        item.properties["eo:cloud_cover"] = 90.0 - item.properties["eo:cloud_cover"]  # the catalogue wins
+        items.append(item)
+    pystac.ItemCollection(items).save_object(dest_href=str(tmp_path / "zarr-items.json"))
+    assert main(["index", str(store), "--stac", str(tmp_path / "zarr-items.json")]) == 0
+    meta = zarr.open_group(str(store / "meta"), mode="r")
+    assert list(meta["id"][:]) == ["scene-0", "scene-1"] and list(meta["cloud_cover"][:]) == [85.0, 30.0]
+    assert chunk.stat().st_mtime_ns == before  # nothing rewritten
+    result = merge(
+        str(store),
+        crs="EPSG:32618",
+        bbox=(500000.0, 5999360.0, 500960.0, 6000000.0),
+        resolution=10.0,
+        bands="B04",
+        where="cloud_cover < 50",
+        dtype="uint16",
+        nodata=0,
+    )
+    out = result.array.compute()
+    assert (out[:, :32] == 0).all() and (out[:, 64:] != 0).all()  # now scene-1 is the clear one
+    items[0].assets["zarr"].href = str(tmp_path / "elsewhere.zarr" / "scene-0")
+    with pytest.raises(InvalidRequestError, match="must name one source group"):
+        index_stac(items, store)
