@@ -376,6 +376,12 @@ def ingest(
     """
     import cubed
 
+    try:
+        import rasterio  # noqa: F401  (every ingest reads through it)
+    except ImportError as exc:
+        raise InvalidRequestError(
+            "ingest reads GeoTIFFs with rasterio: pip install 'lazymerge[formats]'"
+        ) from exc
     from lazymerge.output.progress import run_callbacks
     from lazymerge.output.write import _ids_array
 

@@ -165,8 +165,13 @@ def write_cog(
     str
         The path or URL written.
     """
-    import rasterio
-    import rasterio.shutil
+    try:
+        import rasterio
+        import rasterio.shutil
+    except ImportError as exc:
+        raise OutputError(
+            f"writing {os.fspath(path)!r} as a COG needs rasterio: pip install 'lazymerge[formats]'"
+        ) from exc
 
     target = os.fspath(path)
     if result.plan.time_coords is not None:
