@@ -184,10 +184,9 @@ def _run(args: argparse.Namespace) -> None:
             "plan again with `lazymerge plan`"
         )
     geotiff = args.out.lower().endswith((".tif", ".tiff"))
-    if geotiff and (args.resume or args.executor != "threads"):
+    if geotiff and args.resume:
         raise InvalidRequestError(
-            f"--out {args.out!r} is a GeoTIFF: it is rendered by local threads in one pass, without "
-            "--resume or --executor; write Zarr (--out X.zarr) for those"
+            f"--out {args.out!r} is a GeoTIFF, written in one pass: --resume applies to Zarr (--out X.zarr)"
         )
     executor = _executor(args)  # a bad name or config fails before planning
     spec = _spec(args)
@@ -201,6 +200,8 @@ def _run(args: argparse.Namespace) -> None:
             compress=args.compress,
             blocksize=args.blocksize,
             overwrite=args.overwrite,
+            executor=None if args.executor == "threads" and not args.executor_config else executor,
+            progress=args.progress,
         )
         print(f"wrote {args.out} (COG) in {time.perf_counter() - t0:.2f} s")
         return

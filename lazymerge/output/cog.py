@@ -95,7 +95,21 @@ def render_blocks(
             yield done_where, future.result()
 
 
-def _write_tiled(result: MergeResult, path: Path, blocksize: int, nodata: float, max_workers: int | None):
+def stored_blocks(result: MergeResult, array: Any) -> Iterator[tuple[tuple[int, slice, slice], np.ndarray]]:
+    """(band, window) and pixels of every block, read one at a time from ``array`` (the mosaic written to
+    Zarr by ``to_zarr``)."""
+    for block_id, (band, rows, cols) in _blocks(result):
+        lead = (block_id[0],) if result.plan.band_dim else ()
+        yield (band, rows, cols), array[(*lead, rows, cols)]
+
+
+def _write_tiled(
+    result: MergeResult,
+    path: Path,
+    blocksize: int,
+    nodata: float,
+    blocks: Iterator[tuple[tuple[int, slice, slice], np.ndarray]],
+) -> None:
     """The mosaic as a tiled GeoTIFF at ``path``, written window by window."""
     import rasterio
     from rasterio.windows import Window
@@ -122,7 +136,7 @@ def _write_tiled(result: MergeResult, path: Path, blocksize: int, nodata: float,
         for i, name in enumerate(bands, start=1):
             if name is not None:
                 ds.set_band_description(i, str(name))
-        for (band, rows, cols), block in render_blocks(result, max_workers):
+        for (band, rows, cols), block in blocks:
             window = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
             ds.write(block.reshape(block.shape[-2:]), band, window=window)
 
@@ -141,6 +155,8 @@ def write_cog(
     resampling: str | None = None,
     overwrite: bool = False,
     max_workers: int | None = None,
+    executor: Any = None,
+    progress: bool | None = None,
 ) -> str:
     """Write ``result`` as a Cloud-Optimized GeoTIFF at ``path`` (a local path or an object-store URL).
 
@@ -159,6 +175,10 @@ def write_cog(
         Replace an existing file at ``path``; without it an existing target is an OutputError.
     max_workers
         Threads rendering blocks (default: one per core); at most twice as many blocks are held at once.
+    executor, progress
+        With an executor (``lazymerge.executors.get_executor``), the blocks are rendered by it into a
+        temporary Zarr (``to_zarr``, under the Spec's ``work_dir`` when it has one, else next to the
+        target), which is then streamed into the GeoTIFF block by block.
 
     Returns
     -------
@@ -204,7 +224,11 @@ def write_cog(
         tiled = workdir / "tiled.tif"
         cog = workdir / "cog.tif"
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB, GDAL_NUM_THREADS="ALL_CPUS"):
-            _write_tiled(result, tiled, blocksize, nodata_of(result), max_workers)
+            if executor is None:
+                blocks = render_blocks(result, max_workers)
+            else:
+                blocks = stored_blocks(result, _render_to_zarr(result, workdir, executor, progress))
+            _write_tiled(result, tiled, blocksize, nodata_of(result), blocks)
             options: dict[str, Any] = {
                 "COMPRESS": compress.upper(),
                 "BLOCKSIZE": blocksize,
@@ -227,6 +251,14 @@ def write_cog(
         return str(final)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _render_to_zarr(result: MergeResult, workdir: Path, executor: Any, progress: bool | None) -> Any:
+    """Render every block on ``executor`` into a temporary Zarr: under the Spec's work_dir (where remote
+    workers can write), else in ``workdir``."""
+    work_dir = result.array.spec.work_dir
+    where = f"{str(work_dir).rstrip('/')}/lazymerge-cog-{uuid.uuid4().hex}.zarr" if work_dir else None
+    return result.to_zarr(where or str(workdir / "blocks.zarr"), executor=executor, progress=progress)
 
 
 def _object_store(url: str) -> tuple[Any, str]:

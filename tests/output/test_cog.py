@@ -122,3 +122,16 @@ def test_refuses_an_existing_target_and_leaves_nothing_on_failure(two_sources, t
     ]  # no partial file, no temp dir
     with pytest.raises(OutputError, match="time groups|multiple of 16"):
         result.to_cog(tmp_path / "x.tif", blocksize=100)
+
+
+def test_cog_rendered_on_an_executor_through_zarr(two_sources, tmp_path):
+    """executor=: the blocks render on it into a temporary Zarr, then stream into the GeoTIFF."""
+    from lazymerge.executors import get_executor
+
+    result = run(two_sources)
+    (tmp_path / "out").mkdir()
+    path = result.to_cog(tmp_path / "out" / "m.tif", blocksize=128, executor=get_executor("processes"))
+    assert cog_validate(path)[0]
+    with rasterio.open(path) as ds:
+        np.testing.assert_array_equal(ds.read(1), result.array.compute())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["m.tif"]
