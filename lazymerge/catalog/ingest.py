@@ -238,7 +238,7 @@ def _write_band(group: zarr.Group, band: BandFile, options: IngestOptions) -> Pr
         n = level_count(ds.shape, c, options.overviews, len(internal))
         base_transform = ds.transform
     levels = [Overview("0", (1.0, 1.0))]
-    prev = None
+    prev: zarr.Array | None = None  # the level below, which a built level averages
     for k in range(n + 1):
         reuse = 0 < k <= len(internal) and internal[k - 1] == 2**k
         open_options = {"overview_level": k - 1} if reuse else {}
@@ -246,6 +246,7 @@ def _write_band(group: zarr.Group, band: BandFile, options: IngestOptions) -> Pr
             if k == 0 or reuse:
                 shape, transform = ds.shape, ds.transform
             else:
+                assert prev is not None  # k >= 1
                 shape = (-(-prev.shape[0] // 2), -(-prev.shape[1] // 2))
                 transform = base_transform @ Affine.scale(2**k)
             arr = bgroup.create_array(
@@ -262,9 +263,8 @@ def _write_band(group: zarr.Group, band: BandFile, options: IngestOptions) -> Pr
                     if k == 0 or reuse:
                         block = ds.read(band.index, window=Window(c0, r0, w, h))
                     else:
-                        block = _reduce(
-                            prev[2 * r0 : 2 * (r0 + h), 2 * c0 : 2 * (c0 + w)], nodata, options.resampling
-                        )
+                        below = np.asarray(prev[2 * r0 : 2 * (r0 + h), 2 * c0 : 2 * (c0 + w)])  # type: ignore[index]
+                        block = _reduce(below, nodata, options.resampling)
                     arr[r0 : r0 + h, c0 : c0 + w] = block
         if nodata is not None:
             arr.attrs["nodata"] = nodata
@@ -280,14 +280,14 @@ def _write_band(group: zarr.Group, band: BandFile, options: IngestOptions) -> Pr
     return proj
 
 
-def _open_store(store: str, mode: str = "a") -> tuple[zarr.Group, Path | None]:
+def _open_store(store: str) -> tuple[zarr.Group, Path | None]:
     """The store's root group (created when missing) and its local directory, if it is local."""
     if "://" in store and not store.startswith("file://"):
         from obstore.store import from_url
 
-        return zarr.open_group(zarr.storage.ObjectStore(from_url(store)), mode=mode), None
+        return zarr.open_group(zarr.storage.ObjectStore(from_url(store)), mode="a"), None
     path = Path(store.removeprefix("file://")).expanduser().resolve()
-    return zarr.open_group(zarr.storage.LocalStore(str(path)), mode=mode), path
+    return zarr.open_group(zarr.storage.LocalStore(str(path)), mode="a"), path
 
 
 def is_complete(root: zarr.Group, source_id: str) -> bool:

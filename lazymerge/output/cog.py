@@ -247,6 +247,7 @@ def write_cog(
 
             obstore.put(store, key, cog)
             return target
+        assert final is not None  # a local target
         os.replace(cog, final)  # the only step that makes a file appear at the target: complete or absent
         return str(final)
     finally:
