@@ -15,7 +15,7 @@ import lazymerge
 from lazymerge.api import merge
 from lazymerge.errors import OutputError
 from tests.support.geotiffs import write_geotiff
-from tests.support.s3_server import BUCKET, start
+from tests.support.s3_server import BUCKET, serving
 
 pytestmark = pytest.mark.slow
 TRANSFORM = (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0)
@@ -23,12 +23,8 @@ TRANSFORM = (10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0)
 
 @pytest.fixture(scope="module")
 def s3():
-    proc, server = start()
-    try:
+    with serving() as server:
         yield server
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
