@@ -53,6 +53,7 @@ from lazymerge.errors import (
 
 if TYPE_CHECKING:
     from lazymerge.api import merge, plan
+    from lazymerge.catalog.ingest import ingest
     from lazymerge.contract.model import Plan
     from lazymerge.executors import get_executor
     from lazymerge.grid import PixelGrid, TargetGrid
@@ -75,6 +76,7 @@ _LAZY = {
     "PixelGrid": "lazymerge.grid",
     "TargetGrid": "lazymerge.grid",
     "get_executor": "lazymerge.executors",
+    "ingest": "lazymerge.catalog.ingest",
 }
 
 __all__ = [
@@ -120,6 +122,7 @@ __all__ = [
     "WorkDirError",
     "__version__",
     "get_executor",
+    "ingest",
     "merge",
     "plan",
 ]

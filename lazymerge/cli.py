@@ -1,4 +1,4 @@
-"""Command line: ``lazymerge demo | index | info | plan | run | warm``."""
+"""Command line: ``lazymerge demo | index | ingest | info | plan | run | warm``."""
 
 from __future__ import annotations
 
@@ -23,8 +23,34 @@ def _index(args: argparse.Namespace) -> None:
     from lazymerge.catalog.meta import write_meta
 
     t0 = time.perf_counter()
-    table = write_meta(args.store, skip_invalid=args.skip_invalid)
+    if args.stac:
+        from lazymerge.catalog.ingest import index_stac
+
+        table = index_stac(args.stac, args.store)
+    else:
+        table = write_meta(args.store, skip_invalid=args.skip_invalid)
     print(f"wrote {args.store}/meta: {table.num_rows} sources in {time.perf_counter() - t0:.2f} s")
+
+
+def _ingest(args: argparse.Namespace) -> None:
+    from lazymerge.catalog.ingest import ingest
+    from lazymerge.executors import get_executor
+
+    t0 = time.perf_counter()
+    written = ingest(
+        args.sources,
+        args.out,
+        overviews=args.overviews if args.overviews == "auto" else _overviews(args.overviews, "auto"),
+        chunks=args.chunks,
+        bands=args.bands,
+        resampling=args.resampling,
+        executor=get_executor(args.executor),
+        progress=args.progress,
+    )
+    print(
+        f"ingested {len(written)} source(s) into {args.out} and wrote its /meta in "
+        f"{time.perf_counter() - t0:.2f} s"
+    )
 
 
 def _warm(args: argparse.Namespace) -> None:
@@ -202,18 +228,35 @@ def _run(args: argparse.Namespace) -> None:
             f"--plan {args.plan!r} runs a saved plan as is, so {flags} would be ignored; drop them, or "
             "plan again with `lazymerge plan`"
         )
+    geotiff = args.out.lower().endswith((".tif", ".tiff"))
+    if geotiff and args.resume:
+        raise InvalidRequestError(
+            f"--out {args.out!r} is a GeoTIFF, written in one pass: --resume applies to Zarr (--out X.zarr)"
+        )
     executor = _executor(args)  # a bad name or config fails before planning
     spec = _spec(args)
     t0 = time.perf_counter()
     result = merge(args.store, plan=args.plan, spec=spec, **request)
     print(result.plan.summary(int(spec.allowed_mem)))
+    if geotiff:
+        result.to_cog(
+            args.out,
+            overviews=_overviews(args.overviews, "auto"),
+            compress=args.compress,
+            blocksize=args.blocksize,
+            overwrite=args.overwrite,
+            executor=None if args.executor == "threads" and not args.executor_config else executor,
+            progress=args.progress,
+        )
+        print(f"wrote {args.out} (COG) in {time.perf_counter() - t0:.2f} s")
+        return
     reports: list = []
     result.to_zarr(
         args.out,
         executor=executor,
         resume=args.resume,
         overwrite=args.overwrite,
-        overviews=args.overviews,
+        overviews=_overviews(args.overviews, 0),
         progress=args.progress,
         report=reports,
     )
@@ -221,9 +264,26 @@ def _run(args: argparse.Namespace) -> None:
     print(reports[0].summary())
 
 
+def _overviews(text: str | None, default: int | str) -> int | str:
+    """``--overviews``: a number of levels, or ``auto`` (GeoTIFF and ingest only)."""
+    if text is None:
+        return default
+    if text == "auto" and default == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        allowed = "a number or auto" if default == "auto" else "a number"
+        raise InvalidRequestError(f"--overviews {text!r} must be {allowed}") from None
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plan", help="a plan written by `lazymerge plan --out` (no planning again)")
-    p.add_argument("--out", required=True, help="output Zarr path or URL")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output Zarr path or URL, or a .tif/.tiff path or URL: a Cloud-Optimized GeoTIFF",
+    )
     p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
     p.add_argument(
         "--executor-config", help="YAML/JSON file of executor options; for lithops, its Lithops config file"
@@ -232,14 +292,19 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reserved-mem", help="worker baseline memory (default: 100MB + the plan and source-chunk caches)"
     )
-    p.add_argument("--overviews", type=int, default=0, help="overview levels to build (default 0)")
     p.add_argument(
-        "--resume", action="store_true", help="finish an interrupted run of the same request into --out"
+        "--overviews",
+        help="overview levels to build (default: 0 for Zarr, auto for a GeoTIFF: until one tile)",
+    )
+    p.add_argument("--compress", default="deflate", help="GeoTIFF compression (default deflate)")
+    p.add_argument("--blocksize", type=int, default=512, help="GeoTIFF tile size (default 512)")
+    p.add_argument(
+        "--resume", action="store_true", help="finish an interrupted Zarr run of the same request into --out"
     )
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an earlier lazymerge output at --out (never other files)",
+        help="replace an earlier lazymerge output at --out, or an existing GeoTIFF (never other files)",
     )
     p.add_argument(
         "--progress",
@@ -259,14 +324,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
     p.set_defaults(func=_demo)
-    p = sub.add_parser("index", help="write a store's /meta table from its conventions")
+    p = sub.add_parser("index", help="write a store's /meta table from its conventions (or a STAC catalogue)")
     p.add_argument("store", help="path or URL of the Zarr store")
     p.add_argument(
         "--skip-invalid",
         action="store_true",
         help="index the valid sources and warn about each invalid one (default: fail, listing them all)",
     )
+    p.add_argument("--stac", help="STAC ItemCollection JSON whose Zarr assets are source groups of STORE")
     p.set_defaults(func=_index)
+    p = sub.add_parser(
+        "ingest", help="GeoTIFFs/COGs or STAC ItemCollection JSON -> a lazymerge store + /meta"
+    )
+    p.add_argument("sources", nargs="+", help="GeoTIFF/COG paths or URLs, or STAC ItemCollection .json files")
+    p.add_argument("--out", required=True, help="the store to write (created; complete sources are skipped)")
+    p.add_argument("--overviews", default="auto", help="levels: auto (a COG's own, else to one chunk) or N")
+    p.add_argument("--chunks", type=int, default=512, help="Zarr chunk side in pixels (default 512)")
+    p.add_argument("--bands", help="band names or STAC asset keys to take, comma-separated (default: all)")
+    p.add_argument("--resampling", default="average", help="built overviews: average (default) or nearest")
+    p.add_argument("--executor", default="threads", help="threads (default), processes, lithops, modal, dask")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar")
+    p.set_defaults(func=_ingest)
     p = sub.add_parser("info", help="list a store's sources, CRSs and bands")
     p.add_argument("store", help="path or URL of the Zarr store")
     p.set_defaults(func=_info)

@@ -103,6 +103,22 @@ class MergeResult:
 
         return write_zarr(self, target, **kwargs)
 
+    def to_cog(
+        self,
+        path: Any,
+        *,
+        overviews: int | str = "auto",
+        compress: str = "deflate",
+        blocksize: int = 512,
+        **kwargs: Any,
+    ) -> str:
+        """Stream the blocks into a Cloud-Optimized GeoTIFF at ``path`` (local or object-store URL), with
+        internal overviews, nodata, CRS and transform; see ``lazymerge.output.cog.write_cog`` for the
+        options (resampling, overwrite, max_workers). Needs rasterio (``pip install lazymerge[formats]``)."""
+        from lazymerge.output.cog import write_cog
+
+        return write_cog(self, path, overviews=overviews, compress=compress, blocksize=blocksize, **kwargs)
+
 
 def _plot_composition(table: pa.Table, path: str, top: int = 30) -> None:
     """A horizontal bar chart of the pixels each source won (the ``top`` largest, summed over time)."""

@@ -175,7 +175,7 @@ def write_multiscales(group: zarr.Group, overviews: Sequence[Overview]) -> None:
             entry["derived_from"] = ov.derived_from
         entry["transform"] = {"scale": list(ov.scale), "translation": list(ov.translation)}
         layout.append(entry)
-    _write(group, zcm_multiscales, {"multiscales": {"layout": layout}})
+    _write(group, zcm_multiscales, {"layout": layout})  # stored as the "multiscales" attribute
 
 
 def _where(node: Any) -> str:
@@ -312,7 +312,11 @@ def read_multiscales(group: zarr.Group) -> list[Overview]:
     when the group has no multiscales layout.
     """
     data = _extract(zcm_multiscales, _attrs_of(group), zcm_multiscales.CONVENTION_KEYS)
-    layout = (data.get("multiscales") or {}).get("layout")
+    # declared: zarr-cm returns the attribute's value; bare: {"multiscales": value}; stores written before
+    # this fix nested the value once more under "multiscales"
+    while isinstance(data, dict) and "layout" not in data and isinstance(data.get("multiscales"), dict):
+        data = data["multiscales"]
+    layout = data.get("layout") if isinstance(data, dict) else None
     if not layout:
         raise ConventionError(f"group {group.path!r} has no multiscales layout")
     if not isinstance(layout, list):

@@ -137,7 +137,7 @@ def scan_store(store: Any, skip_invalid: bool = False) -> ScanIndex:
 
     def walk(group: zarr.Group, depth: int) -> None:
         for name, child in _members(group, problems):
-            if depth == 0 and name == META_GROUP:
+            if depth == 0 and (name == META_GROUP or name.startswith(".")):  # hidden: not sources
                 continue
             if isinstance(child, zarr.Group):
                 if _has_multiscales(child):

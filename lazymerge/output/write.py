@@ -140,9 +140,11 @@ def open_output(
     *,
     fill_value: float | None = None,
     attributes: dict[str, Any] | None = None,
+    dims: tuple[str, ...] | None = None,
 ) -> zarr.Array:
     """The output array at ``path`` in ``store``: reopened to resume (same shape/chunks/dtype), else
-    created (never over an existing node: OutputExistsError). ``fill_value`` None: NaN."""
+    created (never over an existing node: OutputExistsError). ``fill_value`` None: NaN. ``dims``: its
+    dimension names (default: ``y, x`` after ``dim_0 ...``)."""
     if resume:
         try:
             arr = zarr.open_array(store, path=path, mode="r+")
@@ -166,6 +168,7 @@ def open_output(
             fill_value=float("nan") if fill_value is None else fill_value,
             attributes=attributes,
             overwrite=False,
+            dimension_names=dims or (*(f"dim_{i}" for i in range(len(shape) - 2)), "y", "x"),
             config={"write_empty_chunks": True},  # an all-nodata block is written too: presence == done
         )
     except (zarr.errors.ContainsArrayError, zarr.errors.ContainsGroupError) as exc:
@@ -343,6 +346,7 @@ def _create(
         resuming,
         fill_value=result.plan.nodata,
         attributes=mark if overviews else root_attrs,
+        dims=output_dims(result),
     )
     return out, mark
 
@@ -355,9 +359,20 @@ def _group(store: Any, path: str, attrs: dict[str, Any]) -> zarr.Group:
     return group
 
 
+def output_dims(result: MergeResult) -> tuple[str, ...]:
+    """The output's dimension names: ``([time,] [band,] y, x)``, as ``to_xarray`` names them."""
+    plan = result.plan
+    return ("time",) * (plan.time_coords is not None) + ("band",) * plan.band_dim + ("y", "x")
+
+
 def _write_attrs(node: Any, spatial: SpatialAttrs, proj: ProjAttrs) -> None:
+    """spatial: and proj: (declared in ``zarr_conventions``, what GDAL >= 3.13 reads) and GDAL's own
+    ``_CRS`` attribute (what its Zarr driver reads for the CRS before 3.13)."""
+    from pyproj import CRS
+
     write_spatial(node, spatial)
     write_proj(node, proj)
+    node.attrs["_CRS"] = {"wkt": CRS.from_user_input(proj.crs_input).to_wkt()}
 
 
 def _write_overviews(
@@ -389,6 +404,7 @@ def _write_overviews(
             resuming,
             fill_value=result.plan.nodata,
             attributes=mark,
+            dims=output_dims(result),
         )
         cubed.store(lvl, out, executor=executor, callbacks=cbs)
         _write_attrs(out, _level_attrs(result.spatial, 2**k, shape[-2:]), result.proj)

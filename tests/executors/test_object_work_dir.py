@@ -13,19 +13,15 @@ from lazymerge.catalog.stores import with_object_work_dir, zarr_location
 from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
 from lazymerge.executors import get_executor
 from tests.support.executor_cases import seed_merge
-from tests.support.s3_server import BUCKET, start
+from tests.support.s3_server import BUCKET, serving
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def s3():
-    proc, server = start()
-    try:
+    with serving() as server:
         yield server
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture

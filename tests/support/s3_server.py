@@ -7,6 +7,7 @@ as they would on AWS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,6 +90,17 @@ def start() -> tuple[subprocess.Popen, S3Server]:
     s3 = boto3.client("s3", aws_access_key_id=server.key_id, aws_secret_access_key=server.secret, **anon)
     s3.create_bucket(Bucket=BUCKET)
     return proc, server
+
+
+@contextlib.contextmanager
+def serving() -> Iterator[S3Server]:
+    """A moto server for the duration of the block (a module fixture's body)."""
+    proc, server = start()
+    try:
+        yield server
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def upload(server: S3Server, local: Path, prefix: str) -> None:
