@@ -56,8 +56,9 @@ def overview_count(shape: tuple[int, int], blocksize: int, overviews: int | str)
 
 def overview_resampling(result: MergeResult, resampling: str | None = None) -> str:
     """GDAL's name of the resampling that builds the overviews: ``resampling`` when given, else the
-    merge's own where GDAL has it, else nearest."""
-    name = resampling or result.plan.resampling
+    merge's own where GDAL has it (when every band shares it), else nearest."""
+    merged = result.plan.band_resampling()  # one per output band (per-band resampling= allowed)
+    name = resampling or (merged[0] if len(set(merged)) == 1 else "nearest")
     if resampling is not None and resampling not in OVERVIEW_RESAMPLING:
         raise OutputError(
             f"overview resampling {resampling!r} is not one GDAL builds overviews with; pass one of "
