@@ -76,6 +76,8 @@ _PARSE = {
     "sortby": lambda text: text.split(","),
     "resolution": float,
     "nodata": float,
+    "max_pixels": float,
+    "max_tasks": float,
 }
 _NOT_FLAGS = ("grid", "datafusion")  # grid objects come from Python; datafusion is --scan
 
@@ -149,7 +151,7 @@ def _run(args: argparse.Namespace) -> None:
         raise InvalidRequestError(
             f"--plan runs a saved plan as is; drop the request flags {sorted(request)} or the --plan"
         )
-    result = merge(args.store, plan=args.plan, spec=spec, **request)
+    result = merge(args.store, plan=args.plan, spec=spec, on_error=args.on_error, **request)
     print(result.plan.summary(int(spec.allowed_mem)))
     reports: list = []
     result.to_zarr(
@@ -163,6 +165,10 @@ def _run(args: argparse.Namespace) -> None:
     )
     print(f"wrote {args.out} ({args.executor}) in {time.perf_counter() - t0:.2f} s")
     print(reports[0].summary())
+    for skipped in reports[1:2]:
+        print(f"{len(skipped)} source window(s) skipped (--on-error skip), rendered as nodata:")
+        for record in skipped:
+            print(f"  {record}")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -182,6 +188,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="replace an earlier lazymerge output at --out (never other files)",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="a source window that cannot be read: fail the run (default) or render it as nodata and list it",
     )
     p.add_argument(
         "--progress",

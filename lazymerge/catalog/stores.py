@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 import zarr
 import zarr.abc.store
@@ -24,6 +25,38 @@ if TYPE_CHECKING:
 StoreLike: TypeAlias = "str | os.PathLike[str] | zarr.abc.store.Store | ObjectStore | Session | StoreHandle"
 """What ``merge``/``plan`` accept as a store: a path or URL, a zarr Store, an obstore store or an
 Icechunk Session."""
+
+# Every request to an object store ends in bounded time, a dead or stalled endpoint included. These are
+# obstore's ClientConfig and RetryConfig values for S3, GCS and Azure stores, applied where the store given
+# sets none of its own (set ``client_options={"timeout": ...}`` or ``retry_config=`` on the store to
+# override them). A request is abandoned after TIMEOUT (connecting: CONNECT_TIMEOUT); failed connections,
+# timeouts and 5xx responses are retried up to 3 times, backing off 0.1 s doubling to at most 2 s, and not
+# after 15 s: a dead endpoint fails a read within seconds, a stalled one within TIMEOUT + 15 s.
+CLIENT_OPTIONS = {"connect_timeout": "5s", "timeout": "30s"}
+RETRY_CONFIG = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=15),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2},
+}
+_NETWORK_STORES = ("S3Store", "GCSStore", "AzureStore")
+
+
+def bounded(store: Any) -> Any:
+    """An obstore S3/GCS/Azure store with lazymerge's timeouts and retries (``CLIENT_OPTIONS``,
+    ``RETRY_CONFIG``) wherever it sets none; any other store as it is."""
+    if type(store).__name__ not in _NETWORK_STORES or not _is_obstore(store):
+        return store
+    options = {**CLIENT_OPTIONS, **(store.client_options or {})}
+    retry = store.retry_config or RETRY_CONFIG
+    if options == store.client_options and retry is store.retry_config:
+        return store
+    return type(store)(
+        prefix=store.prefix,
+        config=store.config,
+        client_options=options,
+        retry_config=retry,
+        credential_provider=store.credential_provider,
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +108,7 @@ def _from_path(path: str | os.PathLike[str]) -> StoreHandle:
     text = os.fspath(path)
     if "://" in text and not text.startswith("file://"):
         try:
-            ob = from_url(text)
+            ob = bounded(from_url(text))
         except Exception as exc:  # obstore raises its own error types per scheme
             raise StoreError(f"cannot open store URL {text!r}: {exc}") from exc
         return StoreHandle(zarr.storage.ObjectStore(ob, read_only=True), ob, None, text)
@@ -96,6 +129,7 @@ def resolve_store(store: StoreLike) -> StoreHandle:
     if isinstance(store, (str, os.PathLike)):
         return _from_path(store)
     if _is_obstore_store(store):
+        store = bounded(store)
         return StoreHandle(zarr.storage.ObjectStore(store, read_only=True), store, None, repr(store))
     if _is_icechunk_session(store):
         return StoreHandle(store.store, None, store, f"icechunk session {store!r}")
@@ -104,7 +138,10 @@ def resolve_store(store: StoreLike) -> StoreHandle:
 
         return StoreHandle(store, ObLocalStore(str(store.root)), None, str(store.root))
     if isinstance(store, zarr.storage.ObjectStore):
-        return StoreHandle(store, store.store, None, repr(store))
+        inner = bounded(store.store)
+        if inner is not store.store:
+            store = zarr.storage.ObjectStore(inner, read_only=store.read_only)
+        return StoreHandle(store, inner, None, repr(store))
     if isinstance(store, zarr.abc.store.Store):
         return StoreHandle(store, None, None, repr(store))
     raise StoreError(

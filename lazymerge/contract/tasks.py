@@ -169,7 +169,6 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     ]
 
 
-
 @dataclass(frozen=True)
 class KernelOptions:
     """How pixels are computed: resampling, compositing method, exact transform, the nodata fill."""
@@ -180,6 +179,7 @@ class KernelOptions:
     threshold: float = THRESHOLD
     nodata: float | None = None
     provenance: bool = False  # return each pixel's source (its source table row) instead of its value
+    on_error: str = "raise"  # a source window that cannot be read: "raise" SourceReadError, or "skip" it
 
 
 @dataclass(frozen=True)
@@ -196,4 +196,3 @@ class KernelTask:
     n_bands: int = 1  # layers per time group: the output bands, then the quality band if any
     options: KernelOptions = KernelOptions()
     quality_layer: int | None = None  # method quality:<band>: that band's layer
-

@@ -9,21 +9,24 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
 from affine import Affine
+from pyproj import CRS
 
 from lazymerge.contract.budget import GREEN, READ_AHEAD
 from lazymerge.contract.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import loops as jit
+from lazymerge.kernel.cancel import check_cancelled
 from lazymerge.kernel.composite import First, Last, parse_method
 from lazymerge.kernel.faults import maybe_fail
 from lazymerge.kernel.loops import evaluate
 from lazymerge.kernel.mapping import Mapping, pixel_mapping
-from lazymerge.kernel.reads import read_window
+from lazymerge.kernel.reads import SkippedRead, guarded, read_window, record_skipped
 
 _readers: tuple[int, ThreadPoolExecutor] | None = None
 
@@ -78,7 +81,7 @@ def render_chunk(
     store: Any,
     dtype: np.dtype,
     options: KernelOptions | None = None,
-    read: Callable[[Any, TaskRow], np.ndarray] = read_window,
+    read: Callable[[Any, TaskRow], np.ndarray | None] = read_window,
     quality_rows: list[TaskRow] | None = None,
 ) -> np.ndarray:
     """One target chunk from its plan rows (priority order): each source sampled with the plan's
@@ -89,6 +92,7 @@ def render_chunk(
     warped; ``first`` stops reading once every pixel has a value. ``quality_rows``: each source's quality
     band (method ``quality:<band>``), sampled nearest and handed to the method with the values."""
     opts = options or KernelOptions()
+    rows = wrapped_rows(rows, grid, row, col)
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
     fill = np.nan if opts.nodata is None else opts.nodata
@@ -129,11 +133,14 @@ def render_chunk(
         task = quality_of.get(source)
         if task is None:
             return None
+        data = read(store, task)
+        if data is None:  # skipped (on_error="skip")
+            return np.full(shape, np.nan)
         q = First(shape)
         level = task.level
         nodata = np.nan if level.nodata is None else level.nodata
         jit.sample_into(
-            read(store, task),
+            data,
             nodata,
             level.nodata is not None,
             mapping(level.crs, False).jit,
@@ -166,6 +173,8 @@ def render_chunk(
             pending.pop(index).cancel()
             continue
         data = pending.pop(index).result()
+        if data is None:  # skipped (on_error="skip"): nodata from this source
+            continue
         level = task.level
         m = mapping(level.crs)
         inv = _coef(level.affine)
@@ -210,6 +219,34 @@ def render_chunk(
     return out
 
 
+def wrapped_rows(rows: list[TaskRow], grid: TargetGrid, row: int, col: int) -> list[TaskRow]:
+    """In a geographic target, longitudes wrap: a geographic source also lies 360 degrees east and west of
+    its own georeferencing, so a chunk at 170..190 takes a source at -180..-170 too. Each row of a
+    geographic source is followed by a copy shifted by a turn for every shift whose window meets the
+    chunk (a global source under a chunk across its seam needs two); other rows stay as they are."""
+    if not grid.crs.is_geographic:
+        return rows
+    _, _, c0, c1 = grid.chunk_window(row, col)
+    tx0, tx1 = grid.transform.c + c0 * grid.transform.a, grid.transform.c + c1 * grid.transform.a
+    out = []
+    for task in rows:
+        out.append(task)
+        if not _geographic(task.level.crs):
+            continue
+        r0, r1, w0, w1 = task.window
+        xs = [(task.level.affine @ (c, r))[0] for c in (w0, w1) for r in (r0, r1)]
+        for turn in (-360.0, 360.0):
+            if min(xs) + turn < tx1 and max(xs) + turn > tx0:
+                shifted = Affine.translation(turn, 0.0) @ task.level.affine
+                out.append(replace(task, level=replace(task.level, transform=tuple(shifted)[:6])))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _geographic(code: str) -> bool:
+    return CRS.from_user_input(code).is_geographic
+
+
 _NO_WINNER = np.zeros((1, 1), dtype="i4")  # the compiled loops skip recording sources into this
 _ONE = np.ones(2)
 
@@ -221,12 +258,12 @@ def _coef(transform: Affine) -> np.ndarray:
     return np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
 
 
-
 def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
     """Cubed task: fetch this block's rows from the saved plan and render it.
 
     Blocks are indexed ``([time,] [band,] row, col)``; the plan's rows are keyed by layer and chunk.
     """
+    check_cancelled()  # the run failed in another task: stop here
     maybe_fail(block_id)  # off unless LAZYMERGE_FAULT_RATE is set (tests and drills only)
     *lead, row, col = block_id
     time = lead.pop(0) if task.time_dim else 0
@@ -235,8 +272,13 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
     quality = None
     if task.quality_layer is not None:
         quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
-    read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
+    skipped: list[SkippedRead] = []
+    read = guarded(  # decoded source chunks shared within this merge
+        partial(read_window, scope=task.plan_path), tuple(block_id), task.options.on_error, skipped
+    )
     block = render_chunk(
         rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, read, quality
     )
+    if skipped:
+        record_skipped(task.plan_path, skipped)
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)

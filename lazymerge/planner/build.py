@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lazymerge.catalog.footprints import chunk_footprints, split_parts
+from lazymerge.catalog.footprints import split_parts
 from lazymerge.catalog.layout import META_GROUP
 from lazymerge.catalog.stores import StoreHandle
 from lazymerge.contract.model import Plan
@@ -18,6 +18,7 @@ from lazymerge.contract.schema import levels_table
 from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.kernel.composite import parse_method
 from lazymerge.planner.culling import CoverCull, cull_mask
+from lazymerge.planner.nearby import nearby_chunks
 from lazymerge.planner.pairs import SourceSet, collect_pairs
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.timegroups import (
@@ -65,14 +66,15 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     clock.lap("sources")
     grid = request.target
     cands = sources.candidates
-    footprints = chunk_footprints(grid)
+    chunk_ids, footprints = nearby_chunks(grid, sources.part_bounds)  # not the chunks far from every source
     c_index, c_parts = split_parts(footprints)
+    c_index = chunk_ids[c_index]
     clock.lap("chunk footprints")
     labels = None
     if request.groupby:
         lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
         labels = source_labels(request.groupby, cands.datetime, lon, parse_origin(request.groupby_origin))
-    cover = CoverCull(grid, cands, footprints, label_ids(labels)) if request.cull else None
+    cover = CoverCull(grid, cands, chunk_ids, footprints, label_ids(labels)) if request.cull else None
     batches = join(c_index, c_parts, sources.part_index, sources.part_bounds)
     chunk, source = collect_pairs(batches, cands.priority, cover)
     clock.lap("join + cover culling" if cover else "join")
