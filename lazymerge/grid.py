@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -136,7 +137,7 @@ def horizontal_crs(crs: CRS) -> CRS:
     )
 
 
-def crossing_bbox(crs: CRS, bbox: tuple[float, ...]) -> tuple[float, ...]:
+def crossing_bbox(crs: CRS, bbox: Any) -> Any:
     """In a geographic target CRS, a bbox with ``xmin > xmax`` crosses the antimeridian (as in STAC and
     RFC 7946): it becomes ``(xmin, ymin, xmax + 360, ymax)``, east of 180. Any other bbox as given."""
     try:

@@ -129,8 +129,8 @@ def resolve_store(store: StoreLike) -> StoreHandle:
     if isinstance(store, (str, os.PathLike)):
         return _from_path(store)
     if _is_obstore_store(store):
-        store = bounded(store)
-        return StoreHandle(zarr.storage.ObjectStore(store, read_only=True), store, None, repr(store))
+        ob = bounded(store)
+        return StoreHandle(zarr.storage.ObjectStore(ob, read_only=True), ob, None, repr(ob))
     if _is_icechunk_session(store):
         return StoreHandle(store.store, None, store, f"icechunk session {store!r}")
     if isinstance(store, zarr.storage.LocalStore):

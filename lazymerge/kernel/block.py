@@ -31,7 +31,9 @@ from lazymerge.kernel.reads import SkippedRead, guarded, read_window, record_ski
 _readers: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _start(read: Callable[[Any, TaskRow], np.ndarray], store: Any, task: TaskRow, inline: bool) -> Future:
+def _start(
+    read: Callable[[Any, TaskRow], np.ndarray | None], store: Any, task: TaskRow, inline: bool
+) -> Future:
     """Start reading ``task``'s window: in a reader thread, or here when there is nothing to overlap it
     with (a block with one source: no thread handoff)."""
     if not inline:

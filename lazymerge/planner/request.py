@@ -137,8 +137,9 @@ class MergeRequest:
                     f"the target grid needs {', '.join(missing)} (or grid=, a TargetGrid, PixelGrid or "
                     "odc-geo GeoBox)"
                 )
-            set_(self, "crs", horizontal_crs(parse_crs(self.crs)))
-            set_(self, "bbox", parse_bbox(crossing_bbox(self.crs, self.bbox)))
+            crs = horizontal_crs(parse_crs(self.crs))
+            set_(self, "crs", crs)
+            set_(self, "bbox", parse_bbox(crossing_bbox(crs, self.bbox)))
             set_(self, "resolution", parse_resolution(self.resolution))
         else:
             given = [k for k in ("crs", "bbox", "resolution") if getattr(self, k) is not None]
@@ -174,9 +175,15 @@ class MergeRequest:
         """GridTooLargeError for more pixels or tasks than the limits allow, before any grid is built."""
         n_bands = len(self.band_names or ())
         if isinstance(self.grid, TargetGrid):
-            h, w = self.grid.shape
+            rows, cols = self.grid.shape
             check_size(
-                h, w, self.grid.chunk_size, n_bands, self.max_pixels, self.max_tasks, self.grid.resolution
+                rows,
+                cols,
+                self.grid.chunk_size,
+                n_bands,
+                self.max_pixels,
+                self.max_tasks,
+                self.grid.resolution,
             )
         else:
             assert isinstance(self.bbox, tuple) and self.resolution is not None
