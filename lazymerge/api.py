@@ -124,7 +124,8 @@ def merge(
     **options
         The fields of ``lazymerge.MergeRequest``: ``crs``, ``bbox``, ``resolution``, ``chunk_size``,
         ``grid``, ``bands``, ``datafusion``, ``sortby``, ``groupby``, ``where``, ``cull``, ``resampling``,
-        ``method``, ``exact``, ``dtype``, ``nodata`` (each documented there).
+        ``method``, ``exact``, ``dtype``, ``nodata``, ``max_pixels``, ``max_tasks`` (each documented
+        there).
 
     Returns
     -------
