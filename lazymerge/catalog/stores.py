@@ -20,20 +20,19 @@ from lazymerge.errors import StoreError
 
 if TYPE_CHECKING:
     from icechunk import Session
-    from obstore.store import ObjectStore
+    from obstore.store import ObjectStore, RetryConfig
 
 StoreLike: TypeAlias = "str | os.PathLike[str] | zarr.abc.store.Store | ObjectStore | Session | StoreHandle"
 """What ``merge``/``plan`` accept as a store: a path or URL, a zarr Store, an obstore store or an
 Icechunk Session."""
 
-# Every request to an object store ends in bounded time, a dead or stalled endpoint included. These are
-# obstore's ClientConfig and RetryConfig values for S3, GCS and Azure stores, applied where the store given
-# sets none of its own (set ``client_options={"timeout": ...}`` or ``retry_config=`` on the store to
-# override them). A request is abandoned after TIMEOUT (connecting: CONNECT_TIMEOUT); failed connections,
-# timeouts and 5xx responses are retried up to 3 times, backing off 0.1 s doubling to at most 2 s, and not
-# after 15 s: a dead endpoint fails a read within seconds, a stalled one within TIMEOUT + 15 s.
-CLIENT_OPTIONS = {"connect_timeout": "5s", "timeout": "30s"}
-RETRY_CONFIG = {
+# Every request to an object store ends in bounded time, a dead or stalled endpoint included: obstore
+# abandons a request after 30 s (connecting: 5 s; its ClientConfig ``timeout``/``connect_timeout``
+# defaults, which lazymerge keeps), and S3, GCS and Azure stores given without a ``retry_config`` of their
+# own get this one instead of obstore's (10 retries for up to 3 minutes): failed connections, timeouts and
+# 5xx responses are retried up to 3 times, backing off 0.1 s doubling to at most 2 s, and not after 15 s.
+# A dead endpoint fails a read within seconds, a stalled one within 30 + 15 s.
+RETRY_CONFIG: RetryConfig = {
     "max_retries": 3,
     "retry_timeout": timedelta(seconds=15),
     "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2},
@@ -42,19 +41,16 @@ _NETWORK_STORES = ("S3Store", "GCSStore", "AzureStore")
 
 
 def bounded(store: Any) -> Any:
-    """An obstore S3/GCS/Azure store with lazymerge's timeouts and retries (``CLIENT_OPTIONS``,
-    ``RETRY_CONFIG``) wherever it sets none; any other store as it is."""
-    if type(store).__name__ not in _NETWORK_STORES or not _is_obstore(store):
-        return store
-    options = {**CLIENT_OPTIONS, **(store.client_options or {})}
-    retry = store.retry_config or RETRY_CONFIG
-    if options == store.client_options and retry is store.retry_config:
+    """An obstore S3/GCS/Azure store with lazymerge's ``RETRY_CONFIG`` when it has none of its own; any
+    other store as it is. (Client options are left alone: passing them would drop the ones obstore reads
+    from the environment, such as ``AWS_ALLOW_HTTP``.)"""
+    if type(store).__name__ not in _NETWORK_STORES or not _is_obstore(store) or store.retry_config:
         return store
     return type(store)(
         prefix=store.prefix,
         config=store.config,
-        client_options=options,
-        retry_config=retry,
+        client_options=store.client_options,
+        retry_config=RETRY_CONFIG,
         credential_provider=store.credential_provider,
     )
 
@@ -108,7 +104,7 @@ def _from_path(path: str | os.PathLike[str]) -> StoreHandle:
     text = os.fspath(path)
     if "://" in text and not text.startswith("file://"):
         try:
-            ob = bounded(from_url(text))
+            ob = from_url(text, retry_config=RETRY_CONFIG)
         except Exception as exc:  # obstore raises its own error types per scheme
             raise StoreError(f"cannot open store URL {text!r}: {exc}") from exc
         return StoreHandle(zarr.storage.ObjectStore(ob, read_only=True), ob, None, text)
