@@ -4,6 +4,8 @@ its window and the target block (``on_error="raise"``), or renders as nodata and
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import zarr
@@ -49,7 +51,8 @@ def test_raise_names_source_window_and_block(two_sources):
     with pytest.raises(SourceReadError) as err:
         merge(str(two_sources), **REQUEST).array.compute()
     text = str(err.value)
-    assert "'a/data/0'" in text and "rows 0:" in text and "target block (0, 0)" in text
+    # whichever block failed first: one of the four whose window of a meets its truncated chunk (0, 0)
+    assert re.search(r"'a/data/0' rows \d+:\d+ cols \d+:\d+ for target block \([01], [01]\)", text), text
     assert "on_error='skip'" in text
 
 
