@@ -136,6 +136,7 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
         datafusion=True,
         sortby="-datetime",
         cull=cull,
+        max_tasks=max(n_chunks, 500_000),  # planning a million chunks is what this measures
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     with tempfile.TemporaryDirectory() as tmp:

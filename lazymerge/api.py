@@ -21,9 +21,11 @@ from lazymerge.contract.model import Plan
 from lazymerge.contract.tasks import KernelOptions, KernelTask
 from lazymerge.crs import crs_code
 from lazymerge.errors import InvalidRequestError
+from lazymerge.executors.local import ThreadsExecutor, stopping_spec
 from lazymerge.executors.workdir import check_work_dir
 from lazymerge.kernel.block import merge_block
 from lazymerge.kernel.composite import parse_method
+from lazymerge.kernel.reads import parse_on_error
 from lazymerge.planner.build import build_plan
 from lazymerge.planner.request import MergeRequest
 from lazymerge.result import MergeResult
@@ -32,8 +34,14 @@ DEFAULT_ALLOWED_MEM = "1GB"
 
 
 def default_spec(work_dir: str | None = None, allowed_mem: int | str = DEFAULT_ALLOWED_MEM) -> cubed.Spec:
-    """Local threads, with allowed_mem always explicit (a Spec without it allows 0 bytes)."""
-    return cubed.Spec(work_dir=work_dir, allowed_mem=allowed_mem, reserved_mem=DEFAULT_RESERVED_MEM)
+    """Local threads (stopping at the first failure), with allowed_mem always explicit (a Spec without it
+    allows 0 bytes)."""
+    return cubed.Spec(
+        work_dir=work_dir,
+        allowed_mem=allowed_mem,
+        reserved_mem=DEFAULT_RESERVED_MEM,
+        executor=ThreadsExecutor(),
+    )
 
 
 def _plan_location(spec: cubed.Spec) -> str:
@@ -45,7 +53,7 @@ def _plan_location(spec: cubed.Spec) -> str:
     return f"{tmp}/plan.zarr"
 
 
-def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
+def kernel_task(plan: Plan, store: Any, spec: cubed.Spec, on_error: str = "raise") -> KernelTask:
     """Save the plan where the tasks can read it and return what every task carries."""
     path = plan.save(_plan_location(spec))
     time_dim = plan.time_coords is not None
@@ -57,6 +65,7 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
         nodata=plan.nodata,
         masks=tuple(plan.masks),
         rescale=plan.rescale,
+        on_error=parse_on_error(on_error),
     )
     quality = len(plan.bands) if plan.quality_band else None  # the quality band's layer, after the bands
     n_layers = len(plan.layer_bands)
@@ -107,6 +116,7 @@ def merge(
     plan: Plan | str | None = None,
     provenance: bool = False,
     spec: cubed.Spec | None = None,
+    on_error: str = "raise",
     **options: Any,
 ) -> MergeResult:
     """Mosaic every source of ``store`` into one grid, lazily.
@@ -124,11 +134,18 @@ def merge(
         Also build ``result.provenance``: an int32 array of the source table row each pixel came from
         (-1 where none), for methods that take each pixel from one source.
     spec
-        The cubed.Spec to compute with (default: local threads, allowed_mem 1GB).
+        The cubed.Spec to compute with (default: local threads, allowed_mem 1GB). A spec naming no
+        executor, ``threads`` or ``processes`` gets lazymerge's (:mod:`lazymerge.executors.local`), which
+        stop the run at the first failure.
+    on_error
+        A source window that cannot be read (after ``READ_RETRIES`` tries with backoff, for transient
+        errors): ``"raise"`` (default) fails the run with SourceReadError naming the source array, window
+        and target block; ``"skip"`` renders it as nodata and lists it in ``result.skipped_reads()``.
     **options
         The fields of ``lazymerge.MergeRequest``: ``crs``, ``bbox``, ``resolution``, ``chunk_size``,
         ``grid``, ``bands``, ``datafusion``, ``sortby``, ``groupby``, ``where``, ``cull``, ``resampling``,
-        ``method``, ``exact``, ``dtype``, ``nodata`` (each documented there).
+        ``method``, ``exact``, ``dtype``, ``nodata``, ``max_pixels``, ``max_tasks`` (each documented
+        there).
 
     Returns
     -------
@@ -141,7 +158,8 @@ def merge(
     lazymerge.errors.LazymergeError
         A typed subclass naming the bad value and the fix.
     """
-    spec = with_object_work_dir(spec or default_spec())
+    spec = stopping_spec(with_object_work_dir(spec or default_spec()))
+    parse_on_error(on_error)
     check_work_dir(spec.work_dir)  # before planning: a bad work_dir fails at once
     handle = resolve_store(store)
     if plan is None:
@@ -153,7 +171,7 @@ def merge(
         )
     elif isinstance(plan, str):
         plan = Plan.load(plan)
-    task = kernel_task(plan, handle.zarr_store, spec)
+    task = kernel_task(plan, handle.zarr_store, spec, on_error)
     array = lazy_array(plan, handle.zarr_store, spec, task)
     grid = plan.grid
     h, w = grid.shape

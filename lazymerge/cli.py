@@ -129,6 +129,8 @@ _PARSE = {
     "resolution": float,
     "resampling": lambda text: dict(p.split("=", 1) for p in text.split(",")) if "=" in text else text,
     "nodata": float,
+    "max_pixels": float,
+    "max_tasks": float,
 }
 _NOT_FLAGS = ("grid", "datafusion")  # grid objects come from Python; datafusion is --scan
 
@@ -236,7 +238,7 @@ def _run(args: argparse.Namespace) -> None:
     executor = _executor(args)  # a bad name or config fails before planning
     spec = _spec(args)
     t0 = time.perf_counter()
-    result = merge(args.store, plan=args.plan, spec=spec, **request)
+    result = merge(args.store, plan=args.plan, spec=spec, on_error=args.on_error, **request)
     print(result.plan.summary(int(spec.allowed_mem)))
     if geotiff:
         result.to_cog(
@@ -262,6 +264,10 @@ def _run(args: argparse.Namespace) -> None:
     )
     print(f"wrote {args.out} ({args.executor}) in {time.perf_counter() - t0:.2f} s")
     print(reports[0].summary())
+    for skipped in reports[1:2]:
+        print(f"{len(skipped)} source window(s) skipped (--on-error skip), rendered as nodata:")
+        for record in skipped:
+            print(f"  {record}")
 
 
 def _overviews(text: str | None, default: int | str) -> int | str:
@@ -305,6 +311,12 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="replace an earlier lazymerge output at --out, or an existing GeoTIFF (never other files)",
+    )
+    p.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="a source window that cannot be read: fail the run (default) or render it as nodata and list it",
     )
     p.add_argument(
         "--progress",

@@ -128,6 +128,10 @@ class OutputWriteError(OutputError, OSError):
     """Writing the output failed in the store (full disk, permissions): the output is not complete."""
 
 
+class GridTooLargeError(InvalidRequestError):
+    """A target grid with more pixels or tasks than the limits allow (``max_pixels``, ``max_tasks``)."""
+
+
 class SourceReadError(LazymergeError, OSError):
     """A source window that could not be read (after retries): names the source array, the target chunk and
     the cause."""
@@ -177,3 +181,13 @@ def no_panic(
             f"{what} failed inside DataFusion/zarr-datafusion-search (a Rust panic: {exc}); {fix}. If it "
             "persists, please report it with the request"
         ) from exc
+class RunCancelledError(LazymergeError, RuntimeError):
+    """A task stopped because another task of the same run failed (the run's error is the other one)."""
+
+
+class WorkerLostError(LazymergeError, RuntimeError):
+    """A worker process died under a task (killed, out of memory) more times than ``retries`` allows."""
+
+
+class SkippedReadWarning(UserWarning):
+    """With ``on_error="skip"``: source windows that could not be read rendered as nodata; names them."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -116,10 +116,34 @@ class TargetGrid(PixelGrid):
         cols = np.minimum(np.arange(nc + 1) * cw, self.shape[1])
         return self.transform.c + cols * self.transform.a, self.transform.f + rows * self.transform.e
 
-    @cached_property
-    def chunk_bounds(self) -> np.ndarray:
-        """(nrows * ncols, 4) boxes (xmin, ymin, xmax, ymax) of every chunk in the target CRS, row-major."""
-        x, y = self.chunk_edges()
-        xx0, yy0 = np.meshgrid(x[:-1], y[1:])
-        xx1, yy1 = np.meshgrid(x[1:], y[:-1])
-        return np.stack([xx0.ravel(), yy0.ravel(), xx1.ravel(), yy1.ravel()], axis=1)
+    def chunk_boxes(self, chunks: np.ndarray) -> np.ndarray:
+        """(n, 4) boxes (xmin, ymin, xmax, ymax) of the chunks with these row-major indices."""
+        r, c = np.divmod(np.asarray(chunks, dtype="i8"), self.nchunks[1])
+        xs, ys = self.chunk_edges()
+        return np.stack([xs[c], ys[r + 1], xs[c + 1], ys[r]], axis=1)
+
+
+def horizontal_crs(crs: CRS) -> CRS:
+    """``crs`` when it is a horizontal CRS (geographic or projected, alone or in a compound CRS); raises
+    InvalidCRSError for a vertical, geocentric or engineering one, which has no map grid."""
+    from lazymerge.errors import InvalidCRSError
+
+    if crs.is_geographic or crs.is_projected:
+        return crs
+    kind = "vertical" if crs.is_vertical else "geocentric" if crs.is_geocentric else crs.type_name
+    raise InvalidCRSError(
+        f"target crs {crs.to_string()!r} ({crs.name}) is a {kind} CRS, not a horizontal one; pass a "
+        "geographic or projected CRS such as 'EPSG:4326' or 'EPSG:3857'"
+    )
+
+
+def crossing_bbox(crs: CRS, bbox: Any) -> Any:
+    """In a geographic target CRS, a bbox with ``xmin > xmax`` crosses the antimeridian (as in STAC and
+    RFC 7946): it becomes ``(xmin, ymin, xmax + 360, ymax)``, east of 180. Any other bbox as given."""
+    try:
+        xmin, ymin, xmax, ymax = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return bbox  # parse_bbox says what is wrong
+    if crs.is_geographic and xmin > xmax:
+        return (xmin, ymin, xmax + 360.0, ymax)
+    return bbox

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import xarray
     import zarr
 
+    from lazymerge.kernel.reads import SkippedRead
+
 
 @dataclass(frozen=True)
 class MergeResult:
@@ -118,6 +120,12 @@ class MergeResult:
         from lazymerge.output.cog import write_cog
 
         return write_cog(self, path, overviews=overviews, compress=compress, blocksize=blocksize, **kwargs)
+    def skipped_reads(self) -> list[SkippedRead]:
+        """With ``on_error="skip"``: every source window the tasks run so far could not read (each
+        rendered as nodata), naming the source array, its window, the target block and the error."""
+        from lazymerge.kernel.reads import skipped_reads
+
+        return skipped_reads(self.task.plan_path)
 
 
 def _plot_composition(table: pa.Table, path: str, top: int = 30) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 import zarr
 import zarr.abc.store
@@ -20,11 +21,39 @@ from lazymerge.errors import StoreError
 if TYPE_CHECKING:
     import cubed
     from icechunk import Session
-    from obstore.store import ObjectStore
+    from obstore.store import ObjectStore, RetryConfig
 
 StoreLike: TypeAlias = "str | os.PathLike[str] | zarr.abc.store.Store | ObjectStore | Session | StoreHandle"
 """What ``merge``/``plan`` accept as a store: a path or URL, a zarr Store, an obstore store or an
 Icechunk Session."""
+
+# Every request to an object store ends in bounded time, a dead or stalled endpoint included: obstore
+# abandons a request after 30 s (connecting: 5 s; its ClientConfig ``timeout``/``connect_timeout``
+# defaults, which lazymerge keeps), and S3, GCS and Azure stores given without a ``retry_config`` of their
+# own get this one instead of obstore's (10 retries for up to 3 minutes): failed connections, timeouts and
+# 5xx responses are retried up to 3 times, backing off 0.1 s doubling to at most 2 s, and not after 15 s.
+# A dead endpoint fails a read within seconds, a stalled one within 30 + 15 s.
+RETRY_CONFIG: RetryConfig = {
+    "max_retries": 3,
+    "retry_timeout": timedelta(seconds=15),
+    "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2), "base": 2},
+}
+_NETWORK_STORES = ("S3Store", "GCSStore", "AzureStore")
+
+
+def bounded(store: Any) -> Any:
+    """An obstore S3/GCS/Azure store with lazymerge's ``RETRY_CONFIG`` when it has none of its own; any
+    other store as it is. (Client options are left alone: passing them would drop the ones obstore reads
+    from the environment, such as ``AWS_ALLOW_HTTP``.)"""
+    if type(store).__name__ not in _NETWORK_STORES or not _is_obstore(store) or store.retry_config:
+        return store
+    return type(store)(
+        prefix=store.prefix,
+        config=store.config,
+        client_options=store.client_options,
+        retry_config=RETRY_CONFIG,
+        credential_provider=store.credential_provider,
+    )
 
 
 @dataclass(frozen=True)
@@ -81,7 +110,7 @@ def _from_path(path: str | os.PathLike[str]) -> StoreHandle:
     text = os.fspath(path)
     if "://" in text and not text.startswith("file://"):
         try:
-            ob = from_url(text)
+            ob = from_url(text, retry_config=RETRY_CONFIG)
         except Exception as exc:  # obstore raises its own error types per scheme
             raise StoreError(f"cannot open store URL {text!r}: {exc}") from exc
         return StoreHandle(zarr.storage.ObjectStore(ob, read_only=True), ob, None, text)
@@ -140,7 +169,8 @@ def resolve_store(store: StoreLike) -> StoreHandle:
     if isinstance(store, (str, os.PathLike)):
         return _from_path(store)
     if _is_obstore_store(store):
-        return StoreHandle(zarr.storage.ObjectStore(store, read_only=True), store, None, repr(store))
+        ob = bounded(store)
+        return StoreHandle(zarr.storage.ObjectStore(ob, read_only=True), ob, None, repr(ob))
     if _is_icechunk_session(store):
         return StoreHandle(store.store, None, store, f"icechunk session {store!r}")
     if isinstance(store, zarr.storage.LocalStore):
@@ -148,7 +178,10 @@ def resolve_store(store: StoreLike) -> StoreHandle:
 
         return StoreHandle(store, ObLocalStore(str(store.root)), None, str(store.root))
     if isinstance(store, zarr.storage.ObjectStore):
-        return StoreHandle(store, store.store, None, repr(store))
+        inner = bounded(store.store)
+        if inner is not store.store:
+            store = zarr.storage.ObjectStore(inner, read_only=store.read_only)
+        return StoreHandle(store, inner, None, repr(store))
     if isinstance(store, zarr.abc.store.Store):
         return StoreHandle(store, None, None, repr(store))
     raise StoreError(

@@ -194,6 +194,7 @@ class KernelOptions:
     provenance: bool = False  # return each pixel's source (its source table row) instead of its value
     masks: tuple[Any, ...] = ()  # lazymerge.kernel.masks.Mask: pixels each source drops before compositing
     rescale: bool = False  # apply each level's scale_factor/add_offset before compositing
+    on_error: str = "raise"  # a source window that cannot be read: "raise" SourceReadError, or "skip" it
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,11 @@ Every name runs the same stateless chunk kernel (``lazymerge.kernel.merge_block`
 ``threads`` (default, embedded)
     ``max_workers`` (default: CPU count), ``retries`` (default 2: a failed task is retried twice).
 ``processes``
-    ``max_workers``, ``retries``, ``use_processes`` ("spawn" default, "fork", "forkserver"),
-    ``max_tasks_per_child``.
+    ``max_workers``, ``retries`` (default 2: tasks lost with a dead worker process are resubmitted to a
+    new pool twice), ``use_processes`` ("spawn" default, "fork", "forkserver"), ``max_tasks_per_child``.
+
+Both local executors stop at the first failure: queued tasks are cancelled, running ones stop at their
+next block or read (threads) or are terminated (processes); see :mod:`lazymerge.executors.local`.
 ``lithops``
     ``config`` (a Lithops config dict; default: the offline ``localhost`` compute+storage config from
     :func:`lazymerge.executors.lithops.localhost_config`), ``config_file`` (a Lithops YAML config, e.g. one of
@@ -30,13 +33,13 @@ from lazymerge.errors import UnknownExecutorError
 
 
 def _threads(**options: Any) -> Any:
-    from cubed.runtime.executors.local import ThreadsExecutor
+    from lazymerge.executors.local import ThreadsExecutor
 
     return ThreadsExecutor(**options)
 
 
 def _processes(**options: Any) -> Any:
-    from cubed.runtime.executors.local import ProcessesExecutor
+    from lazymerge.executors.local import ProcessesExecutor
 
     return ProcessesExecutor(**options)
 

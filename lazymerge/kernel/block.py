@@ -15,22 +15,26 @@ from typing import Any
 
 import numpy as np
 from affine import Affine
+from pyproj import CRS
 
 from lazymerge.contract.budget import GREEN, READ_AHEAD
 from lazymerge.contract.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import loops as jit
+from lazymerge.kernel.cancel import check_cancelled
 from lazymerge.kernel.composite import First, Last, parse_method
 from lazymerge.kernel.faults import maybe_fail
 from lazymerge.kernel.loops import evaluate
 from lazymerge.kernel.mapping import Mapping, pixel_mapping
 from lazymerge.kernel.masks import source_masks
-from lazymerge.kernel.reads import read_window
+from lazymerge.kernel.reads import SkippedRead, guarded, read_window, record_skipped
 
 _readers: tuple[int, ThreadPoolExecutor] | None = None
 
 
-def _start(read: Callable[[Any, TaskRow], np.ndarray], store: Any, task: TaskRow, inline: bool) -> Future:
+def _start(
+    read: Callable[[Any, TaskRow], np.ndarray | None], store: Any, task: TaskRow, inline: bool
+) -> Future:
     """Start reading ``task``'s window: in a reader thread, or here when there is nothing to overlap it
     with (a block with one source: no thread handoff)."""
     if not inline:
@@ -80,7 +84,7 @@ def render_chunk(
     store: Any,
     dtype: np.dtype,
     options: KernelOptions | None = None,
-    read: Callable[[Any, TaskRow], np.ndarray] = read_window,
+    read: Callable[[Any, TaskRow], np.ndarray | None] = read_window,
     quality_rows: list[TaskRow] | None = None,
     mask_rows: list[list[TaskRow]] | None = None,
 ) -> np.ndarray:
@@ -94,6 +98,7 @@ def render_chunk(
     ``mask_rows``: each of ``options.masks``' band rows; a source's masked pixels count as nodata."""
     opts = options or KernelOptions()
     assert isinstance(opts.resampling, str), "merge_block picks the block's band's resampling"
+    rows = wrapped_rows(rows, grid, row, col)
     r0, r1, c0, c1 = grid.chunk_window(row, col)
     shape = (r1 - r0, c1 - c0)
     fill = np.nan if opts.nodata is None else opts.nodata
@@ -160,15 +165,22 @@ def render_chunk(
         return np.where(q.count > 0, q.values, np.nan)
 
     def quality(source: int) -> np.ndarray | None:
-        """The source's quality band at each pixel (NaN where it has none)."""
+        """The source's quality band at each pixel (NaN where it has none, or where it was skipped)."""
         task = quality_of.get(source)
-        return None if task is None else nearest(task, read(store, task), task.level.nodata)
+        if task is None:
+            return None
+        data = read(store, task)
+        return np.full(shape, np.nan) if data is None else nearest(task, data, task.level.nodata)
 
     def masked(source: int) -> np.ndarray:
         """Where the source's masks drop its pixels."""
         out = np.zeros(shape, dtype=bool)
         for mask, task in mask_of.get(source, ()):
-            bad = mask.masked(read(store, task), task.level.nodata)
+            data = read(store, task)
+            if data is None:  # the mask band was skipped (on_error="skip"): mask the source's pixels
+                out[:] = True
+                continue
+            bad = mask.masked(data, task.level.nodata)
             if bad.any():
                 out |= nearest(task, bad.astype("u1"), None) > 0
         return out
@@ -192,6 +204,8 @@ def render_chunk(
             pending.pop(index).cancel()
             continue
         data = pending.pop(index).result()
+        if data is None:  # skipped (on_error="skip"): nodata from this source
+            continue
         level = task.level
         m = mapping(level.crs)
         inv = _coef(level.affine)
@@ -243,6 +257,34 @@ def render_chunk(
     return out
 
 
+def wrapped_rows(rows: list[TaskRow], grid: TargetGrid, row: int, col: int) -> list[TaskRow]:
+    """In a geographic target, longitudes wrap: a geographic source also lies 360 degrees east and west of
+    its own georeferencing, so a chunk at 170..190 takes a source at -180..-170 too. Each row of a
+    geographic source is followed by a copy shifted by a turn for every shift whose window meets the
+    chunk (a global source under a chunk across its seam needs two); other rows stay as they are."""
+    if not grid.crs.is_geographic:
+        return rows
+    _, _, c0, c1 = grid.chunk_window(row, col)
+    tx0, tx1 = grid.transform.c + c0 * grid.transform.a, grid.transform.c + c1 * grid.transform.a
+    out = []
+    for task in rows:
+        out.append(task)
+        if not _geographic(task.level.crs):
+            continue
+        r0, r1, w0, w1 = task.window
+        xs = [(task.level.affine @ (c, r))[0] for c in (w0, w1) for r in (r0, r1)]
+        for turn in (-360.0, 360.0):
+            if min(xs) + turn < tx1 and max(xs) + turn > tx0:
+                shifted = Affine.translation(turn, 0.0) @ task.level.affine
+                out.append(replace(task, level=replace(task.level, transform=tuple(shifted)[:6])))
+    return out
+
+
+@lru_cache(maxsize=256)
+def _geographic(code: str) -> bool:
+    return CRS.from_user_input(code).is_geographic
+
+
 _NO_WINNER = np.zeros((1, 1), dtype="i4")  # the compiled loops skip recording sources into this
 _ONE = np.ones(2)
 
@@ -259,6 +301,7 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
 
     Blocks are indexed ``([time,] [band,] row, col)``; the plan's rows are keyed by layer and chunk.
     """
+    check_cancelled()  # the run failed in another task: stop here
     maybe_fail(block_id)  # off unless LAZYMERGE_FAULT_RATE is set (tests and drills only)
     *lead, row, col = block_id
     time = lead.pop(0) if task.time_dim else 0
@@ -271,13 +314,18 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
     if task.quality_layer is not None:
         quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
     masks = [read_task_rows(task.plan_path, time * task.n_bands + k, row, col) for k in task.mask_layers]
-    read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
+    skipped: list[SkippedRead] = []
+    read = guarded(  # decoded source chunks shared within this merge
+        partial(read_window, scope=task.plan_path), tuple(block_id), task.options.on_error, skipped
+    )
     options = task.options
     if not isinstance(options.resampling, str):  # one resampling per band: this block's band's
         options = replace(options, resampling=options.resampling[band])
     block = render_chunk(
         rows, task.grid, row, col, task.store, np.dtype(task.dtype), options, read, quality, masks
     )
+    if skipped:
+        record_skipped(task.plan_path, skipped)
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)
 
 
@@ -285,7 +333,7 @@ def medoid_block(task: KernelTask, time: int, row: int, col: int) -> np.ndarray:
     """Every output band of one block for a multi-band method (``medoid``): each source rendered alone,
     band by band (its masks applied, with that band's resampling), stacked (sources, bands, y, x) and
     handed to the method's ``pick``."""
-    read = partial(read_window, scope=task.plan_path)
+    read = guarded(partial(read_window, scope=task.plan_path), (time, row, col), task.options.on_error)
     layer = time * task.n_bands
     masks = [read_task_rows(task.plan_path, layer + k, row, col) for k in task.mask_layers]
     alone = replace(task.options, method="first", provenance=False, nodata=None)

@@ -11,10 +11,14 @@ assembled from them.
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from itertools import product
 from typing import Any
 
@@ -24,7 +28,8 @@ import zarr
 from lazymerge.aio import zarr_gather
 from lazymerge.contract.budget import SOURCE_CACHE_BYTES
 from lazymerge.contract.tasks import TaskRow
-from lazymerge.errors import SourceReadError
+from lazymerge.errors import LazymergeError, RunCancelledError, SourceReadError
+from lazymerge.kernel.cancel import bind_stop, check_cancelled, current_stop
 from lazymerge.kernel.chunkio import codec, get_chunks
 
 ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
@@ -129,3 +134,157 @@ def _remember(scope: str, store: Any, path: str, chunks: dict[tuple[int, int], n
             _chunks[full] = (store, chunk)
         while _chunk_bytes > SOURCE_CACHE_BYTES and _chunks:
             _chunk_bytes -= _chunks.popitem(last=False)[1][1].nbytes
+
+
+ON_ERROR = ("raise", "skip")
+READ_RETRIES = 2  # a failed window read is tried again this many times (transient errors only) ...
+READ_BACKOFF = 0.25  # ... after this many seconds, doubling each time
+
+
+@dataclass(frozen=True)
+class SkippedRead:
+    """A source window that could not be read with ``on_error="skip"``: it rendered as nodata."""
+
+    array: str  # the source array's path in the store
+    source: int  # its row of the source table
+    chunk: tuple[int, ...]  # the target block: ([time,] [band,] row, col)
+    window: tuple[int, int, int, int]  # source rows and columns (row0, row1, col0, col1)
+    error: str
+
+    def __str__(self) -> str:
+        r0, r1, c0, c1 = self.window
+        return f"{self.array} rows {r0}:{r1} cols {c0}:{c1} for target block {self.chunk}: {self.error}"
+
+
+def parse_on_error(on_error: Any) -> str:
+    """``"raise"`` or ``"skip"``; anything else is an InvalidRequestError naming both."""
+    from lazymerge.errors import InvalidRequestError
+
+    if on_error not in ON_ERROR:
+        raise InvalidRequestError(
+            f"on_error={on_error!r}: pass 'raise' (a source that cannot be read fails the run) or 'skip' "
+            "(its window renders as nodata and the run lists it)"
+        )
+    return on_error
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether reading again may succeed: connection failures and timeouts, not a missing object or a
+    permission error. obstore's errors are final: obstore has already retried the request
+    (``lazymerge.stores.RETRY_CONFIG``), and retrying here would multiply its bounded time."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, LazymergeError)):
+        return False
+    if type(exc).__module__.startswith("obstore"):
+        return False
+    return isinstance(exc, (OSError, TimeoutError))
+
+
+def _message(exc: BaseException) -> str:
+    """The error's first lines, without obstore's debug dump."""
+    text = str(exc).split("Debug source:")[0].strip() or type(exc).__name__
+    return text if isinstance(exc, LazymergeError) else f"{type(exc).__name__}: {text}"
+
+
+def guarded(
+    read: Callable[[Any, TaskRow], np.ndarray],
+    block: tuple[int, ...],
+    on_error: str = "raise",
+    skipped: list[SkippedRead] | None = None,
+    retries: int = READ_RETRIES,
+    backoff: float = READ_BACKOFF,
+) -> Callable[[Any, TaskRow], np.ndarray | None]:
+    """``read`` with the per-source error policy of target block ``block``: transient errors are tried
+    again ``retries`` times (``backoff`` seconds, doubling); then ``on_error="raise"`` raises
+    SourceReadError naming the source array, its window and the block, and ``"skip"`` appends a
+    SkippedRead to ``skipped`` and returns None (the window renders as nodata). Each attempt first checks
+    that the run has not failed elsewhere (``RunCancelledError``), also from reader threads."""
+    stop = current_stop()
+
+    def read_or_skip(store: Any, task: TaskRow) -> np.ndarray | None:
+        bind_stop(stop)  # reader threads work for this task's run
+        for attempt in range(retries + 1):
+            check_cancelled()
+            try:
+                return read(store, task)
+            except RunCancelledError:
+                raise
+            except Exception as exc:
+                if attempt < retries and transient(exc):
+                    time.sleep(backoff * 2**attempt)
+                    continue
+                r0, r1, c0, c1 = task.window
+                cause = _message(exc)
+                if on_error == "skip":
+                    if skipped is not None:
+                        skipped.append(SkippedRead(task.level.path, task.source, block, task.window, cause))
+                    return None
+                if isinstance(exc, LazymergeError):
+                    raise
+                tries = f" (tried {attempt + 1} times)" if attempt else ""
+                raise SourceReadError(
+                    f"cannot read source array {task.level.path!r} rows {r0}:{r1} cols {c0}:{c1} for target "
+                    f"block {block}{tries}: {cause}. Check that the store is reachable (endpoint, "
+                    "credentials, network), or pass on_error='skip' to render this source as nodata there"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    return read_or_skip
+
+
+def _skip_location(plan_path: str) -> tuple[Any, str]:
+    """(zarr store, key prefix) of the skipped-read records kept next to the saved plan."""
+    group = zarr.open_group(plan_path, mode="r")
+    prefix = f"{group.store_path.path}/" if group.store_path.path else ""
+    return group.store, f"{prefix}skipped/"
+
+
+def record_skipped(plan_path: str, records: list[SkippedRead]) -> None:
+    """Save ``records`` (one block's skipped reads) next to the plan, where every worker can write."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    store, prefix = _skip_location(plan_path)
+    if store.read_only:
+        store = store.with_read_only(False)
+    data = json.dumps([asdict(r) for r in records]).encode()
+    buf = default_buffer_prototype().buffer.from_bytes(data)
+    zarr_gather([store.set(f"{prefix}{uuid.uuid4().hex}.json", buf)])
+
+
+def skipped_reads(plan_path: str) -> list[SkippedRead]:
+    """Every read skipped so far by the tasks of the plan at ``plan_path``, once each, in block order."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    store, prefix = _skip_location(plan_path)
+
+    async def load() -> list[bytes]:
+        keys = [k async for k in store.list_prefix(prefix)]
+        bufs = [await store.get(k, prototype=default_buffer_prototype()) for k in keys]
+        return [b.to_bytes() for b in bufs if b is not None]
+
+    seen: dict[tuple, SkippedRead] = {}
+    for data in zarr_gather([load()])[0]:
+        for item in json.loads(data):
+            record = SkippedRead(
+                item["array"], item["source"], tuple(item["chunk"]), tuple(item["window"]), item["error"]
+            )
+            seen.setdefault((record.array, record.chunk, record.window), record)  # retried blocks repeat
+    return sorted(seen.values(), key=lambda r: (r.chunk, r.source, r.array))
+
+
+def warn_skipped(plan_path: str) -> list[SkippedRead]:
+    """The reads the run skipped (``skipped_reads``), with a SkippedReadWarning naming the first ones."""
+    import warnings
+
+    from lazymerge.errors import SkippedReadWarning
+
+    skipped = skipped_reads(plan_path)
+    if skipped:
+        shown = "; ".join(str(s) for s in skipped[:5])
+        more = f" (and {len(skipped) - 5} more)" if len(skipped) > 5 else ""
+        warnings.warn(
+            f"{len(skipped)} source window(s) could not be read and rendered as nodata (on_error='skip'): "
+            f"{shown}{more}. result.skipped_reads() lists them all",
+            SkippedReadWarning,
+            stacklevel=3,
+        )
+    return skipped

@@ -37,9 +37,12 @@ from lazymerge.catalog.conventions import (
 )
 from lazymerge.catalog.stores import zarr_location
 from lazymerge.errors import LazymergeError, OutputError, OutputExistsError, OutputWriteError
+from lazymerge.executors.local import FINAL_ERRORS
 from lazymerge.kernel.block import KernelTask, merge_block
+from lazymerge.kernel.cancel import check_cancelled
 from lazymerge.kernel.chunkio import codec, set_chunk
 from lazymerge.kernel.faults import maybe_delay
+from lazymerge.kernel.reads import warn_skipped
 from lazymerge.output.progress import run_callbacks
 from lazymerge.output.target import (
     COMPLETE,
@@ -78,9 +81,12 @@ def write_blocks(ids: np.ndarray, *, writer: BlockWriter) -> np.ndarray:
     for flat in ids.ravel():
         block_id = tuple(int(i) for i in np.unravel_index(int(flat), writer.nblocks))
         for attempt in range(writer.retries + 1):
+            check_cancelled()  # the run failed in another task: stop before the next block
             try:
                 _write_block(block_id, writer)
                 break
+            except FINAL_ERRORS:  # already retried read by read, or cancelled: retrying cannot help
+                raise
             except Exception:
                 if attempt == writer.retries:
                     raise
@@ -232,7 +238,8 @@ def write_zarr(
     inside the source store is refused. A lease (``.lazymerge-lock``) makes a second concurrent writer fail
     with OutputLockedError. The root's ``lazymerge:complete`` attribute turns true only after every block
     and overview level is written; an interrupted or failed run leaves it false. An Icechunk session is
-    committed only when everything succeeded. ``report``, when a list, receives the run's MemoryReport. A
+    committed only when everything succeeded. ``report``, when a list, receives the run's MemoryReport,
+    then with ``on_error="skip"`` the list of SkippedRead records (also warned about, SkippedReadWarning). A
     failing block is retried ``retries`` times inside its task (Cubed's processes executor does not retry;
     threads, Lithops and Dask also retry tasks); a store that refuses writes raises OutputWriteError.
     """
@@ -273,6 +280,10 @@ def write_zarr(
             report.append(memory)
         ids = missing_blocks(out) if resuming else np.arange(int(np.prod(arr.numblocks)), dtype="i8")
         _render(result, out, ids, executor, cbs, retries)
+        if result.task.options.on_error == "skip":
+            skipped = warn_skipped(result.task.plan_path)
+            if report is not None:
+                report.append(skipped)
         with _store_errors(desc):
             _write_attrs(out, result.spatial, result.proj)
             if overviews:

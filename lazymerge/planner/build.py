@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from lazymerge.catalog.footprints import chunk_footprints, split_parts
+from lazymerge.catalog.footprints import split_parts
 from lazymerge.catalog.layout import META_GROUP
 from lazymerge.catalog.stores import StoreHandle
 from lazymerge.contract.model import Plan
@@ -19,6 +19,7 @@ from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.kernel.composite import parse_method
 from lazymerge.kernel.resampling import band_resampling
 from lazymerge.planner.culling import CoverCull, cull_mask
+from lazymerge.planner.nearby import nearby_chunks
 from lazymerge.planner.pairs import SourceSet, collect_pairs
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.timegroups import (
@@ -66,15 +67,16 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     clock.lap("sources")
     grid = request.target
     cands = sources.candidates
-    footprints = chunk_footprints(grid)
+    chunk_ids, footprints = nearby_chunks(grid, sources.part_bounds)  # not the chunks far from every source
     c_index, c_parts = split_parts(footprints)
+    c_index = chunk_ids[c_index]
     clock.lap("chunk footprints")
     labels = None
     if request.groupby:
         lon = centre_longitudes(len(cands.ids), sources.part_index, sources.part_bounds)
         labels = source_labels(request.groupby, cands.datetime, lon, parse_origin(request.groupby_origin))
     cull = request.cull and not request.mask  # a masked source covers nothing: it culls none behind it
-    cover = CoverCull(grid, cands, footprints, label_ids(labels)) if cull else None
+    cover = CoverCull(grid, cands, chunk_ids, footprints, label_ids(labels)) if cull else None
     batches = join(c_index, c_parts, sources.part_index, sources.part_bounds)
     chunk, source = collect_pairs(batches, cands.priority, cover)
     clock.lap("join + cover culling" if cover else "join")

@@ -97,15 +97,26 @@ class CoverCull:
     MARGIN_PX = 2.0
     MAX_LAT = 75.0
 
-    def __init__(self, grid: Any, cands: Any, footprints: np.ndarray, group_of_source: np.ndarray | None):
+    def __init__(
+        self,
+        grid: Any,
+        cands: Any,
+        chunk_ids: np.ndarray,
+        footprints: np.ndarray,
+        group_of_source: np.ndarray | None,
+    ):
+        """``footprints``: the EPSG:4326 footprints of the chunks ``chunk_ids`` (those the join can pair)."""
         self.grid = grid
         self.cands = cands
         self.nchunks = grid.nchunks[0] * grid.nchunks[1]
         self.group = np.zeros(len(cands.ids), dtype="i8") if group_of_source is None else group_of_source
         n_groups = int(self.group.max(initial=0)) + 1
         self.best = np.full(n_groups * self.nchunks, np.iinfo("i4").max, dtype="i4")
+        self.polar = np.zeros(self.nchunks, dtype=bool)
         with np.errstate(invalid="ignore"):
-            self.polar = ~(np.maximum(np.abs(footprints[:, 1]), np.abs(footprints[:, 3])) < self.MAX_LAT)
+            self.polar[chunk_ids] = ~(
+                np.maximum(np.abs(footprints[:, 1]), np.abs(footprints[:, 3])) < self.MAX_LAT
+            )
         self.codes, self.crs_of = np.unique(
             np.asarray(cands.crs, dtype=object).astype(str), return_inverse=True
         )

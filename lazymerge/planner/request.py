@@ -23,11 +23,12 @@ from lazymerge.errors import (
     InvalidResolutionError,
     UnknownColumnError,
 )
-from lazymerge.grid import PixelGrid, TargetGrid
+from lazymerge.grid import PixelGrid, TargetGrid, crossing_bbox, horizontal_crs
 from lazymerge.kernel.composite import QUALITY, parse_method
 from lazymerge.kernel.masks import parse_masks
 from lazymerge.kernel.resampling import parse_band_resampling
 from lazymerge.planner.filters import parse_where
+from lazymerge.planner.limits import check_size, grid_size
 from lazymerge.planner.timegroups import parse_groupby, parse_origin
 
 
@@ -131,6 +132,16 @@ class MergeRequest:
         "before compositing, so sources with different offsets combine in physical units (float output; "
         "nodata is detected on the stored values).",
     )
+    max_pixels: float | None = _field(
+        None,
+        "Refuse a target grid of more pixels (default 5e11, or LAZYMERGE_MAX_PIXELS): a typo in resolution "
+        "fails at once.",
+    )
+    max_tasks: float | None = _field(
+        None,
+        "Refuse more kernel tasks, chunks x bands (default 500,000, or LAZYMERGE_MAX_TASKS): a tiny "
+        "chunk_size fails at once.",
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -142,9 +153,10 @@ class MergeRequest:
                     f"the target grid needs {', '.join(missing)} (or grid=, a TargetGrid, PixelGrid or "
                     "odc-geo GeoBox)"
                 )
-            set_(self, "bbox", parse_bbox(self.bbox))
+            crs = horizontal_crs(parse_crs(self.crs))
+            set_(self, "crs", crs)
+            set_(self, "bbox", parse_bbox(crossing_bbox(crs, self.bbox)))
             set_(self, "resolution", parse_resolution(self.resolution))
-            set_(self, "crs", parse_crs(self.crs))
         else:
             given = [k for k in ("crs", "bbox", "resolution") if getattr(self, k) is not None]
             if given:
@@ -156,6 +168,7 @@ class MergeRequest:
         set_(self, "bands", _tuple_or_str(self.bands))
         set_(self, "sortby", _tuple_or_str(self.sortby))
         parse_bands(self.bands)
+        self._check_size()
         parse_sortby(self.sortby)
         set_(self, "groupby", parse_groupby(self.groupby))
         parse_origin(self.groupby_origin)
@@ -174,6 +187,25 @@ class MergeRequest:
         if self.datafusion is not None:
             set_(self, "datafusion", bool(self.datafusion))
         self.target  # noqa: B018 -- the grid is built (and checked) now, not at first use
+
+    def _check_size(self) -> None:
+        """GridTooLargeError for more pixels or tasks than the limits allow, before any grid is built."""
+        n_bands = len(self.band_names or ())
+        if isinstance(self.grid, TargetGrid):
+            rows, cols = self.grid.shape
+            check_size(
+                rows,
+                cols,
+                self.grid.chunk_size,
+                n_bands,
+                self.max_pixels,
+                self.max_tasks,
+                self.grid.resolution,
+            )
+        else:
+            assert isinstance(self.bbox, tuple) and self.resolution is not None
+            h, w = grid_size(self.bbox, self.resolution)
+            check_size(h, w, self.chunk_size, n_bands, self.max_pixels, self.max_tasks, self.resolution)
 
     @cached_property
     def target(self) -> TargetGrid:

@@ -82,7 +82,7 @@ def _pole_chunks(grid: TargetGrid, chunks: np.ndarray) -> dict[float, np.ndarray
     """For each pole inside the target grid: which of ``chunks`` contain it."""
     out = {}
     to_tgt = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
-    bounds = grid.chunk_bounds[chunks]
+    bounds = grid.chunk_boxes(chunks)
     for lat in (90.0, -90.0):
         px, py = to_tgt.transform(0.0, lat, errcheck=False)
         if np.isfinite(px) and np.isfinite(py):
@@ -209,6 +209,9 @@ def _windows(
     xs, ys = chunk_lattice(grid, uchunks)
     sx, sy = transformer(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
     sx, sy = sx[inverse], sy[inverse]
+    seam = np.zeros(len(chunk), dtype=bool)
+    if grid.crs.is_geographic and crs.is_geographic:  # longitudes wrap: 190 is -170 for a source there
+        sx, seam = _nearest_turn(sx, sy, coef, shape)
     cols = coef[:, 0:1] * sx + coef[:, 1:2] * sy + coef[:, 2:3]
     rows = coef[:, 3:4] * sx + coef[:, 4:5] * sy + coef[:, 5:6]
     ok = np.isfinite(cols) & np.isfinite(rows)
@@ -225,6 +228,7 @@ def _windows(
             r0[hit] = np.minimum(np.nan_to_num(r0[hit], nan=np.inf), np.floor(pr))
             r1[hit] = np.maximum(np.nan_to_num(r1[hit], nan=-np.inf), np.floor(pr) + 1)
     h, w = shape[:, 0], shape[:, 1]
+    c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], w[seam])  # both ends of the source
     empty = ~(np.isfinite(c0) & np.isfinite(r0)) | (c1 <= 0) | (r1 <= 0) | (c0 >= w) | (r0 >= h)
     win = np.stack([r0 - margin, r1 + margin, c0 - margin, c1 + margin], axis=1)
     win = np.nan_to_num(win, nan=0.0, posinf=0.0, neginf=0.0)
@@ -236,3 +240,26 @@ def _windows(
     else:
         cover = touch = np.zeros(len(chunk), dtype=np.uint64)
     return win.astype("i8"), cover, touch
+
+
+def _nearest_turn(
+    sx: np.ndarray, sy: np.ndarray, coef: np.ndarray, shape: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each longitude, or it plus or minus 360, whichever lands nearest the source's columns (the kernel
+    reads a source once per turn that meets the chunk: ``lazymerge.kernel.block.wrapped_rows``); and the pairs
+    whose lattice points took different turns: the source's seam crosses the chunk, which then reaches
+    both ends of the source (between lattice points)."""
+    best, dist, turns = sx, None, np.zeros(sx.shape)
+    for turn in (0.0, -360.0, 360.0):
+        x = sx + turn
+        cols = coef[:, 0:1] * x + coef[:, 1:2] * sy + coef[:, 2:3]
+        with np.errstate(invalid="ignore"):
+            d = np.maximum(np.maximum(-cols, cols - shape[:, 1:2]), 0.0)
+        d = np.where(np.isfinite(d), d, np.inf)
+        if dist is None:
+            best, dist = x, d
+        else:
+            closer = d < dist
+            best, dist = np.where(closer, x, best), np.where(closer, d, dist)
+            turns = np.where(closer, turn, turns)
+    return best, turns.min(axis=1) != turns.max(axis=1)
