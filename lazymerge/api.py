@@ -21,6 +21,7 @@ from lazymerge.contract.model import Plan
 from lazymerge.contract.tasks import KernelOptions, KernelTask
 from lazymerge.crs import crs_code
 from lazymerge.errors import InvalidRequestError
+from lazymerge.executors.local import as_merge_array
 from lazymerge.executors.workdir import check_work_dir
 from lazymerge.kernel.block import merge_block
 from lazymerge.kernel.composite import parse_method
@@ -76,7 +77,7 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None
         task=task,
         extra_projected_mem=max(mem - out_block, 0),  # reads and kernel arrays, beyond the output block
     )
-    return array
+    return as_merge_array(array, task)  # compute() on local threads: straight into numpy
 
 
 def merge(
