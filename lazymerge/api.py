@@ -47,13 +47,16 @@ def _plan_location(spec: cubed.Spec) -> str:
 
 
 def kernel_task(plan: Plan, store: Any, spec: cubed.Spec) -> KernelTask:
-    """Save the plan where the tasks can read it and return what every task carries."""
-    path = plan.save(_plan_location(spec))
+    """What every task carries. Tasks in this process read the plan in memory; it is saved where the
+    others can read it (under work_dir) when the task is first pickled to leave the process."""
+    path = _plan_location(spec)
     time_dim = plan.time_coords is not None
     options = KernelOptions(plan.resampling, plan.method, plan.exact, nodata=plan.nodata)
     quality = len(plan.bands) if plan.quality_band else None  # the quality band's layer, after the bands
     n_layers = len(plan.layer_bands)
-    return KernelTask(path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, n_layers, options, quality)
+    return KernelTask(
+        path, store, plan.grid, plan.dtype, plan.band_dim, time_dim, n_layers, options, quality, plan
+    )
 
 
 def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None = None) -> cubed.Array:

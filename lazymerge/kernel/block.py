@@ -238,10 +238,11 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
     *lead, row, col = block_id
     time = lead.pop(0) if task.time_dim else 0
     band = lead.pop(0) if task.band_dim else 0
-    rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
+    rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col, task.local_plan)
     quality = None
     if task.quality_layer is not None:
-        quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
+        layer = time * task.n_bands + task.quality_layer
+        quality = read_task_rows(task.plan_path, layer, row, col, task.local_plan)
     read = partial(read_window, scope=task.plan_path)  # decoded source chunks shared within this merge
     block = render_chunk(
         rows, task.grid, row, col, task.store, np.dtype(task.dtype), task.options, read, quality

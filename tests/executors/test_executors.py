@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudpickle
 import cubed
 import numpy as np
 import pytest
@@ -65,7 +66,11 @@ def test_spec_passes_through(seed, tmp_path):
     r = merge(seed, crs="EPSG:32618", bbox=(500000, 5990000, 508000, 6000000), resolution=40.0, spec=spec)
     assert r.array.spec.allowed_mem == 300_000_000 and r.array.spec.reserved_mem == 50_000_000
     assert r.array.spec.work_dir == str(tmp_path / "wd")
-    assert any(p.name.startswith("lazymerge-plan-") for p in (tmp_path / "wd").iterdir())
+    saved = lambda: [p for p in (tmp_path / "wd").iterdir() if p.name.startswith("lazymerge-plan-")]  # noqa: E731
+    assert not saved()  # tasks in this process read the plan in memory
+    cloudpickle.dumps(r.task)  # a task leaving the process: the plan is saved under work_dir first
+    (path,) = saved()
+    assert str(path) == r.task.plan_path and cloudpickle.loads(cloudpickle.dumps(r.task)).local_plan is None
 
 
 def test_unknown_executor_lists_valid_ones():
