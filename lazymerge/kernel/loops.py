@@ -643,9 +643,13 @@ def any_inside(m, inv, window, count, only_empty) -> bool:
     cols, rows = np.empty(bw), np.empty(bw)
     for y in range(bh):
         _row(m, state, y, inv, 0.0, 0.0, cols, rows)
-        if m[0] == LINEAR and bw and (  # a straight row: beside the window if both its ends are
-            _beside(rows[0], rows[bw - 1], window[0], window[1])
-            or _beside(cols[0], cols[bw - 1], window[2], window[3])
+        if (
+            m[0] == LINEAR
+            and bw
+            and (  # a straight row: beside the window if both its ends are
+                _beside(rows[0], rows[bw - 1], window[0], window[1])
+                or _beside(cols[0], cols[bw - 1], window[2], window[3])
+            )
         ):
             continue
         for x in range(bw):
