@@ -21,6 +21,7 @@ from lazymerge.contract.model import Plan
 from lazymerge.contract.tasks import KernelOptions, KernelTask
 from lazymerge.crs import crs_code
 from lazymerge.errors import InvalidRequestError
+from lazymerge.executors.direct import as_merge_array
 from lazymerge.executors.local import ThreadsExecutor, stopping_spec
 from lazymerge.executors.workdir import check_work_dir
 from lazymerge.kernel.block import merge_block
@@ -54,8 +55,9 @@ def _plan_location(spec: cubed.Spec) -> str:
 
 
 def kernel_task(plan: Plan, store: Any, spec: cubed.Spec, on_error: str = "raise") -> KernelTask:
-    """Save the plan where the tasks can read it and return what every task carries."""
-    path = plan.save(_plan_location(spec))
+    """What every task carries. Tasks in this process read the plan in memory; it is saved where the
+    others can read it (under work_dir) when the task is first pickled to leave the process."""
+    path = _plan_location(spec)
     time_dim = plan.time_coords is not None
     per_band = plan.band_resampling()  # one name, or one per output band (the task picks its band's)
     options = KernelOptions(
@@ -81,6 +83,7 @@ def kernel_task(plan: Plan, store: Any, spec: cubed.Spec, on_error: str = "raise
         quality,
         plan.mask_layers(),
         len(plan.bands),
+        plan,
     )
 
 
@@ -106,7 +109,7 @@ def lazy_array(plan: Plan, store: Any, spec: cubed.Spec, task: KernelTask | None
         task=task,
         extra_projected_mem=max(mem - out_block, 0),  # reads and kernel arrays, beyond the output block
     )
-    return array
+    return as_merge_array(array, task)  # compute() on local threads: straight into numpy
 
 
 def merge(

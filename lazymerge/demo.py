@@ -81,6 +81,7 @@ def run_demo(out: str | Path = "demo-output", say: Callable[[str], None] = print
 
     from lazymerge.api import merge
     from lazymerge.catalog.meta import write_meta
+    from lazymerge.kernel.warm import warm_request
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +109,11 @@ def run_demo(out: str | Path = "demo-output", say: Callable[[str], None] = print
         )
         levels = sorted(set(result.plan.table["level"].to_pylist()))
         say(f"    {result.plan!r}; overview level(s) used: {levels}")
+        if not results:  # numba compiles the loops this merge needs once (then loads them from its cache)
+            p = result.plan
+            dtypes = p.levels["dtype"].to_pylist()
+            compile_loops = partial(warm_request, dtypes, p.dtype, p.band_resampling()[0])
+            _timed(say, "compile the kernel (one time, numba's cache)", compile_loops)
         target = out / f"mosaic_{int(res)}m.zarr"
         shutil.rmtree(target, ignore_errors=True)
         _timed(say, f"compute + write {target.name} (threads)", partial(result.to_zarr, str(target)))

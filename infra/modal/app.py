@@ -32,10 +32,14 @@ def requirements() -> list[str]:
     return [line for line in lines if line]
 
 
+NUMBA_CACHE_DIR = "/opt/lazymerge-numba-cache"
 image = (
     modal.Image.debian_slim(python_version=PYTHON_VERSION)
     .pip_install(*requirements())
-    .add_local_python_source(*LOCAL_SOURCES)
+    .add_local_python_source(*LOCAL_SOURCES, copy=True)  # in the image: the warm step below imports it
+    .env({"NUMBA_CACHE_DIR": NUMBA_CACHE_DIR})
+    # the kernel's numba loops compiled into the image, so cold workers skip the compile (same CPU features)
+    .run_commands("python -m lazymerge.cli warm")
 )
 app = modal.App(APP_NAME, image=image)
 _function = app.function(

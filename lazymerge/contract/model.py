@@ -178,13 +178,29 @@ class Plan:
 
         return np.searchsorted(key(self.levels), key(self.table)).astype("i4")
 
+    def csr(self) -> dict[str, np.ndarray]:
+        """The task index ``save`` writes: ``count``/``start`` of each chunk's rows on the (layer, row, col)
+        grid, and each row's ``level_id`` and source ``window``."""
+        nl, (nr, nc) = len(self.layer_bands) * self.n_times, self.grid.nchunks
+        t = self.table
+        count = np.bincount(self.chunk_keys(), minlength=nl * nr * nc).astype("i4")
+        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
+        window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
+        return {
+            "count": count.reshape(nl, nr, nc),
+            "start": start.reshape(nl, nr, nc),
+            "level_id": self.level_ids(),
+            "window": window.astype("i8").reshape(-1, 4),
+        }
+
     def save(self, path: str) -> str:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
-        nl, (nr, nc) = len(self.layer_bands) * self.n_times, self.grid.nchunks
+        nr, nc = self.grid.nchunks
         forget_plan(path)  # this process may have read an earlier plan there
-        root = zarr.open_group(zarr_location(path), mode="w")
-        root.attrs.update(
-            {
+        root = zarr.open_group(
+            zarr_location(path),
+            mode="w",
+            attributes={  # in one write, not one per key
                 "lazymerge_plan": PLAN_FORMAT,
                 "crs": self.grid.crs.to_wkt(),
                 "transform": list(self.grid.transform)[:6],
@@ -204,19 +220,17 @@ class Plan:
                 "quality_band": self.quality_band,
                 "masks": [m.to_dict() for m in self.masks],
                 "rescale": self.rescale,
-            }
+            },
         )
         t = self.table
-        count = np.bincount(self.chunk_keys(), minlength=nl * nr * nc).astype("i4")
-        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
+        csr = self.csr()
         n = max(t.num_rows, 1)
         grid_chunks = (1, min(nr, 256), min(nc, 256))
-        window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
         arrays: dict[str, tuple[np.ndarray, tuple[int, ...], str | None]] = {  # name: (data, chunks, dtype)
-            "count": (count.reshape(nl, nr, nc), grid_chunks, None),
-            "start": (start.reshape(nl, nr, nc), grid_chunks, None),
-            "rows/level_id": (self.level_ids(), (min(n, 1 << 16),), None),
-            "rows/window": (window.astype("i8").reshape(-1, 4), (min(n, 1 << 16), 4), None),
+            "count": (csr["count"], grid_chunks, None),
+            "start": (csr["start"], grid_chunks, None),
+            "rows/level_id": (csr["level_id"], (min(n, 1 << 16),), None),
+            "rows/window": (csr["window"], (min(n, 1 << 16), 4), None),
             "rows/priority": (t["priority"].to_numpy().astype("i4"), (min(n, 1 << 16),), None),
         }
         levels, m = self.levels, max(self.levels.num_rows, 1)

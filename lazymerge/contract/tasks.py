@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -145,18 +145,56 @@ def _transform(row: np.ndarray) -> tuple[float, float, float, float, float, floa
     return a, b, c, d, e, f
 
 
-def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
-    """The rows of one chunk of one layer (``time * n_bands + band``), in priority order, read from a saved
-    plan (its chunks cached per worker)."""
-    lv = _open_plan(path)
+_saved: set[str] = set()
+_saved_lock = threading.Lock()
+
+
+def save_once(plan: Any, path: str) -> None:
+    """Save ``plan`` (a Plan) at ``path`` unless this process already did: the tasks that leave the process
+    read it there, those that stay read the plan in memory."""
+    with _saved_lock:
+        if path not in _saved:
+            plan.save(path)
+            _saved.add(path)
+
+
+def _memory_index(plan: Any) -> dict[str, np.ndarray]:
+    """The arrays of the saved layout, from a Plan in memory; built once per plan."""
+    index = plan.__dict__.get("_task_index")
+    if index is None:
+        index = plan.csr()
+        for name in _LEVEL_COLUMNS:
+            col = plan.levels[name]
+            strings = col.type == "string"
+            index[name] = (
+                np.array(col.to_pylist(), dtype=object) if strings else col.to_numpy(zero_copy_only=False)
+            )
+        plan.__dict__["_task_index"] = index  # a race builds it twice, the same
+    return index
+
+
+def read_task_rows(path: str, layer: int, row: int, col: int, plan: Any = None) -> list[TaskRow]:
+    """The rows of one chunk of one layer (``time * n_bands + band``), in priority order: from ``plan`` (a
+    Plan) when it is in this process, else read from the plan saved at ``path`` (chunks cached per worker)."""
+    if plan is not None:
+        lv = _memory_index(plan)
+
+        def get(names: tuple[str, ...], lo: int, hi: int) -> list[np.ndarray]:
+            return [lv[name][lo:hi] for name in names]
+    else:
+        lv = _open_plan(path)
+
+        def get(names: tuple[str, ...], lo: int, hi: int) -> list[np.ndarray]:
+            return _slices(path, lv, names, lo, hi)
+
     n = int(lv["count"][layer, row, col])
     if n == 0:
         return []
     s = int(lv["start"][layer, row, col])
-    level_ids, windows = _slices(path, lv, ("level_id", "window"), s, s + n)
+    level_ids, windows = get(("level_id", "window"), s, s + n)
     ids = np.unique(level_ids)
     lo, hi = int(ids.min()), int(ids.max()) + 1
-    columns = dict(zip(_LEVEL_COLUMNS, _slices(path, lv, _LEVEL_COLUMNS, lo, hi), strict=True))
+    columns = dict(zip(_LEVEL_COLUMNS, get(_LEVEL_COLUMNS, lo, hi), strict=True))
     paths, crss, dtypes, nod, has, src, factor, offset = (
         columns[k]
         for k in ("path", "crs", "dtype", "nodata", "has_nodata", "source", "scale_factor", "add_offset")
@@ -213,3 +251,11 @@ class KernelTask:
     quality_layer: int | None = None  # method quality:<band>: that band's layer
     mask_layers: tuple[int, ...] = ()  # the layer of each of ``options.masks``' bands
     out_bands: int = 1  # output bands (a multi-band method renders them all in one task)
+    # the Plan itself while the task is in the process that planned: its tasks read their rows from memory.
+    # Pickling the task (to ship it to another process) saves the plan at plan_path first, and leaves it out.
+    local_plan: Any = field(default=None, compare=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.local_plan is not None:
+            save_once(self.local_plan, self.plan_path)
+        return {**self.__dict__, "local_plan": None}

@@ -18,7 +18,7 @@ from affine import Affine
 from pyproj import CRS
 
 from lazymerge.contract.budget import GREEN, READ_AHEAD
-from lazymerge.contract.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows
+from lazymerge.contract.tasks import KernelOptions, KernelTask, TaskRow, read_task_rows, save_once
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel import loops as jit
 from lazymerge.kernel.cancel import check_cancelled
@@ -309,11 +309,15 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
     if getattr(parse_method(task.options.method), "multiband", False):
         block = medoid_block(task, time, row, col)
         return block.reshape((1,) * (len(block_id) - 2 - task.band_dim) + block.shape[1 - task.band_dim :])
-    rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col)
+    rows = read_task_rows(task.plan_path, time * task.n_bands + band, row, col, task.local_plan)
     quality = None
     if task.quality_layer is not None:
-        quality = read_task_rows(task.plan_path, time * task.n_bands + task.quality_layer, row, col)
-    masks = [read_task_rows(task.plan_path, time * task.n_bands + k, row, col) for k in task.mask_layers]
+        layer = time * task.n_bands + task.quality_layer
+        quality = read_task_rows(task.plan_path, layer, row, col, task.local_plan)
+    masks = [
+        read_task_rows(task.plan_path, time * task.n_bands + k, row, col, task.local_plan)
+        for k in task.mask_layers
+    ]
     skipped: list[SkippedRead] = []
     read = guarded(  # decoded source chunks shared within this merge
         partial(read_window, scope=task.plan_path), tuple(block_id), task.options.on_error, skipped
@@ -325,6 +329,8 @@ def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, 
         rows, task.grid, row, col, task.store, np.dtype(task.dtype), options, read, quality, masks
     )
     if skipped:
+        if task.local_plan is not None:  # the records are kept next to the saved plan
+            save_once(task.local_plan, task.plan_path)
         record_skipped(task.plan_path, skipped)
     return block.reshape((1,) * (len(block_id) - 2) + block.shape)
 
@@ -335,7 +341,7 @@ def medoid_block(task: KernelTask, time: int, row: int, col: int) -> np.ndarray:
     handed to the method's ``pick``."""
     read = guarded(partial(read_window, scope=task.plan_path), (time, row, col), task.options.on_error)
     layer = time * task.n_bands
-    masks = [read_task_rows(task.plan_path, layer + k, row, col) for k in task.mask_layers]
+    masks = [read_task_rows(task.plan_path, layer + k, row, col, task.local_plan) for k in task.mask_layers]
     alone = replace(task.options, method="first", provenance=False, nodata=None)
     per_band: list[dict[int, np.ndarray]] = []
     order: dict[int, int] = {}  # source -> its position in priority order
@@ -343,7 +349,7 @@ def medoid_block(task: KernelTask, time: int, row: int, col: int) -> np.ndarray:
         resampling = alone.resampling if isinstance(alone.resampling, str) else alone.resampling[b]
         opts = replace(alone, resampling=resampling)
         layers = {}
-        for r in read_task_rows(task.plan_path, layer + b, row, col):
+        for r in read_task_rows(task.plan_path, layer + b, row, col, task.local_plan):
             order.setdefault(r.source, len(order))
             own = [[m for m in rows if m.source == r.source] for rows in masks]
             f8 = np.dtype("f8")

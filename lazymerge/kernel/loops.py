@@ -633,18 +633,68 @@ def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, in
 
 @numba.njit(cache=True, nogil=True)
 def any_inside(m, inv, window, count, only_empty) -> bool:
-    """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then."""
+    """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then.
+    On a control grid, only the control intervals whose end points come near the window are walked
+    pixel by pixel (between them a row is linear), with the same arithmetic as ``_row``."""
     bh, bw = count.shape
     state = _row_state(m, bh)
+    if m[0] == GRID:
+        return _any_inside_grid(m, state, inv, window, count, only_empty)
     cols, rows = np.empty(bw), np.empty(bw)
     for y in range(bh):
         _row(m, state, y, inv, 0.0, 0.0, cols, rows)
+        if (
+            m[0] == LINEAR
+            and bw
+            and (  # a straight row: beside the window if both its ends are
+                _beside(rows[0], rows[bw - 1], window[0], window[1])
+                or _beside(cols[0], cols[bw - 1], window[2], window[3])
+            )
+        ):
+            continue
         for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
             r, c = rows[x], cols[x]
             if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
                 return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _beside(a: float, b: float, lo: float, hi: float) -> bool:
+    """Whether both ends of an interval are below ``lo`` or both at or above ``hi`` (with a margin for the
+    rounding of the points between them; False for NaN, which is walked)."""
+    margin = 1e-3
+    return (a < lo - margin and b < lo - margin) or (a >= hi + margin and b >= hi + margin)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _any_inside_grid(m, state, inv, window, count, only_empty) -> bool:
+    """``any_inside`` for a control grid mapping."""
+    gx, gy, ci = m[1], m[2], m[4]
+    rs, rf, tx, ty, ks = state
+    bh, bw = count.shape  # an area mapping has one more column (pixel corners) than the block
+    for y in range(bh):
+        a, fy = rs[y], rf[y]
+        a1 = min(a + 1, gx.shape[0] - 1)
+        for b in range(gx.shape[1]):  # as _row
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
+            tx[b] = inv[0] * px + inv[1] * py + inv[2]
+            ty[b] = inv[3] * px + inv[4] * py + inv[5]
+        for b in range(len(ci) - 1):
+            c0, r0, c1, r1 = tx[b], ty[b], tx[b + 1], ty[b + 1]
+            if _beside(r0, r1, window[0], window[1]) or _beside(c0, c1, window[2], window[3]):
+                continue
+            base, span = ci[b], ci[b + 1] - ci[b]
+            dc, dr = (c1 - c0) / span, (r1 - r0) / span
+            for k in range(0 if b == 0 else 1, min(span, bw - 1 - base) + 1):
+                if only_empty and count[y, base + k] > 0:
+                    continue
+                c, r = c0 + ks[k] * dc, r0 + ks[k] * dr
+                if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
+                    return True
     return False
 
 

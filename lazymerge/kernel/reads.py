@@ -254,7 +254,10 @@ def skipped_reads(plan_path: str) -> list[SkippedRead]:
     """Every read skipped so far by the tasks of the plan at ``plan_path``, once each, in block order."""
     from zarr.core.buffer import default_buffer_prototype
 
-    store, prefix = _skip_location(plan_path)
+    try:
+        store, prefix = _skip_location(plan_path)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):  # never saved: no task skipped a read
+        return []
 
     async def load() -> list[bytes]:
         keys = [k async for k in store.list_prefix(prefix)]

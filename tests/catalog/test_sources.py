@@ -72,9 +72,16 @@ def test_overview_choice_converts_units(make_store, datafusion):
     levels = {
         r: set(
             plan(
-                str(path), crs="EPSG:3857", bbox=bbox, resolution=r, chunk_size=(64, 64), bands="data",
+                str(path),
+                crs="EPSG:3857",
+                bbox=bbox,
+                resolution=r,
+                chunk_size=(64, 64),
+                bands="data",
                 datafusion=datafusion,
-            ).table["level"].to_pylist()
+            )
+            .table["level"]
+            .to_pylist()
         )
         for r in (20.0, 40.0, 100.0)
     }

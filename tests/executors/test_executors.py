@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudpickle
 import cubed
 import numpy as np
 import pytest
@@ -65,7 +66,11 @@ def test_spec_passes_through(seed, tmp_path):
     r = merge(seed, crs="EPSG:32618", bbox=(500000, 5990000, 508000, 6000000), resolution=40.0, spec=spec)
     assert r.array.spec.allowed_mem == 300_000_000 and r.array.spec.reserved_mem == 50_000_000
     assert r.array.spec.work_dir == str(tmp_path / "wd")
-    assert any(p.name.startswith("lazymerge-plan-") for p in (tmp_path / "wd").iterdir())
+    saved = lambda: [p for p in (tmp_path / "wd").iterdir() if p.name.startswith("lazymerge-plan-")]  # noqa: E731
+    assert not saved()  # tasks in this process read the plan in memory
+    cloudpickle.dumps(r.task)  # a task leaving the process: the plan is saved under work_dir first
+    (path,) = saved()
+    assert str(path) == r.task.plan_path and cloudpickle.loads(cloudpickle.dumps(r.task)).local_plan is None
 
 
 def test_unknown_executor_lists_valid_ones():
@@ -172,10 +177,29 @@ def test_gdal_oracle_case_identical_on_every_executor(make_store, tmp_path):
     assert (np.isfinite(threads) == np.isfinite(expected)).mean() >= 0.9999
     assert (threads[both] == expected[both]).mean() >= 0.9999
     np.testing.assert_array_equal(r.array.compute(executor=get_executor("processes", max_workers=2)), threads)
+    (through_cubed,) = cubed.compute(r.array, executor=get_executor("threads"))  # Cubed's own run
+    np.testing.assert_array_equal(through_cubed, threads)
     np.testing.assert_array_equal(r.array.compute(executor=get_executor("lithops")), threads)
     with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
         dask = r.array.compute(executor=get_executor("dask", address=cluster.scheduler_address))
     np.testing.assert_array_equal(dask, threads)
+
+
+def test_local_compute_goes_straight_into_numpy(seed, reference, tmp_path):
+    """On local threads, compute() renders into the result without Cubed's temporary Zarr (nothing is
+    written under work_dir); derived arrays, callbacks and other executors still run through Cubed."""
+    r = seed_merge(seed, tmp_path / "wd")
+    for workers in (1, 3):
+        np.testing.assert_array_equal(r.array.compute(executor=get_executor("threads", max_workers=workers)),
+                                      reference)  # fmt: skip
+    np.testing.assert_array_equal(r.array.compute(), reference)  # the spec's default executor
+    assert not list((tmp_path / "wd").glob("cubed-*"))  # only the saved plan is there
+    np.testing.assert_array_equal(r.array[10:20, 5:].compute(), reference[10:20, 5:])
+    from cubed.diagnostics.history import HistoryCallback
+
+    history = HistoryCallback()
+    np.testing.assert_array_equal(r.array.compute(callbacks=[history]), reference)
+    assert history.stats_df is not None  # Cubed ran it and reported it
 
 
 def test_object_store_work_dir_is_probed_through_obstore():

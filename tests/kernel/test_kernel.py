@@ -408,11 +408,12 @@ def test_warm_fills_numbas_cache_so_workers_start_compiled(tmp_path):
     """``lazymerge warm`` (run when building worker images) compiles every kernel loop into
     NUMBA_CACHE_DIR; a fresh process rendering a block then loads them instead of compiling."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    subprocess.run([sys.executable, "-m", "lazymerge.cli", "warm"], env=env, check=True, capture_output=True)
+    warm = [sys.executable, "-m", "lazymerge.cli", "warm", "--dtypes", "uint16"]  # one dtype: CI time
+    subprocess.run(warm, env=env, check=True, capture_output=True)
     code = (
         "import numpy as np\n"
         "from lazymerge.kernel import loops as jit, warm\n"
-        "warm.warm()\n"
+        "warm.warm(['uint16'])\n"
         "fns = [jit.sample_into, jit.average_into, jit.any_inside, jit._kernel_row, jit._nearest_block]\n"
         "print(sum(len(f.stats.cache_hits) for f in fns), sum(len(f.stats.cache_misses) for f in fns))\n"
     )
@@ -451,8 +452,12 @@ def _four_overlapping(make_store):
     sources = [
         around(name, crs, lon, 40.0 + 0.002 * k, 30.0, 160, 30 + k)
         for k, (name, crs, lon) in enumerate(
-            [("a", "EPSG:32617", -78.02), ("b", "EPSG:32618", -77.99), ("c", "EPSG:32617", -78.0),
-             ("d", "EPSG:32618", -78.01)]
+            [
+                ("a", "EPSG:32617", -78.02),
+                ("b", "EPSG:32618", -77.99),
+                ("c", "EPSG:32617", -78.0),
+                ("d", "EPSG:32618", -78.01),
+            ]
         )
     ]
     for s in sources:
@@ -488,8 +493,15 @@ def test_composition_counts_each_sources_pixels(make_store, tmp_path):
     crs, res = "EPSG:32618", 30.0
     bbox, _ = target_grid(crs, -78.005, 40.003, res)
     result = merge(
-        str(store), crs=crs, bbox=bbox, resolution=res, chunk_size=CHUNK, bands="data", sortby="id",
-        method="max", provenance=True,
+        str(store),
+        crs=crs,
+        bbox=bbox,
+        resolution=res,
+        chunk_size=CHUNK,
+        bands="data",
+        sortby="id",
+        method="max",
+        provenance=True,
     )
     table = result.composition(plot=str(tmp_path / "composition.png"))
     prov = result.provenance.compute()
@@ -506,5 +518,10 @@ def test_composition_counts_each_sources_pixels(make_store, tmp_path):
 
 def test_percentile_outside_0_100_is_refused(seed_store):
     with pytest.raises(InvalidRequestError, match="from 0 to 100"):
-        merge(str(seed_store), crs="EPSG:32618", bbox=(500000, 5990000, 508000, 6000000), resolution=20.0,
-              method="percentile:101")
+        merge(
+            str(seed_store),
+            crs="EPSG:32618",
+            bbox=(500000, 5990000, 508000, 6000000),
+            resolution=20.0,
+            method="percentile:101",
+        )

@@ -161,3 +161,22 @@ def test_progress_bar_per_op(seed, tmp_path, capsys):
     assert "map_blocks" in err and done in err  # tqdm's bar for the write tasks (16 blocks), on stderr
     r.to_zarr(str(tmp_path / "q.zarr"), progress=False)
     assert done not in capsys.readouterr().err
+
+
+def test_integer_output_is_filled_with_its_nodata(make_store, tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.integers(1, 1000, size=(100, 100), dtype="u2")
+    data[:, :30] = 0  # the source's nodata
+    store = make_store([("a", "EPSG:32618", (10.0, 0.0, 500000.0, 0.0, -10.0, 6001000.0), data)])
+    bbox = (499000.0, 5999000.0, 501280.0, 6001000.0)  # the source plus empty blocks around it
+    r = merge(
+        store, crs="EPSG:32618", bbox=bbox, resolution=10.0, chunk_size=(64, 64), dtype="uint16", nodata=0
+    )
+    expected = r.array.compute()
+    assert (expected == 0).any() and (expected > 0).any()
+    out = r.to_zarr(str(tmp_path / "out.zarr"), overviews=1)
+    assert out.fill_value == 0
+    np.testing.assert_array_equal(out[:], expected)
+    level = zarr.open_array(str(tmp_path / "out.zarr"), path="data/1", mode="r")
+    assert level.fill_value == 0
+    np.testing.assert_array_equal(level[:], expected[::2, ::2])

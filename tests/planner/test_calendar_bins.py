@@ -43,8 +43,14 @@ def labels(store, groupby, datafusion, **kw):
     path, r = store
     x0, y1 = r.transform[2], r.transform[5]
     p = plan(
-        str(path), crs="EPSG:32618", bbox=(x0, y1 - 960, x0 + 960, y1), resolution=30.0, bands="data",
-        groupby=groupby, datafusion=datafusion, **kw,
+        str(path),
+        crs="EPSG:32618",
+        bbox=(x0, y1 - 960, x0 + 960, y1),
+        resolution=30.0,
+        bands="data",
+        groupby=groupby,
+        datafusion=datafusion,
+        **kw,
     )
     days = [str(d)[:10] for d in p.time_coords]
     groups = p.table.group_by("time").aggregate([("source_id", "distinct")]).sort_by("time")
@@ -59,8 +65,12 @@ def labels(store, groupby, datafusion, **kw):
         ("week", None, ["2023-12-25", "2024-01-01", "2024-03-25", "2024-04-01"], FOUR),
         ("month", None, ["2023-12-01", "2024-01-01", "2024-03-01", "2024-04-01"], FOUR),
         ("year", None, ["2023-01-01", "2024-01-01"], [["a"], ["b", "c", "d", "e"]]),
-        ("P16D", "2024-01-01", ["2023-12-16", "2024-01-01", "2024-03-21", "2024-04-06"],
-         [["a"], ["b"], ["c", "d"], ["e"]]),
+        (
+            "P16D",
+            "2024-01-01",
+            ["2023-12-16", "2024-01-01", "2024-03-21", "2024-04-06"],
+            [["a"], ["b"], ["c", "d"], ["e"]],
+        ),
         ("P2M", "2024-01-01", ["2023-11-01", "2024-01-01", "2024-03-01"], [["a"], ["b"], ["c", "d", "e"]]),
     ],
 )
