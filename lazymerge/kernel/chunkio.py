@@ -56,7 +56,7 @@ def codec(arr: zarr.Array) -> Any:
     )
 
 
-def _key(arr: zarr.Array, index: tuple[int, ...]) -> str:
+def chunk_key(arr: zarr.Array, index: tuple[int, ...]) -> str:
     prefix, name = arr.store_path.path, arr.metadata.encode_chunk_key(index)
     return f"{prefix}/{name}" if prefix else name
 
@@ -70,7 +70,7 @@ def get_chunks(arr: zarr.Array, compressor: Any, indices: Sequence[tuple[int, ..
     its one thread."""
     proto = default_buffer_prototype()
     store = arr.store_path.store
-    bufs = zarr_gather([store.get(_key(arr, i), prototype=proto) for i in indices])
+    bufs = zarr_gather([store.get(chunk_key(arr, i), prototype=proto) for i in indices])
     out = []
     for buf in bufs:
         if buf is None:
@@ -92,4 +92,4 @@ def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: n
     data = np.ascontiguousarray(block, dtype=arr.dtype)
     encoded = data.tobytes() if compressor is RAW else compressor.encode(data)
     buf = default_buffer_prototype().buffer.from_bytes(encoded)
-    zarr_gather([arr.store_path.store.set(_key(arr, index), buf)])
+    zarr_gather([arr.store_path.store.set(chunk_key(arr, index), buf)])
