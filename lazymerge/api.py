@@ -14,7 +14,7 @@ import cubed
 import numpy as np
 
 from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs
-from lazymerge.catalog.stores import StoreLike, resolve_store
+from lazymerge.catalog.stores import StoreLike, resolve_store, with_object_work_dir
 from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
 from lazymerge.contract.cost import check_memory
 from lazymerge.contract.model import Plan
@@ -120,7 +120,7 @@ def merge(
     lazymerge.errors.LazymergeError
         A typed subclass naming the bad value and the fix.
     """
-    spec = spec or default_spec()
+    spec = with_object_work_dir(spec or default_spec())
     check_work_dir(spec.work_dir)  # before planning: a bad work_dir fails at once
     handle = resolve_store(store)
     if plan is None:

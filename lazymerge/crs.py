@@ -28,8 +28,6 @@ def crs_code(crs: CRS) -> str:
     return f"{auth[0]}:{auth[1]}" if auth else crs.to_wkt()
 
 
-
-
 CRSLike = CRS | str | int | dict[str, Any]  # what pyproj.CRS.from_user_input accepts
 
 

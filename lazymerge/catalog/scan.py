@@ -135,5 +135,3 @@ def _properties(attrs: dict[str, Any]) -> dict[str, Any]:
         for k, v in attrs.items()
         if ":" not in k and k not in RESERVED_ATTRS and isinstance(v, (bool, int, float, str))
     }
-
-

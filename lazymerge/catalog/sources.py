@@ -189,7 +189,6 @@ def bands_from_json(text: str) -> dict[str | None, Band]:
     }
 
 
-
 def select_overview(overviews: Sequence[Any], target_res: float, native_res: float) -> Any:
     """The coarsest overview whose resolution is still <= target_res; the finest when none is.
 

@@ -18,6 +18,7 @@ import zarr.storage
 from lazymerge.errors import StoreError
 
 if TYPE_CHECKING:
+    import cubed
     from icechunk import Session
     from obstore.store import ObjectStore
 
@@ -86,6 +87,44 @@ def _from_path(path: str | os.PathLike[str]) -> StoreHandle:
         )
     return StoreHandle(
         zarr.storage.LocalStore(str(local), read_only=True), ObLocalStore(str(local)), None, str(local)
+    )
+
+
+def is_object_url(location: object) -> bool:
+    """An object-store URL (``s3://``, ``gs://``, ``az://``, ``http(s)://`` ...), not a local path."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def zarr_location(location: str) -> str | zarr.storage.ObjectStore:
+    """What zarr opens for a location lazymerge writes to (a work_dir's plan, block ids, an output URL):
+    an object-store URL as an obstore-backed zarr store (credentials from the environment, as for source
+    URLs), since zarr alone would open it through fsspec, which needs s3fs or gcsfs; a path as itself."""
+    if not is_object_url(location):
+        return location
+    from obstore.store import from_url
+
+    return zarr.storage.ObjectStore(from_url(str(location)))
+
+
+def with_object_work_dir(spec: cubed.Spec) -> cubed.Spec:
+    """``spec`` with Cubed's intermediate arrays on obstore (``storage_options={"use_obstore": True}``)
+    when its work_dir is an object-store URL, rather than fsspec (which needs s3fs or gcsfs)."""
+    options = dict(spec.storage_options or {})
+    if not is_object_url(spec.work_dir) or options.get("use_obstore"):
+        return spec
+    import cubed
+
+    return cubed.Spec(
+        work_dir=spec.work_dir,
+        allowed_mem=spec.allowed_mem,
+        reserved_mem=spec.reserved_mem,
+        executor=spec._executor,
+        executor_name=spec.executor_name,
+        executor_options=spec.executor_options,
+        storage_options={**options, "use_obstore": True},
+        zarr_compressor=spec.zarr_compressor,
+        intermediate_store=spec._intermediate_store,
     )
 
 

@@ -17,6 +17,7 @@ from affine import Affine
 from pyproj import CRS
 
 from lazymerge.aio import zarr_gather
+from lazymerge.catalog.stores import zarr_location
 from lazymerge.contract.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT
 from lazymerge.contract.tasks import forget_plan
 from lazymerge.errors import InvalidRequestError, PlanFormatError
@@ -119,7 +120,7 @@ class Plan:
         import pyarrow.parquet as pq
 
         grid, bands, band_dim, dtype = load_plan_grid(path)
-        root = zarr.open_group(path, mode="r")
+        root = zarr.open_group(zarr_location(path), mode="r")
         attrs: dict[str, Any] = dict(root.attrs)  # the JSON save() wrote; converted below, field by field
         times = attrs.get("time_coords")
         columns = {}
@@ -168,7 +169,7 @@ class Plan:
         """Write the CSR layout to a Zarr group at ``path`` (local path or URL) and return the path."""
         nl, (nr, nc) = len(self.layer_bands) * self.n_times, self.grid.nchunks
         forget_plan(path)  # this process may have read an earlier plan there
-        root = zarr.open_group(path, mode="w")
+        root = zarr.open_group(zarr_location(path), mode="w")
         root.attrs.update(
             {
                 "lazymerge_plan": PLAN_FORMAT,
@@ -233,11 +234,11 @@ async def _create(group: Any, name: str, data: np.ndarray, chunks: tuple[int, ..
         await arr.setitem(slice(None), data)
 
 
-
 def load_plan_grid(path: str) -> tuple[TargetGrid, list[str | None], bool, str]:
     """The target grid, bands, band_dim flag and dtype of a saved plan."""
     try:
-        attrs: dict[str, Any] = dict(zarr.open_group(path, mode="r").attrs)  # JSON, converted below
+        group = zarr.open_group(zarr_location(path), mode="r")
+        attrs: dict[str, Any] = dict(group.attrs)  # JSON, converted below
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError) as exc:
         raise PlanFormatError(
             f"{path!r} is not a saved lazymerge plan ({exc}); write one with Plan.save or "
@@ -265,9 +266,7 @@ def _read_column(root: zarr.Group, path: str, name: str) -> np.ndarray:
     """The whole array ``name`` of a saved plan; PlanFormatError when it is missing or a group."""
     node = root.get(name)
     if not isinstance(node, zarr.Array):
-        raise PlanFormatError(
-            f"the saved plan {path!r} has no array {name!r}; write it again with Plan.save"
-        )
+        raise PlanFormatError(f"the saved plan {path!r} has no array {name!r}; write it again with Plan.save")
     return np.asarray(node[...])
 
 
@@ -294,5 +293,3 @@ def _load_method(name: str) -> Any:
             f"saved plan names method {name!r}, which is not registered here: {exc}"
         ) from exc
     return name
-
-

@@ -21,6 +21,7 @@ from zarr.core.sync import sync
 
 from lazymerge.aio import zarr_gather
 from lazymerge.catalog.sources import Level
+from lazymerge.catalog.stores import zarr_location
 from lazymerge.contract.budget import PLAN_CACHE_BYTES
 from lazymerge.errors import PlanFormatError
 from lazymerge.grid import TargetGrid
@@ -60,7 +61,7 @@ def _open_plan(path: str) -> dict[str, Any]:
 
 
 async def _open_arrays(path: str) -> dict[str, Any]:
-    group = await zarr.api.asynchronous.open_group(path, mode="r")
+    group = await zarr.api.asynchronous.open_group(zarr_location(path), mode="r")
     names = {"level_id": "rows/level_id", "window": "rows/window"}
     names.update({k: f"levels/{k}" for k in _LEVEL_COLUMNS})
     paths = ["count", "start", *names.values()]
@@ -169,7 +170,6 @@ def read_task_rows(path: str, layer: int, row: int, col: int) -> list[TaskRow]:
     ]
 
 
-
 @dataclass(frozen=True)
 class KernelOptions:
     """How pixels are computed: resampling, compositing method, exact transform, the nodata fill."""
@@ -196,4 +196,3 @@ class KernelTask:
     n_bands: int = 1  # layers per time group: the output bands, then the quality band if any
     options: KernelOptions = KernelOptions()
     quality_layer: int | None = None  # method quality:<band>: that band's layer
-

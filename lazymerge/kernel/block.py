@@ -221,7 +221,6 @@ def _coef(transform: Affine) -> np.ndarray:
     return np.array([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f])
 
 
-
 def merge_block(x: np.ndarray | None, *, task: KernelTask, block_id: tuple[int, ...]) -> np.ndarray:
     """Cubed task: fetch this block's rows from the saved plan and render it.
 

@@ -41,7 +41,6 @@ class SortKey:
         return f"{quoted} {'DESC' if self.descending else 'ASC'} NULLS LAST"
 
 
-
 def _field(default: Any, doc: str) -> Any:
     """A request field with its documentation (used by merge/plan docstrings and the CLI's help)."""
     return field(default=default, metadata={"doc": doc})
@@ -231,7 +230,6 @@ def as_target_grid(grid: Any, chunk_size: tuple[int, int]) -> TargetGrid:
     raise InvalidRequestError(
         f"grid {grid!r} is not a TargetGrid, PixelGrid or odc-geo GeoBox; pass one, or crs/bbox/resolution"
     )
-
 
 
 def parse_crs(crs: Any) -> CRS:
