@@ -30,6 +30,7 @@ from lazymerge.catalog.conventions import (
     write_proj,
     write_spatial,
 )
+from lazymerge.catalog.stores import zarr_location
 from lazymerge.errors import OutputError
 from lazymerge.kernel.block import KernelTask, merge_block
 from lazymerge.kernel.chunkio import codec, set_chunk
@@ -95,7 +96,7 @@ def _store_of(target: Any) -> tuple[Any, Any]:
     """(zarr store, icechunk session or None) for a path, a zarr Store or an Icechunk Session."""
     if type(target).__module__.startswith("icechunk") and hasattr(target, "store"):
         return target.store, target
-    return target, None
+    return (zarr_location(target) if isinstance(target, str) else target), None
 
 
 def open_output(store: Any, path: str, shape, chunks, dtype, resume: bool) -> zarr.Array:
@@ -140,7 +141,7 @@ def _ids_array(ids: np.ndarray, spec: cubed.Spec, per_task: int) -> cubed.Array:
         base = tempfile.mkdtemp(prefix="lazymerge-ids-")
         atexit.register(shutil.rmtree, base, ignore_errors=True)
     path = f"{base.rstrip('/')}/lazymerge-ids-{uuid.uuid4().hex}.zarr"
-    zarr.create_array(path, data=ids, chunks=(per_task,))
+    zarr.create_array(zarr_location(path), data=ids, chunks=(per_task,))
     return cubed.from_zarr(path, spec=spec)
 
 
