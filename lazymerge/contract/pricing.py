@@ -6,10 +6,13 @@ calls on the store (the stored size of a sample of source chunks), a calibrated 
 (``MPIX_PER_S``, measured by ``calibrate``) and a price table (``PRICES``). Nothing is looked up on the
 network; every number can be overridden.
 
-What is counted as a GET: one request per source chunk a task's window touches (the kernel fetches whole
-chunks). Two bounds are given: ``gets`` (every task fetches its own chunks: workers with no chunk cache,
-e.g. cold serverless functions, or ``LAZYMERGE_CHUNK_CACHE_MB=0``) and ``gets_shared`` (each chunk once:
-one worker with a cache large enough). Metadata reads (one ``zarr.json`` per source array per worker, the
+What is counted as a GET: one request per source chunk a block's windows touch (the kernel fetches whole
+chunks). ``gets`` is what ``to_zarr`` does: its write tasks render several neighbouring blocks one after
+another (``output.write.blocks_per_task``) in a worker whose chunk cache serves a chunk once per task;
+two bounds are given beside it: ``gets_per_block`` (every block fetches its own: ``merge(...).array``
+computed with no cache, ``LAZYMERGE_CHUNK_CACHE_MB=0``) and ``gets_shared`` (each chunk once: one worker
+whose cache holds everything). Warm workers that keep their cache from task to task fall in between.
+Metadata reads (one ``zarr.json`` per source array per worker, the
 saved plan's arrays) are small and listed apart, not priced as chunk bytes.
 """
 
@@ -74,10 +77,12 @@ class RunEstimate:
     backend: str
     tasks: int  # output blocks (one kernel call each)
     busy_tasks: int  # of which read sources
-    gets: int  # source chunk GETs, every task fetching its own
-    gets_shared: int  # source chunk GETs, each chunk once (a shared cache)
+    gets: int  # source chunk GETs of to_zarr's write tasks (each task's chunks once)
+    gets_per_block: int  # every block fetching its own (no cache: an upper bound)
+    gets_shared: int  # each chunk once (a shared cache: a lower bound)
     metadata_gets: int  # source arrays opened (a few small metadata GETs each, per worker)
     bytes_read: int  # stored bytes of ``gets``
+    bytes_read_per_block: int
     bytes_read_shared: int
     bytes_basis: str  # how bytes_read was obtained
     puts: int
@@ -98,10 +103,10 @@ class RunEstimate:
         mib = 2**20
         lines = [
             f"tasks              {self.tasks} ({self.busy_tasks} read sources)",
-            f"GET requests       {self.gets} source chunks (each task its own; {self.gets_shared} if each "
-            f"chunk is read once) + metadata of {self.metadata_gets} source arrays",
-            f"bytes to read      {self.bytes_read / mib:.1f} MiB ({self.bytes_read_shared / mib:.1f} MiB "
-            f"read once); {self.bytes_basis}",
+            f"GET requests       {self.gets} source chunks ({self.gets_per_block} with no cache, "
+            f"{self.gets_shared} if each is read once) + metadata of {self.metadata_gets} source arrays",
+            f"bytes to read      {self.bytes_read / mib:.1f} MiB ({self.bytes_read_per_block / mib:.1f} "
+            f"to {self.bytes_read_shared / mib:.1f} MiB); {self.bytes_basis}",
             f"PUT requests       {self.puts}, {self.bytes_written / mib:.1f} MiB (uncompressed: at most)",
             f"task memory        {self.task_mem / mib:.1f} MiB largest projected",
             f"task time          {self.task_seconds:.2f} s mean, {self.max_task_seconds:.2f} s longest, "
@@ -115,20 +120,26 @@ class RunEstimate:
     def compare(self, measured: IOCount, wall_seconds: float | None = None, cores: int = 1) -> str:
         """Measured vs estimated: source chunk GETs, bytes read, PUTs, and time."""
 
-        def row(name: str, est: float, low: float, got: float) -> str:
+        def row(name: str, est: float, high: float, low: float, got: float) -> str:
             err = (got - est) / est * 100 if est else float("nan")
-            return f"{name:<18} {est:>14,.0f} {low:>14,.0f} {got:>14,.0f} {err:>+8.1f} %"
+            return f"{name:<18} {est:>14,.0f} {high:>14,.0f} {low:>14,.0f} {got:>14,.0f} {err:>+8.1f} %"
 
         out = [
-            f"{'':<18} {'estimate':>14} {'read once':>14} {'measured':>14} {'vs est.':>10}",
-            row("source GETs", self.gets, self.gets_shared, measured.chunk_gets),
-            row("source bytes", self.bytes_read, self.bytes_read_shared, measured.chunk_bytes),
+            f"{'':<18} {'estimate':>14} {'no cache':>14} {'read once':>14} {'measured':>14} {'vs est.':>10}",
+            row("source GETs", self.gets, self.gets_per_block, self.gets_shared, measured.chunk_gets),
+            row(
+                "source bytes",
+                self.bytes_read,
+                self.bytes_read_per_block,
+                self.bytes_read_shared,
+                measured.chunk_bytes,
+            ),
         ]
         if measured.puts:  # the output's store was counted too
-            out.append(row("PUTs", self.puts, self.puts, measured.puts))
+            out.append(row("PUTs", self.puts, self.puts, self.puts, measured.puts))
         if wall_seconds is not None:
             est = self.total_seconds / max(cores, 1)
-            out.append(row(f"wall s ({cores} cores)", est, est, wall_seconds).replace(",", ""))
+            out.append(row(f"wall s ({cores} cores)", est, est, est, wall_seconds).replace(",", ""))
         return "\n".join(out)
 
 
@@ -145,23 +156,27 @@ def _chunk_counts(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return ids, rows, n, cy * cx
 
 
-def _distinct_chunks(ids: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (level id, chunk row, chunk col) of all rows' windows: level ids and (i, j) pairs."""
+def _row_chunks(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(plan row, level id, chunk row, chunk col) of every source chunk of every row's window."""
     parts = []
-    for lid, (a, b, c, d) in zip(ids, rows, strict=True):
+    for k, (lid, (a, b, c, d)) in enumerate(zip(ids, rows, strict=True)):
         ii, jj = np.meshgrid(np.arange(a, b), np.arange(c, d), indexing="ij")
-        parts.append(np.stack([np.full(ii.size, lid), ii.ravel(), jj.ravel()], axis=1))
-    if not parts:
-        return np.zeros(0, dtype="i8"), np.zeros((0, 2), dtype="i8")
-    uniq = np.unique(np.concatenate(parts), axis=0)
-    return uniq[:, 0], uniq[:, 1:]
+        parts.append(np.stack([np.full(ii.size, k), np.full(ii.size, lid), ii.ravel(), jj.ravel()], axis=1))
+    return np.concatenate(parts) if parts else np.zeros((0, 4), dtype="i8")
+
+
+def _distinct(group: np.ndarray, chunks: np.ndarray) -> np.ndarray:
+    """The distinct (group, level id, chunk row, chunk col) rows, for ``group`` per chunk row."""
+    if not len(chunks):
+        return np.zeros((0, 4), dtype="i8")
+    return np.unique(np.column_stack([group, chunks[:, 1:]]), axis=0)
 
 
 def stored_chunk_sizes(
     plan: Plan, store: Any, level_ids: np.ndarray, chunks: np.ndarray, sample: int
 ) -> list[tuple[int, int]]:
-    """(stored bytes, uncompressed bytes) of up to ``sample`` source chunks, spread over the plan's
-    distinct chunks: one ``getsize`` (a HEAD on object stores) each. A chunk never written is 0 bytes."""
+    """(stored bytes, uncompressed bytes) of up to ``sample`` of the given source chunks, evenly spread:
+    one ``getsize`` (a HEAD on object stores) each. A chunk never written (all fill) is 0 bytes."""
     from lazymerge.kernel.chunkio import chunk_key
 
     if not len(level_ids) or store is None or sample <= 0:
@@ -188,8 +203,9 @@ def estimate(
     prices: Mapping[str, float] | None = None,
     memory_gb: float = 2.0,
     mpix_per_s: Mapping[str, float] | None = None,
-    sample: int = 16,
+    sample: int = 64,
     output_blocks: int | None = None,
+    blocks_per_task: int | None = None,
 ) -> RunEstimate:
     """Price a plan before running it.
 
@@ -209,6 +225,9 @@ def estimate(
         Kernel speed per resampling (``calibrate()``'s result); defaults to ``MPIX_PER_S``.
     output_blocks
         Blocks written (default: every block of the output, as ``to_zarr`` writes them).
+    blocks_per_task
+        Blocks one task renders (default: ``to_zarr``'s, ``output.write.blocks_per_task``); 1 for
+        ``merge(...).array`` computed by Cubed.
     """
     from lazymerge.catalog.stores import resolve_store
 
@@ -225,28 +244,32 @@ def estimate(
     ids, chunk_ranges, n, chunk_px = _chunk_counts(plan)
     itemsize = np.array([np.dtype(d).itemsize for d in plan.levels["dtype"].to_pylist()])
     raw_row = n * chunk_px * (itemsize[ids] if len(ids) else 0)
-    gets = int(n.sum())
-    uniq_ids, uniq_chunks = _distinct_chunks(ids, chunk_ranges)
-    raw_shared = (
-        int(
-            (
-                np.maximum(plan.levels["chunk_y"].to_numpy(), 1)
-                * np.maximum(plan.levels["chunk_x"].to_numpy(), 1)
-                * itemsize
-            )[uniq_ids].sum()
-        )
-        if len(uniq_ids)
-        else 0
-    )
+    from lazymerge.output.write import blocks_per_task as to_zarr_batch
+
+    nr, nc = plan.grid.nchunks
+    blocks = output_blocks if output_blocks is not None else plan.n_times * len(plan.bands) * nr * nc
+    ch, cw = plan.grid.chunk_size
+    per_task = blocks_per_task or to_zarr_batch(blocks, ch * cw)
+    chunks = _row_chunks(ids, chunk_ranges)
+    keys_of_rows = plan.chunk_keys()
+    chunk_bytes = (
+        np.maximum(plan.levels["chunk_y"].to_numpy(), 1) * np.maximum(plan.levels["chunk_x"].to_numpy(), 1)
+    ) * itemsize
+    per_block = _distinct(keys_of_rows[chunks[:, 0]] if len(chunks) else chunks[:, 0], chunks)
+    batched = _distinct(per_block[:, 0] // per_task, per_block)
+    once = np.unique(per_block[:, 1:], axis=0)
+    gets, raw_batched = len(batched), int(chunk_bytes[batched[:, 1]].sum())
+    raw_per_block = int(chunk_bytes[per_block[:, 1]].sum())
+    raw_shared = int(chunk_bytes[once[:, 0]].sum())
     zstore = resolve_store(store).zarr_store if store is not None else None
-    sizes = stored_chunk_sizes(plan, zstore, uniq_ids, uniq_chunks, sample)
+    # sampled from the chunks as the write tasks read them: a chunk read twice weighs twice
+    sizes = stored_chunk_sizes(plan, zstore, batched[:, 1], batched[:, 2:], sample)
     if sizes:
         ratio = sum(s for s, _ in sizes) / max(sum(r for _, r in sizes), 1)
         basis = f"stored bytes, from the sizes of {len(sizes)} sampled chunks (stored/raw {ratio:.3f})"
     else:
         ratio, basis = 1.0, "uncompressed bytes (no store given to size chunks): an upper bound"
     keys, mem = task_memory(plan)
-    ch, cw = plan.grid.chunk_size
     rows_per_task = (
         np.bincount(np.unique(plan.chunk_keys(), return_inverse=True)[1]) if plan.n_pairs else np.zeros(0)
     )
@@ -258,8 +281,6 @@ def estimate(
         inverse = np.unique(plan.chunk_keys(), return_inverse=True)[1]
         seconds = seconds + np.bincount(inverse, weights=raw_row) / (DECODE_MB_PER_S * 1e6)
         seconds = seconds + np.bincount(inverse, weights=n) * REQUEST_LATENCY_S / (READ_AHEAD + 1)
-    nr, nc = plan.grid.nchunks
-    blocks = output_blocks if output_blocks is not None else plan.n_times * len(plan.bands) * nr * nc
     block_bytes = ch * cw * np.dtype(plan.dtype).itemsize
     total = float(seconds.sum())
     idle = (blocks - len(seconds)) * 0.01  # empty blocks: a fill and a write
@@ -274,9 +295,11 @@ def estimate(
         tasks=blocks,
         busy_tasks=len(keys),
         gets=gets,
-        gets_shared=len(uniq_ids),
+        gets_per_block=len(per_block),
+        gets_shared=len(once),
         metadata_gets=len(np.unique(ids)) if len(ids) else 0,
-        bytes_read=int(raw_row.sum() * ratio),
+        bytes_read=int(raw_batched * ratio),
+        bytes_read_per_block=int(raw_per_block * ratio),
         bytes_read_shared=int(raw_shared * ratio),
         bytes_basis=basis,
         puts=blocks,
@@ -341,8 +364,9 @@ class IOCount:
     chunk_bytes: int = 0
     metadata_gets: int = 0
     metadata_bytes: int = 0
-    puts: int = 0
+    puts: int = 0  # chunks written
     put_bytes: int = 0
+    metadata_puts: int = 0
 
     def add(self, other: IOCount) -> None:
         for name in self.__dataclass_fields__:
@@ -378,7 +402,9 @@ class CountingStore(zarr.storage.WrapperStore):
 
     def _count(self, key: str, nbytes: int, put: bool = False) -> None:
         c = _COUNTS.setdefault(self.tag, IOCount())
-        if put:
+        if put and _is_metadata(key):
+            c.metadata_puts += 1
+        elif put:
             c.puts += 1
             c.put_bytes += nbytes
         elif _is_metadata(key):
