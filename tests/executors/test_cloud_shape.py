@@ -63,7 +63,12 @@ def lithops_config(server: S3Server) -> dict:
     """Lithops localhost compute with its aws_s3 storage backend on the loopback server (boto3 reads
     the endpoint from AWS_ENDPOINT_URL)."""
     return {
-        "lithops": {"backend": "localhost", "storage": "aws_s3", "log_level": "WARNING", "monitoring_interval": 0.1},
+        "lithops": {
+            "backend": "localhost",
+            "storage": "aws_s3",
+            "log_level": "WARNING",
+            "monitoring_interval": 0.1,
+        },
         "aws": {"access_key_id": server.key_id, "secret_access_key": server.secret, "region": REGION},
         "aws_s3": {"storage_bucket": BUCKET, "region": REGION},
         "localhost": {"version": 1, "runtime": preload_runtime(), "worker_processes": 2},
@@ -117,7 +122,15 @@ def test_killed_driver_resumes_on_s3(cloud, env, tmp_path):
     config.write_text(json.dumps(lithops_config(server)))
     run_env = {**os.environ, "LAZYMERGE_FAULT_DELAY": "0.5", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.write_seed", SOURCES, f"s3://{BUCKET}/work-c", out, str(config)],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.write_seed",
+            SOURCES,
+            f"s3://{BUCKET}/work-c",
+            out,
+            str(config),
+        ],
         env=run_env,
         cwd=ROOT,
         start_new_session=True,  # its own process group: the kill takes the Lithops runner too

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import zarr
 
+from lazymerge.catalog.stores import with_object_work_dir, zarr_location
+from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
 from lazymerge.executors import get_executor
-from lazymerge.merge import DEFAULT_RESERVED_MEM
-from lazymerge.stores import with_object_work_dir, zarr_location
-
-from executor_cases import seed_merge
-from s3_server import BUCKET, start
+from tests.support.executor_cases import seed_merge
+from tests.support.s3_server import BUCKET, start
 
 pytestmark = pytest.mark.slow
 
