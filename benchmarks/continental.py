@@ -36,14 +36,7 @@ import zarr
 from pyproj import Transformer
 
 import lazymerge
-from lazymerge.catalog.conventions import (
-    Overview,
-    ProjAttrs,
-    SpatialAttrs,
-    write_multiscales,
-    write_proj,
-    write_spatial,
-)
+from lazymerge.catalog import conventions as conv
 from lazymerge.catalog.meta import write_meta
 from lazymerge.catalog.stores import StoreHandle, resolve_store
 from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
@@ -127,10 +120,10 @@ def build_store(path: Path, sources: list[dict], tile: int) -> None:
             fill_value=NODATA,
             compressors=zarr.codecs.ZstdCodec(level=3),
         )
-        write_spatial(arr, SpatialAttrs(("y", "x"), t["transform"], shape=(tile, tile)))
-        write_proj(arr, ProjAttrs(code=t["crs"]))
+        conv.write_spatial(arr, conv.SpatialAttrs(("y", "x"), t["transform"], shape=(tile, tile)))
+        conv.write_proj(arr, conv.ProjAttrs(code=t["crs"]))
         arr.attrs["nodata"] = NODATA
-        write_multiscales(band, [Overview("0", (1.0, 1.0))])
+        conv.write_multiscales(band, [conv.Overview("0", (1.0, 1.0))])
     write_meta(path)
 
 

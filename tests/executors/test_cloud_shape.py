@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ from lazymerge.demo import build_seed_store
 from lazymerge.executors import get_executor
 from lazymerge.executors.lithops import preload_runtime
 from lazymerge.output.write import BlockWriter, open_output
+from tests.support.drills import kill_when
 from tests.support.executor_cases import seed_merge
 from tests.support.s3_server import BUCKET, REGION, S3Server, start, upload
 
@@ -121,34 +120,21 @@ def test_killed_driver_resumes_on_s3(cloud, env, tmp_path):
     config = tmp_path / "lithops.json"
     config.write_text(json.dumps(lithops_config(server)))
     run_env = {**os.environ, "LAZYMERGE_FAULT_DELAY": "0.5", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.support.write_seed",
-            SOURCES,
-            f"s3://{BUCKET}/work-c",
-            out,
-            str(config),
-        ],
-        env=run_env,
-        cwd=ROOT,
-        start_new_session=True,  # its own process group: the kill takes the Lithops runner too
-    )
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.support.write_seed",
+        SOURCES,
+        f"s3://{BUCKET}/work-c",
+        out,
+        str(config),
+    ]
 
     def written() -> dict[str, str]:
         listed = obstore.list(server.store(), prefix="out-c.zarr/c/")
         return {m["path"]: m["e_tag"] for batch in listed for m in batch}
 
-    try:
-        deadline = time.monotonic() + 180
-        while len(written()) < 4:
-            assert proc.poll() is None, "the driver finished or failed before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when(argv, run_env, ROOT, lambda: len(written()) >= 4, 180)
     time.sleep(1.0)  # a worker may finish the PUT it was in when the driver died
     before = written()
     assert 4 <= len(before) < 56
