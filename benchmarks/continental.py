@@ -28,6 +28,7 @@ import threading
 import time
 from contextlib import contextmanager
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 
 import cubed
@@ -57,6 +58,11 @@ def area_bounds(side: int) -> tuple[float, float, float, float]:
     return x - half, y - half, x + half, y + half
 
 
+@lru_cache
+def _from_3035(epsg: int) -> Transformer:
+    return Transformer.from_crs("EPSG:3035", f"EPSG:{epsg}", always_xy=True)
+
+
 def tiles(side: int, n: int, tile: int) -> list[dict]:
     """Every source: name, date, UTM CRS, transform, and its EPSG:3035 box (to create it lazily)."""
     x0, y0, x1, y1 = area_bounds(side)
@@ -71,7 +77,7 @@ def tiles(side: int, n: int, tile: int) -> list[dict]:
                 lon, lat = to_ll.transform(cx, cy)
                 zone = int((lon + 180) // 6) + 1
                 epsg = 32600 + zone
-                ux, uy = Transformer.from_crs("EPSG:3035", f"EPSG:{epsg}", always_xy=True).transform(cx, cy)
+                ux, uy = _from_3035(epsg).transform(cx, cy)
                 half = tile * RES / 2
                 left, top = round((ux - half) / RES) * RES, round((uy + half) / RES) * RES
                 box = (cx - half * 1.1, cy - half * 1.1, cx + half * 1.1, cy + half * 1.1)
