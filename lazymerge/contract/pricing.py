@@ -158,11 +158,13 @@ def _chunk_counts(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
 
 def _row_chunks(ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """(plan row, level id, chunk row, chunk col) of every source chunk of every row's window."""
-    parts = []
-    for k, (lid, (a, b, c, d)) in enumerate(zip(ids, rows, strict=True)):
-        ii, jj = np.meshgrid(np.arange(a, b), np.arange(c, d), indexing="ij")
-        parts.append(np.stack([np.full(ii.size, k), np.full(ii.size, lid), ii.ravel(), jj.ravel()], axis=1))
-    return np.concatenate(parts) if parts else np.zeros((0, 4), dtype="i8")
+    if not len(ids):
+        return np.zeros((0, 4), dtype="i8")
+    across = rows[:, 3] - rows[:, 2]
+    n = (rows[:, 1] - rows[:, 0]) * across
+    row = np.repeat(np.arange(len(ids)), n)
+    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)  # chunk number within its row's window
+    return np.stack([row, ids[row], rows[row, 0] + k // across[row], rows[row, 2] + k % across[row]], axis=1)
 
 
 def _distinct(group: np.ndarray, chunks: np.ndarray) -> np.ndarray:
