@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
+import tempfile
 import time
 from dataclasses import fields
 from typing import Any
@@ -205,11 +208,35 @@ def _plan(args: argparse.Namespace) -> None:
     spec = _spec(args)
     check_memory(p, int(spec.allowed_mem) - int(spec.reserved_mem))
     p.save(args.out)
-    print(p.summary(int(spec.allowed_mem)))
+    print(p.summary(int(spec.allowed_mem), args.store, **_pricing(args)))
     print(f"plan written to {args.out}")
     if args.plot:
         p.plot(args.plot)
         print(f"plot written to {args.plot}")
+
+
+def _pricing(args: argparse.Namespace) -> dict[str, Any]:
+    """The dry run's price keywords from --backend, --memory-gb and --price KEY=VALUE."""
+    prices = {}
+    for item in args.price or []:
+        key, sep, value = item.partition("=")
+        try:
+            prices[key] = float(value) if sep else float("nan")
+        except ValueError:
+            prices[key] = float("nan")
+        if prices[key] != prices[key]:
+            raise InvalidRequestError(
+                f"--price {item!r} is not KEY=NUMBER; e.g. --price lambda_gb_s=0.0000166667"
+            )
+    return {"backend": args.backend, "prices": prices, "memory_gb": args.memory_gb}
+
+
+def _pricing_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="aws-lambda", help="price table of the dry run (default aws-lambda)")
+    p.add_argument("--memory-gb", type=float, default=2.0, help="function memory the price assumes (GB)")
+    p.add_argument(
+        "--price", action="append", help="override a price, KEY=VALUE (lambda_gb_s, s3_get_per_1000, ...)"
+    )
 
 
 def _executor(args: argparse.Namespace):
@@ -241,8 +268,10 @@ def _run(args: argparse.Namespace) -> None:
     executor = _executor(args)  # a bad name or config fails before planning
     spec = _spec(args)
     t0 = time.perf_counter()
-    result = merge(args.store, plan=args.plan, spec=spec, on_error=args.on_error, **request)
-    print(result.plan.summary(int(spec.allowed_mem)))
+    counting, tally = _counting_store(args.store, args.executor)
+    result = merge(counting, plan=args.plan, spec=spec, on_error=args.on_error, **request)
+    summary = result.plan.summary(int(spec.allowed_mem), args.store, **_pricing(args))
+    print(summary)
     if geotiff:
         result.to_cog(
             args.out,
@@ -265,12 +294,31 @@ def _run(args: argparse.Namespace) -> None:
         progress=args.progress,
         report=reports,
     )
-    print(f"wrote {args.out} ({args.executor}) in {time.perf_counter() - t0:.2f} s")
+    wall = time.perf_counter() - t0
+    print(f"wrote {args.out} ({args.executor}) in {wall:.2f} s")
     print(reports[0].summary())
     for skipped in reports[1:2]:
         print(f"{len(skipped)} source window(s) skipped (--on-error skip), rendered as nodata:")
         for record in skipped:
             print(f"  {record}")
+    if tally is not None:
+        print("measured vs estimated (source reads counted in this machine's workers):")
+        print(summary.estimate.compare(counting.zarr_store.counts(), wall, os.cpu_count() or 1))
+        shutil.rmtree(tally, ignore_errors=True)
+
+
+def _counting_store(store: str, executor: str) -> tuple[Any, str | None]:
+    """The store with its reads counted (contract.pricing.CountingStore) when the workers run on this
+    machine (threads, processes, synchronous): their tallies meet in a temporary directory."""
+    from lazymerge.catalog.stores import StoreHandle, resolve_store
+    from lazymerge.contract.pricing import CountingStore
+
+    if executor not in ("threads", "processes", "synchronous"):
+        return store, None
+    handle = resolve_store(store)
+    tally = tempfile.mkdtemp(prefix="lazymerge-io-")
+    counting = CountingStore(handle.zarr_store, tally_dir=tally)
+    return StoreHandle(counting, handle.obstore, handle.icechunk_session, handle.description), tally
 
 
 def _overviews(text: str | None, default: int | str) -> int | str:
@@ -365,12 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_info)
     p = sub.add_parser("plan", help="plan a merge (dry run): write the plan, print what it will cost")
     _request_args(p, grid_required=True)
+    _pricing_args(p)
     p.add_argument("--out", required=True, help="directory to write the plan to (a Zarr group)")
     p.add_argument("--plot", help="PNG of the chunk grid coloured by sources per chunk")
     p.set_defaults(func=_plan)
     p = sub.add_parser("run", help="merge into Zarr on any executor, from a request or a saved plan (--plan)")
     _request_args(p, grid_required=False)
     _run_args(p)
+    _pricing_args(p)
     p.set_defaults(func=_run)
     p = sub.add_parser("warm", help="compile the kernel into numba's cache (NUMBA_CACHE_DIR), for images")
     p.add_argument("--dtypes", help="comma-separated source dtypes (default: every dtype the kernel reads)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -119,6 +120,7 @@ class PlanSummary:
     largest_task_mem: int
     allowed_mem: int | None
     timings: dict[str, float]
+    estimate: Any = None  # contract.pricing.RunEstimate: requests, bytes, time and cost
 
     def __str__(self) -> str:
         hist = ", ".join(f"{label}: {n}" for label, n in self.histogram)
@@ -138,11 +140,12 @@ class PlanSummary:
                 f"source bytes read  {self.bytes_read / 2**20:.1f} MiB (uncompressed, chunk-aligned)",
                 f"tasks              {self.tasks}; largest projected memory {mem}",
                 f"planning time      {sum(self.timings.values()):.2f} s ({steps})",
+                *([str(self.estimate)] if self.estimate is not None else []),
             ]
         )
 
 
-def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
+def summarize(plan: Plan, allowed_mem: int | None = None, estimate: Any = None) -> PlanSummary:
     nr, nc = plan.grid.nchunks
     nl = len(plan.layer_bands)
     per_chunk = np.bincount(plan.chunk_keys(), minlength=plan.n_times * nl * nr * nc)
@@ -169,4 +172,5 @@ def summarize(plan: Plan, allowed_mem: int | None = None) -> PlanSummary:
         largest_task_mem=int(mem.max(initial=0)),
         allowed_mem=allowed_mem,
         timings=dict(plan.timings),
+        estimate=estimate,
     )

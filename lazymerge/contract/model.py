@@ -112,12 +112,21 @@ class Plan:
         row, col = (t[c].to_numpy().astype("i8") for c in ("chunk_row", "chunk_col"))
         return (self.layers() * nr + row) * nc + col
 
-    def summary(self, allowed_mem: int | None = None):
+    def summary(self, allowed_mem: int | None = None, store: Any = None, **pricing: Any):
         """A PlanSummary (print it): grid, chunks, pairs before/after culling, sources per chunk, bytes
-        read, tasks and the largest task's projected memory, planning time."""
+        read, tasks and the largest task's projected memory, planning time, and the priced dry run
+        (``contract.pricing.estimate``: GETs, bytes, PUTs, task time, cost; ``store`` sizes a sample of
+        source chunks, ``**pricing`` are its keywords: backend, prices, memory_gb, mpix_per_s)."""
         from lazymerge.contract.cost import summarize
+        from lazymerge.contract.pricing import estimate
 
-        return summarize(self, allowed_mem)
+        return summarize(self, allowed_mem, estimate(self, store, **pricing))
+
+    def estimate(self, store: Any = None, **pricing: Any):
+        """The priced dry run alone (``lazymerge.contract.pricing.estimate``)."""
+        from lazymerge.contract.pricing import estimate
+
+        return estimate(self, store, **pricing)
 
     def plot(self, path: str | None = None, ax: Any = None) -> Any:
         """Chunk grid coloured by sources per chunk, source footprints outlined; a PNG at ``path``."""

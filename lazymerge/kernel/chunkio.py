@@ -57,7 +57,7 @@ def codec(arr: zarr.Array) -> Any:
     )
 
 
-def _key(arr: zarr.Array, index: tuple[int, ...]) -> str:
+def chunk_key(arr: zarr.Array, index: tuple[int, ...]) -> str:
     prefix, name = arr.store_path.path, arr.metadata.encode_chunk_key(index)
     return f"{prefix}/{name}" if prefix else name
 
@@ -72,7 +72,7 @@ def get_chunks(arr: zarr.Array, compressor: Any, indices: Sequence[tuple[int, ..
     SourceReadError naming the array and the chunk's key."""
     proto = default_buffer_prototype()
     store = arr.store_path.store
-    bufs = zarr_gather([store.get(_key(arr, i), prototype=proto) for i in indices])
+    bufs = zarr_gather([store.get(chunk_key(arr, i), prototype=proto) for i in indices])
     out = []
     for index, buf in zip(indices, bufs, strict=True):
         if buf is None:
@@ -84,8 +84,8 @@ def get_chunks(arr: zarr.Array, compressor: Any, indices: Sequence[tuple[int, ..
             out.append(np.frombuffer(data, dtype=arr.dtype).reshape(arr.chunks))
         except Exception as exc:  # numcodecs raises RuntimeError/ValueError/TypeError by codec
             raise SourceReadError(
-                f"source array {arr.path!r}: chunk {_key(arr, index)!r} ({len(raw)} bytes) cannot be decoded "
-                f"({type(exc).__name__}: {exc}); it is truncated or corrupt: rewrite it from the original"
+                f"source array {arr.path!r}: chunk {chunk_key(arr, index)!r} ({len(raw)} bytes) cannot be "
+                f"decoded ({type(exc).__name__}: {exc}); it is truncated or corrupt: rewrite it from the original"
             ) from exc
     return out
 
@@ -100,4 +100,4 @@ def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: n
     data = np.ascontiguousarray(block, dtype=arr.dtype)
     encoded = data.tobytes() if compressor is RAW else compressor.encode(data)
     buf = default_buffer_prototype().buffer.from_bytes(encoded)
-    zarr_gather([arr.store_path.store.set(_key(arr, index), buf)])
+    zarr_gather([arr.store_path.store.set(chunk_key(arr, index), buf)])

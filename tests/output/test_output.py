@@ -4,10 +4,7 @@ retries after injected faults -- each against the array the threads executor com
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cubed
@@ -24,6 +21,7 @@ from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
 from lazymerge.output.target import COMPLETE, LOCK_KEY
 from lazymerge.output.write import blocks_per_task
+from tests.support.drills import kill_when
 from tests.support.executor_cases import seed_merge
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is importable from it
@@ -126,21 +124,8 @@ def test_lithops_retries_injected_faults(seed, reference, tmp_path, monkeypatch)
 def test_killed_processes_run_resumes_to_identical_output(seed, reference, tmp_path):
     target = tmp_path / "out.zarr"
     env = {**os.environ, "LAZYMERGE_FAULT_DELAY": "0.4", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.write_seed", str(seed), str(tmp_path / "wd"), str(target)],
-        env=env,
-        cwd=ROOT,
-        start_new_session=True,  # its own process group: the kill takes the workers too
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(chunk_files(target) if (target / "c").exists() else {}) < 6:
-            assert proc.poll() is None, "the writer finished or failed before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    argv = [sys.executable, "-m", "tests.support.write_seed", str(seed), str(tmp_path / "wd"), str(target)]
+    kill_when(argv, env, ROOT, lambda: len(chunk_files(target) if (target / "c").exists() else {}) >= 6, 120)
     before = chunk_files(target)
     assert 6 <= len(before) < 56
     assert zarr.open_array(str(target), mode="r").attrs[COMPLETE] is False  # the killed run's lease stays

@@ -1,0 +1,173 @@
+"""The shape of a cloud run, offline: sources, Cubed's work_dir (so the saved plan and the block ids),
+the output and Lithops' own storage are all on S3 (moto's server on loopback, IAM auth on), compute is
+Lithops ``localhost``, and nothing else is shared between the driver and the workers: the task payload
+names no local path. Output identical to the threads executor on local disk, with injected faults, and
+after a killed driver with ``resume=True``."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import obstore
+import pytest
+import zarr
+
+from lazymerge.catalog.meta import write_meta
+from lazymerge.catalog.stores import zarr_location
+from lazymerge.demo import build_seed_store
+from lazymerge.executors import get_executor
+from lazymerge.executors.lithops import preload_runtime
+from lazymerge.output.write import BlockWriter, open_output
+from tests.support.drills import kill_when
+from tests.support.executor_cases import seed_merge
+from tests.support.s3_server import BUCKET, REGION, S3Server, start, upload
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = f"s3://{BUCKET}/sources/seed.zarr"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory):
+    """The S3 server with the seed store uploaded, and the threads-on-local-disk reference."""
+    proc, server = start()
+    try:
+        local = build_seed_store(tmp_path_factory.mktemp("cloud") / "seed.zarr")
+        write_meta(local)
+        upload(server, local, "sources/seed.zarr")
+        reference = seed_merge(local, tmp_path_factory.mktemp("wd"), chunk=64).array.compute()
+        yield server, reference
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def env(cloud, monkeypatch):
+    """The credentials in the environment: the driver's, and (inherited) every Lithops worker's."""
+    server, _ = cloud
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    return server
+
+
+def lithops_config(server: S3Server) -> dict:
+    """Lithops localhost compute with its aws_s3 storage backend on the loopback server (boto3 reads
+    the endpoint from AWS_ENDPOINT_URL)."""
+    return {
+        "lithops": {
+            "backend": "localhost",
+            "storage": "aws_s3",
+            "log_level": "WARNING",
+            "monitoring_interval": 0.1,
+        },
+        "aws": {"access_key_id": server.key_id, "secret_access_key": server.secret, "region": REGION},
+        "aws_s3": {"storage_bucket": BUCKET, "region": REGION},
+        "localhost": {"version": 1, "runtime": preload_runtime(), "worker_processes": 2},
+    }
+
+
+def keys(server: S3Server, prefix: str) -> list[str]:
+    return [m["path"] for batch in obstore.list(server.store(), prefix=prefix) for m in batch]
+
+
+def read_output(url: str) -> np.ndarray:
+    return zarr.open_array(zarr_location(url), mode="r")[:]
+
+
+def test_every_byte_on_s3(cloud, env, tmp_path):
+    server, reference = cloud
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-a", chunk=64)
+    out = f"s3://{BUCKET}/out-a.zarr"
+    target = open_output(zarr_location(out), "", result.array.shape, result.array.chunksize, "float32", False)
+    writer = BlockWriter(result.task, target, tuple(result.array.numblocks), tuple(result.array.chunksize))
+    payload = pickle.dumps(writer) + pickle.dumps(result.task)
+    for local in (str(tmp_path), tempfile.gettempdir(), str(ROOT), os.path.expanduser("~")):
+        assert local.encode() not in payload, f"the task payload names the local path {local}"
+    assert b"s3://" in payload or BUCKET.encode() in payload
+    result.to_zarr(out, executor=get_executor("lithops", config=lithops_config(server)))
+    np.testing.assert_array_equal(read_output(out), reference)
+    assert any("lazymerge-plan-" in k for k in keys(server, "work-a/"))  # the plan the tasks read
+    assert any(k.startswith("lithops.jobs/") for k in keys(server, "lithops.jobs/"))  # Lithops' own storage
+
+
+def test_injected_faults_on_s3(cloud, env, tmp_path, monkeypatch):
+    server, reference = cloud
+    faults = tmp_path / "faults"  # the markers only decide which attempt fails; no data goes there
+    faults.mkdir()
+    # 9 of the 56 blocks fail once, at most 2 in one write task (7 blocks): within Cubed's 2 retries
+    monkeypatch.setenv("LAZYMERGE_FAULT_RATE", "0.2")
+    monkeypatch.setenv("LAZYMERGE_FAULT_SEED", "0")
+    monkeypatch.setenv("LAZYMERGE_FAULT_DIR", str(faults))
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-b", chunk=64)
+    out = f"s3://{BUCKET}/out-b.zarr"
+    # retries=0: no retry inside the task, so only the Lithops executor's retries make this pass
+    result.to_zarr(out, executor=get_executor("lithops", config=lithops_config(server)), retries=0)
+    assert len(list(faults.iterdir())) == 9
+    np.testing.assert_array_equal(read_output(out), reference)
+
+
+def test_killed_driver_resumes_on_s3(cloud, env, tmp_path):
+    server, reference = cloud
+    out = f"s3://{BUCKET}/out-c.zarr"
+    config = tmp_path / "lithops.json"
+    config.write_text(json.dumps(lithops_config(server)))
+    run_env = {**os.environ, "LAZYMERGE_FAULT_DELAY": "0.5", "PYTHONPATH": str(ROOT)}
+    argv = [
+        sys.executable,
+        "-m",
+        "tests.support.write_seed",
+        SOURCES,
+        f"s3://{BUCKET}/work-c",
+        out,
+        str(config),
+    ]
+
+    def written() -> dict[str, str]:
+        listed = obstore.list(server.store(), prefix="out-c.zarr/c/")
+        return {m["path"]: m["e_tag"] for batch in listed for m in batch}
+
+    kill_when(argv, run_env, ROOT, lambda: len(written()) >= 4, 180)
+    time.sleep(1.0)  # a worker may finish the PUT it was in when the driver died
+    before = written()
+    assert 4 <= len(before) < 56
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-d", chunk=64)
+    result.to_zarr(out, executor=get_executor("lithops", config=lithops_config(server)), resume=True)
+    np.testing.assert_array_equal(read_output(out), reference)
+    after = written()
+    assert len(after) == 56
+    assert {k: after[k] for k in before} == before  # blocks written before the kill were not redone
+
+
+def test_modal_function_body_on_s3(cloud, env, tmp_path):
+    """Modal's contract, offline: the app's ``write_blocks`` gets what a Lithops write task gets (a
+    BlockWriter, shipped pickled, and flat block ids), runs the same entry point
+    (``lazymerge.output.write.write_blocks``) and writes the same output, everything on S3."""
+    import importlib.util
+    import inspect
+
+    server, reference = cloud
+    spec = importlib.util.spec_from_file_location("lazymerge_modal_app", ROOT / "infra" / "modal" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    assert "from lazymerge.output.write import write_blocks as write" in inspect.getsource(app)
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-m", chunk=64)
+    arr = result.array
+    out = f"s3://{BUCKET}/out-m.zarr"
+    target = open_output(zarr_location(out), "", arr.shape, arr.chunksize, arr.dtype, resume=False)
+    shipped = pickle.dumps(BlockWriter(result.task, target, tuple(arr.numblocks), tuple(arr.chunksize)))
+    assert str(tmp_path).encode() not in shipped and tempfile.gettempdir().encode() not in shipped
+    n = int(np.prod(arr.numblocks))
+    writer = pickle.loads(shipped)  # what the function's container unpickles
+    assert app.write_blocks.local(writer, list(range(0, n, 2))) == list(range(0, n, 2))
+    assert app.write_blocks.local(writer, list(range(1, n, 2))) == list(range(1, n, 2))
+    np.testing.assert_array_equal(read_output(out), reference)
+    block = app.render_block.local(pickle.loads(pickle.dumps(result.task)), (1, 2))
+    np.testing.assert_array_equal(block, reference[64:128, 128:192])

@@ -1,0 +1,27 @@
+"""Kill drills: start a writer in its own process group, kill the whole group once it has written enough."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def kill_when(
+    argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool], timeout: float
+) -> None:
+    """Run ``argv`` in its own process group (so the kill takes its workers too) and SIGKILL the group as
+    soon as ``ready()``; fails if the writer ends first or ``timeout`` seconds pass."""
+    proc = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, "the writer finished or failed before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
