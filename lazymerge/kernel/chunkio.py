@@ -85,7 +85,8 @@ def get_chunks(arr: zarr.Array, compressor: Any, indices: Sequence[tuple[int, ..
         except Exception as exc:  # numcodecs raises RuntimeError/ValueError/TypeError by codec
             raise SourceReadError(
                 f"source array {arr.path!r}: chunk {chunk_key(arr, index)!r} ({len(raw)} bytes) cannot be "
-                f"decoded ({type(exc).__name__}: {exc}); it is truncated or corrupt: rewrite it from the original"
+                f"decoded ({type(exc).__name__}: {exc}); it is truncated or corrupt: rewrite it from the "
+                "original"
             ) from exc
     return out
 
