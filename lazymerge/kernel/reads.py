@@ -218,8 +218,8 @@ def guarded(
                     if skipped is not None:
                         skipped.append(SkippedRead(task.level.path, task.source, block, task.window, cause))
                     return None
-                if isinstance(exc, LazymergeError):
-                    raise
+                if isinstance(exc, LazymergeError) and not isinstance(exc, SourceReadError):
+                    raise  # a decode error (SourceReadError naming the chunk) gains the window and block
                 tries = f" (tried {attempt + 1} times)" if attempt else ""
                 raise SourceReadError(
                     f"cannot read source array {task.level.path!r} rows {r0}:{r1} cols {c0}:{c1} for target "

@@ -48,7 +48,8 @@ def test_s3_work_dir(seed_store, s3_env, tmp_path, executor):
     out = result.to_zarr(str(tmp_path / "out.zarr"), executor=get_executor(executor, max_workers=2))
     np.testing.assert_array_equal(out[:], expected)
     written = keys(s3_env, f"work-{executor}/")
-    assert any("lazymerge-plan-" in k for k in written)  # the plan the tasks read
+    if executor == "processes":  # threads tasks read the plan in memory: it is saved only for other processes
+        assert any("lazymerge-plan-" in k for k in written)  # the plan the tasks read
     assert any("lazymerge-ids-" in k for k in written)  # the block ids of the write
     assert any(k.split("/")[1].startswith("cubed-") for k in written)  # Cubed's intermediate arrays
 
