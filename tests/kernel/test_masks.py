@@ -12,7 +12,7 @@ from lazymerge.api import merge
 from lazymerge.catalog.meta import write_meta
 from lazymerge.errors import InvalidRequestError
 from lazymerge.kernel.masks import dilate
-from tests.support.gdal_cases import CHUNK, SIZE, target_grid
+from tests.support.gdal_cases import SIZE, merge_case, target_grid
 from tests.support.gdal_oracle import Raster, around, warp_exact
 from tests.support.stores import add_source
 
@@ -79,20 +79,8 @@ def _stack(scene, masks: list[Mask]) -> tuple[np.ndarray, tuple]:
 
 
 def _run(scene, datafusion=True, **kw):
-    path = scene[0]
     bbox, _ = target_grid(CRS_, LON, LAT, RES)
-    return merge(
-        str(path),
-        crs=CRS_,
-        bbox=bbox,
-        resolution=RES,
-        chunk_size=CHUNK,
-        bands="data",
-        sortby="id",
-        exact=True,
-        datafusion=datafusion,
-        **kw,
-    )
+    return merge_case(scene[0], CRS_, bbox, RES, datafusion, **kw)
 
 
 def _first(stack: np.ndarray) -> np.ndarray:

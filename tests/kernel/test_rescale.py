@@ -9,7 +9,7 @@ import zarr
 
 from lazymerge.api import merge
 from lazymerge.catalog.meta import write_meta
-from tests.support.gdal_cases import CHUNK, SIZE, target_grid
+from tests.support.gdal_cases import CHUNK, SIZE, merge_case, target_grid
 from tests.support.gdal_oracle import Raster, around, warp_exact
 from tests.support.stores import add_source
 
@@ -42,18 +42,8 @@ def baselines(tmp_path_factory):
 
 def _merge(path, **kw):
     bbox, _ = target_grid(CRS_, LON, LAT, RES)
-    return merge(
-        str(path),
-        crs=CRS_,
-        bbox=bbox,
-        resolution=RES,
-        chunk_size=CHUNK,
-        bands="data",
-        sortby="id",
-        exact=True,
-        rescale=True,
-        **kw,
-    )
+    kw.setdefault("rescale", True)
+    return merge_case(path, CRS_, bbox, RES, **kw)
 
 
 @pytest.mark.parametrize("datafusion", [True, False])

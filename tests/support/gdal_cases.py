@@ -57,10 +57,11 @@ def store_of(make_store, sources: list[Raster]):
     return make_store([(s.name, s.crs, s.transform, s.data) for s in sources])
 
 
-def run(store, crs, bbox, res, datafusion, **kw):
+def merge_case(store, crs, bbox, res, datafusion=None, **kw):
+    """The oracle cases' merge (one ``data`` band, CHUNK chunks, id order), exact unless told otherwise."""
     kw.setdefault("exact", True)  # the foundation's exact kernel; the approximate one is tested below
-    result = merge(
-        store=str(store),
+    return merge(
+        str(store),
         crs=crs,
         bbox=bbox,
         resolution=res,
@@ -70,7 +71,10 @@ def run(store, crs, bbox, res, datafusion, **kw):
         sortby="id",
         **kw,
     )
-    return result.array.compute()
+
+
+def run(store, crs, bbox, res, datafusion, **kw):
+    return merge_case(store, crs, bbox, res, datafusion, **kw).array.compute()
 
 
 def downsampled(store, src: Raster, ratio: float, resampling: str) -> tuple[np.ndarray, Affine]:
