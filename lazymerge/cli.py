@@ -394,12 +394,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="index the valid sources and warn about each invalid one (default: fail, listing them all)",
     )
-    p.add_argument("--stac", help="STAC ItemCollection JSON whose Zarr assets are source groups of STORE")
+    p.add_argument(
+        "--stac",
+        help="STAC ItemCollection .json or stac-geoparquet .parquet whose Zarr assets are STORE's sources",
+    )
     p.set_defaults(func=_index)
     p = sub.add_parser(
-        "ingest", help="GeoTIFFs/COGs or STAC ItemCollection JSON -> a lazymerge store + /meta"
+        "ingest", help="GeoTIFFs/COGs or STAC items (.json, stac-geoparquet) -> a lazymerge store + /meta"
     )
-    p.add_argument("sources", nargs="+", help="GeoTIFF/COG paths or URLs, or STAC ItemCollection .json files")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        help="GeoTIFF/COG paths or URLs, STAC ItemCollection .json or stac-geoparquet .parquet",
+    )
     p.add_argument("--out", required=True, help="the store to write (created; complete sources are skipped)")
     p.add_argument("--overviews", default="auto", help="levels: auto (a COG's own, else to one chunk) or N")
     p.add_argument("--chunks", type=int, default=512, help="Zarr chunk side in pixels (default 512)")

@@ -1,4 +1,5 @@
-"""From the files users have to a lazymerge store: GeoTIFFs/COGs (paths or URLs) and STAC ItemCollections.
+"""From the files users have to a lazymerge store: GeoTIFFs/COGs (paths or URLs) and STAC catalogues
+(ItemCollection JSON, or stac-geoparquet read a batch of rows at a time).
 
 ``ingest`` writes the store layout (``lazymerge.catalog.layout``): one source group per file or STAC item,
 one band group per band or asset, levels ``0 .. n`` with spatial:/proj: and a ``multiscales`` layout, the
@@ -19,7 +20,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ from lazymerge.errors import InvalidRequestError, StoreError
 COMPLETE_ATTR = "lazymerge:ingested"  # written last on a source group: the group is complete
 TIFF_MEDIA = ("image/tiff", "image/geotiff", "image/vnd.stac.geotiff")
 SKIPPED_PROPERTIES = ("datetime", "start_datetime", "end_datetime", "created", "updated")
+STAC_JSON = (".json", ".geojson")
+STAC_PARQUET = (".parquet", ".geoparquet")
+PARQUET_BATCH = 1024  # stac-geoparquet rows decoded at a time: a large catalogue is never held whole
 
 
 @dataclass(frozen=True)
@@ -149,19 +153,75 @@ def specs_from_stac(items: Any, bands: Sequence[str] | None = None) -> list[Sour
     return specs
 
 
+def is_stac_file(src: Any) -> bool:
+    """True for a path or URL that names a STAC catalogue file (ItemCollection JSON or stac-geoparquet)."""
+    return isinstance(src, (str, os.PathLike)) and str(src).lower().endswith(STAC_JSON + STAC_PARQUET)
+
+
+def _parquet_items(path: str, batch_size: int) -> Iterator[Any]:
+    """The items of a stac-geoparquet file, decoded by stac-geoparquet ``batch_size`` rows at a time, with
+    relative asset hrefs made absolute against the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pystac
+    from pystac.utils import make_absolute_href
+
+    try:
+        from stac_geoparquet.arrow import stac_table_to_items
+    except ImportError as exc:
+        raise InvalidRequestError(
+            f"{path!r} is stac-geoparquet, read with stac-geoparquet: pip install 'lazymerge[formats]'"
+        ) from exc
+    try:
+        parquet = pq.ParquetFile(path)
+        batches = pa.RecordBatchReader.from_batches(parquet.schema_arrow, parquet.iter_batches(batch_size))
+        for row in stac_table_to_items(batches):
+            item = pystac.Item.from_dict(row, preserve_dict=False)
+            for asset in item.assets.values():
+                asset.href = make_absolute_href(asset.href, os.path.abspath(path))
+            yield item
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException, pystac.STACError) as exc:
+        raise InvalidRequestError(
+            f"{path!r} is not a stac-geoparquet catalogue of STAC items ({type(exc).__name__}: {exc}); write "
+            "it with stac-geoparquet (stac_geoparquet.arrow.to_parquet(parse_stac_items_to_arrow(items), "
+            "path)) or rustac, or pass the items as an ItemCollection .json"
+        ) from exc
+
+
+def read_stac(path: str | os.PathLike[str], batch_size: int = PARQUET_BATCH) -> Iterator[Any]:
+    """The pystac Items of a STAC ItemCollection JSON (``.json``/``.geojson``) or a stac-geoparquet file
+    (``.parquet``/``.geoparquet``, as the stac-geoparquet package and rustac write it), the latter read
+    ``batch_size`` rows at a time."""
+    location = os.fspath(path)
+    if location.lower().endswith(STAC_PARQUET):
+        return _parquet_items(location, batch_size)
+    import pystac
+
+    return iter(pystac.ItemCollection.from_file(location))
+
+
+def _from_catalogue(path: str | os.PathLike[str], bands: Sequence[str] | None) -> list[SourceSpec]:
+    """The SourceSpecs of a STAC catalogue file; an item's error names the file too."""
+    try:
+        return specs_from_stac(read_stac(path), bands)
+    except InvalidRequestError as exc:
+        if os.fspath(path) in str(exc):
+            raise
+        raise InvalidRequestError(f"{os.fspath(path)!r}: {exc}") from exc
+
+
 def source_specs(sources: Iterable[Any], bands: Sequence[str] | None = None) -> list[SourceSpec]:
     """SourceSpecs from paths/URLs of GeoTIFFs (one source each, named by the file's stem), STAC
-    ItemCollection JSON files (``.json``/``.geojson``), and pystac Items or ItemCollections."""
+    catalogue files (ItemCollection ``.json``/``.geojson``, stac-geoparquet ``.parquet``/``.geoparquet``),
+    and pystac Items or ItemCollections."""
     specs: list[SourceSpec] = []
     for src in sources:
         if hasattr(src, "assets"):  # a pystac Item
             specs += specs_from_stac([src], bands)
         elif hasattr(src, "items") and not isinstance(src, (str, os.PathLike)):  # a pystac ItemCollection
             specs += specs_from_stac(list(src), bands)
-        elif str(src).lower().endswith((".json", ".geojson")):
-            import pystac
-
-            specs += specs_from_stac(list(pystac.ItemCollection.from_file(str(src))), bands)
+        elif is_stac_file(src):
+            specs += _from_catalogue(src, bands)
         else:
             href = os.fspath(src)
             stem = href.rstrip("/").rpartition("/")[2].rsplit(".", 1)[0]
@@ -350,8 +410,9 @@ def ingest(
     Parameters
     ----------
     sources
-        Paths or URLs of GeoTIFFs/COGs (``s3://`` etc. read through GDAL), STAC ItemCollection JSON files,
-        pystac Items or ItemCollections; or one of these alone.
+        Paths or URLs of GeoTIFFs/COGs (``s3://`` etc. read through GDAL), STAC catalogue files
+        (ItemCollection ``.json``, stac-geoparquet ``.parquet``), pystac Items or ItemCollections; or one of
+        these alone.
     store
         The store to write (a local path or an object-store URL); created when missing. Sources already
         complete in it are skipped, so an interrupted ingest resumes (one ingest per store at a time).
@@ -434,20 +495,19 @@ def _relative_to_store(href: str, store: str) -> str | None:
 
 
 def index_stac(items: Any, store: str | os.PathLike[str]) -> Any:
-    """Write ``store``'s /meta from STAC items whose assets are already Zarr in this layout, in ``store``:
-    nothing is copied. Each item's Zarr asset (media type ``application/vnd+zarr``, or an href with
-    ``.zarr``) names its source group, or a band group in it; the row takes the item's ``datetime`` and
-    scalar properties (``eo:cloud_cover`` -> ``cloud_cover``) over the group's own attributes. Sources of
-    the store that no item names are left out of /meta. Returns the /meta table."""
+    """Write ``store``'s /meta from STAC items (pystac Items, or an ItemCollection JSON or stac-geoparquet
+    file) whose assets are already Zarr in this layout, in ``store``: nothing is copied. Each item's Zarr
+    asset (media type ``application/vnd+zarr``, or an href with ``.zarr``) names its source group, or a
+    band group in it; the row takes the item's ``datetime`` and scalar properties (``eo:cloud_cover`` ->
+    ``cloud_cover``) over the group's own attributes. Sources of the store that no item names are left out
+    of /meta. Returns the /meta table."""
     from dataclasses import replace
 
     from lazymerge.catalog.meta import write_meta_table
     from lazymerge.catalog.scan import ScanIndex, scan_store
 
     if isinstance(items, (str, os.PathLike)):
-        import pystac
-
-        items = list(pystac.ItemCollection.from_file(os.fspath(items)))
+        items = read_stac(items)
     location = os.fspath(store)
     by_id = {e.id: e for e in scan_store(location)}
     entries = []

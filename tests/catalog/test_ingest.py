@@ -1,5 +1,6 @@
-"""ingest: GeoTIFFs written by rasterio, COGs by GDAL's COG driver and STAC items by pystac become a store
-whose pixels are the files' pixels, and whose merge agrees with GDAL's exact warper run on the files."""
+"""ingest: GeoTIFFs written by rasterio, COGs by GDAL's COG driver and STAC items by pystac (as
+ItemCollection JSON, or stac-geoparquet written by the stac-geoparquet package) become a store whose pixels
+are the files' pixels, and whose merge agrees with GDAL's exact warper run on the files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from rasterio.enums import Resampling
 import lazymerge
 from lazymerge.api import merge
 from lazymerge.catalog.conventions import read_multiscales, read_proj, read_spatial
+from lazymerge.cli import main
 from lazymerge.errors import InvalidRequestError
 from tests.support.gdal_cases import CASES, SIZE, target_grid
 from tests.support.gdal_oracle import agreement, mosaic_exact
@@ -67,14 +69,17 @@ def test_geotiff_and_cog_read_back_and_merge_like_gdal(tmp_path):
 def stac_items(tmp_path):
     """Two pystac items, each with B04 and B03 uint16 COG assets (nodata 0), eo:cloud_cover and a time."""
     import pystac
+    from rasterio.warp import transform_bounds
+    from shapely.geometry import box, mapping
 
     rng = np.random.default_rng(7)
     items = []
     for k, (cloud, x0) in enumerate(((5.0, 500000.0), (60.0, 500320.0))):
+        footprint = box(*transform_bounds("EPSG:32618", "EPSG:4326", x0, 5999360.0, x0 + 640.0, 6000000.0))
         item = pystac.Item(
             f"scene-{k}",
-            None,
-            None,
+            mapping(footprint),
+            list(footprint.bounds),
             dt.datetime(2024, 5, 1 + k, 10, tzinfo=dt.UTC),
             {"eo:cloud_cover": cloud, "platform": "test", "proj:epsg": 32618},
         )
@@ -93,6 +98,75 @@ def stac_items(tmp_path):
     collection = pystac.ItemCollection(items)
     collection.save_object(dest_href=str(tmp_path / "items.json"))
     return tmp_path / "items.json"
+
+
+def to_geoparquet(items, path):
+    """STAC items as a stac-geoparquet file, written by the stac-geoparquet package."""
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
+
+    to_parquet(parse_stac_items_to_arrow(items), path)
+    return path
+
+
+def store_contents(path):
+    """Every array of a store (pixels, /meta columns) and every group's attributes, by path."""
+    arrays, attrs = {}, {}
+
+    def walk(group, prefix):
+        attrs[prefix] = dict(group.attrs)
+        for name, member in group.members():
+            if isinstance(member, zarr.Group):
+                walk(member, f"{prefix}/{name}")
+            else:
+                arrays[f"{prefix}/{name}"] = (member[:], dict(member.attrs))
+
+    walk(zarr.open_group(str(path), mode="r"), "")
+    return arrays, attrs
+
+
+def test_stac_geoparquet_gives_the_same_store_as_the_json(stac_items, tmp_path):
+    """The same items as stac-geoparquet (with relative hrefs, resolved against the file) through
+    ``lazymerge ingest``: pixels, datetime, properties and /meta identical to the JSON's store."""
+    import pystac
+
+    from lazymerge.catalog.ingest import read_stac
+
+    items = list(pystac.ItemCollection.from_file(str(stac_items)))
+    for item in items:
+        for asset in item.assets.values():
+            asset.href = asset.href.rpartition("/")[2]  # relative to the catalogue's folder
+    parquet = to_geoparquet(items, tmp_path / "items.parquet")
+    assert [i.id for i in read_stac(parquet, batch_size=1)] == ["scene-0", "scene-1"]  # one row at a time
+    lazymerge.ingest(stac_items, tmp_path / "json.zarr", chunks=32, overviews=1)
+    args = ["ingest", str(parquet), "--out", str(tmp_path / "parquet.zarr"), "--chunks", "32"]
+    assert main([*args, "--overviews", "1", "--no-progress"]) == 0
+    json_arrays, json_attrs = store_contents(tmp_path / "json.zarr")
+    parquet_arrays, parquet_attrs = store_contents(tmp_path / "parquet.zarr")
+    assert parquet_attrs == json_attrs and parquet_attrs["/scene-1"]["cloud_cover"] == 60.0
+    assert parquet_arrays.keys() == json_arrays.keys() >= {"/scene-0/B04/1", "/meta/datetime", "/meta/id"}
+    for key, (data, array_attrs) in json_arrays.items():
+        np.testing.assert_array_equal(parquet_arrays[key][0], data, err_msg=key)
+        assert parquet_arrays[key][1] == array_attrs, key
+
+
+def test_malformed_geoparquet_is_a_typed_error_naming_the_file(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pystac
+
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pa.table({"id": ["a"], "value": [1.0]}), plain)  # parquet, but not STAC
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not a parquet file")
+    for bad in (plain, junk):
+        with pytest.raises(InvalidRequestError, match=rf"{bad.name}.*not a stac-geoparquet.*write it with"):
+            lazymerge.ingest(bad, tmp_path / "out.zarr")
+    when = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+    bare = pystac.Item("bare", {"type": "Point", "coordinates": [0.0, 0.0]}, [0.0] * 4, when, {})  # no assets
+    no_assets = to_geoparquet([bare], tmp_path / "no-assets.parquet")
+    with pytest.raises(InvalidRequestError, match=r"no-assets.parquet.*'bare' has no GeoTIFF/COG.*bands="):
+        lazymerge.ingest(no_assets, tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists() or not any((tmp_path / "out.zarr").iterdir())
 
 
 def test_stac_items_become_sources_with_time_and_properties(stac_items, tmp_path):
@@ -147,7 +221,6 @@ def test_index_stac_builds_meta_from_the_catalogue_in_place(stac_items, tmp_path
     import pystac
 
     from lazymerge.catalog.ingest import index_stac
-    from lazymerge.cli import main
 
     store = tmp_path / "stac.zarr"
     lazymerge.ingest(stac_items, store, chunks=32, bands="B04", meta=False)
@@ -175,6 +248,11 @@ def test_index_stac_builds_meta_from_the_catalogue_in_place(stac_items, tmp_path
     )
     out = result.array.compute()
     assert (out[:, :32] == 0).all() and (out[:, 64:] != 0).all()  # now scene-1 is the clear one
+    # the same catalogue as stac-geoparquet: the same /meta
+    json_meta = store_contents(store / "meta")[0]
+    assert main(["index", str(store), "--stac", str(to_geoparquet(items, tmp_path / "zarr.parquet"))]) == 0
+    for key, (data, _) in store_contents(store / "meta")[0].items():
+        np.testing.assert_array_equal(data, json_meta[key][0], err_msg=key)
     items[0].assets["zarr"].href = str(tmp_path / "elsewhere.zarr" / "scene-0")
     with pytest.raises(InvalidRequestError, match="must name one source group"):
         index_stac(items, store)
