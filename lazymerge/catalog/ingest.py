@@ -51,11 +51,13 @@ PARQUET_BATCH = 1024  # stac-geoparquet rows decoded at a time: a large catalogu
 
 @dataclass(frozen=True)
 class BandFile:
-    """One band of a source: the file (path or URL) and the band's 1-based index in it."""
+    """One band of a source: the file (path or URL) and the band's 1-based index in it; or, with
+    ``zarr=True``, a band group of a store in this layout, copied as it is."""
 
     name: str
     href: str
     index: int = 1
+    zarr: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class SourceSpec:
     bands: tuple[BandFile, ...]
     datetime: str | None = None
     properties: dict[str, Any] = field(default_factory=dict)
+    zarr: str | None = None  # a source group in this layout (a STAC item's Zarr asset) that bands copy
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,63 @@ def stac_properties(item: Any) -> dict[str, Any]:
     }
 
 
+def zarr_hrefs(item: Any) -> list[str]:
+    """The hrefs of a STAC item's Zarr assets (media type ``application/vnd+zarr``, or ``.zarr`` in the
+    href)."""
+    return [
+        a.get_absolute_href() or a.href
+        for a in item.assets.values()
+        if "zarr" in (a.media_type or "").lower() or ".zarr" in a.href
+    ]
+
+
+def _open_group(href: str) -> zarr.Group:
+    """A group of a store in this layout, read-only (a local path or an object-store URL)."""
+    try:
+        if "://" in href and not href.startswith("file://"):
+            from obstore.store import from_url
+
+            return zarr.open_group(zarr.storage.ObjectStore(from_url(href), read_only=True), mode="r")
+        return zarr.open_group(str(Path(href.removeprefix("file://")).expanduser()), mode="r")
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise StoreError(
+            f"{href!r} is not a Zarr group ({exc}); a STAC item's Zarr asset must name a source group"
+        ) from exc
+
+
+def _zarr_spec(item: Any, href: str, bands: Sequence[str] | None) -> SourceSpec:
+    """A SourceSpec copying the source group ``href`` (a Zarr asset): its band groups (``bands``: those
+    to take) as they are."""
+    names = sorted(_open_group(href).group_keys())
+    missing = [b for b in bands or () if b not in names]
+    if missing or not names:
+        raise InvalidRequestError(
+            f"STAC item {item.id!r}: its Zarr source group {href!r} has no band group(s) "
+            f"{missing or 'at all'}; it has {names}"
+        )
+    chosen = tuple(
+        BandFile(n, f"{href.rstrip('/')}/{n}", 0, zarr=True) for n in names if not bands or n in bands
+    )
+    when = item.datetime or item.common_metadata.start_datetime
+    iso = when.isoformat() if when else None
+    return SourceSpec(_check_id(item.id), chosen, iso, stac_properties(item), zarr=href)
+
+
 def specs_from_stac(items: Any, bands: Sequence[str] | None = None) -> list[SourceSpec]:
     """One SourceSpec per STAC item: its GeoTIFF/COG assets (``bands``: the asset keys to take) as bands,
-    its datetime, and its scalar properties (``eo:cloud_cover`` -> ``cloud_cover``; proj: ones skipped)."""
+    or, for an item whose one data asset is Zarr in this layout, that source group's band groups
+    (``bands``: the band groups to take); its datetime, and its scalar properties (``eo:cloud_cover`` ->
+    ``cloud_cover``; proj: ones skipped)."""
     specs = []
     for item in items:
+        tiffs = [
+            a
+            for a in item.assets.values()
+            if any((a.media_type or "").lower().startswith(t) for t in TIFF_MEDIA)
+        ]
+        if not tiffs and len(zarr := zarr_hrefs(item)) == 1:
+            specs.append(_zarr_spec(item, zarr[0], bands))
+            continue
         assets = []
         for key, asset in item.assets.items():
             media = (asset.media_type or "").lower()
@@ -144,8 +199,8 @@ def specs_from_stac(items: Any, bands: Sequence[str] | None = None) -> list[Sour
                 )
         if not assets:
             raise InvalidRequestError(
-                f"STAC item {item.id!r} has no GeoTIFF/COG data asset (media type image/tiff); name the "
-                "assets to ingest with bands=[...]"
+                f"STAC item {item.id!r} has no GeoTIFF/COG data asset (media type image/tiff) nor one Zarr "
+                "asset; name the assets to ingest with bands=[...]"
             )
         when = item.datetime or item.common_metadata.start_datetime
         props = stac_properties(item)
@@ -276,6 +331,30 @@ def level_count(shape: tuple[int, int], chunks: int, overviews: int | str, inter
     return overviews
 
 
+def _copy_band(group: zarr.Group, band: BandFile) -> None:
+    """A band group of a store in this layout, copied as it is: its attributes, and each level chunk by
+    chunk with its shape, chunks, dtype, fill value, dimension names and attributes."""
+    import itertools
+
+    source = _open_group(band.href)
+    target = group.create_group(band.name, attributes=dict(source.attrs))
+    for name, level in source.arrays():
+        copy = target.create_array(
+            name,
+            shape=level.shape,
+            chunks=level.chunks,
+            dtype=level.dtype,
+            fill_value=level.fill_value,
+            dimension_names=level.metadata.dimension_names,  # type: ignore[union-attr]
+            attributes=dict(level.attrs),
+        )
+        for corner in itertools.product(
+            *(range(0, n, c) for n, c in zip(level.shape, level.chunks, strict=True))
+        ):
+            window = tuple(slice(o, o + c) for o, c in zip(corner, level.chunks, strict=True))
+            copy[window] = level[window]
+
+
 def _write_band(group: zarr.Group, band: BandFile, options: IngestOptions) -> ProjAttrs:
     """The band group: level 0 from the file, levels 1.. from its internal overviews or built."""
     import rasterio
@@ -368,9 +447,15 @@ def ingest_source(spec: SourceSpec, options: IngestOptions) -> None:
         del root[spec.id]  # an unfinished group from an interrupted run
     group = root.create_group(name)
     try:
+        attrs: dict[str, Any] = {}
         for band in spec.bands:
-            _write_band(group, band, options)
-        attrs: dict[str, Any] = dict(spec.properties)
+            if band.zarr:
+                _copy_band(group, band)
+            else:
+                _write_band(group, band, options)
+        if spec.zarr:  # a copied source group's own attributes, under the item's
+            attrs.update((k, v) for k, v in _open_group(spec.zarr).attrs.items() if k != COMPLETE_ATTR)
+        attrs.update(spec.properties)
         if spec.datetime:
             attrs["datetime"] = spec.datetime
         group.attrs.update(attrs)
@@ -512,11 +597,7 @@ def index_stac(items: Any, store: str | os.PathLike[str]) -> Any:
     by_id = {e.id: e for e in scan_store(location)}
     entries = []
     for item in items:
-        hrefs = [
-            a.get_absolute_href() or a.href
-            for a in item.assets.values()
-            if "zarr" in (a.media_type or "").lower() or ".zarr" in a.href
-        ]
+        hrefs = zarr_hrefs(item)
         ids = {rel.split("/")[0] for h in hrefs if (rel := _relative_to_store(h, location))}
         if len(ids) != 1 or next(iter(ids)) not in by_id:
             raise InvalidRequestError(

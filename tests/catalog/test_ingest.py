@@ -126,7 +126,8 @@ def store_contents(path):
 
 def test_stac_geoparquet_gives_the_same_store_as_the_json(stac_items, tmp_path):
     """The same items as stac-geoparquet (with relative hrefs, resolved against the file) through
-    ``lazymerge ingest``: pixels, datetime, properties and /meta identical to the JSON's store."""
+    ``lazymerge ingest``: pixels, datetime, properties and /meta identical to the JSON's store; and so are
+    those of items whose assets are that store's source groups (Zarr in this layout, copied)."""
     import pystac
 
     from lazymerge.catalog.ingest import read_stac
@@ -147,6 +148,15 @@ def test_stac_geoparquet_gives_the_same_store_as_the_json(stac_items, tmp_path):
     for key, (data, array_attrs) in json_arrays.items():
         np.testing.assert_array_equal(parquet_arrays[key][0], data, err_msg=key)
         assert parquet_arrays[key][1] == array_attrs, key
+    # items whose assets are Zarr source groups of another store are copied as they are
+    for item in items:
+        item.assets = {"zarr": pystac.Asset(f"json.zarr/{item.id}", media_type="application/vnd+zarr")}
+    lazymerge.ingest(to_geoparquet(items, tmp_path / "zarr.parquet"), tmp_path / "copy.zarr")
+    copy_arrays, copy_attrs = store_contents(tmp_path / "copy.zarr")
+    assert copy_attrs == json_attrs and copy_arrays.keys() == json_arrays.keys()
+    for key, (data, array_attrs) in json_arrays.items():
+        np.testing.assert_array_equal(copy_arrays[key][0], data, err_msg=key)
+        assert copy_arrays[key][1] == array_attrs, key
 
 
 def test_malformed_geoparquet_is_a_typed_error_naming_the_file(tmp_path):
