@@ -305,6 +305,42 @@ def test_uint16_written_on_threads_resumes_on_processes(make_store, tmp_path):
 
 
 @pytest.mark.slow
+def test_int16_written_on_lithops_resumes_on_dask(make_store, tmp_path, monkeypatch):
+    """The other executors write integer outputs too: int16 with a negative nodata and overviews from
+    Lithops (localhost), a killed run resumed on a Dask cluster."""
+    from lazymerge.executors.dask import local_cluster
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lithops: everything comes from lazymerge's config
+    r = merge(
+        int_store(make_store, "int16"),
+        crs="EPSG:32618",
+        bbox=BBOX,
+        resolution=25.0,
+        chunk_size=(64, 64),
+        dtype="int16",
+        nodata=-1,
+        spec=seed_spec(tmp_path / "wd"),
+    )
+    expected = r.array.compute()
+    assert (expected == -1).any() and not (expected == -1).all()
+    target = tmp_path / "o.zarr"
+    r.to_zarr(str(target), overviews=1, executor=get_executor("lithops"))
+    np.testing.assert_array_equal(zarr.open_array(str(target), path="data/0")[:], expected)
+    chunks = sorted(p for p in (target / "data").rglob("c/**/*") if p.is_file())
+    for p in chunks[::2]:
+        p.unlink()  # as if the run had been killed mid-way
+    zarr.open_group(str(target), mode="r+").attrs[COMPLETE] = False
+    with local_cluster(n_workers=2, memory_limit="1GB") as cluster:
+        executor = get_executor("dask", address=cluster.scheduler_address)
+        out = r.to_zarr(str(target), resume=True, overviews=1, executor=executor)
+    np.testing.assert_array_equal(out[:], expected)
+    level = zarr.open_array(str(target), path="data/1", mode="r")
+    np.testing.assert_array_equal(level[:], expected[::2, ::2])
+    assert out.metadata.fill_value == -1 and level.metadata.fill_value == -1
+    assert complete(str(target)) is True
+
+
+@pytest.mark.slow
 def test_s3_lease_is_exclusive_and_sources_are_protected(seed, expected, tmp_path, monkeypatch):
     from tests.support.s3_server import BUCKET, start, upload
 
