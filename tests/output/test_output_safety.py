@@ -279,17 +279,22 @@ def test_integer_outputs_with_overviews(make_store, tmp_path, dtype, nodata):
     assert complete(str(tmp_path / "o.zarr")) is True
 
 
-def test_uint16_written_on_threads_resumes_on_processes(make_store, tmp_path):
-    r = merge(
-        int_store(make_store, "uint16"),
+def int_merge(make_store, tmp_path, dtype: str, nodata: int, resolution: float) -> Any:
+    """The merge of int_store's sources as ``dtype`` with ``nodata``, with a work_dir for other executors."""
+    return merge(
+        int_store(make_store, dtype),
         crs="EPSG:32618",
         bbox=BBOX,
-        resolution=12.5,
+        resolution=resolution,
         chunk_size=(64, 64),
-        dtype="uint16",
-        nodata=0,
+        dtype=dtype,
+        nodata=nodata,
         spec=seed_spec(tmp_path / "wd"),
     )
+
+
+def test_uint16_written_on_threads_resumes_on_processes(make_store, tmp_path):
+    r = int_merge(make_store, tmp_path, "uint16", 0, 12.5)
     target = tmp_path / "o.zarr"
     r.to_zarr(str(target), overviews=1)
     chunks = sorted(p for p in (target / "data").rglob("c/**/*") if p.is_file())
@@ -311,16 +316,7 @@ def test_int16_written_on_lithops_resumes_on_dask(make_store, tmp_path, monkeypa
     from lazymerge.executors.dask import local_cluster
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.lithops: everything comes from lazymerge's config
-    r = merge(
-        int_store(make_store, "int16"),
-        crs="EPSG:32618",
-        bbox=BBOX,
-        resolution=25.0,
-        chunk_size=(64, 64),
-        dtype="int16",
-        nodata=-1,
-        spec=seed_spec(tmp_path / "wd"),
-    )
+    r = int_merge(make_store, tmp_path, "int16", -1, 25.0)
     expected = r.array.compute()
     assert (expected == -1).any() and not (expected == -1).all()
     target = tmp_path / "o.zarr"
