@@ -96,7 +96,7 @@ def pixel_mapping(
     largest error allowed, in source CRS units, one for both axes or (x, y). ``extent``: the (rows,
     columns) of the whole grid the control lattice is anchored to (default: the block's end)."""
     h, w = rows[1] - rows[0], cols[1] - cols[0]
-    tol_x, tol_y = (tolerance, tolerance) if np.isscalar(tolerance) else tolerance
+    tol_x, tol_y = tolerance if isinstance(tolerance, tuple) else (tolerance, tolerance)
     extent = extent or (rows[1], cols[1])
     r = np.arange(*rows) + offset
     c = np.arange(*cols) + offset
