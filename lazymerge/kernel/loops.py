@@ -1,7 +1,7 @@
 """Fused, compiled loops for the kernel's hot paths (numba, cached on disk so workers compile once).
 
 Each loop walks the block row by row: ``_row`` turns a ``Mapping`` (``kernel.mapping``) into the source
-pixel coordinates of one row (affine, per-axis lookups or the control grid's bilinear interpolation), then the
+pixel coordinates of one row (affine, per-axis lookups or the control grid's cubic interpolation), then the
 row's pixels are sampled and written in the same pass; the per-pixel coordinates are never materialised.
 Rotated rows prefetch the next row's source lines (``_prefetch``); mappings without rotation sample per
 column and per row, kernels as a horizontal pass per source row and a vertical pass per block row.

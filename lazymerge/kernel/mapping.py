@@ -5,16 +5,18 @@ Three kinds, none with a per-pixel pyproj call unless ``exact``:
 - ``LINEAR``: same CRS: the target affine itself (``gx``/``gy`` hold its x and y coefficients).
 - ``SEPARABLE``: pairs where source x depends only on the target column and source y only on the row
   (geographic <-> Mercator/equirectangular, north-up target): one exact transform per column and per row.
-- ``GRID``: a control grid (every ``STEP``-th line of the whole target grid and its last one, from the
-  line before the block to the line at or after its end) transformed exactly and interpolated bilinearly.
-  Anchored to the target grid, not to the block, so a pixel's coordinates are the same arithmetic
-  whichever chunk holds it: two chunkings give identical pixels. The interpolation is checked against the
-  exact transform at every cell's centre and edge midpoints, where bilinear interpolation errs most,
-  against ``MARGIN`` x the tolerance (``tolerance`` in source CRS units: the caller passes its threshold
-  in pixels times the finest source pixel). Where a cell misses, the grid is refined there, halving that
-  cell's rows and columns across the block until it passes or every pixel is a control point (exact):
-  where that happens (near a pole, across the antimeridian) the lines a block adds depend on the block,
-  so two chunkings agree only within the threshold there.
+- ``GRID``: a control grid (every ``STEP``-th line of the whole target grid and its last one, over the
+  block and as far beyond as its cubics reach) transformed exactly and interpolated by cubics, down the
+  control columns and then along the row, each through an interval's two control points and a line on
+  either side (``loops._stencil``), exact at the control points. Anchored to the target grid, not to the
+  block, so a pixel's coordinates are the same arithmetic whichever chunk holds it: two chunkings give
+  identical pixels. The interpolation is checked against the exact transform at the centre and edge
+  midpoints of every cell holding the block's pixels, in source pixels along each axis (``tolerance`` in
+  source CRS units, per axis: the caller passes its threshold times the finest source pixel), against
+  ``MARGIN`` x the tolerance. Where a cell misses, its rows or columns (those that miss) are cut in 2 or 4
+  across the block until it passes, or every pixel is a control point (exact): where that happens (a pole
+  or the +-180 seam of a geographic source) the lines a block adds depend on the block, so two chunkings
+  agree only within the threshold there.
 
 Pixel centres sit at ``offset`` = 0.5, as in GDAL; area resamplings map pixel corners (``offset`` = 0).
 """
