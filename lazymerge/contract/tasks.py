@@ -26,7 +26,9 @@ from lazymerge.contract.budget import PLAN_CACHE_BYTES
 from lazymerge.errors import PlanFormatError
 from lazymerge.grid import TargetGrid
 
-THRESHOLD = 0.01  # default maximum error of the control grid, in source pixels
+# default maximum error of the control grid, in source pixels along each axis: a nearest pixel moves only
+# where its centre lies within it of a source pixel's edge (<= 2e-5 of pixels; kernel/mapping.py)
+THRESHOLD = 1e-5
 
 
 @dataclass(frozen=True)

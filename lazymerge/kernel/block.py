@@ -119,11 +119,12 @@ def render_chunk(
         buffers = (method.values, method.count, method.winner)  # unused unless fused
     has = buffers[1]
     area = opts.resampling in jit.AREA
-    finest: dict[str, float] = {}
+    finest: dict[str, tuple[float, float]] = {}
     aux = [*(quality_rows or []), *(t for pairs in mask_of.values() for _, t in pairs)]
-    for task in [*rows, *aux]:  # the tolerance is in pixels of each CRS's finest source
-        res = abs(task.level.affine.a * task.level.affine.e) ** 0.5
-        finest[task.level.crs] = min(finest.get(task.level.crs, res), res)
+    for task in [*rows, *aux]:  # the tolerance is in pixels of each CRS's finest source, along each axis
+        t = task.level.affine
+        x, y = finest.get(task.level.crs, (np.inf, np.inf))
+        finest[task.level.crs] = min(x, abs(t.a) + abs(t.b)), min(y, abs(t.d) + abs(t.e))
     mappings: dict[tuple[str, bool], Mapping] = {}
 
     def mapping(crs: str, corners: bool = area) -> Mapping:
@@ -136,7 +137,7 @@ def render_chunk(
                 rows_,
                 cols_,
                 crs,
-                opts.threshold * finest[crs],
+                (opts.threshold * finest[crs][0], opts.threshold * finest[crs][1]),
                 opts.exact,
                 off,
                 (grid.shape[0] + ext, grid.shape[1] + ext),  # the lattice follows the grid, not the chunk

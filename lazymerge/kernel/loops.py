@@ -1,7 +1,7 @@
 """Fused, compiled loops for the kernel's hot paths (numba, cached on disk so workers compile once).
 
 Each loop walks the block row by row: ``_row`` turns a ``Mapping`` (``kernel.mapping``) into the source
-pixel coordinates of one row (affine, per-axis lookups or the control grid's bilinear interpolation), then the
+pixel coordinates of one row (affine, per-axis lookups or the control grid's cubic interpolation), then the
 row's pixels are sampled and written in the same pass; the per-pixel coordinates are never materialised.
 Rotated rows prefetch the next row's source lines (``_prefetch``); mappings without rotation sample per
 column and per row, kernels as a horizontal pass per source row and a vertical pass per block row.
@@ -76,14 +76,109 @@ def _segments(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _row_state(m, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID),
-    scratch of one value per control column, and 0, 1, 2 ... as floats, as far as the widest control
-    interval (loaded, not converted from the loop index: AVX2 converts int64 to float64 a lane at a time)."""
-    rs, rf = _segments(m[3], h)
-    ci = m[4]
+def _stencil(lines: np.ndarray, a: int, g: np.ndarray) -> None:
+    """Into ``g``: the cubic's stencil for control interval ``a`` of ``lines`` (``_cubic``), two more
+    lines j1, j2 at offsets p1, p2 from its start: the lines before and after it, or the next two on one
+    side at either end of the grid (j2 = j1 with three lines, none with two). The block's lattice holds
+    every line its pixels' intervals use, so each pixel gets the same cubic whichever block holds it.
+    (j1, j2, p1 / s, p2 / s, 1 / (p1 (p1 - s)), 1 / (p2 (p2 - s)), 1 / (p2 - p1), p1, s)."""
+    n = len(lines)
+    if a >= 1 and a + 2 < n:
+        j1, j2 = a - 1, a + 2
+    elif a >= 1:
+        j1, j2 = a - 1, max(a - 2, 0)
+    else:
+        j1, j2 = min(a + 2, n - 1), min(a + 3, n - 1)
+    s = float(lines[a + 1] - lines[a])
+    p1, p2 = float(lines[j1] - lines[a]), float(lines[j2] - lines[a])
+    g[0], g[1], g[2], g[3] = j1, j2, p1 / s, p2 / s
+    g[4], g[5] = 1.0 / (p1 * (p1 - s)), 1.0 / (p2 * (p2 - s))
+    g[6], g[7], g[8] = 1.0 / (p2 - p1) if p2 != p1 else 0.0, p1, s
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_state(m, h: int) -> tuple:
+    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID), the
+    interval's cubic geometry (``_stencil``) and the row's offset in it, each control interval's geometry
+    along a row, scratch of one value per control column, and 0, 1, 2 ... as floats, as far as the
+    widest control interval (loaded, not converted from the loop index: AVX2 converts int64 to float64 a
+    lane at a time)."""
+    ri, ci = m[3], m[4]
+    rs, rf = _segments(ri, h)
+    rg = np.zeros((h, 10))  # offset 0 (no cubic) where there is a single control row
+    for y in range(h if len(ri) > 1 else 0):
+        _stencil(ri, rs[y], rg[y])
+        rg[y, 9] = y - ri[rs[y]]
+    cg = np.empty((max(len(ci) - 1, 0), 9))
+    for b in range(len(ci) - 1):
+        _stencil(ci, b, cg[b])
     widest = np.max(ci[1:] - ci[:-1]) if len(ci) > 1 else 0
-    return rs, rf, np.empty(m[1].shape[1]), np.empty(m[1].shape[1]), np.arange(widest + 1.0)
+    nc = m[1].shape[1]
+    return rs, rf, rg, cg, np.empty(nc), np.empty(nc), np.arange(widest + 1.0)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cubic(v0: float, v1: float, v2: float, v3: float, g: np.ndarray) -> tuple[float, float]:
+    """(alpha, beta) such that ``v0 + (v1 - v0) t / s + t (t - s) (alpha + beta t)`` is the cubic through
+    an interval's two control values ``v0``, ``v1`` (at t = 0, s) and its stencil's ``v2``, ``v3`` (at
+    p1, p2; ``g``: ``_stencil``): the quadratic through three where one is missing or NaN, the line where
+    both are. Zero at both ends of the interval, so control points stay exact."""
+    d = v1 - v0
+    u = g[4] * (v2 - v0 - g[2] * d)
+    v = g[5] * (v3 - v0 - g[3] * d)
+    if u != u:
+        u = v
+    if v != v:
+        v = u
+    if u != u:
+        return 0.0, 0.0
+    beta = (v - u) * g[6]
+    return u - beta * g[7], beta
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _control_row(m, state, y, inv, x0, y0) -> None:
+    """Source pixel coordinates (minus ``x0``, ``y0``) of block row ``y`` at every control column, into
+    ``state``'s scratch: cubic down each control column (``_cubic``)."""
+    gx, gy = m[1], m[2]
+    rs, rf, rg, _, tx, ty, _ = state
+    a, fy = rs[y], rf[y]
+    nr = gx.shape[0]
+    a1 = min(a + 1, nr - 1)
+    g = rg[y]
+    j1, j2, t = int(g[0]), int(g[1]), g[9]
+    q = t * (t - g[8])
+    on = a if fy == 0 else a1 if fy == 1 else -1  # a control row: its values (not 0 x its NaN neighbour)
+    for b in range(gx.shape[1]):
+        if on >= 0:
+            px, py = gx[on, b], gy[on, b]
+        else:
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
+        if q != 0:
+            al, be = _cubic(gx[a, b], gx[a1, b], gx[j1, b], gx[j2, b], g)
+            px += q * (al + be * t)
+            al, be = _cubic(gy[a, b], gy[a1, b], gy[j1, b], gy[j2, b], g)
+            py += q * (al + be * t)
+        tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
+        ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _span(state, b: int) -> tuple[float, float, float, float, float, float, float, float]:
+    """Control interval ``b`` of the current row (``_control_row``) as two cubics in the offset t from its
+    start: ``c0 + t (c1 + t (c2 + t c3))`` for the column, the same for the row."""
+    _, _, _, cg, tx, ty, _ = state
+    g = cg[b]
+    s = g[8]
+    j1, j2 = int(g[0]), int(g[1])
+    c0, r0 = tx[b], ty[b]
+    dc, dr = (tx[b + 1] - c0) / s, (ty[b + 1] - r0) / s
+    if s <= 1:  # no pixel inside: the line, as exact
+        return c0, dc, 0.0, 0.0, r0, dr, 0.0, 0.0
+    ac, bc = _cubic(c0, tx[b + 1], tx[j1], tx[j2], g)
+    ar, br = _cubic(r0, ty[b + 1], ty[j1], ty[j2], g)
+    return c0, dc - s * ac, ac - s * bc, bc, r0, dr - s * ar, ar - s * br, br
 
 
 @numba.njit(cache=True, nogil=True)
@@ -91,7 +186,6 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
     """Source pixel coordinates (``cols``, ``rows``, minus the window origin ``x0``, ``y0``) of every pixel
     of block row ``y`` (``state``: from ``_row_state``)."""
     kind, gx, gy = m[0], m[1], m[2]
-    rs, rf, tx, ty, ks = state
     w = cols.shape[0]
     if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
         rr = gy[0, 3] + y
@@ -107,26 +201,24 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
             px = gx[0, x]
             cols[x] = inv[0] * px + inv[1] * py + inv[2] - x0
             rows[x] = inv[3] * px + inv[4] * py + inv[5] - y0
-    else:  # the control grid: interpolate down the control columns, then linearly between them
-        a, fy = rs[y], rf[y]
-        a1 = min(a + 1, gx.shape[0] - 1)
-        ci = m[4]
-        for b in range(gx.shape[1]):
-            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
-            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
-            tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
-            ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+    else:  # the control grid: cubic down the control columns, then between them (``_span``)
+        ci, ks = m[4], state[6]
+        _control_row(m, state, y, inv, x0, y0)
+        tx, ty = state[4], state[5]
         if ci[0] == 0:  # a control column at the block's first pixel (else the lattice starts before it)
             cols[0], rows[0] = tx[0], ty[0]
         for b in range(len(ci) - 1):
-            base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]  # locals: the loop vectorises
-            dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
+            base, span = ci[b], ci[b + 1] - ci[b]
+            c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)  # locals: the loop vectorises
             k0, k1 = max(1, -base), min(span, w - 1 - base)  # pixels base + 1 .. base + span in the block
             seg_c, seg_r = cols[base + k0 : base + k1 + 1], rows[base + k0 : base + k1 + 1]  # starts >= 0:
             offs = ks[k0 : k1 + 1]  # no wraparound, so vector stores
             for k in range(k1 - k0 + 1):
-                seg_c[k] = c0 + offs[k] * dc
-                seg_r[k] = r0 + offs[k] * dr
+                t = offs[k]
+                seg_c[k] = c0 + t * (c1 + t * (c2 + t * c3))
+                seg_r[k] = r0 + t * (r1 + t * (r2 + t * r3))
+            if k0 <= k1 == span:  # the next control column: its own values
+                cols[base + span], rows[base + span] = tx[b + 1], ty[b + 1]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -307,26 +399,27 @@ def _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, trac
 def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     """``_row`` and ``_flat_row`` in one, for a control grid: the flat index of the source
     pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
-    gx, gy, ci = m[1], m[2], m[4]
-    rs, rf, tx, ty, ks = state
-    a, fy = rs[y], rf[y]
-    a1 = min(a + 1, gx.shape[0] - 1)
-    for b in range(gx.shape[1]):
-        px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
-        py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
-        tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0
-        ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+    ci, ks, tx, ty = m[4], state[6], state[4], state[5]
+    _control_row(m, state, y, inv, x0, y0)
     n = flat.shape[0]
     for b in range(len(ci) - 1):
-        base, span, c0, r0 = ci[b], ci[b + 1] - ci[b], tx[b], ty[b]
-        dc, dr = (tx[b + 1] - c0) / span, (ty[b + 1] - r0) / span
+        base, span = ci[b], ci[b + 1] - ci[b]
+        c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)
         k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_row``: the block's pixels only
         k1 = min(span, n - 1 - base)
         seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
         for k in range(k1 - k0 + 1):
-            c, r = c0 + offs[k] * dc, r0 + offs[k] * dr
-            inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
-            seg[k] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
+            t = offs[k]
+            seg[k] = _flat(c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3)), h, w)
+        if k0 <= k1 == span:  # the next control column: its own values
+            seg[span - k0] = _flat(tx[b + 1], ty[b + 1], h, w)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _flat(c: float, r: float, h: int, w: int) -> np.int32:
+    """The flat index of the source pixel holding (``c``, ``r``) in an (``h``, ``w``) window, -1 outside."""
+    inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
+    return np.int32(r) * np.int32(w) + np.int32(c) if inside else np.int32(-1)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -672,27 +765,28 @@ def _beside(a: float, b: float, lo: float, hi: float) -> bool:
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _any_inside_grid(m, state, inv, window, count, only_empty) -> bool:
     """``any_inside`` for a control grid mapping."""
-    gx, gy, ci = m[1], m[2], m[4]
-    rs, rf, tx, ty, ks = state
+    ci, ks = m[4], state[6]
     bh, bw = count.shape  # an area mapping has one more column (pixel corners) than the block
     for y in range(bh):
-        a, fy = rs[y], rf[y]
-        a1 = min(a + 1, gx.shape[0] - 1)
-        for b in range(gx.shape[1]):  # as _row
-            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
-            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
-            tx[b] = inv[0] * px + inv[1] * py + inv[2]
-            ty[b] = inv[3] * px + inv[4] * py + inv[5]
+        _control_row(m, state, y, inv, 0.0, 0.0)
         for b in range(len(ci) - 1):
-            c0, r0, c1, r1 = tx[b], ty[b], tx[b + 1], ty[b + 1]
-            if _beside(r0, r1, window[0], window[1]) or _beside(c0, c1, window[2], window[3]):
-                continue
             base, span = ci[b], ci[b + 1] - ci[b]
-            dc, dr = (c1 - c0) / span, (r1 - r0) / span
-            for k in range(0 if b == 0 else 1, min(span, bw - 1 - base) + 1):
+            c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)
+            ce, re = state[4][b + 1], state[5][b + 1]
+            # beside the window if both ends are, with room for how far the cubic bows between them
+            bow = 1e-3 + 0.25 * span * span * (abs(c2 + span * c3) + abs(c3) * span)
+            bow_r = 1e-3 + 0.25 * span * span * (abs(r2 + span * r3) + abs(r3) * span)
+            if _beside(r0, re, window[0] - bow_r, window[1] + bow_r) or _beside(
+                c0, ce, window[2] - bow, window[3] + bow
+            ):
+                continue
+            for k in range(max(0 if b == 0 else 1, -base), min(span, bw - 1 - base) + 1):
                 if only_empty and count[y, base + k] > 0:
                     continue
-                c, r = c0 + ks[k] * dc, r0 + ks[k] * dr
+                t = ks[k]
+                c, r = c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3))
+                if k == span:
+                    c, r = ce, re
                 if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
                     return True
     return False

@@ -212,6 +212,8 @@ def _windows(
     seam = np.zeros(len(chunk), dtype=bool)
     if grid.crs.is_geographic and crs.is_geographic:  # longitudes wrap: 190 is -170 for a source there
         sx, seam = _nearest_turn(sx, sy, coef, shape)
+    elif crs.is_geographic:  # longitudes both sides of +-180: the seam crosses the chunk (between points)
+        seam = np.fmax.reduce(sx, axis=1) - np.fmin.reduce(sx, axis=1) > 180
     cols = coef[:, 0:1] * sx + coef[:, 1:2] * sy + coef[:, 2:3]
     rows = coef[:, 3:4] * sx + coef[:, 4:5] * sy + coef[:, 5:6]
     ok = np.isfinite(cols) & np.isfinite(rows)

@@ -1,5 +1,6 @@
 """The GDAL oracle cases shared by the merge and kernel tests and the plan-accuracy benchmark: two UTM
-zones, 4326 -> 3857, the North Pole, the antimeridian; random data around each."""
+zones, 4326 -> 3857, the North Pole, the antimeridian (``CASES``), and harder projections for the
+default path (``HARD``); random data around each."""
 
 from __future__ import annotations
 
@@ -41,6 +42,47 @@ CASES = {
             around("b", "EPSG:32601", -179.85, 50.05, 150.0, 200, 8),
         ],
         ("EPSG:3832", 180.0, 50.02, 200.0),
+    ),
+}
+
+
+_rng = np.random.default_rng(3)
+# hard projections for the default path (the control grid): sources or targets near a pole, across the
+# antimeridian, geographic sources at high latitude; lazymerge.kernel.mapping must refine where its cubic
+# fails (the pole, the +-180 seam) and stay within THRESHOLD elsewhere
+HARD = {
+    "4326-around-north-pole": (  # every longitude, 85..90 N: the pole and the seam in the target
+        [Raster("g", "EPSG:4326", (0.5, 0.0, -180.0, 0.0, -0.02, 90.0), _rng.random((250, 720), dtype="f4"))],
+        ("EPSG:3413", 0.0, 90.0, 1000.0),
+    ),
+    "south-pole": (
+        [
+            around("a", "EPSG:32733", 15.0, -89.4, 500.0, 200, 11),
+            around("b", "EPSG:4326", 40.0, -88.8, 0.01, 200, 12),
+        ],
+        ("EPSG:3031", 0.0, -89.5, 600.0),
+    ),
+    "4326-80N-to-3413": (
+        [around("g", "EPSG:4326", -40.0, 80.0, 0.004, 200, 13)],
+        ("EPSG:3413", -40.0, 80.0, 300.0),
+    ),
+    "4326-78N-to-utm": (
+        [around("g", "EPSG:4326", 16.0, 78.0, 0.004, 200, 14)],
+        ("EPSG:32633", 16.0, 78.0, 200.0),
+    ),
+    "antimeridian-3857": (
+        [
+            around("a", "EPSG:32660", 179.85, 60.0, 150.0, 200, 15),
+            around("b", "EPSG:32601", -179.85, 60.05, 150.0, 200, 16),
+        ],
+        ("EPSG:3857", 180.0, 60.02, 300.0),
+    ),
+    "antimeridian-utm": (  # UTM 60N across 180: UTM 1N, and a geographic source whose seam crosses it
+        [
+            around("b", "EPSG:32601", -179.8, 50.05, 150.0, 200, 17),
+            around("g", "EPSG:4326", 179.8, 50.0, 0.002, 200, 18),
+        ],
+        ("EPSG:32660", 180.0, 50.02, 200.0),
     ),
 }
 
