@@ -347,7 +347,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--work-dir", help="Cubed work_dir (and where tasks read the plan): local path or URL")
     p.add_argument(
-        "--reserved-mem", help="worker baseline memory (default: 100MB + the plan and source-chunk caches)"
+        "--reserved-mem", help="worker baseline memory (default: 300MB + the plan and source-chunk caches)"
     )
     p.add_argument(
         "--overviews",
@@ -377,7 +377,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``lazymerge`` command line: one subcommand per function, each with its flags."""
     parser = argparse.ArgumentParser(
         prog="lazymerge", description="Lazy mosaics of georeferenced Zarr rasters"
     )
@@ -432,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("warm", help="compile the kernel into numba's cache (NUMBA_CACHE_DIR), for images")
     p.add_argument("--dtypes", help="comma-separated source dtypes (default: every dtype the kernel reads)")
     p.set_defaults(func=_warm)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except LazymergeError as exc:

@@ -10,6 +10,8 @@ interpreter's exit waits for them all. These subclasses, on any failure:
 - processes: terminate the worker processes (blocks are written whole or not at all, so a killed write
   leaves no partial block: ``resume=True`` renders it again).
 
+Each task's measured peak memory is its worker's own (``VmHWM`` on Linux, see ``own_peak_rss``).
+
 A worker process that dies (SIGKILL, the OOM killer) breaks the whole process pool: its tasks, and the
 others in flight, are resubmitted to a new pool, up to ``retries`` times (default 2), then the run fails
 with ``WorkerLostError``. Errors that a retry cannot fix (``SourceReadError``, already retried read by
@@ -116,6 +118,30 @@ class ThreadsExecutor(_StopsAtFirstFailure, cubed_local.ThreadsExecutor):
         return create_futures, close
 
 
+def own_peak_rss() -> int:
+    """This process's own peak resident set size in bytes: Linux's ``VmHWM``, which starts afresh at exec.
+
+    ``ru_maxrss`` (what Cubed reads) does not: a spawned worker inherits its parent's peak, so each task
+    would report at least the driver's memory. Elsewhere, Cubed's own measure."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    from cubed.utils import peak_measured_mem
+
+    return peak_measured_mem()
+
+
+def _measure_own_peak() -> None:
+    """Worker initializer: Cubed's per-task peak is this worker's own (``own_peak_rss``)."""
+    import cubed.runtime.utils
+
+    cubed.runtime.utils.peak_measured_mem = own_peak_rss
+
+
 class _ProcessPool:
     """A process pool that is replaced when a worker dies, so the tasks it lost can run again."""
 
@@ -125,6 +151,7 @@ class _ProcessPool:
             max_workers=max_workers,
             mp_context=context,
             max_tasks_per_child=max_tasks_per_child,
+            initializer=_measure_own_peak,
         )
         self.retries = retries
         self.pool = self._make()

@@ -36,6 +36,7 @@ from lazymerge.catalog.conventions import (
     write_spatial,
 )
 from lazymerge.catalog.stores import zarr_location
+from lazymerge.contract.cost import task_memory
 from lazymerge.errors import LazymergeError, OutputError, OutputExistsError, OutputWriteError
 from lazymerge.executors.local import FINAL_ERRORS
 from lazymerge.kernel.block import KernelTask, merge_block
@@ -59,9 +60,6 @@ from lazymerge.output.target import (
 if TYPE_CHECKING:
     from lazymerge.result import MergeResult
 
-# Kernel working set per output pixel (target coords, source coords, indices, masks, values), for Cubed's
-# memory projection of the write tasks.
-KERNEL_BYTES_PER_PIXEL = 96
 TASK_PIXELS = 4 << 20  # pixels a write task renders (several blocks when they are small)
 
 
@@ -306,12 +304,15 @@ def _render(
     arr = result.array
     writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(arr.chunksize), retries)
     pixels = int(np.prod(arr.chunksize))
+    # a task renders its blocks one after another: its largest block's projection (contract/cost.py), plus
+    # that block encoded for the store
+    largest = int(task_memory(result.plan)[1].max(initial=0))
     written = cubed.map_blocks(
         write_blocks,
         _ids_array(ids, arr.spec, blocks_per_task(len(ids), pixels)),
         dtype="i8",
         writer=writer,
-        extra_projected_mem=pixels * (KERNEL_BYTES_PER_PIXEL + arr.dtype.itemsize),
+        extra_projected_mem=max(largest, pixels * arr.dtype.itemsize) + pixels * arr.dtype.itemsize,
     )
     written.compute(executor=executor, callbacks=cbs, optimize_graph=False)
 

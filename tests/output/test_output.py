@@ -53,7 +53,10 @@ def test_to_zarr_streams_blocks_with_attributes(seed, reference, tmp_path):
     assert read_proj(out).code == "EPSG:32618"
     (name, tasks, projected, peak), *_ = reports[0].rows()
     per_task = blocks_per_task(16, 128 * 128)  # small blocks: several per task
-    assert per_task == 2 and tasks == 16 // per_task and projected > 0 and peak > 0  # measured per task
+    assert per_task == 2 and tasks == 16 // per_task
+    # reported per task; seed_spec's reserved_mem (100 MB) is below a worker's real baseline, so no bound
+    # here: tests/contract/test_memory_bound.py checks the default one
+    assert projected > 0 and peak > 0
 
 
 def test_overviews_make_a_lazymerge_source(seed, reference, tmp_path):

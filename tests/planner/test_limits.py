@@ -61,7 +61,8 @@ def test_limits_overridable(seed_store, monkeypatch):
 
 
 def test_coarse_pass_gives_the_same_plan(seed_store, monkeypatch):
-    """The coarse pass (forced onto a small grid) keeps every pair the full footprint join finds."""
+    """The coarse pass (forced onto a small grid) keeps every pair the full footprint join finds (94 x 79
+    chunks: the default 64 coarse cells per side would take the coarse pass too)."""
     request = {
         **UTM,
         "bbox": (470000.0, 5980000.0, 530000.0, 6030000.0),
@@ -71,7 +72,7 @@ def test_coarse_pass_gives_the_same_plan(seed_store, monkeypatch):
         "sortby": "id",
     }
     for cull in (False, True):
-        monkeypatch.setattr(nearby, "COARSE", 64)
+        monkeypatch.setattr(nearby, "COARSE", 10**6)  # more cells than chunks: every chunk's own footprint
         full = plan(str(seed_store), cull=cull, **request)
         monkeypatch.setattr(nearby, "COARSE", 5)
         coarse = plan(str(seed_store), cull=cull, **request)
