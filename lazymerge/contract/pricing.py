@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,27 @@ class RunEstimate:
         ]
         return "\n".join(lines)
 
-    def compare(self, measured: IOCount, wall_seconds: float | None = None, cores: int = 1) -> str:
-        """Measured vs estimated: source chunk GETs, bytes read, PUTs, and time."""
+    def scaled(self, factor: float) -> RunEstimate:
+        """This estimate with every time (and the compute cost) multiplied by ``factor``: apply
+        ``time_factor(...)`` of a short run measured on the same machine and executor."""
+        cost = {**self.cost, "compute": self.cost.get("compute", 0.0) * factor}
+        return replace(
+            self,
+            task_seconds=self.task_seconds * factor,
+            max_task_seconds=self.max_task_seconds * factor,
+            total_seconds=self.total_seconds * factor,
+            cost=cost,
+        )
+
+    def compare(
+        self,
+        measured: IOCount,
+        wall_seconds: float | None = None,
+        cores: int = 1,
+        cpu_seconds: float | None = None,
+    ) -> str:
+        """Measured vs estimated: source chunk GETs, bytes read, PUTs, CPU time (the estimate's core-seconds
+        against the CPU seconds of the driver and every worker) and wall time (core-seconds / cores)."""
 
         def row(name: str, est: float, high: float, low: float, got: float) -> str:
             err = (got - est) / est * 100 if est else float("nan")
@@ -137,6 +156,9 @@ class RunEstimate:
         ]
         if measured.puts:  # the output's store was counted too
             out.append(row("PUTs", self.puts, self.puts, self.puts, measured.puts))
+        if cpu_seconds is not None:
+            est = self.total_seconds
+            out.append(row("CPU s", est, est, est, cpu_seconds).replace(",", ""))
         if wall_seconds is not None:
             est = self.total_seconds / max(cores, 1)
             out.append(row(f"wall s ({cores} cores)", est, est, est, wall_seconds).replace(",", ""))
@@ -354,6 +376,19 @@ def calibrate(
             best = min(best, time.perf_counter() - t0)
         out[name] = size * size / best / 1e6
     return out
+
+
+def time_factor(est: RunEstimate, cpu_seconds: float) -> float:
+    """How many times more CPU seconds a measured run took than ``est`` projected (core-seconds).
+
+    ``MPIX_PER_S`` and the decode and latency constants are measured on one machine under one load and
+    leave out the executor's own overhead (process start, task (de)serialisation, Cubed and zarr
+    bookkeeping); measure a short run (a small part of the area) on the executor you will use, then
+    ``estimate(...).scaled(time_factor(small_estimate, cpu_seconds))`` projects the large run. CPU seconds
+    are used rather than wall time because they depend far less on what else the machine runs."""
+    if est.total_seconds <= 0:
+        raise ValueError("the estimate projects no time: calibrate on a run that renders pixels")
+    return cpu_seconds / est.total_seconds
 
 
 # --- measuring a run: a counting wrapper around the store the kernel reads -----------------------------

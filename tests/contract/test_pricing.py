@@ -12,7 +12,7 @@ import lazymerge.kernel.reads as reads
 from lazymerge.api import default_spec
 from lazymerge.catalog.stores import StoreHandle, resolve_store
 from lazymerge.cli import main
-from lazymerge.contract.pricing import CountingStore, calibrate, estimate
+from lazymerge.contract.pricing import CountingStore, IOCount, calibrate, estimate, time_factor
 from lazymerge.errors import InvalidRequestError
 
 TARGET = {"crs": "EPSG:32618", "bbox": (500000, 5990000, 508000, 6000000), "resolution": 20.0}
@@ -68,6 +68,11 @@ def test_prices_from_the_table(seed_store):
     with pytest.raises(InvalidRequestError, match="gcp-functions"):
         estimate(plan, backend="gcp-functions")
     assert "estimated cost" in str(plan.summary(store=seed_store))
+    k = time_factor(est, 3 * est.total_seconds)  # a measured run that took 3x the projected CPU time
+    scaled = est.scaled(k)
+    assert scaled.total_seconds == pytest.approx(3 * est.total_seconds)
+    assert scaled.cost["compute"] == pytest.approx(3 * est.cost["compute"]) and scaled.gets == est.gets
+    assert "+0.0 %" in scaled.compare(IOCount(), cpu_seconds=3 * est.total_seconds).splitlines()[-1]
 
 
 def test_cli_plan_prints_the_price_and_run_the_comparison(seed_store, tmp_path, capsys):
