@@ -415,7 +415,9 @@ _COUNTS: dict[str, IOCount] = {}  # per process, by CountingStore tag
 
 
 def _is_metadata(key: str) -> bool:
-    return key.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+    """Metadata and the writer lease (``.lazymerge-lock``, renewed while a run lasts): not chunk data."""
+    name = key.rsplit("/", 1)[-1]
+    return name in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata", ".lazymerge-lock")
 
 
 class CountingStore(zarr.storage.WrapperStore):
