@@ -18,11 +18,12 @@ bytes written, the cost per output Mpix (flat if the run scales), and the dry ru
 the measured requests and bytes. ``--cog`` adds rows that write a COG (``to_cog`` on the processes
 executor: blocks rendered into a temporary Zarr, then GDAL's COG driver) at those scales.
 
-Time: the dry run's stored per-pixel speeds (``MPIX_PER_S``) come from one machine under one load, so the
-first scale of ``--scale`` is a calibration run on each executor: its measured CPU seconds (driver and
-every worker) over the dry run's core-seconds give a factor (``pricing.time_factor``) that the later
-rows' estimates are scaled by; the table compares estimated and measured CPU seconds (and wall, which
-also depends on the machine's load).
+Time: the dry run's stored per-pixel speeds (``MPIX_PER_S``) come from one machine under one load and
+leave out the executor's start-up and per-task costs, so the two smallest scales of each executor are
+calibration runs: a line through their measured CPU seconds (driver and every worker) against the dry
+run's core-seconds (``pricing.time_fit``: a fixed part, and a factor) scales the larger rows' estimates;
+the table compares estimated and measured CPU seconds (and wall, which also depends on the machine's
+load). ``--print-rows`` reprints the tables of runs saved with ``--rows`` (several files: one table).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from lazymerge.catalog import conventions as conv
 from lazymerge.catalog.meta import write_meta
 from lazymerge.catalog.stores import StoreHandle, resolve_store
 from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
-from lazymerge.contract.pricing import CountingStore, estimate, time_factor
+from lazymerge.contract.pricing import CountingStore, estimate, time_fit
 from lazymerge.executors import get_executor
 
 RES = 10.0
@@ -294,11 +295,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--allowed-mem", default="1GB")
     ap.add_argument("--store", help="where the source store lives (kept between runs); default a temp dir")
-    ap.add_argument("--rows", help="also pickle the measured rows here (each as it ends); with --print-rows")
-    ap.add_argument("--print-rows", action="store_true", help="print the tables of --rows; run nothing")
+    ap.add_argument("--rows", help="also pickle the measured rows here (each as it ends)")
+    ap.add_argument("--print-rows", nargs="+", help="print the tables of these --rows files; run nothing")
     args = ap.parse_args()
     if args.print_rows:
-        report(pickle.loads(Path(args.rows).read_bytes()), args.workers)
+        report([r for f in args.print_rows for r in pickle.loads(Path(f).read_bytes())], args.workers)
         return
     print(f"commit {commit()}; command: python -m benchmarks.continental {' '.join(sys.argv[1:])}")
     print(
@@ -332,23 +333,26 @@ def main() -> None:
 
 def report(rows: list[dict], workers: int) -> None:
     """The table of every row, then each row's estimate (time scaled by its executor's factor) vs measured."""
-    factors: dict[str, float] = {}
-    for r in rows:  # the first (smallest) Zarr row of each executor calibrates the time estimate
-        if r["executor"] not in factors and not r["executor"].endswith("+cog"):
-            factors[r["executor"]] = time_factor(r["est"], r["cpu"])
+    fits: dict[str, tuple[float, float]] = {}
+    for name in dict.fromkeys(r["executor"] for r in rows if not r["executor"].endswith("+cog")):
+        # the two smallest Zarr rows of each executor calibrate the time estimate: CPU = fixed + k x est.
+        by_size = {r["mpix"]: r for r in reversed(rows) if r["executor"] == name}  # one per scale
+        small = [by_size[m] for m in sorted(by_size)[:CALIBRATION]]
+        for r in small:
             r["calibration"] = True
+        fits[name] = time_fit([r["est"] for r in small], [r["cpu"] for r in small])
     print()
     print(HEAD)
     for r in rows:
         print(line(r))
     print("\nestimate (dry run, before the run) vs measured:")
     print(
-        "time factor (measured CPU s / the stored speeds' core-s, on the first row of each executor): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in factors.items())
+        "time fit (CPU s = fixed + k x the stored speeds' core-s, from the calibration rows): "
+        + ", ".join(f"{name} k={k:.2f} fixed={fixed:.1f} s" for name, (k, fixed) in fits.items())
     )
     for r in rows:
-        est = r["est"].scaled(factors[r["executor"].removesuffix("+cog")])  # a COG: processes' factor
-        tag = "calibration run: time estimate fitted to it" if r.get("calibration") else "time calibrated"
+        est = r["est"].scaled(*fits[r["executor"].removesuffix("+cog")])  # a COG: processes' fit
+        tag = "calibration row: the time fit includes it" if r.get("calibration") else "time calibrated"
         print(f"-- {r['executor']}, scale {r['scale']} (tiles newly filled for it: {r['filled']}; {tag})")
         print(est.compare(r["got"], r["wall"], workers, cpu_seconds=r["cpu"]))
         print(
@@ -358,6 +362,8 @@ def report(rows: list[dict], workers: int) -> None:
             f"(${est.total_cost / r['mpix'] * 1000:.4f} per Gpix)"
         )
 
+
+CALIBRATION = 2  # rows per executor the time estimate is fitted to
 
 HEAD = (
     f"{'executor':<14} {'scale':>5} {'Mpix':>7} {'plan s':>6} {'tasks':>5} {'wall s':>7} {'CPU s':>7} "

@@ -117,15 +117,17 @@ class RunEstimate:
         ]
         return "\n".join(lines)
 
-    def scaled(self, factor: float) -> RunEstimate:
-        """This estimate with every time (and the compute cost) multiplied by ``factor``: apply
-        ``time_factor(...)`` of a short run measured on the same machine and executor."""
-        cost = {**self.cost, "compute": self.cost.get("compute", 0.0) * factor}
+    def scaled(self, factor: float, fixed: float = 0.0) -> RunEstimate:
+        """This estimate with every task time (and the compute cost) multiplied by ``factor``, plus
+        ``fixed`` CPU seconds for the whole run (worker start-up): apply ``time_fit(...)`` of short runs
+        measured on the same machine and executor."""
+        total = self.total_seconds * factor + fixed
+        cost = {**self.cost, "compute": self.cost.get("compute", 0.0) * total / max(self.total_seconds, 1e-9)}
         return replace(
             self,
             task_seconds=self.task_seconds * factor,
             max_task_seconds=self.max_task_seconds * factor,
-            total_seconds=self.total_seconds * factor,
+            total_seconds=total,
             cost=cost,
         )
 
@@ -378,17 +380,26 @@ def calibrate(
     return out
 
 
-def time_factor(est: RunEstimate, cpu_seconds: float) -> float:
-    """How many times more CPU seconds a measured run took than ``est`` projected (core-seconds).
+def time_fit(estimates: Iterable[RunEstimate], cpu_seconds: Iterable[float]) -> tuple[float, float]:
+    """``(factor, fixed)`` such that ``fixed + factor * est.total_seconds`` gives the measured CPU seconds
+    of short runs (a least-squares line through two or more; through the origin with one).
 
     ``MPIX_PER_S`` and the decode and latency constants are measured on one machine under one load and
-    leave out the executor's own overhead (process start, task (de)serialisation, Cubed and zarr
-    bookkeeping); measure a short run (a small part of the area) on the executor you will use, then
-    ``estimate(...).scaled(time_factor(small_estimate, cpu_seconds))`` projects the large run. CPU seconds
-    are used rather than wall time because they depend far less on what else the machine runs."""
-    if est.total_seconds <= 0:
-        raise ValueError("the estimate projects no time: calibrate on a run that renders pixels")
-    return cpu_seconds / est.total_seconds
+    leave out the executor's own costs: a fixed part per run (starting and importing in every worker) and
+    a part per task (process forks, (de)serialisation, Cubed and zarr bookkeeping). Measure two small
+    parts of the area on the executor you will use (e.g. 1/64 and 1/16), then
+    ``estimate(...).scaled(*time_fit(small_estimates, their_cpu_seconds))`` projects the large run. CPU
+    seconds are used rather than wall time because they depend far less on what else the machine runs."""
+    x = np.array([e.total_seconds for e in estimates], dtype=float)
+    y = np.array(list(cpu_seconds), dtype=float)
+    if len(x) == 0 or len(x) != len(y) or x.max(initial=0.0) <= 0:
+        raise ValueError("time_fit needs as many CPU times as estimates, of runs that render pixels")
+    if len(x) == 1 or np.ptp(x) == 0:
+        return float(y.sum() / x.sum()), 0.0
+    factor, fixed = np.polyfit(x, y, 1)
+    if fixed < 0 or factor <= 0:  # noise: fall back to proportional
+        return float(y.sum() / x.sum()), 0.0
+    return float(factor), float(fixed)
 
 
 # --- measuring a run: a counting wrapper around the store the kernel reads -----------------------------
