@@ -1,6 +1,7 @@
 """A continental mosaic: Sentinel-2-like sources into >= 1 Gpix at 10 m EPSG:3035, priced before it runs.
 
     python -m benchmarks.continental [--scale 1/64 1/16 ...] [--executors processes lithops] [--store DIR]
+                                     [--cog 1/16 ...]
 
 The store: ``--tiles`` x ``--tiles`` tiles per date, 3 dates (each date's tiles shifted, as orbits are),
 each tile ``--tile`` pixels square at 10 m in the UTM zone of its centre (32N and 33N: the area straddles
@@ -14,13 +15,23 @@ Each scale is the centred square of that fraction of the area, mosaicked (sorted
 table gives plan time, tasks, wall and CPU time, Mpix/s per core, peak RSS per task against allowed_mem,
 source GETs and bytes (counted by a CountingStore around the sources, every worker's tally summed) and
 bytes written, the cost per output Mpix (flat if the run scales), and the dry run's estimate against
-the measured requests and bytes.
+the measured requests and bytes. ``--cog`` adds rows that write a COG (``to_cog`` on the processes
+executor: blocks rendered into a temporary Zarr, then GDAL's COG driver) at those scales.
+
+Time: the dry run's stored per-pixel speeds (``MPIX_PER_S``) come from one machine under one load and
+leave out the executor's start-up and per-task costs, so the two smallest scales of each executor are
+calibration runs: a line through their measured CPU seconds (driver and every worker) against the dry
+run's core-seconds (``pricing.time_fit``: a fixed part, and a factor) scales the larger rows' estimates;
+the table compares estimated and measured CPU seconds (and wall, which also depends on the machine's
+load). ``--print-rows`` reprints the tables of runs saved with ``--rows`` (several files: one table).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +52,7 @@ from lazymerge.catalog import conventions as conv
 from lazymerge.catalog.meta import write_meta
 from lazymerge.catalog.stores import StoreHandle, resolve_store
 from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
-from lazymerge.contract.pricing import CountingStore, estimate
+from lazymerge.contract.pricing import CountingStore, estimate, time_fit
 from lazymerge.executors import get_executor
 
 RES = 10.0
@@ -196,12 +207,14 @@ def commit() -> str:
         return "?"
 
 
-def run(args, store: Path, sources: list[dict], scale: Fraction, name: str, tmp: Path) -> dict:
+def run(
+    args, store: Path, sources: list[dict], scale: Fraction, name: str, tmp: Path, cog: bool = False
+) -> dict:
     side_all = args.tiles * args.tile * 10 // 11 // 512 * 512  # the area, a whole number of chunks
     side = int(round(side_all * float(scale) ** 0.5 / args.chunk)) * args.chunk
     bounds = area_bounds(side)
     filled = fill_tiles(store, sources, bounds, args.tile)
-    tally = tmp / f"tally-{name}-{scale}".replace("/", "_")
+    tally = tmp / f"tally-{name}-{scale}-{cog}".replace("/", "_")
     tally.mkdir()
     handle = resolve_store(store)
     counting = CountingStore(handle.zarr_store, tally_dir=str(tally))
@@ -222,7 +235,8 @@ def run(args, store: Path, sources: list[dict], scale: Fraction, name: str, tmp:
     plan_s = time.perf_counter() - t0
     est = estimate(result.plan, store, memory_gb=2.0)
     counting.reset()
-    out = CountingStore(zarr.storage.LocalStore(str(tmp / f"out-{name}.zarr")), tally_dir=str(tally))
+    target = tmp / (f"out-{name}.tif" if cog else f"out-{name}.zarr")
+    out = CountingStore(zarr.storage.LocalStore(str(target)), tally_dir=str(tally))
     executor = (
         get_executor("processes", max_workers=args.workers)
         if name == "processes"
@@ -232,14 +246,24 @@ def run(args, store: Path, sources: list[dict], scale: Fraction, name: str, tmp:
     cpu: list[float] = []
     t0 = time.perf_counter()
     with cpu_seconds(cpu):
-        result.to_zarr(out, executor=executor, progress=False, report=report)
+        if cog:
+            result.to_cog(target, executor=executor, progress=False)
+        else:
+            result.to_zarr(out, executor=executor, progress=False, report=report)
     wall = time.perf_counter() - t0
     got = counting.counts()
-    got.add(out.counts())
-    peaks = [p for _, _, _, p in report[0].rows() if p is not None]
+    if cog:
+        got.puts, got.put_bytes = 1, target.stat().st_size  # one file (uploaded whole to a bucket)
+        target.unlink()
+    else:
+        got.add(out.counts())
+        shutil.rmtree(target)
+    for blocks in (tmp / "wd").glob("lazymerge-cog-*"):  # the COG's blocks, rendered into a Zarr first
+        shutil.rmtree(blocks, ignore_errors=True)
+    peaks = [p for _, _, _, p in report[0].rows() if p is not None] if report else []
     mpix = side * side / 1e6
     return {
-        "executor": name,
+        "executor": name + ("+cog" if cog else ""),
         "scale": str(scale),
         "mpix": mpix,
         "filled": filled,
@@ -248,6 +272,7 @@ def run(args, store: Path, sources: list[dict], scale: Fraction, name: str, tmp:
         "wall": wall,
         "cpu": cpu[0],
         "mpix_core": mpix / wall / args.workers,
+        "mpix_cpu": mpix / cpu[0],
         "peak": max(peaks) if peaks else None,
         "allowed": int(spec.allowed_mem),
         "gets": got.chunk_gets,
@@ -263,13 +288,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", nargs="+", default=["1/64", "1/16"], help="fractions of the area (1 = all)")
     ap.add_argument("--executors", nargs="+", default=["processes", "lithops"])
+    ap.add_argument("--cog", nargs="*", default=[], help="scales to also write as a COG (on processes)")
     ap.add_argument("--tiles", type=int, default=20, help="tiles per side per date (x 3 dates)")
     ap.add_argument("--tile", type=int, default=1830, help="tile side in pixels (10 m)")
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--allowed-mem", default="1GB")
     ap.add_argument("--store", help="where the source store lives (kept between runs); default a temp dir")
+    ap.add_argument("--rows", help="also pickle the measured rows here (each as it ends)")
+    ap.add_argument("--print-rows", nargs="+", help="print the tables of these --rows files; run nothing")
     args = ap.parse_args()
+    if args.print_rows:
+        report([r for f in args.print_rows for r in pickle.loads(Path(f).read_bytes())], args.workers)
+        return
     print(f"commit {commit()}; command: python -m benchmarks.continental {' '.join(sys.argv[1:])}")
     print(
         f"cores {os.cpu_count()}, workers {args.workers}; "
@@ -282,36 +313,73 @@ def main() -> None:
         f"area {side_all} x {side_all} px = {side_all**2 / 1e9:.2f} Gpix at 10 m EPSG:3035; "
         f"{len(sources)} sources of {args.tile}^2 px, {len(DATES)} dates, zones {zones}"
     )
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="lazymerge-continental-") as tmpdir:
         tmp = Path(tmpdir)
         store = Path(args.store) if args.store else tmp / "s2.zarr"
         t0 = time.perf_counter()
         build_store(store, sources, args.tile)
-        print(f"store metadata ready in {time.perf_counter() - t0:.1f} s at {store}")
-        rows = [run(args, store, sources, Fraction(s), ex, tmp) for s in args.scale for ex in args.executors]
+        print(f"store metadata ready in {time.perf_counter() - t0:.1f} s at {store}", flush=True)
+        jobs = [(Fraction(s), ex, False) for s in args.scale for ex in args.executors]
+        jobs += [(Fraction(s), "processes", True) for s in args.cog]
+        jobs.sort(key=lambda j: (j[0], j[2]))  # smallest first: the first of each executor calibrates
+        for scale, ex, cog in jobs:
+            rows.append(run(args, store, sources, scale, ex, tmp, cog))
+            print(line(rows[-1]), flush=True)  # as it goes, in case a long run is cut short
+            if args.rows:
+                Path(args.rows).write_bytes(pickle.dumps(rows))
+    report(rows, args.workers)
+
+
+def report(rows: list[dict], workers: int) -> None:
+    """The table of every row, then each row's estimate (time scaled by its executor's factor) vs measured."""
+    fits: dict[str, tuple[float, float]] = {}
+    for name in dict.fromkeys(r["executor"] for r in rows if not r["executor"].endswith("+cog")):
+        # the two smallest Zarr rows of each executor calibrate the time estimate: CPU = fixed + k x est.
+        by_size = {r["mpix"]: r for r in reversed(rows) if r["executor"] == name}  # one per scale
+        small = [by_size[m] for m in sorted(by_size)[:CALIBRATION]]
+        for r in small:
+            r["calibration"] = True
+        fits[name] = time_fit([r["est"] for r in small], [r["cpu"] for r in small])
     print()
-    head = (
-        f"{'executor':<10} {'scale':>5} {'Mpix':>7} {'plan s':>6} {'tasks':>5} {'wall s':>7} {'CPU s':>7} "
-        f"{'Mpix/s/core':>11} {'peak RSS/allowed':>16} {'GETs':>7} {'MB read':>8} {'PUTs':>5} "
-        f"{'MB written':>10} {'GETs/Mpix':>9} {'s/Mpix':>7}"
-    )
-    print(head)
+    print(HEAD)
     for r in rows:
-        peak = f"{r['peak'] / 1e6:.0f}/{r['allowed'] / 1e6:.0f} MB" if r["peak"] else "n/a"
-        print(
-            f"{r['executor']:<10} {r['scale']:>5} {r['mpix']:>7.0f} {r['plan_s']:>6.2f} {r['tasks']:>5} "
-            f"{r['wall']:>7.1f} {r['cpu']:>7.1f} {r['mpix_core']:>11.2f} {peak:>16} {r['gets']:>7} "
-            f"{r['bytes'] / 1e6:>8.1f} {r['puts']:>5} {r['put_bytes'] / 1e6:>10.1f} "
-            f"{r['gets'] / r['mpix']:>9.2f} {r['wall'] / r['mpix']:>7.3f}"
-        )
+        print(line(r))
     print("\nestimate (dry run, before the run) vs measured:")
+    print(
+        "time fit (CPU s = fixed + k x the stored speeds' core-s, from the calibration rows): "
+        + ", ".join(f"{name} k={k:.2f} fixed={fixed:.1f} s" for name, (k, fixed) in fits.items())
+    )
     for r in rows:
-        print(f"-- {r['executor']}, scale {r['scale']} (tiles newly filled for it: {r['filled']})")
-        print(r["est"].compare(r["got"], r["wall"], args.workers))
+        est = r["est"].scaled(*fits[r["executor"].removesuffix("+cog")])  # a COG: processes' fit
+        tag = "calibration row: the time fit includes it" if r.get("calibration") else "time calibrated"
+        print(f"-- {r['executor']}, scale {r['scale']} (tiles newly filled for it: {r['filled']}; {tag})")
+        print(est.compare(r["got"], r["wall"], workers, cpu_seconds=r["cpu"]))
         print(
-            f"   estimated cost on {r['est'].backend} at 2 GB: ${r['est'].total_cost:.4f} "
-            f"(${r['est'].total_cost / r['mpix'] * 1000:.4f} per Gpix)"
+            f"   stored speeds alone: {r['est'].total_seconds:.0f} CPU s "
+            f"({(r['cpu'] - r['est'].total_seconds) / r['est'].total_seconds * 100:+.0f} % off); "
+            f"estimated cost on {est.backend} at 2 GB: ${est.total_cost:.4f} "
+            f"(${est.total_cost / r['mpix'] * 1000:.4f} per Gpix)"
         )
+
+
+CALIBRATION = 2  # rows per executor the time estimate is fitted to
+
+HEAD = (
+    f"{'executor':<14} {'scale':>5} {'Mpix':>7} {'plan s':>6} {'tasks':>5} {'wall s':>7} {'CPU s':>7} "
+    f"{'Mpix/s/core':>11} {'Mpix/CPU-s':>10} {'peak RSS/allowed':>16} {'GETs':>7} {'MB read':>8} "
+    f"{'PUTs':>5} {'MB written':>10} {'GETs/Mpix':>9} {'MB read/Mpix':>12}"
+)
+
+
+def line(r: dict) -> str:
+    peak = f"{r['peak'] / 1e6:.0f}/{r['allowed'] / 1e6:.0f} MB" if r["peak"] else "n/a"
+    return (
+        f"{r['executor']:<14} {r['scale']:>5} {r['mpix']:>7.0f} {r['plan_s']:>6.2f} {r['tasks']:>5} "
+        f"{r['wall']:>7.1f} {r['cpu']:>7.1f} {r['mpix_core']:>11.2f} {r['mpix_cpu']:>10.2f} {peak:>16} "
+        f"{r['gets']:>7} {r['bytes'] / 1e6:>8.1f} {r['puts']:>5} {r['put_bytes'] / 1e6:>10.1f} "
+        f"{r['gets'] / r['mpix']:>9.2f} {r['bytes'] / 1e6 / r['mpix']:>12.2f}"
+    )
 
 
 if __name__ == "__main__":

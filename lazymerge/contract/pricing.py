@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -117,8 +117,29 @@ class RunEstimate:
         ]
         return "\n".join(lines)
 
-    def compare(self, measured: IOCount, wall_seconds: float | None = None, cores: int = 1) -> str:
-        """Measured vs estimated: source chunk GETs, bytes read, PUTs, and time."""
+    def scaled(self, factor: float, fixed: float = 0.0) -> RunEstimate:
+        """This estimate with every task time (and the compute cost) multiplied by ``factor``, plus
+        ``fixed`` CPU seconds for the whole run (worker start-up): apply ``time_fit(...)`` of short runs
+        measured on the same machine and executor."""
+        total = self.total_seconds * factor + fixed
+        cost = {**self.cost, "compute": self.cost.get("compute", 0.0) * total / max(self.total_seconds, 1e-9)}
+        return replace(
+            self,
+            task_seconds=self.task_seconds * factor,
+            max_task_seconds=self.max_task_seconds * factor,
+            total_seconds=total,
+            cost=cost,
+        )
+
+    def compare(
+        self,
+        measured: IOCount,
+        wall_seconds: float | None = None,
+        cores: int = 1,
+        cpu_seconds: float | None = None,
+    ) -> str:
+        """Measured vs estimated: source chunk GETs, bytes read, PUTs, CPU time (the estimate's core-seconds
+        against the CPU seconds of the driver and every worker) and wall time (core-seconds / cores)."""
 
         def row(name: str, est: float, high: float, low: float, got: float) -> str:
             err = (got - est) / est * 100 if est else float("nan")
@@ -137,6 +158,9 @@ class RunEstimate:
         ]
         if measured.puts:  # the output's store was counted too
             out.append(row("PUTs", self.puts, self.puts, self.puts, measured.puts))
+        if cpu_seconds is not None:
+            est = self.total_seconds
+            out.append(row("CPU s", est, est, est, cpu_seconds).replace(",", ""))
         if wall_seconds is not None:
             est = self.total_seconds / max(cores, 1)
             out.append(row(f"wall s ({cores} cores)", est, est, est, wall_seconds).replace(",", ""))
@@ -356,6 +380,28 @@ def calibrate(
     return out
 
 
+def time_fit(estimates: Iterable[RunEstimate], cpu_seconds: Iterable[float]) -> tuple[float, float]:
+    """``(factor, fixed)`` such that ``fixed + factor * est.total_seconds`` gives the measured CPU seconds
+    of short runs (a least-squares line through two or more; through the origin with one).
+
+    ``MPIX_PER_S`` and the decode and latency constants are measured on one machine under one load and
+    leave out the executor's own costs: a fixed part per run (starting and importing in every worker) and
+    a part per task (process forks, (de)serialisation, Cubed and zarr bookkeeping). Measure two small
+    parts of the area on the executor you will use (e.g. 1/64 and 1/16), then
+    ``estimate(...).scaled(*time_fit(small_estimates, their_cpu_seconds))`` projects the large run. CPU
+    seconds are used rather than wall time because they depend far less on what else the machine runs."""
+    x = np.array([e.total_seconds for e in estimates], dtype=float)
+    y = np.array(list(cpu_seconds), dtype=float)
+    if len(x) == 0 or len(x) != len(y) or x.max(initial=0.0) <= 0:
+        raise ValueError("time_fit needs as many CPU times as estimates, of runs that render pixels")
+    if len(x) == 1 or np.ptp(x) == 0:
+        return float(y.sum() / x.sum()), 0.0
+    factor, fixed = np.polyfit(x, y, 1)
+    if fixed < 0 or factor <= 0:  # noise: fall back to proportional
+        return float(y.sum() / x.sum()), 0.0
+    return float(factor), float(fixed)
+
+
 # --- measuring a run: a counting wrapper around the store the kernel reads -----------------------------
 
 
@@ -380,7 +426,9 @@ _COUNTS: dict[str, IOCount] = {}  # per process, by CountingStore tag
 
 
 def _is_metadata(key: str) -> bool:
-    return key.rsplit("/", 1)[-1] in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+    """Metadata and the writer lease (``.lazymerge-lock``, renewed while a run lasts): not chunk data."""
+    name = key.rsplit("/", 1)[-1]
+    return name in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata", ".lazymerge-lock")
 
 
 class CountingStore(zarr.storage.WrapperStore):

@@ -11,6 +11,10 @@
 ``LAZYMERGE_FAULT_DELAY`` (seconds, unset = off)
     Every task (kernel blocks, and overview blocks) sleeps this long first: slows a run down so a drill
     can kill it mid-way.
+``LAZYMERGE_FAULT_SLOW`` (``"row,col:seconds"``, unset = off; needs LAZYMERGE_FAULT_DIR)
+    A straggler: the first attempt of that block sleeps up to ``seconds``, then renders and writes it as
+    usual; later attempts (a retry, or a backup task) run at full speed. The sleep ends early once a file
+    named ``release`` exists in LAZYMERGE_FAULT_DIR.
 
 Workers inherit these from the environment of the process that starts them.
 """
@@ -40,9 +44,28 @@ def maybe_delay() -> None:
         time.sleep(float(delay))
 
 
+def maybe_straggle(block_id: tuple[int, ...]) -> None:
+    """Sleep on the first attempt of the block named by LAZYMERGE_FAULT_SLOW (a straggler), when set."""
+    slow = os.environ.get("LAZYMERGE_FAULT_SLOW")
+    directory = os.environ.get("LAZYMERGE_FAULT_DIR")
+    if not slow or not directory:
+        return
+    where, seconds = slow.split(":")
+    if tuple(int(i) for i in where.split(",")) != tuple(int(i) for i in block_id[-2:]):
+        return
+    try:
+        (Path(directory) / ("slow-" + where.replace(",", "-"))).touch(exist_ok=False)
+    except FileExistsError:
+        return  # not the first attempt
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end and not (Path(directory) / "release").exists():
+        time.sleep(0.1)
+
+
 def maybe_fail(block_id: tuple[int, ...]) -> None:
     """Raise InjectedFault for this block when fault injection is on and picks it."""
     maybe_delay()
+    maybe_straggle(block_id)
     rate = os.environ.get("LAZYMERGE_FAULT_RATE")
     if not rate:
         return

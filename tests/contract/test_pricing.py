@@ -12,7 +12,7 @@ import lazymerge.kernel.reads as reads
 from lazymerge.api import default_spec
 from lazymerge.catalog.stores import StoreHandle, resolve_store
 from lazymerge.cli import main
-from lazymerge.contract.pricing import CountingStore, calibrate, estimate
+from lazymerge.contract.pricing import CountingStore, IOCount, calibrate, estimate, time_fit
 from lazymerge.errors import InvalidRequestError
 
 TARGET = {"crs": "EPSG:32618", "bbox": (500000, 5990000, 508000, 6000000), "resolution": 20.0}
@@ -68,6 +68,16 @@ def test_prices_from_the_table(seed_store):
     with pytest.raises(InvalidRequestError, match="gcp-functions"):
         estimate(plan, backend="gcp-functions")
     assert "estimated cost" in str(plan.summary(store=seed_store))
+    assert time_fit([est], [3 * est.total_seconds]) == pytest.approx((3.0, 0.0))  # one run: proportional
+    big = est.scaled(4.0)  # a run 4x as large, e.g. 4x the area
+    k, fixed = time_fit([est, big], [5 + 3 * est.total_seconds, 5 + 3 * big.total_seconds])
+    assert (k, fixed) == pytest.approx((3.0, 5.0))  # 5 s of start-up, then 3x the stored speeds' time
+    scaled = est.scaled(k, fixed)
+    assert scaled.total_seconds == pytest.approx(5 + 3 * est.total_seconds) and scaled.gets == est.gets
+    assert scaled.cost["compute"] == pytest.approx(
+        est.cost["compute"] * scaled.total_seconds / est.total_seconds
+    )
+    assert "+0.0 %" in scaled.compare(IOCount(), cpu_seconds=scaled.total_seconds).splitlines()[-1]
 
 
 def test_cli_plan_prints_the_price_and_run_the_comparison(seed_store, tmp_path, capsys):

@@ -1,8 +1,9 @@
 """The shape of a cloud run, offline: sources, Cubed's work_dir (so the saved plan and the block ids),
 the output and Lithops' own storage are all on S3 (moto's server on loopback, IAM auth on), compute is
 Lithops ``localhost``, and nothing else is shared between the driver and the workers: the task payload
-names no local path. Output identical to the threads executor on local disk, with injected faults, and
-after a killed driver with ``resume=True``."""
+names no local path. Output identical to the threads executor on local disk, with injected faults, with
+a straggler (Cubed's backup tasks), and after a killed driver with ``resume=True``. The same on a Dask
+``LocalCluster`` of separate worker processes."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from lazymerge.catalog.meta import write_meta
 from lazymerge.catalog.stores import zarr_location
 from lazymerge.demo import build_seed_store
 from lazymerge.executors import get_executor
+from lazymerge.executors.dask import local_cluster
 from lazymerge.executors.lithops import preload_runtime
-from lazymerge.output.write import BlockWriter, open_output
+from lazymerge.output.write import BlockWriter, open_output, write_blocks
 from tests.support.drills import kill_when
 from tests.support.executor_cases import seed_merge
 from tests.support.s3_server import BUCKET, REGION, S3Server, start, upload
@@ -82,21 +84,42 @@ def read_output(url: str) -> np.ndarray:
     return zarr.open_array(zarr_location(url), mode="r")[:]
 
 
-def test_every_byte_on_s3(cloud, env, tmp_path):
-    server, reference = cloud
-    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-a", chunk=64)
-    out = f"s3://{BUCKET}/out-a.zarr"
-    probe = zarr_location(f"s3://{BUCKET}/payload-probe.zarr")  # a task's target, apart from the output
-    target = open_output(probe, "", result.array.shape, result.array.chunksize, "float32", False)
+def assert_no_local_path(result, probe: str, tmp_path: Path) -> None:
+    """A write task's payload (the pickled BlockWriter and kernel task) names S3, never a local path."""
+    target = open_output(
+        zarr_location(probe), "", result.array.shape, result.array.chunksize, "float32", False
+    )
     writer = BlockWriter(result.task, target, tuple(result.array.numblocks), tuple(result.array.chunksize))
     payload = pickle.dumps(writer) + pickle.dumps(result.task)
     for local in (str(tmp_path), tempfile.gettempdir(), str(ROOT), os.path.expanduser("~")):
         assert local.encode() not in payload, f"the task payload names the local path {local}"
     assert b"s3://" in payload or BUCKET.encode() in payload
+
+
+def test_every_byte_on_s3(cloud, env, tmp_path):
+    server, reference = cloud
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-a", chunk=64)
+    out = f"s3://{BUCKET}/out-a.zarr"
+    assert_no_local_path(result, f"s3://{BUCKET}/payload-probe.zarr", tmp_path)  # apart from the output
     result.to_zarr(out, executor=get_executor("lithops", config=lithops_config(server)))
     np.testing.assert_array_equal(read_output(out), reference)
     assert any("lazymerge-plan-" in k for k in keys(server, "work-a/"))  # the plan the tasks read
     assert any(k.startswith("lithops.jobs/") for k in keys(server, "lithops.jobs/"))  # Lithops' own storage
+
+
+def test_dask_processes_on_s3(cloud, env, tmp_path):
+    """A LocalCluster of two worker processes (they inherit only the credentials and endpoint from the
+    environment) reads the sources from S3 and writes the work_dir and the output there."""
+    server, reference = cloud
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-k", chunk=64)
+    assert_no_local_path(result, f"s3://{BUCKET}/payload-probe-k.zarr", tmp_path)
+    out = f"s3://{BUCKET}/out-k.zarr"
+    with local_cluster(n_workers=2, memory_limit="1GB", processes=True) as cluster:
+        pids = {w.pid for w in cluster.workers.values()}
+        assert len(pids) == 2 and os.getpid() not in pids  # separate processes
+        result.to_zarr(out, executor=get_executor("dask", address=cluster.scheduler_address))
+    np.testing.assert_array_equal(read_output(out), reference)
+    assert any("lazymerge-plan-" in k for k in keys(server, "work-k/"))
 
 
 def test_injected_faults_on_s3(cloud, env, tmp_path, monkeypatch):
@@ -112,6 +135,38 @@ def test_injected_faults_on_s3(cloud, env, tmp_path, monkeypatch):
     # retries=0: no retry inside the task, so only the Lithops executor's retries make this pass
     result.to_zarr(out, executor=get_executor("lithops", config=lithops_config(server)), retries=0)
     assert len(list(faults.iterdir())) == 9
+    np.testing.assert_array_equal(read_output(out), reference)
+
+
+def test_straggler_backup_on_s3(cloud, env, tmp_path, monkeypatch):
+    """One block's first attempt stalls for minutes; Cubed's backup task (on by default with an S3
+    work_dir) renders that task's blocks again, so the run ends while the straggler still sleeps (Lithops
+    localhost version 2 queues tasks, not jobs, so the backup need not wait for the straggler's job; the
+    straggler is stopped when the executor closes). A late duplicate write is harmless: each block is one
+    whole-chunk PUT of the same bytes."""
+    server, reference = cloud
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-s", chunk=32)  # 224 blocks: 14 tasks (backups need 10)
+    row, col = np.unravel_index(15, result.array.numblocks)  # the last block of the first task
+    monkeypatch.setenv("LAZYMERGE_FAULT_SLOW", f"{row},{col}:600")
+    monkeypatch.setenv("LAZYMERGE_FAULT_DIR", str(faults))
+    out = f"s3://{BUCKET}/out-s.zarr"
+    config = lithops_config(server)
+    config["localhost"]["version"] = 2
+    t0 = time.monotonic()
+    result.to_zarr(out, executor=get_executor("lithops", config=config))
+    assert time.monotonic() - t0 < 300  # not held up by the 600 s straggler
+    assert (faults / f"slow-{row}-{col}").exists()  # the straggler did start
+    np.testing.assert_array_equal(read_output(out), reference)
+    key = f"out-s.zarr/c/{row}/{col}"
+    first = obstore.head(server.store(), key)
+    time.sleep(1.1)  # S3 times have 1 s resolution
+    target = zarr.open_array(zarr_location(out), mode="r+")
+    arr = result.array
+    write_blocks(np.arange(16), writer=BlockWriter(result.task, target, arr.numblocks, arr.chunksize))
+    again = obstore.head(server.store(), key)
+    assert again["last_modified"] > first["last_modified"] and again["e_tag"] == first["e_tag"]
     np.testing.assert_array_equal(read_output(out), reference)
 
 
