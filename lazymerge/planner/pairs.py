@@ -25,12 +25,19 @@ class SourceSet:
     part_bounds: np.ndarray
     read_bands: Callable[[int], dict[str | None, Band]]
     columns: tuple[str, ...] = ()  # of the source table (/meta or the scan index)
+    read_many: Callable[[np.ndarray], dict[int, dict[str | None, Band]]] | None = None  # rows at once
     _bands: dict[int, dict[str | None, Band]] = field(default_factory=dict)
 
     def bands_of(self, s: int) -> dict[str | None, Band]:
         if s not in self._bands:
             self._bands[s] = self.read_bands(s)
         return self._bands[s]
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Read the bands of many rows at once (``read_many``), those not read yet."""
+        if self.read_many is not None:
+            todo = np.array([int(s) for s in rows if int(s) not in self._bands], dtype="i8")
+            self._bands.update(self.read_many(todo))
 
     def band_of(self, s: int, band: str | None) -> Band:
         bands = self.bands_of(s)
@@ -46,6 +53,7 @@ class SourceSet:
         band they all share when none was requested."""
         if len(used) == 0:
             return list(requested) if requested else [None]
+        self.prefetch(used)
         per_source = [set(self.bands_of(int(s))) for s in used]
         everywhere = set.intersection(*per_source)
         anywhere = set.union(*per_source)
