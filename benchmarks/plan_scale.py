@@ -141,6 +141,7 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
         sortby="-datetime",
         cull=cull,
         max_tasks=max(n_chunks, 500_000),  # planning a million chunks is what this measures
+        max_pixels=max(n_chunks * CHUNK * CHUNK, 5e11),
     )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rss = peak_rss_mib()  # of planning alone (saving builds the task index too)
@@ -265,6 +266,7 @@ def main() -> None:
         default=["lazymerge", "lazymerge-nocull", "strtree", "per-chunk"],
         help="measurements to run at every scale",
     )
+    ap.add_argument("--stores", help="directory keeping the generated /meta stores between runs")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -281,11 +283,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n_src in args.scales:
             n_chunks = math.isqrt(round(args.ratio * n_src)) ** 2
-            store = Path(tmp) / f"meta{n_src}.zarr"
+            store = Path(args.stores or tmp) / f"meta{n_src}x{n_chunks}.zarr"
             t0 = time.perf_counter()
-            make_store(store, n_src, n_chunks)
+            if not store.exists():
+                make_store(store, n_src, n_chunks)
             print(
-                f"# {n_src} sources x {n_chunks} chunks: /meta written in {time.perf_counter() - t0:.1f} s",
+                f"# {n_src} sources x {n_chunks} chunks: /meta ready in {time.perf_counter() - t0:.1f} s",
                 flush=True,
             )
             for kind in args.kinds:

@@ -7,6 +7,7 @@ per chunk.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -130,18 +131,22 @@ def _parsed_bands(text: Any, source_id: str) -> tuple[dict[str | None, Band], li
         bands = bands_from_json(text)
         levels = [lv for band in bands.values() for lv in band.levels]
         for lv in levels:
-            np.dtype(lv.dtype)
+            _dtype(lv.dtype)
             if lv.nodata is not None:
                 float(lv.nodata)
             if len(lv.transform) != 6 or len(lv.shape) != 2 or len(lv.chunks) != 2 or not lv.path:
                 raise ValueError(f"level {lv.path!r} is malformed")
-        grids = [[*lv.transform, *lv.shape, *lv.chunks] for lv in levels]
-        np.array(grids, dtype="f8")  # numbers, all of them
+        grids = [[float(v) for v in (*lv.transform, *lv.shape, *lv.chunks)] for lv in levels]
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
     if not levels:
         raise _bands_error(source_id, "lists no level")
     return bands, grids
+
+
+@lru_cache(maxsize=64)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
 
 
 def _bad_grids(grids: np.ndarray, base: np.ndarray, shape: np.ndarray) -> np.ndarray:
