@@ -108,6 +108,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         tables = list(batches)
         table = pa.concat_tables(tables) if tables else empty_plan_table()
         clock.lap("windows")
+    del batches, chunk, source  # the pairs live on in the table
     time_coords = None
     if request.groupby:
         assert labels is not None  # set above for every groupby

@@ -94,8 +94,12 @@ class SourceSet:
 def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique (chunk, source) pairs ordered by chunk, then priority (one int64 key sort)."""
     n = max(len(priority), 1)
-    key = np.unique(chunk.astype("i8") * n + priority[source].astype("i8"))
+    key = chunk.astype("i8")  # a copy, updated in place: memory for two keys at most, not four
+    key *= n
+    key += priority[source]
+    key = np.unique(key)
     order_chunk, prio = np.divmod(key, n)
+    del key
     by_prio = np.empty(n, dtype="i8")
     by_prio[priority] = np.arange(len(priority))
     return order_chunk, by_prio[prio]
@@ -114,6 +118,7 @@ def collect_pairs(
         chunks.append(chunk)
         sources.append(source)
     chunk, source = np.concatenate(chunks), np.concatenate(sources)
+    del chunks, sources
     if cull is not None:
         keep = cull.final(chunk, source)
         chunk, source = chunk[keep], source[keep]

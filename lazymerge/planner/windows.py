@@ -137,7 +137,7 @@ def window_batches(
     batch = batch or PAIR_BATCH
     per_band = [resampling] * len(bands) if isinstance(resampling, str) else list(resampling)
     widen = list(halo) if halo is not None else [0] * len(bands)
-    used, pair_src = np.unique(source, return_inverse=True)
+    used = np.unique(source)
     crs_of_used = np.asarray(cands.crs, dtype=object)[used].astype(str)
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
@@ -149,7 +149,8 @@ def window_batches(
         per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes)
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
-            yield _band_rows(grid, b, chunk[part], source[part], pair_src[part], per, cands, ids, masks)
+            pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
+            yield _band_rows(grid, b, chunk[part], source[part], pair_src, per, cands, ids, masks)
 
 
 @dataclass(frozen=True)
