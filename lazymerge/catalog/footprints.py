@@ -9,11 +9,13 @@ import warnings
 
 import numpy as np
 import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
+from lazymerge.crs import transformer
 from lazymerge.grid import TargetGrid
 
 WGS84 = CRS.from_epsg(4326)
+WGS84_WKT = WGS84.to_wkt()
 DENSIFY = 21  # points per box edge
 _FULL_LON_GAP = 45.0  # a boundary whose largest longitude gap is smaller than this wraps the globe
 
@@ -53,7 +55,7 @@ def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     """
     boxes = np.asarray(boxes, dtype="f8").reshape(-1, 4)
     crs = CRS.from_user_input(crs)
-    to_ll = Transformer.from_crs(crs, WGS84, always_xy=True)
+    to_ll = transformer(crs.to_wkt(), WGS84_WKT)
     xs, ys = box_boundaries(boxes, k)
     lon, lat = to_ll.transform(xs, ys)
     lon = np.where(np.isfinite(lon) & np.isfinite(lat), ((lon + 180.0) % 360.0) - 180.0, np.nan)
@@ -75,7 +77,7 @@ def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIF
     """``lonlat_bounds`` of every cell of a rectilinear grid (cell edges ``xs`` and ``ys``, row-major cells),
     transforming each shared edge once: (len(ys)-1) * (len(xs)-1) rows."""
     crs = CRS.from_user_input(crs)
-    to_ll = Transformer.from_crs(crs, WGS84, always_xy=True)
+    to_ll = transformer(crs.to_wkt(), WGS84_WKT)
     t = np.linspace(0.0, 1.0, k)[:-1]
     dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
     dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
@@ -132,7 +134,7 @@ def chunk_footprints(grid: TargetGrid) -> np.ndarray:
 
 def _with_poles(crs: CRS, boxes: np.ndarray, out: np.ndarray) -> np.ndarray:
     """Boxes containing a pole reach it and span every longitude."""
-    from_ll = Transformer.from_crs(WGS84, crs, always_xy=True)
+    from_ll = transformer(WGS84_WKT, crs.to_wkt())
     for pole_lat in (90.0, -90.0):
         px, py = from_ll.transform(0.0, pole_lat, errcheck=False)
         if not (np.isfinite(px) and np.isfinite(py)):

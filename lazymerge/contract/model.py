@@ -6,6 +6,11 @@ grid, then one slice of the flat ``rows/*`` arrays, then the ``levels/*`` entrie
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +23,44 @@ from pyproj import CRS
 
 from lazymerge.aio import zarr_gather
 from lazymerge.catalog.stores import zarr_location
-from lazymerge.contract.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT
+from lazymerge.contract.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT, empty_plan_table
 from lazymerge.contract.tasks import forget_plan
 from lazymerge.errors import InvalidRequestError, PlanFormatError
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.composite import method_name, parse_method
 from lazymerge.kernel.masks import Mask, parse_masks
 from lazymerge.kernel.resampling import band_resampling
+
+
+def spilled_table(batches: Iterable[pa.Table], directory: str | None = None) -> pa.Table:
+    """The batches' rows in one table that lives in a file, not in memory: each batch is appended to an
+    Arrow IPC file in ``directory`` (default: the system temporary directory) as it arrives, and the file
+    is read back memory-mapped, then unlinked (the mapping keeps it readable until the table is freed;
+    where a mapped file cannot be unlinked, it is deleted at exit)."""
+    fd, path = tempfile.mkstemp(prefix="lazymerge-plan-", suffix=".arrow", dir=directory)
+    os.close(fd)
+    writer = None
+    try:
+        with pa.OSFile(path, "wb") as sink:
+            for batch in batches:
+                if writer is None:
+                    writer = pa.ipc.new_file(sink, batch.schema)
+                writer.write_table(batch)
+            if writer is None:
+                return empty_plan_table()
+            writer.close()
+        table = pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:  # a mapped file on Windows: deleted when the process exits
+            atexit.register(_remove, path)
+    return table
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 @dataclass

@@ -13,8 +13,8 @@ import pyarrow as pa
 from lazymerge.catalog.footprints import split_parts
 from lazymerge.catalog.layout import META_GROUP
 from lazymerge.catalog.stores import StoreHandle
-from lazymerge.contract.model import Plan
-from lazymerge.contract.schema import levels_table
+from lazymerge.contract.model import Plan, spilled_table
+from lazymerge.contract.schema import empty_plan_table, levels_table
 from lazymerge.errors import EmptyPlanWarning, InvalidRequestError
 from lazymerge.kernel.composite import parse_method
 from lazymerge.kernel.resampling import band_resampling
@@ -30,7 +30,9 @@ from lazymerge.planner.timegroups import (
     source_labels,
     time_groups,
 )
-from lazymerge.planner.windows import resolve_windows
+from lazymerge.planner.windows import window_batches
+
+STREAM_ROWS = 2_000_000  # plans of more candidate rows (without culling) stream to disk as they are built
 
 
 class Stopwatch:
@@ -88,7 +90,7 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     nearest = ["nearest"] * (len(layers) - len(bands))  # quality and mask bands are sampled nearest
     halo = [0] * (len(layers) - len(mask_bands))
     halo += [max(m.dilate for m in request.mask if m.band == b) for b in mask_bands]
-    table = resolve_windows(
+    batches = window_batches(
         grid,
         chunk,
         source,
@@ -99,7 +101,14 @@ def build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         resampling=[band_resampling(request.resampling, b) for b in bands] + nearest,
         halo=halo,
     )
-    clock.lap("windows")
+    if not cull and (request.plan_dir is not None or len(chunk) * len(layers) > STREAM_ROWS):
+        table = spilled_table(batches, request.plan_dir)  # memory-mapped: the rows stay on disk
+        clock.lap("windows (streamed to disk)")
+    else:
+        tables = list(batches)
+        table = pa.concat_tables(tables) if tables else empty_plan_table()
+        clock.lap("windows")
+    del batches, chunk, source  # the pairs live on in the table
     time_coords = None
     if request.groupby:
         assert labels is not None  # set above for every groupby
@@ -198,9 +207,12 @@ def _dtype(request: MergeRequest, levels: list, ids: list[str]) -> str:
 
 
 def unique_levels(table: pa.Table) -> list[tuple[int, int, int]]:
-    """Sorted distinct (source, band, level) of the plan rows."""
-    s, b, lv = (table[c].to_numpy().astype("i8") for c in ("source", "band", "level"))
-    key = np.unique((s << 32) | (b << 16) | lv)
+    """Sorted distinct (source, band, level) of the plan rows (read batch by batch)."""
+    keys = [np.zeros(0, dtype="i8")]
+    for batch in table.select(["source", "band", "level"]).to_batches():
+        s, b, lv = (batch.column(i).to_numpy().astype("i8") for i in range(3))
+        keys.append(np.unique((s << 32) | (b << 16) | lv))
+    key = np.unique(np.concatenate(keys))
     return list(
         zip((key >> 32).tolist(), ((key >> 16) & 0xFFFF).tolist(), (key & 0xFFFF).tolist(), strict=True)
     )

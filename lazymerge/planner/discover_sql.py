@@ -7,6 +7,7 @@ per chunk.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -117,39 +118,80 @@ def check_bboxes(
         )
 
 
-def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray) -> dict[str | None, Band]:
-    """A /meta row's bands (its ``lazymerge:bands`` JSON), checked: readable, every level's grid finite and
-    invertible with a known dtype, and the first band's base level the row's own transform_*/shape_*.
-    MetaSchemaError naming the source otherwise (the kernel would read the wrong pixels)."""
+def _bands_error(source_id: str, why: str) -> MetaSchemaError:
+    return MetaSchemaError(
+        f"/meta row of source {source_id!r}: its {BANDS_COLUMN} value {why}; /meta is stale or was "
+        f"edited: re-run `lazymerge index` ({INDEX_HINT})"
+    )
 
-    def bad(why: str) -> MetaSchemaError:
-        return MetaSchemaError(
-            f"/meta row of source {source_id!r}: its {BANDS_COLUMN} value {why}; /meta is stale or was "
-            f"edited: re-run `lazymerge index` ({INDEX_HINT})"
-        )
 
+def _parsed_bands(text: Any, source_id: str) -> tuple[dict[str | None, Band], list[list[float]]]:
+    """A /meta row's bands and one [*transform, *shape, *chunks] row per level, every level readable."""
     try:
         bands = bands_from_json(text)
         levels = [lv for band in bands.values() for lv in band.levels]
         for lv in levels:
-            np.dtype(lv.dtype)
+            _dtype(lv.dtype)
             if lv.nodata is not None:
                 float(lv.nodata)
             if len(lv.transform) != 6 or len(lv.shape) != 2 or len(lv.chunks) != 2 or not lv.path:
                 raise ValueError(f"level {lv.path!r} is malformed")
-        grids = np.array([[*lv.transform, *lv.shape, *lv.chunks] for lv in levels], dtype="f8")
+        grids = [[float(v) for v in (*lv.transform, *lv.shape, *lv.chunks)] for lv in levels]
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise bad(f"cannot be read ({type(exc).__name__}: {exc})") from exc
+        raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
     if not levels:
-        raise bad("lists no level")
+        raise _bands_error(source_id, "lists no level")
+    return bands, grids
+
+
+@lru_cache(maxsize=64)
+def _dtype(name: str) -> np.dtype:
+    return np.dtype(name)
+
+
+def _bad_grids(grids: np.ndarray, base: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """Per level row: its grid is not finite and invertible, or (``base``/``shape`` given per row, NaN
+    where not a base level) the base level contradicts the row's transform_*/shape_*."""
+    bad = meta_row_problems(grids[:, :6], grids[:, 6:8]) | (grids[:, 8:] < 1).any(axis=1)
+    first = ~np.isnan(shape[:, 0])
+    bad[first] |= ~(
+        (grids[first, :6] == base[first]).all(axis=1) & (grids[first, 6:8] == shape[first]).all(1)
+    )
+    return bad
+
+
+def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray) -> dict[str | None, Band]:
+    """A /meta row's bands (its ``lazymerge:bands`` JSON), checked: readable, every level's grid finite and
+    invertible with a known dtype, and the first band's base level the row's own transform_*/shape_*.
+    MetaSchemaError naming the source otherwise (the kernel would read the wrong pixels)."""
+    bands, rows = _parsed_bands(text, source_id)
+    grids = np.array(rows, dtype="f8")
     if meta_row_problems(grids[:, :6], grids[:, 6:8]).any() or (grids[:, 8:] < 1).any():
-        raise bad("holds a level whose grid is not finite and invertible")
+        raise _bands_error(source_id, "holds a level whose grid is not finite and invertible")
     if not (np.array_equal(grids[0, :6], base) and np.array_equal(grids[0, 6:8], shape)):
-        raise bad(
+        raise _bands_error(
+            source_id,
             f"describes a base level (transform {grids[0, :6].tolist()}, shape {grids[0, 6:8].tolist()}) "
-            f"that contradicts the row's transform_*/shape_* ({base.tolist()}, {shape.tolist()})"
+            f"that contradicts the row's transform_*/shape_* ({base.tolist()}, {shape.tolist()})",
         )
     return bands
+
+
+def checked_bands_many(
+    texts: list[Any], ids: list[str], base: np.ndarray, shape: np.ndarray
+) -> list[dict[str | None, Band]]:
+    """``checked_bands`` of many rows, the grid checks vectorised over every level of every row (the
+    first failing row raises its own error)."""
+    parsed = [_parsed_bands(t, i) for t, i in zip(texts, ids, strict=True)]
+    counts = np.array([len(rows) for _, rows in parsed], dtype="i8")
+    grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("i8")
+    row_base, row_shape = np.full((len(grids), 6), np.nan), np.full((len(grids), 2), np.nan)
+    row_base[starts], row_shape[starts] = base, shape
+    bad = _bad_grids(grids, row_base, row_shape)
+    for i in np.nonzero(np.logical_or.reduceat(bad, starts))[0] if len(grids) else []:
+        checked_bands(texts[i], ids[i], base[i], shape[i])  # raises
+    return [bands for bands, _ in parsed]
 
 
 def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, JoinFn]:
@@ -198,6 +240,16 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
 
     described = table[BANDS_COLUMN] if BANDS_COLUMN in names else None
 
+    def read_many(rows: np.ndarray) -> dict[int, dict[str | None, Band]]:
+        """The bands of many rows that have the bands column, checked at once."""
+        rows = np.asarray(rows, dtype="i8")
+        if described is None:
+            return {}
+        rows = rows[described.is_valid().to_numpy(zero_copy_only=False)[rows]] if len(rows) else rows
+        texts = described.cast(pa.large_string()).take(pa.array(rows)).to_pylist()
+        found = checked_bands_many(texts, [ids[s] for s in rows], base[rows], shape[rows])
+        return dict(zip(rows.tolist(), found, strict=True))
+
     def read_bands(s: int) -> dict[str | None, Band]:
         if described is not None and described[s].is_valid:
             return checked_bands(described[s].as_py(), ids[s], base[s], shape[s])
@@ -226,4 +278,5 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
 
     dt = to_datetimes(table["datetime"]) if "datetime" in names else None
     cands = Candidates(ids, crs, priority, dt, base, shape)
-    return SourceSet(cands, part_index, part_bounds, read_bands, tuple(names)), join
+    sources = SourceSet(cands, part_index, part_bounds, read_bands, tuple(names), read_many=read_many)
+    return sources, join

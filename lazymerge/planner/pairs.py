@@ -25,12 +25,19 @@ class SourceSet:
     part_bounds: np.ndarray
     read_bands: Callable[[int], dict[str | None, Band]]
     columns: tuple[str, ...] = ()  # of the source table (/meta or the scan index)
+    read_many: Callable[[np.ndarray], dict[int, dict[str | None, Band]]] | None = None  # rows at once
     _bands: dict[int, dict[str | None, Band]] = field(default_factory=dict)
 
     def bands_of(self, s: int) -> dict[str | None, Band]:
         if s not in self._bands:
             self._bands[s] = self.read_bands(s)
         return self._bands[s]
+
+    def prefetch(self, rows: np.ndarray) -> None:
+        """Read the bands of many rows at once (``read_many``), those not read yet."""
+        if self.read_many is not None:
+            todo = np.array([int(s) for s in rows if int(s) not in self._bands], dtype="i8")
+            self._bands.update(self.read_many(todo))
 
     def band_of(self, s: int, band: str | None) -> Band:
         bands = self.bands_of(s)
@@ -46,6 +53,7 @@ class SourceSet:
         band they all share when none was requested."""
         if len(used) == 0:
             return list(requested) if requested else [None]
+        self.prefetch(used)
         per_source = [set(self.bands_of(int(s))) for s in used]
         everywhere = set.intersection(*per_source)
         anywhere = set.union(*per_source)
@@ -86,8 +94,12 @@ class SourceSet:
 def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique (chunk, source) pairs ordered by chunk, then priority (one int64 key sort)."""
     n = max(len(priority), 1)
-    key = np.unique(chunk.astype("i8") * n + priority[source].astype("i8"))
+    key = chunk.astype("i8")  # a copy, updated in place: memory for two keys at most, not four
+    key *= n
+    key += priority[source]
+    key = np.unique(key)
     order_chunk, prio = np.divmod(key, n)
+    del key
     by_prio = np.empty(n, dtype="i8")
     by_prio[priority] = np.arange(len(priority))
     return order_chunk, by_prio[prio]
@@ -106,6 +118,7 @@ def collect_pairs(
         chunks.append(chunk)
         sources.append(source)
     chunk, source = np.concatenate(chunks), np.concatenate(sources)
+    del chunks, sources
     if cull is not None:
         keep = cull.final(chunk, source)
         chunk, source = chunk[keep], source[keep]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -142,6 +143,12 @@ class MergeRequest:
         "Refuse more kernel tasks, chunks x bands (default 500,000, or LAZYMERGE_MAX_TASKS): a tiny "
         "chunk_size fails at once.",
     )
+    plan_dir: str | None = _field(
+        None,
+        "Directory where a large plan's table streams as Arrow IPC batches, read back memory-mapped (the "
+        "file is unlinked once mapped; default: the system temporary directory, for plans of more than "
+        "2,000,000 rows without culling).",
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -180,6 +187,7 @@ class MergeRequest:
                 f"cull=True drops covered sources, which only method='first' allows (not {self.method!r})"
             )
         set_(self, "dtype", parse_dtype(self.dtype, self.nodata))
+        set_(self, "plan_dir", parse_plan_dir(self.plan_dir))
         set_(self, "mask", parse_masks(self.mask))
         set_(self, "nodata", None if self.nodata is None else float(self.nodata))
         for flag in ("cull", "exact", "rescale"):
@@ -382,3 +390,15 @@ def parse_dtype(dtype: Any, nodata: Any) -> str | None:
     elif dt.kind != "f":
         raise InvalidRequestError(f"dtype {dt} is neither an integer nor a float type")
     return str(dt)
+
+
+def parse_plan_dir(value: Any) -> str | None:
+    """``plan_dir``: an existing local directory (as a string), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)) or not os.path.isdir(value):
+        raise InvalidRequestError(
+            f"plan_dir={value!r} is not an existing local directory; create it, or pass None for the "
+            "system temporary directory"
+        )
+    return os.fspath(value)

@@ -5,23 +5,26 @@ Shared by both discovery paths, so the same candidates always give the same tabl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
+from lazymerge.catalog.footprints import WGS84_WKT
 from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
 from lazymerge.contract.schema import empty_plan_table
-from lazymerge.crs import transformer
+from lazymerge.crs import crs_from, transformer
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.resampling import halo_pixels
 from lazymerge.planner.culling import cell_masks
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
-BATCH = 100_000  # pairs per vectorised step (bounds the lattice arrays' memory)
+BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
+PAIR_BATCH = 1_000_000  # pairs per plan table batch
 MARGIN = 1  # source pixels added around the window, clipped to the source
 
 
@@ -42,10 +45,11 @@ def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -
 
     Compares like with like when the target is in metres and the sources in degrees (or vice versa).
     """
-    to_tgt = transformer(src_crs.to_wkt(), grid.crs.to_wkt())
-    to_src = transformer(grid.crs.to_wkt(), src_crs.to_wkt())
+    to_src = transformer(grid.crs.to_wkt(), src_crs.to_wkt())  # and back: its inverse (one to build)
     b = np.array([level_bounds(lv) for lv in levels]).reshape(-1, 4)
-    cx, cy = to_tgt.transform((b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, errcheck=False)
+    cx, cy = to_src.transform(
+        (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, errcheck=False, direction="INVERSE"
+    )
     gx0, gy0, gx1, gy1 = grid.bbox
     bad = ~(np.isfinite(cx) & np.isfinite(cy))
     cx[bad], cy[bad] = (gx0 + gx1) / 2, (gy0 + gy1) / 2
@@ -81,7 +85,7 @@ def chunk_lattice(grid: TargetGrid, chunks: np.ndarray, k: int = LATTICE) -> tup
 def _pole_chunks(grid: TargetGrid, chunks: np.ndarray) -> dict[float, np.ndarray]:
     """For each pole inside the target grid: which of ``chunks`` contain it."""
     out = {}
-    to_tgt = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
+    to_tgt = transformer(WGS84_WKT, grid.crs.to_wkt())
     bounds = grid.chunk_boxes(chunks)
     for lat in (90.0, -90.0):
         px, py = to_tgt.transform(0.0, lat, errcheck=False)
@@ -103,7 +107,26 @@ def resolve_windows(
     resampling: str | Sequence[str] = "nearest",
     halo: Sequence[int] | None = None,
 ) -> pa.Table:
-    """Plan rows for candidate pairs (already ordered by chunk, then priority).
+    """Plan rows for candidate pairs (already ordered by chunk, then priority): ``window_batches`` in one
+    table."""
+    tables = list(window_batches(grid, chunk, source, cands, bands, band_of, masks, resampling, halo))
+    return pa.concat_tables(tables) if tables else empty_plan_table()
+
+
+def window_batches(
+    grid: TargetGrid,
+    chunk: np.ndarray,
+    source: np.ndarray,
+    cands: Candidates,
+    bands: list[str | None],
+    band_of: Callable[[int, str | None], Band],
+    masks: bool = False,
+    resampling: str | Sequence[str] = "nearest",
+    halo: Sequence[int] | None = None,
+    batch: int | None = None,
+) -> Iterator[pa.Table]:
+    """Plan rows for candidate pairs (already ordered by chunk, then priority), band by band, ``batch``
+    pairs at a time (default PAIR_BATCH; in plan order: memory stays bounded however many pairs there are).
 
     For every band, each source uses the coarsest level still at least as fine as the target, and the
     window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
@@ -111,60 +134,87 @@ def resolve_windows(
     window is widened by its band's ``resampling`` (one name, or one per band) reach in that source
     (``halo_pixels``), and by ``halo`` more pixels of that band's level (one per band: a mask's dilation).
     """
+    batch = batch or PAIR_BATCH
     per_band = [resampling] * len(bands) if isinstance(resampling, str) else list(resampling)
     widen = list(halo) if halo is not None else [0] * len(bands)
-    used, pair_src = np.unique(source, return_inverse=True)
+    used = np.unique(source)
     crs_of_used = np.asarray(cands.crs, dtype=object)[used].astype(str)
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
-    pair_crs = used_crs[pair_src]
-    ids = np.asarray(cands.ids, dtype=object)
-    tables = []
+    ids = pa.array(cands.ids, pa.string())
     for b, band in enumerate(bands):
         level_idx, coef, shape, reach = _levels_for(
             grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
         )
-        reach = reach + widen[b]
-        window = np.full((len(source), 4), -1, dtype="i8")
-        cover = np.zeros(len(source), dtype=np.uint64)
-        touch = np.zeros(len(source), dtype=np.uint64)
-        for c, code in enumerate(codes):
-            sel = np.nonzero(pair_crs == c)[0]
-            for part in np.array_split(sel, max(1, len(sel) // BATCH)):
-                window[part], cover[part], touch[part] = _windows(
-                    grid,
-                    CRS.from_user_input(code),
-                    chunk[part],
-                    coef[pair_src[part]],
-                    shape[pair_src[part]],
-                    masks,
-                    MARGIN + reach[pair_src[part]],
-                )
-        keep = window[:, 0] >= 0
-        crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
-        extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
-        kept_src = source[keep]
-        tables.append(
-            pa.table(
-                {
-                    "band": pa.array(np.full(int(keep.sum()), b, dtype="i2")),
-                    "chunk_row": pa.array(crow.astype("i4")),
-                    "chunk_col": pa.array(ccol.astype("i4")),
-                    "source": pa.array(kept_src.astype("i4")),
-                    "source_id": pa.array(ids[kept_src], pa.string())
-                    if len(kept_src)
-                    else pa.array([], pa.string()),
-                    "priority": pa.array(cands.priority[kept_src].astype("i4")),
-                    "level": pa.array(level_idx[pair_src[keep]]),
-                    "src_row0": pa.array(window[keep, 0]),
-                    "src_row1": pa.array(window[keep, 1]),
-                    "src_col0": pa.array(window[keep, 2]),
-                    "src_col1": pa.array(window[keep, 3]),
-                    **extra,
-                }
+        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes)
+        for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
+            part = slice(lo, lo + batch)
+            pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
+            yield _band_rows(grid, b, chunk[part], source[part], pair_src, per, cands, ids, masks)
+
+
+@dataclass(frozen=True)
+class _PerSource:
+    """One band's level, inverse affine, shape, reach and CRS (index into ``codes``) of each used source."""
+
+    level_idx: np.ndarray
+    coef: np.ndarray
+    shape: np.ndarray
+    reach: np.ndarray
+    crs: np.ndarray
+    codes: list[str]
+
+
+def _band_rows(
+    grid: TargetGrid,
+    b: int,
+    chunk: np.ndarray,
+    source: np.ndarray,
+    pair_src: np.ndarray,
+    src: _PerSource,
+    cands: Candidates,
+    ids: pa.Array,
+    masks: bool,
+) -> pa.Table:
+    """The plan rows of band ``b`` for these pairs (``pair_src``: each pair's used-source index)."""
+    coef, shape, reach = src.coef, src.shape, src.reach
+    window = np.full((len(source), 4), -1, dtype="i8")
+    cover = np.zeros(len(source), dtype=np.uint64)
+    touch = np.zeros(len(source), dtype=np.uint64)
+    pair_crs = src.crs[pair_src]
+    for c in np.unique(pair_crs):
+        crs = crs_from(src.codes[c])
+        sel = np.nonzero(pair_crs == c)[0]
+        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef[pair_src[sel]])
+        fast, slow = sel[box], sel[~box]
+        if len(fast):  # per (chunk, CRS) lattice extents, then each source's grid in pixel space
+            s = pair_src[fast]
+            window[fast] = box_windows(grid, crs, chunk[fast], coef[s], shape[s], MARGIN + reach[s])
+        for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
+            s = pair_src[part]
+            window[part], cover[part], touch[part] = _windows(
+                grid, crs, chunk[part], coef[s], shape[s], masks, MARGIN + reach[s]
             )
-        )
-    return pa.concat_tables(tables) if tables else empty_plan_table()
+    keep = window[:, 0] >= 0
+    crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
+    extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
+    kept_src = source[keep]
+    return pa.table(
+        {
+            "band": pa.array(np.full(int(keep.sum()), b, dtype="i2")),
+            "chunk_row": pa.array(crow.astype("i4")),
+            "chunk_col": pa.array(ccol.astype("i4")),
+            "source": pa.array(kept_src.astype("i4")),
+            "source_id": ids.take(pa.array(kept_src)),
+            "priority": pa.array(cands.priority[kept_src].astype("i4")),
+            "level": pa.array(src.level_idx[pair_src[keep]]),
+            "src_row0": pa.array(window[keep, 0]),
+            "src_row1": pa.array(window[keep, 1]),
+            "src_col0": pa.array(window[keep, 2]),
+            "src_col1": pa.array(window[keep, 3]),
+            **extra,
+        }
+    )
 
 
 def _levels_for(
@@ -175,23 +225,38 @@ def _levels_for(
     resampling: str = "nearest",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per source: the level to read (index), its inverse affine coefficients, its shape, and how many of
-    that level's pixels the resampling reaches beyond a target pixel centre's."""
-    n = len(levels)
+    that level's pixels the resampling reaches beyond a target pixel centre's. Sources sharing a CRS and
+    their levels' grids (revisits of one tile) share the answer: it is found once per distinct grid."""
+    groups: dict[tuple, int] = {}
+    group = np.array(
+        [
+            groups.setdefault((int(c), tuple((lv.transform, lv.shape) for lv in lvs)), len(groups))
+            for c, lvs in zip(crs_of, levels, strict=True)
+        ],
+        dtype="i8",
+    ).reshape(-1)
+    first = np.zeros(len(groups), dtype="i8")
+    first[group[::-1]] = np.arange(len(levels))[::-1]  # a representative source per group
+    n = len(groups)
     level_idx = np.zeros(n, dtype="i2")
     coef = np.zeros((n, 6))
     shape = np.zeros((n, 2), dtype="i8")
     reach = np.zeros(n, dtype="i8")
+    rep_crs = np.asarray(crs_of)[first] if n else np.zeros(0, dtype="i8")
     for c, code in enumerate(codes):
-        members = np.nonzero(crs_of == c)[0]
-        res = target_res_in_sources(grid, CRS.from_user_input(code), [levels[i][0] for i in members])
-        for i, r in zip(members, res, strict=True):
-            lv = select_overview(levels[i], r, levels[i][0].resolution)
-            level_idx[i] = levels[i].index(lv)
+        members = np.nonzero(rep_crs == c)[0]
+        if not len(members):
+            continue
+        res = target_res_in_sources(grid, CRS.from_user_input(code), [levels[first[g]][0] for g in members])
+        for g, r in zip(members, res, strict=True):
+            lvs = levels[first[g]]
+            lv = select_overview(lvs, r, lvs[0].resolution)
+            level_idx[g] = lvs.index(lv)
             inv = ~Affine(*lv.transform)
-            coef[i] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
-            shape[i] = lv.shape
-            reach[i] = halo_pixels(resampling, r / lv.resolution)
-    return level_idx, coef, shape, reach
+            coef[g] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
+            shape[g] = lv.shape
+            reach[g] = halo_pixels(resampling, r / lv.resolution)
+    return level_idx[group], coef[group], shape[group], reach[group]
 
 
 def _windows(
@@ -222,6 +287,29 @@ def _windows(
         c1 = np.floor(np.nanmax(np.where(ok, cols, np.nan), axis=1)) + 1
         r0 = np.floor(np.nanmin(np.where(ok, rows, np.nan), axis=1))
         r1 = np.floor(np.nanmax(np.where(ok, rows, np.nan), axis=1)) + 1
+    c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])  # both ends of the source
+    win = _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
+    if masks:
+        cover, touch = cell_masks(cols, rows, shape[:, 1], shape[:, 0], LATTICE)
+    else:
+        cover = touch = np.zeros(len(chunk), dtype=np.uint64)
+    return win, cover, touch
+
+
+def _clipped(
+    grid: TargetGrid,
+    crs: CRS,
+    uchunks: np.ndarray,
+    inverse: np.ndarray,
+    coef: np.ndarray,
+    shape: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    margin: int | np.ndarray,
+) -> np.ndarray:
+    """(n, 4) windows from the lattice's pixel bounds (r0, r1, c0, c1) of each pair (chunk
+    ``uchunks[inverse]``): a chunk holding a pole reaches it, then widened by ``margin`` and clipped to
+    the source; -1 rows where the lattice misses the source."""
+    r0, r1, c0, c1 = bounds
     if crs.is_geographic:  # a chunk holding a pole needs every longitude, up to that pole
         for lat, inside in _pole_chunks(grid, uchunks).items():
             hit = inside[inverse]
@@ -230,18 +318,66 @@ def _windows(
             r0[hit] = np.minimum(np.nan_to_num(r0[hit], nan=np.inf), np.floor(pr))
             r1[hit] = np.maximum(np.nan_to_num(r1[hit], nan=-np.inf), np.floor(pr) + 1)
     h, w = shape[:, 0], shape[:, 1]
-    c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], w[seam])  # both ends of the source
     empty = ~(np.isfinite(c0) & np.isfinite(r0)) | (c1 <= 0) | (r1 <= 0) | (c0 >= w) | (r0 >= h)
     win = np.stack([r0 - margin, r1 + margin, c0 - margin, c1 + margin], axis=1)
     win = np.nan_to_num(win, nan=0.0, posinf=0.0, neginf=0.0)
     win[:, 0:2] = np.clip(win[:, 0:2], 0, h[:, None])
     win[:, 2:4] = np.clip(win[:, 2:4], 0, w[:, None])
     win[empty] = -1
-    if masks:
-        cover, touch = cell_masks(cols, rows, w, h, LATTICE)
-    else:
-        cover = touch = np.zeros(len(chunk), dtype=np.uint64)
-    return win.astype("i8"), cover, touch
+    return win.astype("i8")
+
+
+def box_ok(target: CRS, crs: CRS, coef: np.ndarray) -> np.ndarray:
+    """Pairs whose window ``box_windows`` computes: north-up source grids (no rotation or shear), unless
+    both CRSs are geographic (longitudes wrap: ``_nearest_turn`` needs every lattice point)."""
+    if target.is_geographic and crs.is_geographic:
+        return np.zeros(len(coef), dtype=bool)
+    return (coef[:, 1] == 0) & (coef[:, 3] == 0)
+
+
+def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarray:
+    """(n, 4) xmin, xmax, ymin, ymax in ``crs`` of each chunk's LATTICE x LATTICE lattice (the points
+    where both coordinates are finite; NaN where none is), each chunk transformed once."""
+    out = np.full((len(chunks), 4), np.nan)
+    to_src = transformer(grid.crs.to_wkt(), crs.to_wkt())
+    for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
+        xs, ys = chunk_lattice(grid, chunks[part])
+        sx, sy = to_src.transform(xs, ys, errcheck=False)
+        ok = np.isfinite(sx) & np.isfinite(sy)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+            sx, sy = np.where(ok, sx, np.nan), np.where(ok, sy, np.nan)
+            out[part] = np.stack(
+                [np.nanmin(sx, axis=1), np.nanmax(sx, axis=1), np.nanmin(sy, axis=1), np.nanmax(sy, axis=1)],
+                axis=1,
+            )
+    return out
+
+
+def box_windows(
+    grid: TargetGrid,
+    crs: CRS,
+    chunk: np.ndarray,
+    coef: np.ndarray,
+    shape: np.ndarray,
+    margin: int | np.ndarray = MARGIN,
+) -> np.ndarray:
+    """The windows ``_windows`` gives pairs with north-up source grids (``box_ok``), from each chunk's
+    lattice extent in ``crs`` (one transform per chunk and CRS) instead of every lattice point per pair.
+
+    For a north-up grid, a pixel column is ``a * x + c``: rounding is monotonic, so the smallest column
+    of the lattice is exactly that of its smallest x (largest where ``a < 0``), and likewise for rows.
+    """
+    uchunks, inverse = np.unique(chunk, return_inverse=True)
+    ext = lattice_extents(grid, crs, uchunks)[inverse]
+    a, c, e, f = coef[:, 0], coef[:, 2], coef[:, 4], coef[:, 5]
+    xlo, xhi, ylo, yhi = ext[:, 0], ext[:, 1], ext[:, 2], ext[:, 3]
+    with np.errstate(invalid="ignore"):
+        c0 = np.floor(np.where(a > 0, a * xlo, a * xhi) + c)
+        c1 = np.floor(np.where(a > 0, a * xhi, a * xlo) + c) + 1
+        r0 = np.floor(np.where(e > 0, e * ylo, e * yhi) + f)
+        r1 = np.floor(np.where(e > 0, e * yhi, e * ylo) + f) + 1
+    return _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
 
 
 def _nearest_turn(

@@ -1,0 +1,110 @@
+"""Planning at scale: windows from each chunk's lattice extent per source CRS equal the per-pair lattice's,
+and a large plan streams to disk in batches and reads back identically."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from affine import Affine
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyproj import CRS, Transformer
+
+import lazymerge.planner.build as build
+import lazymerge.planner.windows as windows
+from lazymerge.api import plan
+from lazymerge.demo import SEED_TARGET
+from lazymerge.grid import TargetGrid
+
+# (target CRS, lon, lat, resolution) and source CRSs near it: projected pairs across UTM zones, LAEA,
+# Mercator and geographic sources
+TARGETS = [
+    ("EPSG:3035", 10.0, 52.0, 10.0),
+    ("EPSG:32633", 15.0, 45.0, 20.0),
+    ("EPSG:3857", -75.0, 40.0, 30.0),
+    ("EPSG:3413", -40.0, 85.0, 100.0),  # polar stereographic, around the pole
+]
+SOURCES = ["EPSG:32632", "EPSG:32633", "EPSG:32618", "EPSG:3035", "EPSG:4326", "EPSG:3857", "EPSG:3413"]
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    t=st.sampled_from(TARGETS),
+    src=st.sampled_from(SOURCES),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_box_windows_equal_the_per_pair_lattice(t, src, seed):
+    code, lon, lat, res = t
+    rng = np.random.default_rng(seed)
+    cx, cy = Transformer.from_crs("EPSG:4326", code, always_xy=True).transform(lon, lat)
+    chunk = int(rng.integers(64, 512))
+    half = res * chunk * 8
+    grid = TargetGrid.from_bbox(code, (cx - half, cy - half, cx + half, cy + half), res, (chunk, chunk))
+    crs = CRS.from_user_input(src)
+    # source grids near the target's centre, in the source CRS: random resolution, origin and shape
+    sx, sy = Transformer.from_crs(code, src, always_xy=True).transform(cx, cy)
+    n = 300
+    geo = crs.is_geographic
+    r = rng.uniform(1e-4, 2e-3, n) if geo else rng.uniform(5.0, 200.0, n) * (res / 10.0)
+    spread = 2.0 if geo else 16 * half
+    ox = sx + rng.uniform(-spread, spread, n)
+    oy = sy + rng.uniform(-spread, spread, n)
+    flip = rng.random(n) < 0.1  # a few south-up grids
+    shape = rng.integers(50, 20000, (n, 2))
+    coef = np.array(
+        [
+            (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
+            for inv in (~Affine(r[i], 0.0, ox[i], 0.0, r[i] if flip[i] else -r[i], oy[i]) for i in range(n))
+        ]
+    )
+    chunks = rng.integers(0, grid.nchunks[0] * grid.nchunks[1], n)
+    margin = 1 + rng.integers(0, 4, n)
+    if not windows.box_ok(grid.crs, crs, coef).all():
+        return  # both geographic: the per-pair lattice path handles the wrap
+    new = windows.box_windows(grid, crs, chunks, coef, shape, margin)
+    old, _, _ = windows._windows(grid, crs, chunks, coef, shape, False, margin)
+    np.testing.assert_array_equal(new, old)
+
+
+def test_rotated_grids_keep_the_per_pair_lattice():
+    coef = np.array([[0.1, 0.0, 1.0, 0.0, -0.1, 2.0], [0.1, 0.01, 1.0, 0.0, -0.1, 2.0]])
+    ok = windows.box_ok(CRS.from_epsg(3035), CRS.from_epsg(32632), coef)
+    assert ok.tolist() == [True, False]
+    assert not windows.box_ok(CRS.from_epsg(4326), CRS.from_epsg(4326), coef).any()
+
+
+SEED = {**SEED_TARGET, "resolution": 10.0, "bands": "data"}
+
+
+@pytest.mark.parametrize("datafusion", [True, False])
+def test_a_streamed_plan_is_written_in_batches_and_reads_back_identically(
+    random_store, tmp_path, monkeypatch, datafusion
+):
+    kw = dict(chunk_size=(40, 40), datafusion=datafusion, sortby="-id", **SEED)
+    in_memory = plan(str(random_store), **kw)
+    assert in_memory.n_pairs > 100
+    monkeypatch.setattr(windows, "PAIR_BATCH", 37)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    streamed = plan(str(random_store), plan_dir=str(spill), **kw)
+    assert "windows (streamed to disk)" in streamed.timings
+    assert len(streamed.table.to_batches()) > in_memory.n_pairs // 37 // 2  # one record batch per batch
+    assert streamed.table.equals(in_memory.table)
+    assert streamed.levels.equals(in_memory.levels)
+    assert os.listdir(spill) == []  # the file is unlinked once mapped
+    # past STREAM_ROWS, a plan streams without plan_dir (to the system temporary directory)
+    monkeypatch.setattr(build, "STREAM_ROWS", 10)
+    auto = plan(str(random_store), **kw)
+    assert "windows (streamed to disk)" in auto.timings
+    assert auto.table.equals(in_memory.table)
+    saved = auto.save(str(tmp_path / "plan.zarr"))
+    assert type(in_memory).load(saved).table.equals(in_memory.table)
+
+
+def test_plan_dir_must_be_a_directory(random_store, tmp_path):
+    from lazymerge.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError, match="plan_dir=.*not an existing local directory"):
+        plan(str(random_store), plan_dir=str(tmp_path / "missing"), **SEED)
