@@ -34,6 +34,10 @@ def test_projected_memory_bounds_the_workers_peak(tmp_path, monkeypatch):
         resampling="average",
         spec=spec,
     )
+    # Compile this case's loops here first, into numba's on-disk cache, so the worker loads them: a compile
+    # in the worker (an empty cache, as on a fresh clone) adds LLVM's memory, a one-off the projection
+    # leaves out (worker images run `lazymerge warm`).
+    result.array[:128, :128].compute()
     ballast = np.ones(50_000_000)  # 400 MB in the driver
     reports: list = []
     out = result.to_zarr(
