@@ -271,7 +271,7 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
             with no_panic(f"joining chunks and sources for {request_name}"):
                 for batch in meta.ctx.sql(JOIN_SQL).execute_stream():
                     rb = batch.to_pyarrow()
-                    yield rb.column(0).to_numpy().astype("i8"), rb.column(1).to_numpy().astype("i8")
+                    yield rb.column(0).to_numpy().astype("i4"), rb.column(1).to_numpy().astype("i4")
         finally:
             meta.ctx.deregister_table("cparts")
             meta.ctx.deregister_table("sparts")

@@ -110,7 +110,7 @@ def collect_pairs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Consume the join's batches, culling each as it arrives (``cull.update``/``cull.final``), then
     dedupe and order the survivors by chunk, then priority. Memory grows with survivors only."""
-    chunks, sources = [np.zeros(0, dtype="i8")], [np.zeros(0, dtype="i8")]
+    chunks, sources = [np.zeros(0, dtype="i4")], [np.zeros(0, dtype="i4")]  # ids < 2**31 (max_tasks)
     for chunk, source in batches:
         if cull is not None:
             keep = cull.update(chunk, source)

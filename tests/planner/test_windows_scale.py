@@ -108,3 +108,20 @@ def test_plan_dir_must_be_a_directory(random_store, tmp_path):
 
     with pytest.raises(InvalidRequestError, match="plan_dir=.*not an existing local directory"):
         plan(str(random_store), plan_dir=str(tmp_path / "missing"), **SEED)
+
+
+def test_cli_plan_dir_streams_the_plan(random_store, tmp_path, monkeypatch):
+    from lazymerge.cli import main
+    from lazymerge.contract.model import Plan
+
+    monkeypatch.setattr(windows, "PAIR_BATCH", 5)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    out = tmp_path / "p.zarr"
+    bbox = ",".join(str(v) for v in SEED["bbox"])
+    grid = ["--crs", SEED["crs"], "--bbox", bbox, "--resolution", "10", "--bands", "data"]
+    argv = ["plan", str(random_store), *grid, "--chunk-size", "100,100", "--sortby", "id", "--out", str(out)]
+    assert main([*argv, "--plan-dir", str(spill)]) == 0
+    assert os.listdir(spill) == []
+    expected = plan(str(random_store), chunk_size=(100, 100), sortby="id", **SEED)
+    assert Plan.load(str(out)).table.equals(expected.table)
