@@ -1,4 +1,5 @@
-"""Merges from a real S3 API (moto's server on loopback) equal the local run, on both paths."""
+"""Merges from a real S3 API (moto's server on loopback) give GDAL's exact mosaic of the same random
+sources, on both paths."""
 
 from __future__ import annotations
 
@@ -7,27 +8,26 @@ import pytest
 import zarr
 
 from lazymerge.api import merge
-from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import StoreError
+from tests.support.gdal_cases import oracle_store
 from tests.support.s3_server import BUCKET, start, upload
 
 pytestmark = pytest.mark.slow
 
-SEED = {**SEED_TARGET, "resolution": 20.0, "chunk_size": (128, 128), "bands": "data", "sortby": "id"}
+SEED: dict = {}  # the request, set by the fixture
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    """The seed store (with /meta) in a bucket of a moto server, and the local result to compare with."""
-    from lazymerge.catalog.meta import write_meta
-    from lazymerge.demo import build_seed_store
-
-    path = build_seed_store(tmp_path_factory.mktemp("s3") / "seed.zarr")
-    write_meta(path)
+    """Random sources in two UTM zones (with /meta) in a bucket of a moto server, and GDAL's exact mosaic
+    of them to compare with."""
+    path = tmp_path_factory.mktemp("s3") / "seed.zarr"
+    request, expected = oracle_store(path)
+    SEED.update(request)
     proc, server = start()
     try:
         upload(server, path, "seed.zarr")
-        yield server, merge(str(path), datafusion=False, **SEED).array.compute()
+        yield server, expected
     finally:
         proc.terminate()
         proc.wait(10)

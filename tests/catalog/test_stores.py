@@ -1,4 +1,5 @@
-"""merge accepts an obstore store, a zarr Store or a path, on both discovery paths, identically."""
+"""merge accepts an obstore store, a zarr Store or a path, on both discovery paths: every one gives GDAL's
+exact mosaic of the same random sources (a store kind that read a wrong chunk or level would not)."""
 
 from __future__ import annotations
 
@@ -11,26 +12,22 @@ import zarr
 from obstore.store import LocalStore as ObLocalStore
 
 from lazymerge.api import merge
-from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import StoreError
-
-SEED = {**SEED_TARGET, "resolution": 20.0, "chunk_size": (128, 128), "bands": "data", "sortby": "id"}
+from tests.support.gdal_cases import oracle_store
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from lazymerge.catalog.meta import write_meta
-    from lazymerge.demo import build_seed_store
-
-    path = build_seed_store(tmp_path_factory.mktemp("ref") / "seed.zarr")
-    write_meta(path)
-    return path, merge(str(path), datafusion=False, **SEED).array.compute()
+    """The store on disk, and GDAL's exact mosaic of its sources (every pixel, with exact=True)."""
+    path = tmp_path_factory.mktemp("ref") / "s.zarr"
+    request, expected = oracle_store(path)
+    return path, expected, request
 
 
 @pytest.mark.parametrize("datafusion", [True, False])
 @pytest.mark.parametrize("kind", ["str", "pathlib", "file-url", "obstore", "zarr-local", "zarr-obstore"])
 def test_store_kinds(reference, kind, datafusion):
-    path, expected = reference
+    path, expected, request = reference
     store = {
         "str": lambda: str(path),
         "pathlib": lambda: path,
@@ -39,16 +36,16 @@ def test_store_kinds(reference, kind, datafusion):
         "zarr-local": lambda: zarr.storage.LocalStore(str(path)),
         "zarr-obstore": lambda: zarr.storage.ObjectStore(ObLocalStore(str(path)), read_only=True),
     }[kind]()
-    np.testing.assert_array_equal(merge(store, datafusion=datafusion, **SEED).array.compute(), expected)
+    np.testing.assert_array_equal(merge(store, datafusion=datafusion, **request).array.compute(), expected)
 
 
 def test_memory_store_scan_path_and_datafusion_error(reference):
-    path, expected = reference
+    path, expected, request = reference
     mem = zarr.storage.MemoryStore()
     copy_store(path, mem)
-    np.testing.assert_array_equal(merge(mem, datafusion=False, **SEED).array.compute(), expected)
+    np.testing.assert_array_equal(merge(mem, datafusion=False, **request).array.compute(), expected)
     with pytest.raises(StoreError, match="datafusion=True needs an obstore store"):
-        merge(mem, datafusion=True, **SEED)
+        merge(mem, datafusion=True, **request)
 
 
 def copy_store(src_path, dst) -> None:
@@ -65,10 +62,10 @@ def copy_store(src_path, dst) -> None:
 
 @pytest.mark.parametrize("datafusion", [True, False])
 def test_icechunk_readonly_session(reference, tmp_path, datafusion):
-    path, expected = reference
+    path, expected, request = reference
     repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(tmp_path / "repo")))
     session = repo.writable_session("main")
     copy_store(path, session.store)
     session.commit("the seed store")
     readonly = repo.readonly_session("main")
-    np.testing.assert_array_equal(merge(readonly, datafusion=datafusion, **SEED).array.compute(), expected)
+    np.testing.assert_array_equal(merge(readonly, datafusion=datafusion, **request).array.compute(), expected)

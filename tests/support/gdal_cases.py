@@ -95,6 +95,28 @@ def target_grid(crs: str, lon: float, lat: float, res: float) -> tuple[tuple[flo
     return (x0, y1 - SIZE * res, x0 + SIZE * res, y1), Affine(res, 0.0, x0, 0.0, -res, y1)
 
 
+def oracle_store(path) -> tuple[dict, np.ndarray]:
+    """The "utm-zones" case's random sources written to a store at ``path`` (with /meta): the request that
+    merges them exactly (``merge(store, **request)``) and GDAL's exact mosaic, the independent expected
+    value for tests of store kinds and transports."""
+    import zarr
+
+    from lazymerge.catalog.meta import write_meta
+    from tests.support.gdal_oracle import mosaic_exact
+    from tests.support.stores import add_source
+
+    sources, (crs, lon, lat, res) = CASES["utm-zones"]
+    root = zarr.open_group(str(path), mode="w")
+    for s in sources:
+        add_source(root, s.name, s.crs, s.transform, s.data)
+    write_meta(path)
+    bbox, transform = target_grid(crs, lon, lat, res)
+    expected = mosaic_exact(sources, crs, transform, (SIZE, SIZE))
+    assert 0 < np.isnan(expected).mean() < 0.9
+    request = {"crs": crs, "bbox": bbox, "resolution": res, "chunk_size": CHUNK, "bands": "data"}
+    return {**request, "sortby": "id", "exact": True}, expected
+
+
 def store_of(make_store, sources: list[Raster]):
     return make_store([(s.name, s.crs, s.transform, s.data) for s in sources])
 
