@@ -17,7 +17,7 @@ import yaml
 from lazymerge.errors import ExecutorConfigError
 from lazymerge.executors import get_executor
 from lazymerge.executors.lithops import load_lithops_config, validate_lithops_config
-from tests.support.executor_cases import seed_merge
+from tests.support.executor_cases import random_seed_store, seed_merge
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 TEMPLATES = {
@@ -26,6 +26,12 @@ TEMPLATES = {
     "gcp_functions.yaml": ("gcp_functions", "gcp_storage"),
     "localhost.yaml": ("localhost", "localhost"),
 }
+
+
+@pytest.fixture
+def seed_store(tmp_path):
+    """conftest's seed store with random values (not one constant per tile): a misplaced block shows."""
+    return random_seed_store(tmp_path / "seed.zarr")
 
 
 @pytest.mark.parametrize("name", sorted(TEMPLATES))

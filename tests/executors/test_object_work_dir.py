@@ -12,10 +12,16 @@ import zarr
 from lazymerge.catalog.stores import with_object_work_dir, zarr_location
 from lazymerge.contract.budget import DEFAULT_RESERVED_MEM
 from lazymerge.executors import get_executor
-from tests.support.executor_cases import seed_merge
+from tests.support.executor_cases import random_seed_store, seed_merge
 from tests.support.s3_server import BUCKET, serving
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def seed_store(tmp_path):
+    """conftest's seed store with random values (not one constant per tile): a misplaced block shows."""
+    return random_seed_store(tmp_path / "seed.zarr")
 
 
 @pytest.fixture(scope="module")

@@ -22,16 +22,15 @@ from lazymerge.kernel.faults import InjectedFault
 from lazymerge.output.target import COMPLETE, LOCK_KEY
 from lazymerge.output.write import blocks_per_task
 from tests.support.drills import kill_when
-from tests.support.executor_cases import seed_merge
+from tests.support.executor_cases import random_seed_store, seed_merge
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is importable from it
 
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory):
-    from lazymerge.demo import build_seed_store
-
-    return build_seed_store(tmp_path_factory.mktemp("out") / "seed.zarr")
+    """The seed's tiles with random values: a misplaced block or pixel shows."""
+    return random_seed_store(tmp_path_factory.mktemp("out") / "seed.zarr", meta=False)
 
 
 @pytest.fixture(scope="module")

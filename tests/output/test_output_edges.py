@@ -21,7 +21,7 @@ from lazymerge.catalog.conventions import read_multiscales, read_spatial
 from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
 from lazymerge.output.write import missing_blocks
-from tests.support.executor_cases import seed_merge
+from tests.support.executor_cases import random_seed_store, seed_merge
 from tests.support.stores import date_and_band
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is importable from it
@@ -29,9 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is i
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory):
-    from lazymerge.demo import build_seed_store
-
-    return build_seed_store(tmp_path_factory.mktemp("edges") / "seed.zarr")
+    """The seed's tiles with random values: a misplaced block or pixel shows."""
+    return random_seed_store(tmp_path_factory.mktemp("edges") / "seed.zarr", meta=False)
 
 
 @pytest.fixture(scope="module")

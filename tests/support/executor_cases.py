@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cubed
+import numpy as np
+import zarr
 
 from lazymerge.api import merge
-from lazymerge.demo import SEED_TARGET
+from lazymerge.demo import SEED_TARGET, SEED_TILES, build_seed_store
 from lazymerge.result import MergeResult
+
+
+def random_seed_store(path: Any, meta: bool = True) -> Path:
+    """The seed's four tiles (their CRSs, grids and two levels) holding random values instead of one
+    constant per tile, so that a block written in the wrong place, a pixel moved within a block or a
+    wrong level read shows in an executor or writer test; /meta written unless ``meta=False``."""
+    from lazymerge.catalog.meta import write_meta
+
+    path = build_seed_store(path)
+    root = zarr.open_group(str(path), mode="r+")
+    rng = np.random.default_rng(0)
+    for name, *_ in SEED_TILES:
+        for level in ("0", "1"):
+            arr = root[f"{name}/data/{level}"]
+            arr[:] = rng.random(arr.shape, dtype="f4")
+    if meta:
+        write_meta(path)
+    return path
 
 
 def seed_spec(work_dir: Any, allowed_mem: str = "500MB") -> cubed.Spec:
