@@ -92,7 +92,8 @@ def _stencil(lines: np.ndarray, a: int, g: np.ndarray) -> None:
     s = float(lines[a + 1] - lines[a])
     p1, p2 = float(lines[j1] - lines[a]), float(lines[j2] - lines[a])
     g[0], g[1], g[2], g[3] = j1, j2, p1 / s, p2 / s
-    g[4], g[5] = 1.0 / (p1 * (p1 - s)), 1.0 / (p2 * (p2 - s))
+    d1, d2 = p1 * (p1 - s), p2 * (p2 - s)  # 0 where the stencil has no line beyond the interval
+    g[4], g[5] = 1.0 / d1 if d1 != 0 else np.nan, 1.0 / d2 if d2 != 0 else np.nan
     g[6], g[7], g[8] = 1.0 / (p2 - p1) if p2 != p1 else 0.0, p1, s
 
 
@@ -113,8 +114,19 @@ def _row_state(m, h: int) -> tuple:
     for b in range(len(ci) - 1):
         _stencil(ci, b, cg[b])
     widest = np.max(ci[1:] - ci[:-1]) if len(ci) > 1 else 0
-    nc = m[1].shape[1]
-    return rs, rf, rg, cg, np.empty(nc), np.empty(nc), np.arange(widest + 1.0)
+    gx, gy = m[1], m[2]
+    nc = gx.shape[1]
+    # the cubics down each control column, once per control interval: (alpha, beta) of x, then of y
+    down = np.zeros((max(len(ri) - 1, 0), nc, 4))
+    if m[0] == GRID:
+        g = np.empty(9)
+        for a in range(len(ri) - 1):
+            _stencil(ri, a, g)
+            j1, j2 = int(g[0]), int(g[1])
+            for b in range(nc):
+                down[a, b, 0], down[a, b, 1] = _cubic(gx[a, b], gx[a + 1, b], gx[j1, b], gx[j2, b], g)
+                down[a, b, 2], down[a, b, 3] = _cubic(gy[a, b], gy[a + 1, b], gy[j1, b], gy[j2, b], g)
+    return rs, rf, rg, cg, np.empty(nc), np.empty(nc), np.arange(widest + 1.0), down
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -141,25 +153,20 @@ def _control_row(m, state, y, inv, x0, y0) -> None:
     """Source pixel coordinates (minus ``x0``, ``y0``) of block row ``y`` at every control column, into
     ``state``'s scratch: cubic down each control column (``_cubic``)."""
     gx, gy = m[1], m[2]
-    rs, rf, rg, _, tx, ty, _ = state
+    rs, rf, rg, _, tx, ty, _, down = state
     a, fy = rs[y], rf[y]
     nr = gx.shape[0]
     a1 = min(a + 1, nr - 1)
-    g = rg[y]
-    j1, j2, t = int(g[0]), int(g[1]), g[9]
-    q = t * (t - g[8])
+    t = rg[y, 9]
+    q = t * (t - rg[y, 8])
     on = a if fy == 0 else a1 if fy == 1 else -1  # a control row: its values (not 0 x its NaN neighbour)
     for b in range(gx.shape[1]):
         if on >= 0:
             px, py = gx[on, b], gy[on, b]
         else:
-            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy
-            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy
-        if q != 0:
-            al, be = _cubic(gx[a, b], gx[a1, b], gx[j1, b], gx[j2, b], g)
-            px += q * (al + be * t)
-            al, be = _cubic(gy[a, b], gy[a1, b], gy[j1, b], gy[j2, b], g)
-            py += q * (al + be * t)
+            d = down[a, b]
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy + q * (d[0] + d[1] * t)
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy + q * (d[2] + d[3] * t)
         tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
         ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
 
@@ -168,7 +175,7 @@ def _control_row(m, state, y, inv, x0, y0) -> None:
 def _span(state, b: int) -> tuple[float, float, float, float, float, float, float, float]:
     """Control interval ``b`` of the current row (``_control_row``) as two cubics in the offset t from its
     start: ``c0 + t (c1 + t (c2 + t c3))`` for the column, the same for the row."""
-    _, _, _, cg, tx, ty, _ = state
+    _, _, _, cg, tx, ty, _, _ = state
     g = cg[b]
     s = g[8]
     j1, j2 = int(g[0]), int(g[1])
@@ -209,8 +216,10 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
             cols[0], rows[0] = tx[0], ty[0]
         for b in range(len(ci) - 1):
             base, span = ci[b], ci[b + 1] - ci[b]
-            c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)  # locals: the loop vectorises
             k0, k1 = max(1, -base), min(span, w - 1 - base)  # pixels base + 1 .. base + span in the block
+            if k1 < k0:  # an interval beyond the block (it holds a cubic's stencil)
+                continue
+            c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)  # locals: the loop vectorises
             seg_c, seg_r = cols[base + k0 : base + k1 + 1], rows[base + k0 : base + k1 + 1]  # starts >= 0:
             offs = ks[k0 : k1 + 1]  # no wraparound, so vector stores
             for k in range(k1 - k0 + 1):
@@ -404,9 +413,11 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     n = flat.shape[0]
     for b in range(len(ci) - 1):
         base, span = ci[b], ci[b + 1] - ci[b]
-        c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)
         k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_row``: the block's pixels only
         k1 = min(span, n - 1 - base)
+        if k1 < k0:  # an interval beyond the block (it holds a cubic's stencil)
+            continue
+        c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)
         seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
         for k in range(k1 - k0 + 1):
             t = offs[k]

@@ -62,6 +62,18 @@ def test_control_grid_stays_within_threshold(case):
         assert np.array_equal(np.isnan(exact[0]), np.isnan(approx[0]))
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (65, 17), (66, 130), (200, 7)])
+def test_control_grid_on_grids_of_few_lines(shape):
+    """Grids with one, two or three control lines a side (the cubic falls back to a quadratic or the line):
+    within THRESHOLD of the exact transform, pixel centres and corners."""
+    transform = Affine(30.0, 0, 750000.0, 0, -30.0, 4431000.0)
+    for offset, ext in ((0.5, 0), (0.0, 1)):
+        grid = (CRS.from_user_input("EPSG:32618"), transform, (0, shape[0] + ext), (0, shape[1] + ext))
+        approx = pixel_mapping(*grid, "EPSG:32617", THRESHOLD * 30.0, offset=offset).dense()
+        exact = pixel_mapping(*grid, "EPSG:32617", 0.0, exact=True, offset=offset).dense()
+        assert np.hypot(approx[0] - exact[0], approx[1] - exact[1]).max() / 30.0 <= THRESHOLD
+
+
 @pytest.mark.parametrize("case", ALL)
 def test_approximate_nearest_matches_gdal_exact(make_store, case):
     """The default path on every oracle case: a pixel moves only where its centre lies within the control
