@@ -397,3 +397,59 @@ def test_cli_writes_uint16_and_overwrites_only_when_told(make_store, tmp_path, c
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0 and complete(str(out)) is True
+
+
+STALE = {"run": "dead", "host": "elsewhere", "pid": 1, "since": "then", "expires": 0}
+
+
+def race_takeovers(tmp_path: Path, put_stale, server_args: list[str], racers: int = 3, rounds: int = 5):
+    """``racers`` processes take over the same stale lease at once, ``rounds`` times: winners per round."""
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    argv = [sys.executable, "-m", "tests.support.lease_racer", str(sync), str(rounds), *server_args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(racers)
+    ]
+    try:
+        for p in procs:
+            assert json.loads(p.stdout.readline()) == {"ready": True}
+        winners = []
+        for k in range(rounds):
+            put_stale(f"race-{k}.zarr/{LOCK_KEY}", json.dumps(STALE).encode())
+            (sync / f"go-{k}").touch()
+            results = [json.loads(p.stdout.readline()) for p in procs]
+            winners.append(sum(r["won"] for r in results))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+    return winners
+
+
+def test_stale_lease_takeover_has_one_winner_locally(tmp_path):
+    """Processes racing to take over the same expired lease on local disk: exactly one wins, every round."""
+
+    def put_stale(key: str, data: bytes) -> None:
+        path = tmp_path / "sync" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    assert race_takeovers(tmp_path, put_stale, []) == [1] * 5
+
+
+@pytest.mark.slow
+def test_stale_lease_takeover_has_one_winner_on_s3(tmp_path):
+    """The same race on S3 (moto): the takeover is a put conditional on the stale lease's ETag."""
+    import obstore
+
+    from tests.support.s3_server import start
+
+    proc, server = start()
+    try:
+        store = server.store()
+        args = [json.dumps([server.endpoint, server.key_id, server.secret])]
+        assert race_takeovers(tmp_path, lambda k, d: obstore.put(store, k, d), args) == [1] * 5
+    finally:
+        proc.terminate()
+        proc.wait(10)
