@@ -386,6 +386,20 @@ class Lease:
         self.release()
 
 
+def check_holder(store: Any, run: str, description: str) -> None:
+    """OutputLockedError unless ``run`` holds the lease of the target ``store`` (what a write task checks
+    before writing: a task of a run that lost its lease, or sent to a target it never leased, writes
+    nothing)."""
+    buf = sync(store.get(LOCK_KEY, prototype=default_buffer_prototype()))
+    held = None if buf is None else _parse(buf.to_bytes())
+    if held is None or held.get("run") != run:
+        holder = _holder(held) if held else "nobody holds it"
+        raise OutputLockedError(
+            f"output {description!r}: run {run} does not hold its lease ({holder}); "
+            "nothing was written. Write through to_zarr, which takes the lease, or wait for the holder"
+        )
+
+
 def _parse(data: bytes) -> dict[str, Any]:
     """A lease's contents; a torn or foreign one reads as expired."""
     try:
