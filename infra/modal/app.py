@@ -1,5 +1,6 @@
 """lazymerge on Modal: an image with lazymerge and its pins, functions that run the chunk kernel, and a
-``modal run`` entry point that writes a mosaic to an object store, resuming blocks already written.
+``modal run`` entry point that writes a mosaic to an object store through ``to_zarr`` (the same target
+checks, fingerprint, lease and completion mark as every executor), resuming blocks already written.
 
     modal deploy infra/modal/app.py
     modal run infra/modal/app.py --store s3://bucket/sources.zarr --crs EPSG:32618 \\
@@ -69,6 +70,14 @@ def write_blocks(writer, ids: list[int]) -> list[int]:
     return [int(i) for i in write(np.asarray(ids, dtype="i8"), writer=writer)]
 
 
+def run_batches(writer, ids, batch: int = 4, call=None) -> int:
+    """Render/write the blocks ``ids`` on Modal, ``batch`` per function call (``call``: how the batches
+    are mapped, ``write_blocks.map`` by default); returns how many were written."""
+    batches = [[int(i) for i in ids[k : k + batch]] for k in range(0, len(ids), batch)]
+    call = call or write_blocks.map
+    return sum(len(done) for done in call([writer] * len(batches), batches))
+
+
 @app.local_entrypoint()
 def main(
     store: str,
@@ -80,25 +89,19 @@ def main(
     chunk_size: int = 512,
     batch: int = 4,
 ) -> None:
-    """Plan locally, render/write the missing blocks on Modal, ``batch`` per call, then the attrs."""
+    """Plan locally, then write through ``to_zarr`` (target checks, request fingerprint, lease, resume of
+    the blocks already written, ``lazymerge:complete`` last) with the blocks rendered on Modal."""
+    from functools import partial
+
     import cubed
     import numpy as np
 
     from lazymerge.api import merge
-    from lazymerge.catalog.conventions import write_proj, write_spatial
-    from lazymerge.output.write import BlockWriter, missing_blocks, open_output
 
     spec = cubed.Spec(work_dir=work_dir, allowed_mem="1GB", reserved_mem="100MB")
     bounds = tuple(float(v) for v in bbox.split(","))
     result = merge(
         store, crs=crs, bbox=bounds, resolution=resolution, chunk_size=(chunk_size, chunk_size), spec=spec
     )
-    arr = result.array
-    target = open_output(out, "", arr.shape, arr.chunksize, arr.dtype, resume=True)
-    ids = missing_blocks(target)
-    writer = BlockWriter(result.task, target, tuple(arr.numblocks), tuple(arr.chunksize))
-    batches = [ids[i : i + batch].tolist() for i in range(0, len(ids), batch)]
-    done = sum(len(b) for b in write_blocks.map([writer] * len(batches), batches))
-    write_spatial(target, result.spatial)
-    write_proj(target, result.proj)
-    print(f"wrote {done} block(s) of {int(np.prod(arr.numblocks))} to {out}")
+    result.to_zarr(out, resume=True, render=partial(run_batches, batch=batch))
+    print(f"wrote {int(np.prod(result.array.numblocks))} block(s) to {out}")

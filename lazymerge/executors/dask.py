@@ -12,7 +12,9 @@ from lazymerge.errors import ExecutorUnavailableError
 def dask_executor(
     address: str | None = None, compute_kwargs: dict[str, Any] | None = None, **options: Any
 ) -> Any:
-    """Cubed's DaskExecutor; ``address`` is the scheduler to connect to (``distributed.Client(address)``)."""
+    """Cubed's DaskExecutor stopping at the first failure; ``address`` is the scheduler to connect to
+    (``distributed.Client(address)``). At a failure Cubed closes its client, so the scheduler releases the
+    queued tasks; the tasks running on workers stop at their next block (lazymerge.executors.stopping)."""
     try:
         from cubed.runtime.executors.dask import DaskExecutor
     except ImportError as exc:
@@ -22,7 +24,10 @@ def dask_executor(
     kwargs = dict(compute_kwargs or {})
     if address is not None:
         kwargs["address"] = address
-    return DaskExecutor(compute_kwargs=kwargs, **options)
+    from lazymerge.executors.stopping import StopsAtFirstFailure
+
+    stopping = type("StoppingDaskExecutor", (StopsAtFirstFailure, DaskExecutor), {})
+    return stopping(compute_kwargs=kwargs, **options)
 
 
 @contextmanager

@@ -132,9 +132,10 @@ def lithops_executor(
     wait_dur_sec: float = 0.1,
     **options: Any,
 ) -> Any:
-    """Cubed's LithopsExecutor over ``config`` / ``config_file`` (default: offline localhost)."""
+    """Cubed's LithopsExecutor over ``config`` / ``config_file`` (default: offline localhost), stopping at
+    the first failure (see StoppingLithopsExecutor)."""
     try:
-        from cubed.runtime.executors.lithops import LithopsExecutor
+        import cubed.runtime.executors.lithops  # noqa: F401
     except ImportError as exc:
         raise ExecutorUnavailableError(
             f"the lithops executor needs lithops: pip install 'lazymerge[lithops]' ({exc})"
@@ -148,4 +149,76 @@ def lithops_executor(
     else:
         config = localhost_config(worker_processes, preload)
     config = with_localhost_runtime(config, preload)
-    return LithopsExecutor(config=config, wait_dur_sec=wait_dur_sec, **options)
+    return StoppingLithopsExecutor(config=config, wait_dur_sec=wait_dur_sec, **options)
+
+
+def _final(future: Any) -> bool:
+    """Whether a failed Lithops call raised an error that retrying cannot fix (FINAL_ERRORS)."""
+    from lazymerge.executors.local import FINAL_ERRORS
+
+    exc_info = getattr(future, "_exception", None)
+    return isinstance(exc_info, tuple) and len(exc_info) > 1 and isinstance(exc_info[1], FINAL_ERRORS)
+
+
+def _execute_dag(dag: Any, callbacks: Any = None, spec: Any = None, compute_id: Any = None,
+                 retries: int = 2, use_backups: bool | None = None, wait_dur_sec: float | None = None,
+                 compute_arrays_in_parallel: bool | None = None, **fexec_options: Any) -> None:  # fmt: skip
+    """Cubed's Lithops DAG loop (one operation at a time), with ``retries`` per call, no retry of errors
+    that retrying cannot fix, and the first failure ending the run: leaving the ``FunctionExecutor``
+    drops the calls still queued and, on the localhost backend, kills the running ones."""
+    from cubed.runtime.backup import use_backups_default
+    from cubed.runtime.executors.lithops import map_unordered, run_func
+    from cubed.runtime.pipeline import visit_nodes
+    from cubed.runtime.utils import (
+        handle_callbacks,
+        handle_operation_end_callbacks,
+        handle_operation_start_callbacks,
+    )
+    from lithops.executors import FunctionExecutor
+    from lithops.retries import RetryingFunctionExecutor
+
+    class Retrying(RetryingFunctionExecutor):
+        def _split_done_and_retried(self, done, pending, lookup):
+            for future in done:
+                if future.error and _final(future):
+                    lookup[future].cancel()  # Lithops: "gives up on any further retry"
+            return super()._split_done_and_retried(done, pending, lookup)
+
+    backups = use_backups_default(spec) if use_backups is None else use_backups
+    with Retrying(FunctionExecutor(**fexec_options)) as executor:
+        for name, node in visit_nodes(dag):
+            handle_operation_start_callbacks(callbacks, name)
+            pipeline = node["pipeline"]
+            for result, stats in map_unordered(
+                executor, [run_func], [pipeline.mappable], [name], retries=retries, use_backups=backups,
+                return_stats=True, wait_dur_sec=wait_dur_sec, func=pipeline.function, config=pipeline.config,
+                name=name, compute_id=compute_id,
+            ):  # fmt: skip
+                handle_callbacks(callbacks, result, stats)
+            handle_operation_end_callbacks(callbacks, name)
+
+
+def _stopping_class() -> type:
+    from cubed.runtime.executors.lithops import LithopsExecutor
+
+    from lazymerge.executors.stopping import StopsAtFirstFailure
+
+    class _Lithops(LithopsExecutor):
+        def execute_dag(self, dag, callbacks=None, spec=None, compute_id=None, **kwargs):
+            _execute_dag(dag, callbacks, spec, compute_id, **{**self.kwargs, **kwargs})
+
+    return type("StoppingLithopsExecutor", (StopsAtFirstFailure, _Lithops), {})
+
+
+def StoppingLithopsExecutor(**options: Any) -> Any:  # noqa: N802 (a class, built once cubed's module is importable)
+    """Cubed's LithopsExecutor (``retries``, ``use_backups``, ``wait_dur_sec`` and the FunctionExecutor's
+    options) stopping at the first failure: errors that retrying cannot fix are not retried, the Lithops
+    calls still queued are dropped, the localhost backend's running calls killed, and calls running
+    elsewhere stop at their next block (lazymerge.executors.stopping)."""
+    global _STOPPING
+    if _STOPPING is None:
+        _STOPPING = _stopping_class()
+    return _STOPPING(**options)
+
+
+_STOPPING: type | None = None

@@ -41,7 +41,7 @@ from lazymerge.errors import (
     SourceReadError,
     WorkerLostError,
 )
-from lazymerge.kernel.cancel import bind_stop, check_cancelled
+from lazymerge.kernel.cancel import run_bound
 
 FINAL_ERRORS = (SourceReadError, RunCancelledError, InvalidRequestError)  # retrying cannot fix these
 
@@ -56,14 +56,7 @@ def _options(kwargs: dict[str, Any], spec: Any) -> int:
     return max_workers
 
 
-def _run_thread_task(stop: threading.Event, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """A task in a pool thread, bound to its run's stop event; does not start once the run has failed."""
-    bind_stop(stop)
-    try:
-        check_cancelled()
-        return function(*args, **kwargs)
-    finally:
-        bind_stop(None)
+_run_thread_task = run_bound  # a task in a pool thread, bound to its run's stop event
 
 
 class _StopsAtFirstFailure:

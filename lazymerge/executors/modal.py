@@ -68,4 +68,8 @@ def modal_executor(
     os.environ.setdefault("CUBED_SPEC__EXECUTOR_OPTIONS__REGION", region)
     from cubed.runtime.executors.modal import ModalExecutor
 
-    return ModalExecutor(**options)
+    from lazymerge.executors.stopping import StopsAtFirstFailure
+
+    # At a failure Cubed leaves ``app.run()``, which stops the app's containers; calls not yet started
+    # and running ones stop at their next block (lazymerge.executors.stopping).
+    return type("StoppingModalExecutor", (StopsAtFirstFailure, ModalExecutor), {})(**options)

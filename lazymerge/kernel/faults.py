@@ -8,6 +8,9 @@
     block fails with probability RATE.
 ``LAZYMERGE_FAULT_SEED`` (default 0)
     Changes which blocks are chosen.
+``LAZYMERGE_FAULT_BLOCKS`` (optional)
+    Blocks that fail on every attempt with InjectedReadError, a SourceReadError (as an unreadable chunk
+    would: not retried), e.g. ``"0,0;0,1"`` (a block id's indices, ``;`` between blocks).
 ``LAZYMERGE_FAULT_DELAY`` (seconds, unset = off)
     Every task (kernel blocks, and overview blocks) sleeps this long first: slows a run down so a drill
     can kill it mid-way.
@@ -27,14 +30,24 @@ import random
 import time
 from pathlib import Path
 
+from lazymerge.errors import SourceReadError
+
 
 class InjectedFault(RuntimeError):
     """A failure injected on purpose by LAZYMERGE_FAULT_RATE."""
 
 
+class InjectedReadError(SourceReadError):
+    """An unreadable source injected on purpose by LAZYMERGE_FAULT_BLOCKS."""
+
+
 def _chosen(block_id: tuple[int, ...], rate: float, seed: str) -> bool:
     digest = hashlib.sha256(f"{seed}:{tuple(int(i) for i in block_id)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < rate
+
+
+def _blocks(text: str) -> set[tuple[int, ...]]:
+    return {tuple(int(i) for i in item.split(",")) for item in text.split(";") if item.strip()}
 
 
 def maybe_delay() -> None:
@@ -66,6 +79,11 @@ def maybe_fail(block_id: tuple[int, ...]) -> None:
     """Raise InjectedFault for this block when fault injection is on and picks it."""
     maybe_delay()
     maybe_straggle(block_id)
+    listed = os.environ.get("LAZYMERGE_FAULT_BLOCKS")
+    if listed and tuple(int(i) for i in block_id) in _blocks(listed):
+        raise InjectedReadError(
+            f"injected read error in block {tuple(block_id)} (LAZYMERGE_FAULT_BLOCKS={listed})"
+        )
     rate = os.environ.get("LAZYMERGE_FAULT_RATE")
     if not rate:
         return

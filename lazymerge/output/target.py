@@ -9,8 +9,10 @@
   ``set_if_not_exists``: ``O_EXCL``-style link on local disk, a conditional ``put(mode="create")`` on
   object stores) and renewed while the run lasts; a second writer gets ``OutputLockedError`` naming the
   holder. An expired lease (``LAZYMERGE_LEASE_SECONDS``, default 60), or one whose process on this host is
-  gone, is taken over. Taking over is not atomic on every store, so the lease is checked again before the
-  output is marked complete. An Icechunk session takes no lease: concurrent sessions conflict at commit.
+  gone, is taken over atomically (a conditional put on the lease's ETag on object stores, an exclusive
+  ``flock`` on local disk), so of two runs taking it over at once exactly one wins. The lease is checked
+  again before the output is marked complete. An Icechunk session takes no lease: concurrent sessions
+  conflict at commit.
 """
 
 from __future__ import annotations
@@ -290,18 +292,13 @@ class Lease:
 
     def _read(self) -> dict[str, Any] | None:
         buf = sync(self.store.get(LOCK_KEY, prototype=default_buffer_prototype()))
-        if buf is None:
-            return None
-        try:
-            return json.loads(buf.to_bytes())
-        except ValueError:  # torn or foreign: treat as an expired lease
-            return {"run": None, "expires": 0}
+        return None if buf is None else _parse(buf.to_bytes())
 
     def _buffer(self) -> Any:
         return default_buffer_prototype().buffer.from_bytes(json.dumps(self._payload()).encode())
 
     def acquire(self) -> None:
-        """Create the lease, or take over an expired one; OutputLockedError naming a live holder."""
+        """Create the lease, or take over a stale one; OutputLockedError naming a live holder."""
         for _ in range(3):
             sync(self.store.set_if_not_exists(LOCK_KEY, self._buffer()))
             held = self._read()
@@ -315,9 +312,42 @@ class Lease:
                     f"wait for it to finish, or write elsewhere. A lease left by a killed run expires "
                     f"{self.seconds:g} s after its last renewal (LAZYMERGE_LEASE_SECONDS)"
                 )
-            if self._read() == held:
-                sync(self.store.delete(LOCK_KEY))
+            self._take_over(held)
         raise OutputLockedError(f"output {self.target.description!r}: could not take its lease ({LOCK_KEY})")
+
+    def _take_over(self, held: dict[str, Any]) -> None:
+        """Replace the stale lease ``held`` by ours, atomically: of several runs taking over the same lease
+        at once, exactly one wins (the others then see its lease and fail). On an object store the lease is
+        overwritten only if its ETag is still the one read (a conditional put); on local disk under an
+        exclusive ``flock`` of ``.lazymerge-lock.takeover``, the lease read again; elsewhere (memory
+        stores) it is deleted if unchanged and created again."""
+        inner: Any = getattr(self.store, "store", None)
+        if isinstance(self.store, zarr.storage.ObjectStore) and hasattr(inner, "put"):
+            import obstore
+            from obstore.exceptions import NotFoundError, PreconditionError
+
+            try:
+                found = obstore.get(inner, LOCK_KEY)
+                if not _stale(_parse(bytes(found.bytes()))):
+                    return  # renewed or taken over meanwhile: the caller sees the new holder
+                mine = json.dumps(self._payload()).encode()
+                obstore.put(inner, LOCK_KEY, mine, mode={"e_tag": found.meta["e_tag"]})
+            except (NotFoundError, PreconditionError, FileNotFoundError):
+                pass  # released, or another run took it over first: the caller looks again
+            return
+        if isinstance(self.store, zarr.storage.LocalStore):
+            import fcntl
+
+            root = Path(self.store.root)
+            root.mkdir(parents=True, exist_ok=True)
+            with open(root / f"{LOCK_KEY}.takeover", "a") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)  # released when the file closes
+                if self._read() == held:
+                    sync(self.store.delete(LOCK_KEY))
+                    sync(self.store.set_if_not_exists(LOCK_KEY, self._buffer()))
+            return
+        if self._read() == held:
+            sync(self.store.delete(LOCK_KEY))
 
     def check(self) -> None:
         """OutputLockedError unless this run still holds the lease (before marking the output complete)."""
@@ -354,6 +384,29 @@ class Lease:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def check_holder(store: Any, run: str, description: str) -> None:
+    """OutputLockedError unless ``run`` holds the lease of the target ``store`` (what a write task checks
+    before writing: a task of a run that lost its lease, or sent to a target it never leased, writes
+    nothing)."""
+    buf = sync(store.get(LOCK_KEY, prototype=default_buffer_prototype()))
+    held = None if buf is None else _parse(buf.to_bytes())
+    if held is None or held.get("run") != run:
+        holder = _holder(held) if held else "nobody holds it"
+        raise OutputLockedError(
+            f"output {description!r}: run {run} does not hold its lease ({holder}); "
+            "nothing was written. Write through to_zarr, which takes the lease, or wait for the holder"
+        )
+
+
+def _parse(data: bytes) -> dict[str, Any]:
+    """A lease's contents; a torn or foreign one reads as expired."""
+    try:
+        held = json.loads(data)
+    except ValueError:
+        held = None
+    return held if isinstance(held, dict) else {"run": None, "expires": 0}
 
 
 def _holder(held: dict[str, Any]) -> str:

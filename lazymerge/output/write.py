@@ -16,7 +16,7 @@ import contextlib
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ from lazymerge.output.target import (
     FINGERPRINT,
     MARK,
     Lease,
+    check_holder,
     check_outside,
     digest,
     fingerprint,
@@ -72,10 +73,32 @@ class BlockWriter:
     nblocks: tuple[int, ...]
     chunks: tuple[int, ...]
     retries: int = 2
+    lease: str | None = None  # the run holding the target's lease: tasks write only while it does
+
+
+def render_with_cubed(writer: BlockWriter, ids: np.ndarray, result: MergeResult, executor: Any,
+                      cbs: list[Any]) -> None:  # fmt: skip
+    """Render and write the blocks ``ids`` as Cubed tasks on ``executor``, several per task."""
+    arr = result.array
+    pixels = int(np.prod(arr.chunksize))
+    # a task renders its blocks one after another: its largest block's projection (contract/cost.py), plus
+    # that block encoded for the store
+    largest = int(task_memory(result.plan)[1].max(initial=0))
+    written = cubed.map_blocks(
+        write_blocks,
+        _ids_array(ids, arr.spec, blocks_per_task(len(ids), pixels)),
+        dtype="i8",
+        writer=writer,
+        extra_projected_mem=max(largest, pixels * arr.dtype.itemsize) + pixels * arr.dtype.itemsize,
+    )
+    written.compute(executor=executor, callbacks=cbs, optimize_graph=False)
 
 
 def write_blocks(ids: np.ndarray, *, writer: BlockWriter) -> np.ndarray:
-    """Cubed task: render the blocks named by ``ids`` (flat block indices) and write each into the target."""
+    """Cubed task: render the blocks named by ``ids`` (flat block indices) and write each into the target,
+    only while the target's lease is held by the writer's run (OutputLockedError otherwise)."""
+    if writer.lease is not None:
+        check_holder(writer.target.store, writer.lease, str(writer.target.store))
     for flat in ids.ravel():
         block_id = tuple(int(i) for i in np.unravel_index(int(flat), writer.nblocks))
         for attempt in range(writer.retries + 1):
@@ -221,6 +244,7 @@ def write_zarr(
     commit_message: str = "lazymerge to_zarr",
     report: list[Any] | None = None,
     retries: int = 2,
+    render: Callable[[BlockWriter, np.ndarray], Any] | None = None,
 ) -> zarr.Array:
     """Stream ``result`` into Zarr at ``target`` (path/URL, obstore store, zarr Store or Icechunk Session);
     returns the base array.
@@ -240,6 +264,9 @@ def write_zarr(
     then with ``on_error="skip"`` the list of SkippedRead records (also warned about, SkippedReadWarning). A
     failing block is retried ``retries`` times inside its task (Cubed's processes executor does not retry;
     threads, Lithops and Dask also retry tasks); a store that refuses writes raises OutputWriteError.
+    ``render(writer, ids)``, when given, renders and writes the pending blocks instead of Cubed (e.g. Modal
+    functions calling ``write_blocks``: infra/modal/app.py); the writer names the lease's run, so its tasks
+    refuse a target whose lease another run holds.
     """
     arr = result.array
     chunks = arr.chunksize
@@ -277,7 +304,13 @@ def write_zarr(
         if report is not None:
             report.append(memory)
         ids = missing_blocks(out) if resuming else np.arange(int(np.prod(arr.numblocks)), dtype="i8")
-        _render(result, out, ids, executor, cbs, retries)
+        if len(ids):
+            run = lease.run if isinstance(lease, Lease) else None
+            writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(arr.chunksize), retries, run)
+            if render is None:
+                render_with_cubed(writer, ids, result, executor, cbs)
+            else:
+                render(writer, ids)
         if result.task.options.on_error == "skip":
             skipped = warn_skipped(result.task.plan_path)
             if report is not None:
@@ -293,28 +326,6 @@ def write_zarr(
     if session is not None:
         session.commit(commit_message)
     return out
-
-
-def _render(
-    result: MergeResult, out: zarr.Array, ids: np.ndarray, executor: Any, cbs: list[Any], retries: int
-) -> None:
-    """Render and write the blocks ``ids`` of ``result`` into ``out``, several per Cubed task."""
-    if not len(ids):
-        return
-    arr = result.array
-    writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(arr.chunksize), retries)
-    pixels = int(np.prod(arr.chunksize))
-    # a task renders its blocks one after another: its largest block's projection (contract/cost.py), plus
-    # that block encoded for the store
-    largest = int(task_memory(result.plan)[1].max(initial=0))
-    written = cubed.map_blocks(
-        write_blocks,
-        _ids_array(ids, arr.spec, blocks_per_task(len(ids), pixels)),
-        dtype="i8",
-        writer=writer,
-        extra_projected_mem=max(largest, pixels * arr.dtype.itemsize) + pixels * arr.dtype.itemsize,
-    )
-    written.compute(executor=executor, callbacks=cbs, optimize_graph=False)
 
 
 def _is_store_error(exc: BaseException) -> bool:

@@ -13,6 +13,7 @@ import pickle
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,11 @@ import zarr
 from lazymerge.catalog.meta import write_meta
 from lazymerge.catalog.stores import zarr_location
 from lazymerge.demo import build_seed_store
+from lazymerge.errors import OutputLockedError, OutputResumeError
 from lazymerge.executors import get_executor
 from lazymerge.executors.dask import local_cluster
 from lazymerge.executors.lithops import preload_runtime
+from lazymerge.output.target import LOCK_KEY, Lease, open_target
 from lazymerge.output.write import BlockWriter, open_output, write_blocks
 from tests.support.drills import kill_when
 from tests.support.executor_cases import seed_merge
@@ -227,3 +230,47 @@ def test_modal_function_body_on_s3(cloud, env, tmp_path):
     np.testing.assert_array_equal(read_output(out), reference)
     block = app.render_block.local(pickle.loads(pickle.dumps(result.task)), (1, 2))
     np.testing.assert_array_equal(block, reference[64:128, 128:192])
+
+
+def modal_app():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lazymerge_modal_app", ROOT / "infra" / "modal" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    return app
+
+
+def test_modal_path_takes_the_lease_and_refuses_other_targets(cloud, env):
+    """The Modal entry point's write goes through to_zarr (lease, fingerprint, complete mark) with the app's
+    function body rendering the blocks; that body refuses a target whose lease its run does not hold: a
+    foreign target, or one another run is writing. Nothing is written there."""
+    server, reference = cloud
+    app = modal_app()
+
+    def local_map(writers, batches):  # what write_blocks.map does, in this process, pickled like Modal
+        shipped = [pickle.loads(pickle.dumps(w)) for w in writers]
+        return [app.write_blocks.local(w, b) for w, b in zip(shipped, batches, strict=True)]
+
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-l", chunk=64)
+    out = f"s3://{BUCKET}/out-l.zarr"
+    arr = result.to_zarr(out, resume=True, render=partial(app.run_batches, batch=8, call=local_map))
+    np.testing.assert_array_equal(read_output(out), reference)
+    assert arr.attrs["lazymerge:complete"] is True and LOCK_KEY not in keys(server, "out-l.zarr/")
+    with pytest.raises(OutputResumeError):  # a different request: the fingerprint is checked
+        seed_merge(SOURCES, f"s3://{BUCKET}/work-l", chunk=32).to_zarr(out, resume=True, render=local_map)
+
+    foreign = zarr_location(f"s3://{BUCKET}/foreign.zarr")
+    shape, chunks = result.array.shape, result.array.chunksize
+    target = open_output(foreign, "", shape, chunks, "float32", resume=False)
+    writer = BlockWriter(result.task, target, tuple(result.array.numblocks), chunks, lease="my-run")
+    with pytest.raises(OutputLockedError, match="does not hold its lease"):
+        app.write_blocks.local(writer, [0, 1])
+    other = Lease(open_target(server.store("foreign.zarr")))
+    other.acquire()
+    try:
+        with pytest.raises(OutputLockedError, match=other.run):
+            app.write_blocks.local(writer, [0, 1])
+    finally:
+        other.release()
+    assert not keys(server, "foreign.zarr/c/")

@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import cubed
 import numpy as np
 import psutil
 import pytest
@@ -162,3 +163,41 @@ def test_dead_s3_endpoint_ends_the_process(seed, tmp_path):
     assert report["error"] == SourceReadError.__name__, report
     assert "utm" in report["message"] and "target block" in report["message"]
     assert exited < DEAD_ENDPOINT_BOUND_S
+
+
+FAILING_DELAY = 0.3
+
+
+@pytest.fixture
+def distributed_executor(request, monkeypatch):
+    """A Lithops localhost executor, or the dask executor on a 2-worker LocalCluster, whose workers see
+    block (0, 1) fail and every block take FAILING_DELAY s."""
+    monkeypatch.setenv("LAZYMERGE_FAULT_BLOCKS", "0,1")
+    monkeypatch.setenv("LAZYMERGE_FAULT_DELAY", str(FAILING_DELAY))
+    if request.param == "lithops":
+        yield get_executor("lithops", worker_processes=2)
+        return
+    from lazymerge.executors.dask import local_cluster
+
+    with local_cluster(2, "1GB") as cluster:
+        yield get_executor("dask", address=cluster.scheduler_address)
+
+
+@pytest.mark.parametrize("distributed_executor", ["lithops", "dask"], indirect=True)
+def test_failed_block_cancels_queued_blocks_distributed(seed, tmp_path, distributed_executor):
+    """One early block cannot be read while ~200 slow blocks are queued: Lithops (localhost) and Dask end
+    with that typed error, not retried, long before the queue would have drained, and render few blocks;
+    the run's stop marker is in its work_dir (what stops tasks a backend cannot cancel)."""
+    work = tmp_path / "work"
+    spec = cubed.Spec(work_dir=str(work), allowed_mem="500MB", reserved_mem="100MB")
+    result = merge(str(seed), datafusion=False, spec=spec, **SEED)
+    total = int(np.prod(result.array.numblocks))
+    t0 = time.perf_counter()
+    with pytest.raises(SourceReadError, match=r"block \(0, 1\)"):
+        result.array.compute(executor=distributed_executor)
+    elapsed = time.perf_counter() - t0
+    time.sleep(1.0)  # nothing keeps rendering behind the caller's back
+    rendered = sum(1 for p in work.rglob("*") if p.is_file() and "/c/" in p.as_posix())
+    assert rendered < total / 4, f"{rendered} of {total} blocks rendered after the failure"
+    assert elapsed < total * FAILING_DELAY / 2, f"the failed run took {elapsed:.1f} s to return"
+    assert list(work.glob("lazymerge-stop-*"))

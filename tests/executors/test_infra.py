@@ -164,3 +164,36 @@ def test_cubed_modal_container_runs_the_kernel_offline(seed_store, tmp_path):
     lazy = [d["target"] for _, d in dag.nodes(data=True) if type(d.get("target")).__name__ == "LazyZarrArray"]
     (target,) = lazy  # the kernel op's output array
     np.testing.assert_array_equal(target.open()[:], expected)
+
+
+def test_cubed_modal_container_stops_at_the_run_stop_marker(seed_store, tmp_path):
+    """What lazymerge's Modal executor sends (every task bound to the run's stop marker in work_dir), run
+    in-process through ``Container.run_remotely``: once the driver wrote the marker, each queued kernel
+    task ends with RunCancelledError before rendering anything."""
+    import cubed
+    import networkx as nx
+
+    from lazymerge.errors import RunCancelledError
+    from lazymerge.executors.modal import REQUIREMENTS
+    from lazymerge.executors.stopping import bound_dag, stop_marker
+
+    options = {"region": "us-east-1", "requirements_file": str(REQUIREMENTS)}
+    with cubed.config.set({"spec.executor_options": options}):
+        from cubed.runtime.executors.modal import Container
+    r = seed_merge(seed_store, tmp_path / "wd", resolution=80.0, chunk=64)
+    stop = stop_marker(r.array.spec)
+    dag = bound_dag(r.array.plan().dag, stop)
+    stopped = 0
+    for name in nx.topological_sort(dag):
+        pipeline = dag.nodes[name].get("pipeline")
+        for item in pipeline.mappable if pipeline is not None else ():
+            if stopped == 0 and "create" not in name:
+                stop.set()  # the run failed elsewhere: the driver writes the marker
+                assert (tmp_path / "wd" / stop.name).exists()
+            if not stop.is_set():
+                Container().run_remotely.local(item, func=pipeline.function, config=pipeline.config)
+                continue
+            with pytest.raises(RunCancelledError):
+                Container().run_remotely.local(item, func=pipeline.function, config=pipeline.config)
+            stopped += 1
+    assert stopped == 4  # every kernel task

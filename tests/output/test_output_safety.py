@@ -397,3 +397,101 @@ def test_cli_writes_uint16_and_overwrites_only_when_told(make_store, tmp_path, c
     assert main(args) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0 and complete(str(out)) is True
+
+
+STALE = {"run": "dead", "host": "elsewhere", "pid": 1, "since": "then", "expires": 0}
+
+
+def race_takeovers(tmp_path: Path, put_stale, server_args: list[str], racers: int = 3, rounds: int = 5):
+    """``racers`` processes take over the same stale lease at once, ``rounds`` times: winners per round."""
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    argv = [sys.executable, "-m", "tests.support.lease_racer", str(sync), str(rounds), *server_args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT) for _ in range(racers)
+    ]
+    try:
+        for p in procs:
+            assert json.loads(p.stdout.readline()) == {"ready": True}
+        winners = []
+        for k in range(rounds):
+            put_stale(f"race-{k}.zarr/{LOCK_KEY}", json.dumps(STALE).encode())
+            (sync / f"go-{k}").touch()
+            results = [json.loads(p.stdout.readline()) for p in procs]
+            winners.append(sum(r["won"] for r in results))
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+    return winners
+
+
+def test_stale_lease_takeover_has_one_winner_locally(tmp_path):
+    """Processes racing to take over the same expired lease on local disk: exactly one wins, every round."""
+
+    def put_stale(key: str, data: bytes) -> None:
+        path = tmp_path / "sync" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+    assert race_takeovers(tmp_path, put_stale, []) == [1] * 5
+
+
+@pytest.mark.slow
+def test_stale_lease_takeover_has_one_winner_on_s3(tmp_path):
+    """The same race on S3 (moto): the takeover is a put conditional on the stale lease's ETag."""
+    import obstore
+
+    from tests.support.s3_server import start
+
+    proc, server = start()
+    try:
+        store = server.store()
+        args = [json.dumps([server.endpoint, server.key_id, server.secret])]
+        assert race_takeovers(tmp_path, lambda k, d: obstore.put(store, k, d), args) == [1] * 5
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+FULL_DISK_CHILD = """
+import json, resource, signal, sys
+sys.path.insert(0, {root!r})
+from lazymerge.api import merge
+result = merge({source!r}, **json.loads({request!r}))
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    result.to_zarr({out!r}, retries=0)
+    print(json.dumps({{"error": None}}))
+except Exception as exc:
+    print(json.dumps({{"error": type(exc).__name__, "message": str(exc)}}))
+"""
+
+
+def test_real_file_size_limit_is_a_typed_error_and_resumes(make_store, tmp_path):
+    """A real OS limit, not a store wrapper: the writing process runs under RLIMIT_FSIZE (SIGXFSZ ignored),
+    so the chunks of random data fail with EFBIG. OutputWriteError names the target, the output is not
+    complete, the lease is released; resuming with room gives the output of a clean run, byte for byte."""
+    source = str(int_store(make_store, "uint16"))
+    request = {"crs": "EPSG:32618", "bbox": BBOX, "resolution": 12.5, "chunk_size": [64, 64],
+               "dtype": "uint16", "nodata": 0}  # fmt: skip
+    clean = tmp_path / "clean.zarr"
+    merge(source, **request).to_zarr(str(clean))
+    sizes = sorted(p.stat().st_size for p in (clean / "c").rglob("*") if p.is_file())
+    limit = (clean / "zarr.json").stat().st_size + 1024  # the metadata fits, the full chunks do not
+    assert sum(s > limit for s in sizes) >= 2, sizes
+    out = tmp_path / "out.zarr"
+    code = FULL_DISK_CHILD.format(root=str(ROOT), source=source, request=json.dumps(request), out=str(out),
+                                  limit=limit)  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    assert report["error"] == "OutputWriteError", (report, run.stderr[-2000:])
+    assert str(out) in report["message"] and "File too large" in report["message"]
+    assert complete(str(out)) is False
+    assert not (out / LOCK_KEY).exists()
+    assert len(files(out / "c")) < len(sizes)
+    merge(source, **request).to_zarr(str(out), resume=True)
+    assert complete(str(out)) is True
+    assert files(out / "c") == files(clean / "c")

@@ -92,3 +92,26 @@ def test_global_source_wraps(make_store):
 def test_target_crs_must_be_horizontal(seed_store, crs):
     with pytest.raises(InvalidCRSError, match="not a horizontal one"):
         plan(str(seed_store), crs=crs, bbox=(0, 0, 10, 10), resolution=1.0)
+
+
+STRADDLING = [  # projected sources across 180 itself, in id order: UTM 60N, EPSG:3832 (Mercator at 150 E)
+    around("e", "EPSG:32660", 180.0, 50.06, 150.0, 120, 21),
+    around("f", "EPSG:3832", 180.02, 49.98, 150.0, 120, 22),
+]
+
+
+@pytest.fixture(scope="module")
+def straddling_expected():
+    out = mosaic_exact(STRADDLING, "EPSG:4326", Affine(RES, 0, X0, 0, -RES, Y1), (H, W))
+    west, east = out[:, : W // 2], out[:, W // 2 :]  # 180 is the grid's middle column
+    assert np.isfinite(west).mean() > 0.1 and np.isfinite(east).mean() > 0.1
+    return out
+
+
+@pytest.mark.parametrize(("datafusion", "crossing"), [(True, False), (False, False), (True, True)])
+def test_projected_sources_across_180_match_gdal(make_store, straddling_expected, datafusion, crossing):
+    """Projected sources straddling 180 into EPSG:4326, with xmax > 180 or xmin > xmax (crossing)."""
+    store = make_store([(s.name, s.crs, s.transform, s.data) for s in STRADDLING])
+    xmax = X0 + W * RES - (360.0 if crossing else 0.0)
+    got = merged(store, (X0, Y1 - H * RES, xmax, Y1), datafusion=datafusion)
+    assert agreement(got, straddling_expected) >= 0.9999
