@@ -29,11 +29,8 @@ load). ``--print-rows`` reprints the tables of runs saved with ``--rows`` (sever
 from __future__ import annotations
 
 import argparse
-import os
 import pickle
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -198,15 +195,6 @@ def cpu_seconds(out: list[float]):
         out.append(own + sum(v - before.get(pid, 0.0) for pid, v in seen.items()))
 
 
-def commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        return "?"
-
-
 def run(
     args, store: Path, sources: list[dict], scale: Fraction, name: str, tmp: Path, cog: bool = False
 ) -> dict:
@@ -301,11 +289,10 @@ def main() -> None:
     if args.print_rows:
         report([r for f in args.print_rows for r in pickle.loads(Path(f).read_bytes())], args.workers)
         return
-    print(f"commit {commit()}; command: python -m benchmarks.continental {' '.join(sys.argv[1:])}")
-    print(
-        f"cores {os.cpu_count()}, workers {args.workers}; "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
-    )
+    from benchmarks.provenance import header
+
+    print(header())
+    print(f"# workers {args.workers} per executor", flush=True)
     side_all = args.tiles * args.tile * 10 // 11 // 512 * 512
     sources = tiles(side_all, args.tiles, args.tile)
     zones = sorted({s["crs"] for s in sources})

@@ -17,7 +17,7 @@
 ``LAZYMERGE_FAULT_SLOW`` (``"row,col:seconds"``, unset = off; needs LAZYMERGE_FAULT_DIR)
     A straggler: the first attempt of that block sleeps up to ``seconds``, then renders and writes it as
     usual; later attempts (a retry, or a backup task) run at full speed. The sleep ends early once a file
-    named ``release`` exists in LAZYMERGE_FAULT_DIR.
+    named ``release`` exists in LAZYMERGE_FAULT_DIR; a file ``woke-<row>-<col>`` appears there when it ends.
 
 Workers inherit these from the environment of the process that starts them.
 """
@@ -73,6 +73,7 @@ def maybe_straggle(block_id: tuple[int, ...]) -> None:
     end = time.monotonic() + float(seconds)
     while time.monotonic() < end and not (Path(directory) / "release").exists():
         time.sleep(0.1)
+    (Path(directory) / ("woke-" + where.replace(",", "-"))).touch()
 
 
 def maybe_fail(block_id: tuple[int, ...]) -> None:
