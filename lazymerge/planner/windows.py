@@ -377,6 +377,9 @@ def box_windows(
         c1 = np.floor(np.where(a > 0, a * xhi, a * xlo) + c) + 1
         r0 = np.floor(np.where(e > 0, e * ylo, e * yhi) + f)
         r1 = np.floor(np.where(e > 0, e * yhi, e * ylo) + f) + 1
+        if crs.is_geographic:  # the seam crosses the chunk: both ends of the source (as ``_windows``)
+            seam = xhi - xlo > 180
+            c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])
     return _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
 
 
