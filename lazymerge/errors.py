@@ -181,6 +181,8 @@ def no_panic(
             f"{what} failed inside DataFusion/zarr-datafusion-search (a Rust panic: {exc}); {fix}. If it "
             "persists, please report it with the request"
         ) from exc
+
+
 class RunCancelledError(LazymergeError, RuntimeError):
     """A task stopped because another task of the same run failed (the run's error is the other one)."""
 

@@ -120,6 +120,7 @@ class MergeResult:
         from lazymerge.output.cog import write_cog
 
         return write_cog(self, path, overviews=overviews, compress=compress, blocksize=blocksize, **kwargs)
+
     def skipped_reads(self) -> list[SkippedRead]:
         """With ``on_error="skip"``: every source window the tasks run so far could not read (each
         rendered as nodata), naming the source array, its window, the target block and the error."""

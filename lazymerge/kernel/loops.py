@@ -83,6 +83,10 @@ def _stencil(lines: np.ndarray, a: int, g: np.ndarray) -> None:
     every line its pixels' intervals use, so each pixel gets the same cubic whichever block holds it.
     (j1, j2, p1 / s, p2 / s, 1 / (p1 (p1 - s)), 1 / (p2 (p2 - s)), 1 / (p2 - p1), p1, s)."""
     n = len(lines)
+    if n < 3:  # two lines (a grid of at most STEP + 1 lines): no cubic, the line through them
+        g[:] = 0.0
+        g[0], g[1], g[8] = a + 1, a + 1, float(lines[a + 1] - lines[a])
+        return
     if a >= 1 and a + 2 < n:
         j1, j2 = a - 1, a + 2
     elif a >= 1:
@@ -523,19 +527,32 @@ def _kernel_row(
     return written
 
 
-@numba.njit(cache=True, nogil=True)
-def _axes(m, inv, x0, y0, bh, bw) -> tuple[np.ndarray, np.ndarray]:
+def _axes(m: tuple, inv, x0: float, y0: float, bh: int, bw: int) -> tuple[np.ndarray, np.ndarray] | None:
     """For a mapping without rotation (same CRS or separable, north-up grids on both sides), where the
     source column depends only on the block column and the source row only on the block row: those
-    columns (bw,) and rows (bh,), the values ``_row`` gives; else two empty arrays."""
+    columns (bw,) and rows (bh,), the values ``_row`` gives; else None. Called per block and source:
+    few numpy calls."""
     kind, gx, gy = m[0], m[1], m[2]
     if inv[1] != 0 or inv[3] != 0 or kind == GRID or (kind == LINEAR and (gx[0, 1] != 0 or gy[0, 0] != 0)):
-        return np.empty(0), np.empty(0)
-    state = _row_state(m, bh)
-    cols, unused, rows, one = np.empty(bw), np.empty(bw), np.empty(bh), np.empty(1)
-    _row(m, state, 0, inv, x0, y0, cols, unused)
-    for y in range(bh):  # the first pixel of each row: its row is every pixel's
-        _row(m, state, y, inv, x0, y0, one, rows[y:])
+        return None
+    if kind == SEPARABLE:  # ``_row``'s arithmetic: x per column, y per row
+        cols = inv[0] * gx[0, :bw] + inv[1] * gy[0, 0] + inv[2] - x0
+        rows = inv[3] * gx[0, 0] + inv[4] * gy[0, :bh] + inv[5] - y0  # each row's first pixel
+        return cols, rows
+    # LINEAR: ``_row``'s arithmetic, less its terms that are exactly zero without rotation
+    px = np.arange(gx[0, 3], gx[0, 3] + bw - 0.5)  # the target columns
+    px *= gx[0, 0]
+    px += gx[0, 2]
+    px += gy[0, 3] * gx[0, 1]
+    cols = px * inv[0]
+    cols += inv[2]
+    cols -= x0
+    py = np.arange(gy[0, 3], gy[0, 3] + bh - 0.5)  # the target rows
+    py *= gy[0, 1]
+    py += gy[0, 2] + gx[0, 3] * gy[0, 0]
+    rows = py * inv[4]
+    rows += inv[5]
+    rows -= y0
     return cols, rows
 
 
@@ -562,37 +579,40 @@ def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, n
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _sample_axes(
-    data, src, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, out, index, only_empty
-) -> int:  # fmt: skip
-    """``sample_into`` for mappings without rotation (``_axes``): source indices and kernel weights are
-    computed once per block column and once per block row, not per pixel."""
+def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty) -> int:
+    """Nearest for mappings without rotation (``_axes``): ``jx`` the source column of each block column
+    and ``base`` the flat index of each block row's source row (-1: outside the window)."""
+    values, has, winner = out
+    track = winner.shape == values.shape
+    written = 0
+    for y in range(values.shape[0]):
+        if base[y] < 0:
+            continue
+        for x in range(values.shape[1]):
+            if jx[x] < 0 or (only_empty and has[y, x] > 0):
+                continue
+            v = src[base[y] + jx[x]]
+            if v == v and not (use_nodata and v == nodata):
+                values[y, x] = v
+                has[y, x] = 1
+                written += 1
+                if track:
+                    winner[y, x] = index
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _kernel_axes(
+    data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, out, index, only_empty
+) -> int:
+    """An interpolating kernel for mappings without rotation (``_axes``): source indices and kernel
+    weights are computed once per block column and once per block row, not per pixel."""
     values, has, winner = out
     bh, bw = values.shape
     h, w = data.shape
     track = winner.shape == values.shape
+    wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
     written = 0
-    if mode == NEAREST:
-        jx = np.full(bw, -1, dtype=np.int64)
-        for x in range(bw):
-            if cols[x] >= 0 and cols[x] < w:
-                jx[x] = np.int64(cols[x])
-        for y in range(bh):
-            r = rows[y]
-            if not (r >= 0 and r < h):
-                continue
-            base = np.int64(r) * w
-            for x in range(bw):
-                if jx[x] < 0 or (only_empty and has[y, x] > 0):
-                    continue
-                v = src[base + jx[x]]
-                if v == v and not (use_nodata and v == nodata):
-                    values[y, x] = v
-                    has[y, x] = 1
-                    written += 1
-                    if track:
-                        winner[y, x] = index
-        return written
     fx, wx, sx = _taps(mode, unit, scale[0], nu, cols, w)
     fy, wy, sy = _taps(mode, unit, scale[1], nv, rows, h)
     ring = 2 * nv  # the source rows' horizontal passes, kept by row index modulo 2 nv
@@ -631,6 +651,216 @@ def _sample_axes(
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
+def _kernel_rows(
+    data, src, nodata, use_nodata, m, state, inv, window, mode, unit, scale, nu, nv, out, index, only_empty
+) -> int:
+    """An interpolating kernel over a rotated block, row by row (``_kernel_row``); the next row's
+    coordinates first, to prefetch its source lines."""
+    values, count, winner = out
+    bh, bw = values.shape
+    h, w = data.shape
+    wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
+    track = winner.shape == values.shape
+    written = 0
+    cols, rows, cols_next, rows_next = np.empty(bw), np.empty(bw), np.empty(bw), np.empty(bw)
+    if bh:
+        _row(m, state, 0, inv, window[2], window[0], cols, rows)
+    for y in range(bh):
+        if y:
+            cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
+        if y + 1 < bh:
+            _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
+            _prefetch_row(src, cols_next, rows_next, h, w, nv)
+        who = winner[y] if track else winner[0]
+        written += _kernel_row(
+            data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
+            values[y], count[y], who, index, only_empty,
+        )  # fmt: skip
+    return written
+
+
+def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
+    """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
+    (``only_empty``: only pixels without one yet, as ``first``); returns how many pixels it wrote. A
+    point gets a value only where the source pixel containing it is valid. ``scale``: GDAL's (x, y)
+    kernel scale; ``winner`` gets ``index`` unless it is a 1 x 1 placeholder.
+
+    Picks the compiled loop the case needs (nearest or a kernel; without rotation, on a control grid or
+    rotated), so that numba compiles each only when a request first needs it, and small."""
+    values = out[0]
+    bh, bw = values.shape
+    h, w = data.shape
+    nodata = float(nodata)
+    src = np.ascontiguousarray(data).ravel()  # a view unless ``data`` is not contiguous
+    axes = _axes(m, inv, window[2], window[0], bh, bw)
+    if mode == NEAREST:
+        if axes is not None:
+            cols, rows = axes
+            jx, base = np.full(bw, -1, dtype=np.int64), np.full(bh, -1, dtype=np.int64)
+            inside_c, inside_r = (cols >= 0) & (cols < w), (rows >= 0) & (rows < h)  # NaN fails too
+            jx[inside_c] = cols[inside_c].astype(np.int64)  # truncation is floor (>= 0)
+            base[inside_r] = rows[inside_r].astype(np.int64) * w
+            return int(_nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty))
+        if src.shape[0] == 0:  # an empty window: nothing to gather (the gather reads src[0] unchecked)
+            return 0
+        kind = np.int32 if h * w < 2**31 else np.int64  # int32 indices vectorise better
+        flats = (np.empty(bw, dtype=kind), np.empty(bw, dtype=kind))
+        block = _nearest_grid if m[0] == GRID else _nearest_rows
+        return int(
+            block(
+                src,
+                h,
+                w,
+                nodata,
+                use_nodata,
+                m,
+                _row_state(m, bh),
+                inv,
+                window,
+                out,
+                index,
+                only_empty,
+                flats,
+            )
+        )
+    nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
+    nv = int(math.ceil(RADIUS[mode] / scale[1]))
+    unit = mode != LANCZOS and scale[0] == 1.0 and scale[1] == 1.0  # closed-form weights
+    if axes is not None:
+        cols, rows = axes
+        return int(
+            _kernel_axes(
+                data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, out, index, only_empty
+            )
+        )
+    state = _row_state(m, bh)
+    return int(
+        _kernel_rows(
+            data,
+            src,
+            nodata,
+            use_nodata,
+            m,
+            state,
+            inv,
+            window,
+            mode,
+            unit,
+            scale,
+            nu,
+            nv,
+            out,
+            index,
+            only_empty,
+        )
+    )
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+def _gather_block_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty) -> int:
+    """``_gather_row`` into block row ``y`` of ``out``, compiled without the winner where there is none."""
+    values, count, winner = out
+    if winner.shape == values.shape:  # constant arguments: each case compiles without branches
+        return _gather_row(
+            src, flat, got, nodata, use_nodata, (values[y], count[y], winner[y]), index, only_empty, True
+        )
+    return _gather_row(
+        src, flat, got, nodata, use_nodata, (values[y], count[y], winner[0]), index, only_empty, False
+    )
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
+    """Nearest over a block on a control grid, row by row: each row's flat source indices straight from
+    the grid (``_grid_flat_row``), then the gather. The next row's indices come first, to prefetch its
+    source lines. Returns how many pixels it wrote."""
+    flat, flat_next = flats
+    got = np.empty(flat.shape[0], src.dtype)
+    written = 0
+    for y in range(-1, out[0].shape[0]):
+        if y + 1 < out[0].shape[0]:
+            _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
+            _prefetch_flat(src, flat_next)
+        if y >= 0:
+            written += _gather_block_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
+        flat, flat_next = flat_next, flat
+    return written
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _nearest_rows(src, h, w, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
+    """``_nearest_grid`` for rotated affine or separable mappings: each row's coordinates (``_row``),
+    then their flat indices."""
+    flat, flat_next = flats
+    bw = flat.shape[0]
+    cols, rows, got = np.empty(bw), np.empty(bw), np.empty(bw, src.dtype)
+    written = 0
+    for y in range(-1, out[0].shape[0]):
+        if y + 1 < out[0].shape[0]:
+            _row(m, state, y + 1, inv, window[2], window[0], cols, rows)
+            _flat_row(cols, rows, h, w, flat_next)
+            _prefetch_flat(src, flat_next)
+        if y >= 0:
+            written += _gather_block_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
+        flat, flat_next = flat_next, flat
+    return written
+
+
+def any_inside(m, inv, window, count, only_empty) -> bool:
+    """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then.
+    Without rotation, per block column and row in numpy; on a control grid, only the control intervals
+    whose end points come near the window are walked pixel by pixel (between them a row is linear), with
+    the same arithmetic as ``_row``."""
+    bh, bw = count.shape
+    axes = _axes(m, inv, 0.0, 0.0, bh, bw)
+    if axes is not None:
+        cols, rows = axes
+        in_c = np.flatnonzero((cols >= window[2]) & (cols < window[3]))  # NaN fails too
+        in_r = np.flatnonzero((rows >= window[0]) & (rows < window[1]))
+        if not (len(in_c) and len(in_r)):
+            return False
+        return not only_empty or bool(_any_empty(count, in_r, in_c))
+    if m[0] == GRID:
+        return bool(_any_inside_grid(m, _row_state(m, bh), inv, window, count, only_empty))
+    return bool(_any_inside_rows(m, _row_state(m, bh), inv, window, count, only_empty))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _any_empty(count, rows, cols) -> bool:
+    """Whether any pixel of ``rows`` x ``cols`` has no value yet."""
+    for y in rows:
+        for x in cols:
+            if count[y, x] == 0:
+                return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True)
+def _any_inside_rows(m, state, inv, window, count, only_empty) -> bool:
+    """``any_inside`` for rotated affine or separable mappings, row by row."""
+    bh, bw = count.shape
+    cols, rows = np.empty(bw), np.empty(bw)
+    for y in range(bh):
+        _row(m, state, y, inv, 0.0, 0.0, cols, rows)
+        if (
+            m[0] == LINEAR
+            and bw
+            and (  # a straight row: beside the window if both its ends are
+                _beside(rows[0], rows[bw - 1], window[0], window[1])
+                or _beside(cols[0], cols[bw - 1], window[2], window[3])
+            )
+        ):
+            continue
+        for x in range(bw):
+            if only_empty and count[y, x] > 0:
+                continue
+            r, c = rows[x], cols[x]
+            if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
+                return True
+    return False
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
     """Source row ``i`` weighted across each column's 2n taps (``_taps``); NaN where a tap is outside
     (``first`` < 0), NaN or nodata, so that the caller goes tap by tap there."""
@@ -655,114 +885,6 @@ def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
             for b in range(2 * n):
                 if row[j + b] == nodata:
                     out[x] = np.nan
-
-
-@numba.njit(cache=True, nogil=True)
-def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
-    """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
-    (``only_empty``: only pixels without one yet, as ``first``); returns how many pixels it wrote. A
-    point gets a value only where the source pixel containing it is valid. ``scale``: GDAL's (x, y)
-    kernel scale; ``winner`` gets ``index`` unless it is a 1 x 1 placeholder."""
-    values, count, winner = out
-    bh, bw = values.shape
-    state = _row_state(m, bh)
-    cols, rows = np.empty(bw), np.empty(bw)
-    src = np.ascontiguousarray(data).ravel()  # a view unless ``data`` is not contiguous
-    nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
-    nv = int(math.ceil(RADIUS[mode] / scale[1]))
-    wu, wv = np.empty(2 * nu + 1), np.empty(2 * nv + 1)
-    unit = mode != LANCZOS and scale[0] == 1.0 and scale[1] == 1.0  # closed-form weights
-    track = winner.shape == values.shape
-    by_col, by_row = _axes(m, inv, window[2], window[0], bh, bw)
-    if len(by_col):  # no rotation: per column and per row, not per pixel
-        return _sample_axes(
-            data, src, nodata, use_nodata, by_col, by_row, mode, unit, scale, nu, nv, wu, wv, out, index,
-            only_empty,
-        )  # fmt: skip
-    h, w = data.shape
-    if mode == NEAREST:  # the hot path; int32 indices (they vectorise better) unless the window is huge
-        args = (data, src, nodata, use_nodata, m, state, inv, window, out, index, only_empty)
-        if h * w < 2**31:
-            return _nearest_block(*args, (np.empty(bw, dtype=np.int32), np.empty(bw, dtype=np.int32)))
-        return _nearest_block(*args, (np.empty(bw, dtype=np.int64), np.empty(bw, dtype=np.int64)))
-    written = 0
-    cols_next, rows_next = np.empty(bw), np.empty(bw)
-    if bh:
-        _row(m, state, 0, inv, window[2], window[0], cols, rows)
-    for y in range(bh):
-        if y:
-            cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
-        if y + 1 < bh:  # the next row's coordinates first, to prefetch its source lines
-            _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
-            _prefetch_row(src, cols_next, rows_next, h, w, nv)
-        who = winner[y] if track else winner[0]
-        written += _kernel_row(
-            data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
-            values[y], count[y], who, index, only_empty,
-        )  # fmt: skip
-    return written
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _nearest_block(data, src, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
-    """Nearest over a rotated block, row by row: each row's flat source indices (straight from the control
-    grid, or from the row's coordinates), then the gather (``_gather_row``). The next row's indices
-    come first, to prefetch its source lines. Returns how many pixels it wrote."""
-    values, count, winner = out
-    bh, bw = values.shape
-    h, w = data.shape
-    flat, flat_next = flats
-    cols, rows, got = np.empty(bw), np.empty(bw), np.empty(bw, src.dtype)
-    track = winner.shape == values.shape
-    written = 0
-    if src.shape[0] == 0:  # an empty window: nothing to gather (the gather reads src[0] unchecked)
-        return 0
-    for y in range(-1, bh):
-        if y + 1 < bh:
-            if m[0] == GRID:
-                _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
-            else:
-                _row(m, state, y + 1, inv, window[2], window[0], cols, rows)
-                _flat_row(cols, rows, h, w, flat_next)
-            _prefetch_flat(src, flat_next)
-        if y >= 0:
-            row = (values[y], count[y], winner[y] if track else winner[0])
-            if track:  # constant arguments: compiled without the winner where there is none
-                written += _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, True)
-            else:
-                written += _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, False)
-        flat, flat_next = flat_next, flat
-    return written
-
-
-@numba.njit(cache=True, nogil=True)
-def any_inside(m, inv, window, count, only_empty) -> bool:
-    """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then.
-    On a control grid, only the control intervals whose end points come near the window are walked
-    pixel by pixel (between them a row is linear), with the same arithmetic as ``_row``."""
-    bh, bw = count.shape
-    state = _row_state(m, bh)
-    if m[0] == GRID:
-        return _any_inside_grid(m, state, inv, window, count, only_empty)
-    cols, rows = np.empty(bw), np.empty(bw)
-    for y in range(bh):
-        _row(m, state, y, inv, 0.0, 0.0, cols, rows)
-        if (
-            m[0] == LINEAR
-            and bw
-            and (  # a straight row: beside the window if both its ends are
-                _beside(rows[0], rows[bw - 1], window[0], window[1])
-                or _beside(cols[0], cols[bw - 1], window[2], window[3])
-            )
-        ):
-            continue
-        for x in range(bw):
-            if only_empty and count[y, x] > 0:
-                continue
-            r, c = rows[x], cols[x]
-            if r >= window[0] and r < window[1] and c >= window[2] and c < window[3]:
-                return True
-    return False
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -1088,7 +1210,9 @@ def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
-def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty, room) -> int:
+def _weighted_green(
+    data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty, room
+) -> int:
     """``average``/``sum``/``rms`` over rotated footprints by Green's theorem: each footprint's integrals
     are the signed sums of its four edges' (``_edges``, a row of them at a time), and each edge is shared
     by two footprints, so it is integrated once. Exact, as ``average_into``'s cell-by-cell coverage."""
@@ -1096,7 +1220,6 @@ def _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, 
     bh, bw = values.shape
     h, w = data.shape
     sums, valid = _prefix_rows(data, nodata, use_nodata, stat == RMS, room)
-    state = _row_state(m, bh + 1)
     top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
     top_v, top_a = np.empty(bw), np.empty(bw)  # the edges along the pixels' top and bottom corners
     bot_v, bot_a = np.empty(bw), np.empty(bw)
@@ -1234,13 +1357,10 @@ def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, o
                 fy = _overlap(ylo, yhi, i)
                 for j in range(j_lo, j_hi):
                     s = data[i, j]
-                    if not _valid(s, nodata, use_nodata):
-                        continue
                     f = fy * _overlap(xlo, xhi, j)
-                    if f <= 0:
-                        continue
-                    acc += f * (s * s if stat == RMS else s)
-                    weight += f
+                    if f > 0 and _valid(s, nodata, use_nodata):
+                        acc += f * (s * s if stat == RMS else s)
+                        weight += f
             if weight <= 1e-10:
                 continue
             _put(out, y, x, _weighted(stat, acc, weight), index, track)
@@ -1248,7 +1368,6 @@ def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, o
     return written
 
 
-@numba.njit(cache=True, nogil=True)
 def average_into(
     data, nodata, use_nodata, m, inv, window, stat, out, index, only_empty, green=True, room=None
 ) -> int:
@@ -1256,28 +1375,41 @@ def average_into(
     and ``rms`` weight each by the area its footprint covers, ``sum`` adds value x area, ``min``/``max``
     and ``mode``/``med``/``q1``/``q3`` take every pixel the footprint touches. The
     footprint is the quadrilateral of the pixel's four corners: the mapping is of the (h + 1, w + 1)
-    corner lattice. Weighted statistics over rotated footprints integrate the footprints' edges
-    (``_weighted_green``, in ``room`` from ``green_room`` if given) unless ``green`` is False or the window
-    is larger than ``GREEN_CELLS``; else, and for the others, each footprint's area in every pixel under
-    it is computed cell by cell."""
+    corner lattice. Weighted statistics over boxes (no rotation) take ``_weighted_axes``; over rotated
+    footprints they integrate the footprints' edges (``_weighted_green``, in ``room`` from ``green_room``
+    if given) unless ``green`` is False or the window is larger than ``GREEN_CELLS``; else, and for the
+    others, each footprint's area in every pixel under it is computed cell by cell (``_area_cells``).
+    Each loop is compiled when a request first needs it."""
+    values = out[0]
+    bh, bw = values.shape
+    h, w = data.shape
+    y0, x0 = float(window[0]), float(window[2])
+    nodata = float(nodata)
+    weighted = stat in (AVERAGE, SUM, RMS)
+    axes = _axes(m, inv, x0, y0, bh + 1, bw + 1)  # corner columns and rows, without rotation
+    if axes is not None and weighted:
+        return int(_weighted_axes(data, nodata, use_nodata, axes[0], axes[1], stat, out, index, only_empty))
+    state = _row_state(m, bh + 1)
+    if green and weighted and h * (w + 1) <= GREEN_CELLS:
+        space = np.empty(2 * h * (w + 1)) if room is None else room
+        args = (data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty, space)
+        return int(_weighted_green(*args))
+    return int(_area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty))
+
+
+@numba.njit(cache=True, nogil=True)
+def _area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty) -> int:
+    """``average_into`` cell by cell: each footprint's exact area in every source pixel of its bounding
+    box (``_coverage``; products of 1-D overlaps for an axis-aligned one), then its statistic."""
     values, count, winner = out
     bh, bw = values.shape
     h, w = data.shape
-    y0, x0 = window[0], window[2]
-    state = _row_state(m, bh + 1)
     top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
     _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
     qx, qy = np.empty(4), np.empty(4)
     cover = np.empty((8, 10))  # scratch: a footprint's area in each source pixel of its bounding box
-    grid = cover[:1, :1]
     vals = np.empty(64)  # the footprint's pixels, for the ranked statistics
     track = winner.shape == values.shape
-    by_col, by_row = _axes(m, inv, x0, y0, bh + 1, bw + 1)  # corner columns and rows, without rotation
-    if len(by_col) and stat in (AVERAGE, SUM, RMS):
-        return _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, only_empty)
-    if green and stat in (AVERAGE, SUM, RMS) and h * (w + 1) <= GREEN_CELLS:
-        space = np.empty(2 * h * (w + 1)) if room is None else room
-        return _weighted_green(data, nodata, use_nodata, m, inv, x0, y0, stat, out, index, only_empty, space)
     written = 0
     for y in range(bh):
         top_c, bot_c = bot_c, top_c
@@ -1293,35 +1425,36 @@ def average_into(
                 continue
             xlo, xhi = min(qx[0], qx[1], qx[2], qx[3]), max(qx[0], qx[1], qx[2], qx[3])
             ylo, yhi = min(qy[0], qy[1], qy[2], qy[3]), max(qy[0], qy[1], qy[2], qy[3])
-            # an axis-aligned footprint (same CRS, 4326 <-> 3857): overlaps are products of 1-D overlaps
-            boxed = qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]
-            acc = 0.0
-            weight = 0.0
-            best = np.inf if stat == MINIMUM else -np.inf
             i_lo, i_hi = max(int(math.floor(ylo)), 0), min(int(math.ceil(yhi)), h)
             j_lo, j_hi = max(int(math.floor(xlo)), 0), min(int(math.ceil(xhi)), w)
             if stat >= MODE and (i_hi - i_lo) * (j_hi - j_lo) > len(vals):
                 vals = np.empty(2 * (i_hi - i_lo) * (j_hi - j_lo))
             oy, ox = math.floor(ylo), math.floor(xlo)
-            if not boxed:  # a rotated footprint: its exact area in every pixel of its bounding box
-                nr, nc = int(math.ceil(yhi) - oy), int(math.ceil(xhi) - ox) + 2
-                if nr > cover.shape[0] or nc > cover.shape[1]:
-                    cover = np.empty((max(nr, cover.shape[0]), max(nc, cover.shape[1])))
-                grid = cover[:nr, :nc]
+            nr, nc = int(math.ceil(yhi) - oy), int(math.ceil(xhi) - ox) + 2
+            if nr > cover.shape[0] or nc > cover.shape[1]:
+                cover = np.empty((max(nr, cover.shape[0]), max(nc, cover.shape[1])))
+            grid = cover[:nr, :nc]
+            # an axis-aligned footprint (4326 <-> 3857 on a grid): products of 1-D overlaps, else exact
+            if qx[0] == qx[3] and qx[1] == qx[2] and qy[0] == qy[1] and qy[2] == qy[3]:
+                for i in range(i_lo, i_hi):
+                    for j in range(j_lo, j_hi):
+                        grid[i - int(oy), j - int(ox)] = _overlap(ylo, yhi, i) * _overlap(xlo, xhi, j)
+            else:
                 grid[:] = 0.0
                 for k in range(4):
                     qx[k] -= ox
                     qy[k] -= oy
                 _coverage(qx, qy, grid)
+            acc = 0.0
+            weight = 0.0
+            best = np.inf if stat == MINIMUM else -np.inf
             n = 0
             for i in range(i_lo, i_hi):
-                fy = _overlap(ylo, yhi, i)
                 for j in range(j_lo, j_hi):
                     s = data[i, j]
-                    if not _valid(s, nodata, use_nodata):
-                        continue
-                    f = fy * _overlap(xlo, xhi, j) if boxed else grid[i - int(oy), j - int(ox)]
-                    if f <= MIN_COVER:  # untouched: the running sums leave ~1e-17 in cells they cross
+                    f = grid[i - int(oy), j - int(ox)]
+                    # untouched: the running sums leave ~1e-17 in cells they cross
+                    if f <= MIN_COVER or not _valid(s, nodata, use_nodata):
                         continue
                     if stat == MINIMUM:
                         best = min(best, float(s))
@@ -1343,3 +1476,20 @@ def average_into(
             _put(out, y, x, value, index, track)
             written += 1
     return written
+
+
+# the compiled entry points, each compiled per argument types when a request first needs it (``kernel.warm``
+# renders a block through each); the functions they call are compiled into them
+COMPILED = (
+    _any_empty,
+    _nearest_axes,
+    _nearest_grid,
+    _nearest_rows,
+    _kernel_axes,
+    _kernel_rows,
+    _any_inside_grid,
+    _any_inside_rows,
+    _weighted_axes,
+    _weighted_green,
+    _area_cells,
+)

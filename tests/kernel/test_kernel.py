@@ -443,6 +443,8 @@ def test_kernels_widen_when_downsampling_as_gdal(make_store, resampling, ratio):
 def test_warm_fills_numbas_cache_so_workers_start_compiled(tmp_path):
     """``lazymerge warm`` (run when building worker images) compiles every kernel loop into
     NUMBA_CACHE_DIR; a fresh process rendering a block then loads them instead of compiling."""
+    from lazymerge.kernel import loops as jit
+
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     warm = [sys.executable, "-m", "lazymerge.cli", "warm", "--dtypes", "uint16"]  # one dtype: CI time
     subprocess.run(warm, env=env, check=True, capture_output=True)
@@ -450,12 +452,42 @@ def test_warm_fills_numbas_cache_so_workers_start_compiled(tmp_path):
         "import numpy as np\n"
         "from lazymerge.kernel import loops as jit, warm\n"
         "warm.warm(['uint16'])\n"
-        "fns = [jit.sample_into, jit.average_into, jit.any_inside, jit._kernel_row, jit._nearest_block]\n"
-        "print(sum(len(f.stats.cache_hits) for f in fns), sum(len(f.stats.cache_misses) for f in fns))\n"
+        "print(sum(len(f.stats.cache_hits) for f in jit.COMPILED), "
+        "sum(len(f.stats.cache_misses) for f in jit.COMPILED))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     hits, misses = map(int, out.stdout.split())
-    assert hits >= 5 and misses == 0
+    assert hits >= len(jit.COMPILED) and misses == 0
+
+
+def test_a_grid_narrower_than_the_control_step_maps_across_crs():
+    """A target grid of at most STEP + 1 lines has two control lines per axis: no cubic through four (it
+    divided by zero, as ``lazymerge warm``'s small blocks did), the line through them, refined until it
+    stays within the threshold of the exact transform."""
+    grid = (
+        CRS.from_user_input("EPSG:32618"),
+        Affine(10, 0, 5e5, 0, -10, 5e6),
+        (0, 20),
+        (0, 30),
+        "EPSG:32617",
+    )
+    exact = pixel_mapping(*grid, 0.0, exact=True).dense()
+    approx = pixel_mapping(*grid, (THRESHOLD * 10, THRESHOLD * 10)).dense()
+    assert np.nanmax(np.hypot(exact[0] - approx[0], exact[1] - approx[1])) <= 2 * THRESHOLD * 10
+
+
+def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
+    """With an empty numba cache, a nearest merge of float32 sources (same CRS and across UTM zones, as the
+    demo's) compiles only the nearest loops of those mappings, once each: not the kernels, the area
+    statistics or the other dtypes."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code = (
+        "from lazymerge.kernel import loops as jit, warm\n"
+        "warm.warm_request(['float32'], 'float32', 'nearest')\n"
+        "print(' '.join(f'{f.__name__}:{len(f.signatures)}' for f in jit.COMPILED if f.signatures))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    assert sorted(out.stdout.split()) == ["_any_inside_grid:1", "_nearest_axes:1", "_nearest_grid:1"]
 
 
 def test_exact_footprint_coverage_matches_polygon_clipping():

@@ -1,0 +1,101 @@
+"""The first run on a fresh clone: ``lazymerge demo`` in a fresh process with an empty numba cache.
+
+    python -m benchmarks.first_run [--repeat 1]
+
+Runs the demo (``lazymerge.demo.run_demo``) in a child process with ``NUMBA_CACHE_DIR`` set to a new empty
+directory, as on a fresh clone, and prints each demo step's wall and CPU seconds, then what numba compiled
+(each compiled function: how many signatures, CPU seconds including the functions compiled into it). The
+demo's first compute is its "compile the kernel" step plus its first "compute + write" step; the target
+is 5 s. A second run in the same cache shows the warm start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def child(out: str) -> None:
+    """Run the demo into ``out``; print one JSON line: the steps and numba's compiles."""
+    from numba.core import event
+
+    compiles: list[tuple[str, float, int]] = []
+
+    class Listener(event.Listener):
+        def __init__(self) -> None:
+            self.started: list[float] = []
+
+        def on_start(self, ev: event.Event) -> None:
+            self.started.append(time.process_time())
+
+        def on_end(self, ev: event.Event) -> None:
+            t0 = self.started.pop()
+            name = ev.data["dispatcher"].py_func.__name__
+            compiles.append((name, time.process_time() - t0, len(self.started)))
+
+    event.register("numba:compile", Listener())
+    import lazymerge.demo as demo
+
+    steps: list[tuple[str, float, float]] = []
+
+    def timed(say, label, fn):  # the demo's own step timer, with the CPU time too
+        w0, c0 = time.perf_counter(), time.process_time()
+        result = fn()
+        steps.append((label, time.perf_counter() - w0, time.process_time() - c0))
+        return result
+
+    demo._timed = timed
+    demo.run_demo(out, say=lambda _: None)
+    print(json.dumps({"steps": steps, "compiles": compiles}))
+
+
+def run_once(cache: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="lazymerge-demo-") as out:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cmd = [sys.executable, "-m", "benchmarks.first_run", "--child", out]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def report(label: str, res: dict) -> None:
+    print(f"{label}:")
+    first = 0.0
+    seen_compute = False
+    for name, wall, cpu in res["steps"]:
+        print(f"  {name:<46} {wall:7.2f} s wall {cpu:7.2f} s CPU")
+        if name.startswith("compile") or (name.startswith("compute") and not seen_compute):
+            first += wall
+            seen_compute |= name.startswith("compute")
+    print(f"  the demo's first compute (compile + first compute): {first:.2f} s wall (target 5 s)")
+    top = [c for c in res["compiles"] if c[2] == 0]
+    if top:
+        print(f"  numba compiled {len(top)} entry points, {sum(c[1] for c in top):.2f} s CPU:")
+        for name, cpu, _ in top:
+            print(f"    {name:<24} {cpu:6.2f} s")
+    else:
+        print("  numba compiled nothing (all from its cache)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+        report("empty numba cache (a fresh clone)", run_once(cache))
+        report("the same cache, second run", run_once(cache))
+
+
+if __name__ == "__main__":
+    from benchmarks.provenance import header
+
+    if "--child" not in sys.argv:
+        print(header(), flush=True)
+    main()
