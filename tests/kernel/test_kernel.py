@@ -88,11 +88,6 @@ def test_approximate_nearest_matches_gdal_exact(make_store, case):
     assert agreement(got, expected) >= 0.9999
 
 
-def smooth(name: str, crs: str, transform: tuple, size: int = 160) -> Raster:
-    y, x = np.mgrid[0:size, 0:size] / size
-    return Raster(name, crs, transform, (np.sin(3 * x) * np.cos(2 * y) + 2).astype("f4"))
-
-
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize(
     "resampling", ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "rms", "max", "med"]
