@@ -128,6 +128,10 @@ class OutputWriteError(OutputError, OSError):
     """Writing the output failed in the store (full disk, permissions): the output is not complete."""
 
 
+class OutputIncompleteError(OutputError):
+    """A run that ended without error but left blocks unwritten (a lost task): the output is not complete."""
+
+
 class GridTooLargeError(InvalidRequestError):
     """A target grid with more pixels or tasks than the limits allow (``max_pixels``, ``max_tasks``)."""
 

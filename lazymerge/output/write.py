@@ -37,7 +37,13 @@ from lazymerge.catalog.conventions import (
 )
 from lazymerge.catalog.stores import zarr_location
 from lazymerge.contract.cost import task_memory
-from lazymerge.errors import LazymergeError, OutputError, OutputExistsError, OutputWriteError
+from lazymerge.errors import (
+    LazymergeError,
+    OutputError,
+    OutputExistsError,
+    OutputIncompleteError,
+    OutputWriteError,
+)
 from lazymerge.executors.local import FINAL_ERRORS
 from lazymerge.kernel.block import KernelTask, merge_block
 from lazymerge.kernel.cancel import check_cancelled
@@ -315,6 +321,14 @@ def write_zarr(
             skipped = warn_skipped(result.task.plan_path)
             if report is not None:
                 report.append(skipped)
+        with _store_errors(desc):
+            lost = missing_blocks(out)  # one listing: an executor that dropped tasks never looks finished
+        if len(lost):
+            raise OutputIncompleteError(
+                f"{desc!r}: the run ended without an error but {len(lost)} of {out.nchunks} blocks were not "
+                f"written (flat block ids {lost[:8].tolist()}{' ...' if len(lost) > 8 else ''}); the output "
+                "is not marked complete: rerun with resume=True (CLI: --resume) to write only those blocks"
+            )
         with _store_errors(desc):
             _write_attrs(out, result.spatial, result.proj)
             if overviews:

@@ -23,7 +23,6 @@ import zarr
 
 from lazymerge.catalog.meta import write_meta
 from lazymerge.catalog.stores import zarr_location
-from lazymerge.demo import build_seed_store
 from lazymerge.errors import OutputLockedError, OutputResumeError
 from lazymerge.executors import get_executor
 from lazymerge.executors.dask import local_cluster
@@ -31,7 +30,7 @@ from lazymerge.executors.lithops import preload_runtime
 from lazymerge.output.target import LOCK_KEY, Lease, open_target
 from lazymerge.output.write import BlockWriter, open_output, write_blocks
 from tests.support.drills import kill_when
-from tests.support.executor_cases import seed_merge
+from tests.support.executor_cases import random_seed_store, seed_merge
 from tests.support.s3_server import BUCKET, REGION, S3Server, start, upload
 
 pytestmark = pytest.mark.slow
@@ -44,7 +43,7 @@ def cloud(tmp_path_factory):
     """The S3 server with the seed store uploaded, and the threads-on-local-disk reference."""
     proc, server = start()
     try:
-        local = build_seed_store(tmp_path_factory.mktemp("cloud") / "seed.zarr")
+        local = random_seed_store(tmp_path_factory.mktemp("cloud") / "seed.zarr", meta=False)
         write_meta(local)
         upload(server, local, "sources/seed.zarr")
         reference = seed_merge(local, tmp_path_factory.mktemp("wd"), chunk=64).array.compute()

@@ -20,10 +20,11 @@ import pytest
 import zarr
 
 from lazymerge.api import merge
-from lazymerge.demo import SEED_TARGET, build_seed_store
+from lazymerge.demo import SEED_TARGET
 from lazymerge.errors import SourceReadError, WorkerLostError
 from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
+from tests.support.executor_cases import random_seed_store
 from tests.support.s3_server import start, upload
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ DEAD_ENDPOINT_BOUND_S = 20.0  # kill -> process exit; measured ~2-3 s (README, "
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory):
-    return build_seed_store(tmp_path_factory.mktemp("faults") / "seed.zarr")
+    return random_seed_store(tmp_path_factory.mktemp("faults") / "seed.zarr")  # a misplaced block shows
 
 
 def workers() -> list[psutil.Process]:

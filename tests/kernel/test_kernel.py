@@ -88,25 +88,6 @@ def test_approximate_nearest_matches_gdal_exact(make_store, case):
     assert agreement(got, expected) >= 0.9999
 
 
-def smooth(name: str, crs: str, transform: tuple, size: int = 160) -> Raster:
-    y, x = np.mgrid[0:size, 0:size] / size
-    return Raster(name, crs, transform, (np.sin(3 * x) * np.cos(2 * y) + 2).astype("f4"))
-
-
-@pytest.mark.parametrize("resampling", ["bilinear", "cubic", "cubic_spline", "lanczos"])
-def test_interpolating_resamplings_match_gdal_exact(make_store, resampling):
-    sources, (crs, lon, lat, res) = CASES["utm-zones"]
-    src = smooth("a", sources[0].crs, sources[0].transform)
-    store = store_of(make_store, [src])
-    bbox, transform = target_grid(crs, lon, lat, res)
-    expected = warp_exact(src, crs, transform, (SIZE, SIZE), resampling)
-    got = run(store, crs, bbox, res, datafusion=True, resampling=resampling)
-    inner = interior(expected)
-    assert inner.mean() > 0.3
-    rel = np.abs(got[inner] - expected[inner]) / np.abs(expected[inner])
-    assert rel.max() <= 1e-4
-
-
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize(
     "resampling", ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "rms", "max", "med"]

@@ -148,3 +148,27 @@ def test_resume_clears_partial_chunk_files(seed, reference, tmp_path):
     np.testing.assert_array_equal(out[:], reference)
     assert not list(target.rglob("*.partial"))
     assert len(chunk_files(target)) == 56
+
+
+def test_blocks_an_executor_lost_leave_the_output_not_complete(seed, reference, tmp_path):
+    """An executor that returns without error but never ran some tasks (as a backend that drops jobs can):
+    to_zarr raises OutputIncompleteError naming the missing blocks and does not mark the output complete;
+    resume writes only those blocks and gives the whole mosaic."""
+    from lazymerge.errors import OutputIncompleteError
+    from lazymerge.output.target import COMPLETE
+    from lazymerge.output.write import write_blocks, write_zarr
+
+    r = seed_merge(seed, tmp_path / "wd", chunk=64)
+    out = tmp_path / "o.zarr"
+
+    def lossy(writer, ids):  # renders every other task's blocks, then returns as if all were done
+        write_blocks(ids[::2], writer=writer)
+
+    with pytest.raises(OutputIncompleteError, match=r"blocks were not written.*resume=True"):
+        write_zarr(r, out, render=lossy)
+    assert zarr.open_array(out, mode="r").attrs[COMPLETE] is False
+    lost = missing_blocks(zarr.open_array(out, mode="r"))
+    assert len(lost) == len(np.arange(int(np.prod(r.array.numblocks)))[1::2])
+    r.to_zarr(out, resume=True)
+    assert zarr.open_array(out, mode="r").attrs[COMPLETE] is True
+    np.testing.assert_array_equal(zarr.open_array(out, mode="r")[:], reference)

@@ -29,7 +29,7 @@ from lazymerge.errors import (
 )
 from lazymerge.executors import get_executor
 from lazymerge.output.target import COMPLETE, FINGERPRINT, LOCK_KEY, Lease, open_target
-from tests.support.executor_cases import seed_merge, seed_spec
+from tests.support.executor_cases import random_seed_store, seed_merge, seed_spec
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is importable from it
 BBOX = (502000.0, 5997500.0, 507000.0, 6001500.0)  # the int_store sources and some empty space
@@ -38,9 +38,7 @@ SHIFTED = (500020.0, 5990000.0, 508020.0, 6000000.0)  # same shape, one pixel ea
 
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory):
-    from lazymerge.demo import build_seed_store
-
-    return build_seed_store(tmp_path_factory.mktemp("safety") / "seed.zarr")
+    return random_seed_store(tmp_path_factory.mktemp("safety") / "seed.zarr", meta=False)
 
 
 @pytest.fixture(scope="module")
