@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/lazymerge demo --out demo-output
 
 test: $(STAMP) gdal-venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 	$(BIN)/ruff check .
 	$(BIN)/mypy lazymerge
 	$(MAKE) docs
