@@ -140,37 +140,6 @@ def test_injected_faults_on_s3(cloud, env, tmp_path, monkeypatch):
     np.testing.assert_array_equal(read_output(out), reference)
 
 
-def test_straggler_backup_on_s3(cloud, env, tmp_path, monkeypatch):
-    """One block's first attempt stalls for 20 minutes; Cubed's backup task (on by default with an S3
-    work_dir) renders that task's blocks again, so the run ends while the straggler still sleeps (Lithops
-    localhost version 2 queues tasks, not jobs, so the backup need not wait for the straggler's job; the
-    straggler is stopped when the executor closes). A late duplicate write is harmless: each block is one
-    whole-chunk PUT of the same bytes."""
-    server, reference = cloud
-    faults = tmp_path / "faults"
-    faults.mkdir()
-    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-s", chunk=32)  # 224 blocks: 14 tasks (backups need 10)
-    row, col = np.unravel_index(15, result.array.numblocks)  # the last block of the first task
-    monkeypatch.setenv("LAZYMERGE_FAULT_SLOW", f"{row},{col}:1200")
-    monkeypatch.setenv("LAZYMERGE_FAULT_DIR", str(faults))
-    out = f"s3://{BUCKET}/out-s.zarr"
-    config = lithops_config(server)
-    config["localhost"]["version"] = 2
-    result.to_zarr(out, executor=get_executor("lithops", config=config))
-    assert (faults / f"slow-{row}-{col}").exists()  # the straggler did start
-    assert not (faults / f"woke-{row}-{col}").exists()  # and the run did not wait for it
-    np.testing.assert_array_equal(read_output(out), reference)
-    key = f"out-s.zarr/c/{row}/{col}"
-    first = obstore.head(server.store(), key)
-    time.sleep(1.1)  # S3 times have 1 s resolution
-    target = zarr.open_array(zarr_location(out), mode="r+")
-    arr = result.array
-    write_blocks(np.arange(16), writer=BlockWriter(result.task, target, arr.numblocks, arr.chunksize))
-    again = obstore.head(server.store(), key)
-    assert again["last_modified"] > first["last_modified"] and again["e_tag"] == first["e_tag"]
-    np.testing.assert_array_equal(read_output(out), reference)
-
-
 def test_killed_driver_resumes_on_s3(cloud, env, tmp_path):
     server, reference = cloud
     out = f"s3://{BUCKET}/out-c.zarr"
@@ -272,3 +241,35 @@ def test_modal_path_takes_the_lease_and_refuses_other_targets(cloud, env):
     finally:
         other.release()
     assert not keys(server, "foreign.zarr/c/")
+
+
+def test_straggler_backup_on_s3(cloud, env, tmp_path, monkeypatch):
+    """(Last in this module: the straggler's Lithops localhost v2 job may still be winding down when it
+    returns.) One block's first attempt stalls for 20 minutes; Cubed's backup task (on by default with an S3
+    work_dir) renders that task's blocks again, so the run ends while the straggler still sleeps (Lithops
+    localhost version 2 queues tasks, not jobs, so the backup need not wait for the straggler's job; the
+    straggler is stopped when the executor closes). A late duplicate write is harmless: each block is one
+    whole-chunk PUT of the same bytes."""
+    server, reference = cloud
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    result = seed_merge(SOURCES, f"s3://{BUCKET}/work-s", chunk=32)  # 224 blocks: 14 tasks (backups need 10)
+    row, col = np.unravel_index(15, result.array.numblocks)  # the last block of the first task
+    monkeypatch.setenv("LAZYMERGE_FAULT_SLOW", f"{row},{col}:1200")
+    monkeypatch.setenv("LAZYMERGE_FAULT_DIR", str(faults))
+    out = f"s3://{BUCKET}/out-s.zarr"
+    config = lithops_config(server)
+    config["localhost"]["version"] = 2
+    result.to_zarr(out, executor=get_executor("lithops", config=config))
+    assert (faults / f"slow-{row}-{col}").exists()  # the straggler did start
+    assert not (faults / f"woke-{row}-{col}").exists()  # and the run did not wait for it
+    np.testing.assert_array_equal(read_output(out), reference)
+    key = f"out-s.zarr/c/{row}/{col}"
+    first = obstore.head(server.store(), key)
+    time.sleep(1.1)  # S3 times have 1 s resolution
+    target = zarr.open_array(zarr_location(out), mode="r+")
+    arr = result.array
+    write_blocks(np.arange(16), writer=BlockWriter(result.task, target, arr.numblocks, arr.chunksize))
+    again = obstore.head(server.store(), key)
+    assert again["last_modified"] > first["last_modified"] and again["e_tag"] == first["e_tag"]
+    np.testing.assert_array_equal(read_output(out), reference)
