@@ -5,10 +5,8 @@ commit), overviews of a mosaic with band and time dimensions, a kill during the 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from lazymerge.catalog.conventions import read_multiscales, read_spatial
 from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
 from lazymerge.output.write import missing_blocks
+from tests.support.drills import kill_group_when
 from tests.support.executor_cases import random_seed_store, seed_merge
 from tests.support.stores import date_and_band
 
@@ -88,19 +87,6 @@ def chunk_files(path: Path) -> dict[str, int]:
     return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in (path / "c").rglob("*") if p.is_file()}
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 180) -> None:
-    """SIGKILL ``proc``'s process group (the workers too) once ``ready()`` holds."""
-    try:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            assert proc.poll() is None, "the writer finished or failed before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def writer(seed, tmp_path, target, overviews: int, delay: str) -> subprocess.Popen:
     """The seed mosaic written by tests.support.write_seed in its own process group (the kill takes its
     workers too), each task slowed by ``delay`` seconds."""
@@ -117,7 +103,7 @@ def test_kill_during_overview_build_then_resume(seed, reference, tmp_path):
     keeps the base blocks and builds every level."""
     target = tmp_path / "out.zarr"
     proc = writer(seed, tmp_path, target, overviews=2, delay="0.3")
-    kill_when(proc, lambda: (target / "data" / "1" / "zarr.json").exists())
+    kill_group_when(proc, lambda: (target / "data" / "1" / "zarr.json").exists())
     base = chunk_files(target / "data" / "0")
     assert len(base) == 56
     assert "multiscales" not in zarr.open_group(str(target / "data"), mode="r").attrs
@@ -137,7 +123,7 @@ def test_resume_clears_partial_chunk_files(seed, reference, tmp_path):
     deletes the leftover; nothing but chunks remains."""
     target = tmp_path / "out.zarr"
     proc = writer(seed, tmp_path, target, overviews=0, delay="0.3")
-    kill_when(proc, lambda: len(chunk_files(target) if (target / "c").exists() else {}) >= 6)
+    kill_group_when(proc, lambda: len(chunk_files(target) if (target / "c").exists() else {}) >= 6)
     done = chunk_files(target)
     assert 6 <= len(done) < 56
     row = next(iter(sorted(done))).split("/")[1]

@@ -10,18 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def kill_when(
-    argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool], timeout: float
-) -> None:
-    """Run ``argv`` in its own process group (so the kill takes its workers too) and SIGKILL the group as
-    soon as ``ready()``; fails if the writer ends first or ``timeout`` seconds pass."""
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True)
+def kill_group_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 180) -> None:
+    """SIGKILL ``proc``'s process group (its workers too) as soon as ``ready()``; fails if the writer ends
+    first or ``timeout`` seconds pass."""
     try:
         deadline = time.monotonic() + timeout
         while not ready():
             assert proc.poll() is None, "the writer finished or failed before it could be killed"
             assert time.monotonic() < deadline
-            time.sleep(0.05)
+            time.sleep(0.02)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def kill_when(
+    argv: list[str], env: dict[str, str], cwd: Path, ready: Callable[[], bool], timeout: float
+) -> None:
+    """Run ``argv`` in its own process group (so the kill takes its workers too) and kill the group as soon
+    as ``ready()`` (``kill_group_when``)."""
+    kill_group_when(subprocess.Popen(argv, env=env, cwd=cwd, start_new_session=True), ready, timeout)
