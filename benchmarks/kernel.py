@@ -175,15 +175,12 @@ def with_nodata() -> None:
         level = Level("src", tuple(raster.transform)[:6], ints.shape, "uint16", 0, crs=raster.crs)
         row = TaskRow(level, (0, n, 0, n))
         for rs in ("bilinear", "cubic"):
-
-            def gdal(rs: str = rs) -> None:
-                rasterio.warp.reproject(
-                    ints, np.empty((size, size), dtype="u2"), src_transform=Affine(*raster.transform),
-                    src_crs=rio_crs(raster.crs), dst_transform=grid.transform,
-                    dst_crs=rio_crs(grid.crs.to_wkt()), resampling=Resampling[rs], src_nodata=0,
-                    dst_nodata=0, num_threads=1,
-                )  # fmt: skip
-
+            gdal = partial(
+                rasterio.warp.reproject, ints, np.empty((size, size), dtype="u2"),
+                src_transform=Affine(*raster.transform), src_crs=rio_crs(raster.crs),
+                dst_transform=grid.transform, dst_crs=rio_crs(grid.crs.to_wkt()), resampling=Resampling[rs],
+                src_nodata=0, dst_nodata=0, num_threads=1,
+            )  # fmt: skip
             opts = KernelOptions(resampling=rs, nodata=0)
             ours = partial(
                 render_chunk, [row], grid, 0, 0, store, np.dtype("u2"), opts, read=in_memory(store, row)

@@ -113,7 +113,7 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
 def _fetch(
     arr: zarr.Array, window: tuple[int, int, int, int], keys: list[tuple[int, int]]
 ) -> dict[tuple[int, int], np.ndarray]:
-    """The decoded chunks at ``keys``, fetched concurrently (``kernel.chunkio`` for plain arrays, else zarr)."""
+    """The decoded chunks at ``keys``, fetched concurrently (plain arrays: ``kernel.chunkio``; else zarr)."""
     compressor = codec(arr)
     if compressor is not None:
         return dict(zip(keys, get_chunks(arr, compressor, keys), strict=True))
@@ -124,9 +124,7 @@ def _fetch(
     return {key: np.asarray(b) for key, b in zip(keys, gathered, strict=True)}
 
 
-def _settle(
-    scope: str, store: Any, path: str, mine: dict[tuple[int, int], Future], result: Any
-) -> None:
+def _settle(scope: str, store: Any, path: str, mine: dict[tuple[int, int], Future], result: Any) -> None:
     """Hand the chunks this thread fetched (or its error) to the threads waiting for them."""
     with _lock:
         for key, pending in mine.items():

@@ -204,7 +204,7 @@ def test_downsampling_by_39_keeps_its_ratio(make_store, resampling):
     assert np.abs(gdal(1 / 4)[inner] - pinned[inner]).max() > 1e-4  # snapped to 4
 
 
-def _warp_integer(src: Raster, data: np.ndarray, nodata: int, transform: Affine, resampling: str) -> np.ndarray:
+def _warp_integer(src: Raster, data: np.ndarray, nodata: int, transform: Affine, resampling: str):
     """GDAL's exact warp of integer ``data`` with ``nodata`` on ``src``'s grid, at scale 1, to float32."""
     import rasterio
     from rasterio.enums import Resampling
