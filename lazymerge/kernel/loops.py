@@ -305,6 +305,29 @@ def _four(mode: int, t: float) -> tuple[float, float, float, float]:
     return s * s * s / 6, (3 * t3 - 6 * t * t + 4) / 6, (-3 * t3 + 3 * t * t + 3 * t + 1) / 6, t3 / 6
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _has_value(data, i: int, j: int, n: int, value: float) -> bool:
+    """Whether ``value`` is among the n x n pixels from row ``i``, column ``j``."""
+    found = False
+    for a in range(i, i + n):
+        for b in range(j, j + n):
+            found |= data[a, b] == value
+    return found
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _all_valid(data, i: int, j: int, n: int, nodata: float, use_nodata: bool) -> bool:
+    """Whether the n x n pixels from row ``i``, column ``j`` are all inside ``data`` and valid."""
+    h, w = data.shape
+    if i < 0 or j < 0 or i + n > h or j + n > w:
+        return False
+    for a in range(i, i + n):
+        for b in range(j, j + n):
+            if not _valid(data[a, b], nodata, use_nodata):
+                return False
+    return True
+
+
 @numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
 def _dot4(data, i, j, a0, a1, a2, a3) -> float:
     """Row ``i``'s taps ``j - 1 .. j + 2`` weighted by a0 .. a3."""
@@ -457,6 +480,8 @@ def _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu,
         return np.nan
     u, v = c - 0.5, r - 0.5
     j0, i0 = int(math.floor(u)), int(math.floor(v))
+    if unit and mode == CUBIC and not _all_valid(data, i0 - 1, j0 - 1, 4, nodata, use_nodata):
+        mode, nu, nv = BILINEAR, 1, 1  # GDAL's 4-sample cubic is bilinear where a tap is missing
     if unit:
         _unit_weights(mode, u - j0, wu)
         _unit_weights(mode, v - i0, wv)
@@ -485,12 +510,12 @@ def _kernel_row(
     data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, values, has, winner, index,
     only_empty,
 ) -> int:  # fmt: skip
-    """An interpolating kernel for one block row. Points whose taps are all inside the window take a
-    closed-form, branch-free path at scale 1 without nodata (bilinear: 2 x 2 taps, cubic and cubic_spline:
-    4 x 4); a NaN among them, the window's edge, nodata or a widened kernel go tap by tap."""
+    """An interpolating kernel for one block row. Points whose taps are all inside the window and valid
+    take a closed-form path at scale 1 (bilinear: 2 x 2 taps, cubic and cubic_spline: 4 x 4); a NaN or
+    nodata tap, the window's edge or a widened kernel go tap by tap (renormalised over the valid taps)."""
     h, w = data.shape
     track = winner.shape[0] == values.shape[0]
-    fast = unit and not use_nodata
+    fast = unit
     lo = float(nu - 1)  # the taps of a point u past a pixel centre: floor(u) + 1 - n .. floor(u) + n
     written = 0
     for x in range(cols.shape[0]):
@@ -503,9 +528,13 @@ def _kernel_row(
             j0, i0 = int(u), int(v)  # floor: both >= 0
             fu, fv = u - j0, v - i0
             if mode == BILINEAR:
-                top = data[i0, j0] * (1 - fu) + data[i0, j0 + 1] * fu
-                bottom = data[i0 + 1, j0] * (1 - fu) + data[i0 + 1, j0 + 1] * fu
-                value = top * (1 - fv) + bottom * fv
+                p00, p01, p10, p11 = data[i0, j0], data[i0, j0 + 1], data[i0 + 1, j0], data[i0 + 1, j0 + 1]
+                if not use_nodata or (p00 != nodata) & (p01 != nodata) & (p10 != nodata) & (p11 != nodata):
+                    top = p00 * (1 - fu) + p01 * fu
+                    bottom = p10 * (1 - fu) + p11 * fu
+                    value = top * (1 - fv) + bottom * fv
+            elif use_nodata and _has_value(data, i0 - 1, j0 - 1, 4, nodata):  # a nodata tap: tap by tap
+                pass
             else:  # 4 x 4 taps, weights in registers
                 a0, a1, a2, a3 = _four(mode, fu)
                 b0, b1, b2, b3 = _four(mode, fv)

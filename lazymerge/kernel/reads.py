@@ -3,7 +3,8 @@
 Neighbouring target blocks read overlapping windows: a 1024-pixel block over 512-pixel source chunks
 touches 3 x 3 chunks, of which it shares a row or column with each neighbour, so reading windows straight
 through zarr decodes most chunks two to four times, where GDAL's block cache decodes each tile once. Here
-each worker process keeps an LRU of opened arrays and one of decoded chunks (``SOURCE_CACHE_BYTES``, counted
+each worker process keeps an LRU of opened arrays and one of decoded chunks (a chunk another thread is
+already fetching is waited for, not fetched twice) (``SOURCE_CACHE_BYTES``, counted
 in the merge's ``reserved_mem``); the chunks a window still needs are fetched concurrently through the
 array's zarr store (``kernel.chunkio`` for plain arrays, zarr's reads for any other), then the window is
 assembled from them.
@@ -17,6 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import product
@@ -38,6 +40,7 @@ ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
 _arrays: OrderedDict[tuple[int, str], tuple[Any, zarr.Array]] = OrderedDict()
 _chunks: OrderedDict[tuple[str, int, str, tuple[int, int]], tuple[Any, np.ndarray]] = OrderedDict()
 _chunk_bytes = 0
+_fetching: dict[tuple[str, int, str, tuple[int, int]], Future] = {}  # chunks being fetched, per thread
 _lock = threading.Lock()
 
 
@@ -74,6 +77,8 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
     ch, cw = arr.chunks[-2:]
     keys = list(product(range(r0 // ch, -(-r1 // ch)), range(c0 // cw, -(-c1 // cw))))
     found: dict[tuple[int, int], np.ndarray] = {}
+    mine: dict[tuple[int, int], Future] = {}  # chunks this call fetches
+    theirs: dict[tuple[int, int], Future] = {}  # chunks another thread is fetching: waited for
     with _lock:
         for key in keys:
             full = (scope, id(store), task.level.path, key)
@@ -81,18 +86,21 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
             if hit is not None and hit[0] is store:
                 _chunks.move_to_end(full)
                 found[key] = hit[1]
-    missing = [key for key in keys if key not in found]
-    if missing:  # fetched concurrently
-        compressor = codec(arr)
-        if compressor is not None:  # decoded here (lazymerge.kernel.chunkio), else through zarr
-            fetched = get_chunks(arr, compressor, missing)
-        else:
-            sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in missing]
-            with _decoding(arr, task.window):
-                gathered = zarr_gather([arr._async_array.getitem(sel) for sel in sels])
-            fetched = [np.asarray(b) for b in gathered]
-        found.update(zip(missing, fetched, strict=True))
-        _remember(scope, store, task.level.path, dict(zip(missing, fetched, strict=True)))
+            elif full in _fetching:
+                theirs[key] = _fetching[full]
+            else:
+                mine[key] = _fetching[full] = Future()
+    if mine:
+        try:
+            fetched = _fetch(arr, task.window, list(mine))
+        except BaseException as exc:
+            _settle(scope, store, task.level.path, mine, exc)
+            raise
+        found.update(fetched)
+        _remember(scope, store, task.level.path, fetched)
+        _settle(scope, store, task.level.path, mine, fetched)
+    for key, pending in theirs.items():
+        found[key] = pending.result()  # their error is raised here, and retried as ours
     out = np.empty((r1 - r0, c1 - c0), dtype=arr.dtype)
     for (i, j), chunk in found.items():
         top, left = i * ch, j * cw
@@ -100,6 +108,31 @@ def read_window(store: Any, task: TaskRow, scope: str = "") -> np.ndarray:
         b0, b1 = max(c0, left), min(c1, left + chunk.shape[1])
         out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = chunk[a0 - top : a1 - top, b0 - left : b1 - left]
     return out
+
+
+def _fetch(
+    arr: zarr.Array, window: tuple[int, int, int, int], keys: list[tuple[int, int]]
+) -> dict[tuple[int, int], np.ndarray]:
+    """The decoded chunks at ``keys``, fetched concurrently (plain arrays: ``kernel.chunkio``; else zarr)."""
+    compressor = codec(arr)
+    if compressor is not None:
+        return dict(zip(keys, get_chunks(arr, compressor, keys), strict=True))
+    ch, cw = arr.chunks[-2:]
+    sels = [(slice(i * ch, (i + 1) * ch), slice(j * cw, (j + 1) * cw)) for i, j in keys]
+    with _decoding(arr, window):
+        gathered = zarr_gather([arr._async_array.getitem(sel) for sel in sels])
+    return {key: np.asarray(b) for key, b in zip(keys, gathered, strict=True)}
+
+
+def _settle(scope: str, store: Any, path: str, mine: dict[tuple[int, int], Future], result: Any) -> None:
+    """Hand the chunks this thread fetched (or its error) to the threads waiting for them."""
+    with _lock:
+        for key, pending in mine.items():
+            _fetching.pop((scope, id(store), path, key), None)
+            if isinstance(result, BaseException):
+                pending.set_exception(result)
+            else:
+                pending.set_result(result[key])
 
 
 @contextmanager

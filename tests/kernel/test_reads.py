@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import zarr
@@ -169,3 +172,44 @@ def test_chunks_are_decoded_and_encoded_in_the_calling_thread(tmp_path):
     worker.join()
     assert threads == ["worker-thread", "worker-thread"]
     np.testing.assert_array_equal(arr[128:, :128], data[128:, :128])  # zarr reads what was written
+
+
+class SlowStore(RecordingStore):
+    """A RecordingStore whose chunk reads take 50 ms, so concurrent window reads overlap."""
+
+    async def get(self, key, prototype, byte_range=None):
+        if "/c/" in key:
+            await asyncio.sleep(0.05)
+        return await super().get(key, prototype, byte_range)
+
+
+def test_concurrent_windows_fetch_a_shared_chunk_once(source, tmp_path):
+    _, data = source
+    store = SlowStore(str(tmp_path))
+    windows = [(0, 300, 0, 300), (100, 400, 100, 400), (200, 500, 0, 300), (0, 300, 200, 500)]
+    with ThreadPoolExecutor(len(windows)) as pool:
+        got = list(pool.map(lambda w: read_window(store, task(w), scope="concurrent"), windows))
+    for (r0, r1, c0, c1), window in zip(windows, got, strict=True):
+        np.testing.assert_array_equal(window, data[r0:r1, c0:c1])
+    assert sorted(store.keys) == sorted(set().union(*map(chunks_of, windows)))  # each chunk once
+    assert not reads._fetching
+
+
+def test_a_failed_shared_fetch_reaches_every_waiting_reader(source, tmp_path):
+    _, data = source
+
+    class Failing(SlowStore):
+        async def get(self, key, prototype, byte_range=None):
+            if key.endswith("c/1/1"):
+                await asyncio.sleep(0.05)
+                raise OSError(f"cannot read {key}")
+            return await super().get(key, prototype, byte_range)
+
+    store = Failing(str(tmp_path))
+    windows = [(100, 300, 100, 300), (150, 250, 150, 250)]  # both need chunk (1, 1)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(read_window, store, task(w), "failing") for w in windows]
+    for future in futures:
+        with pytest.raises(OSError, match="c/1/1"):
+            future.result()
+    assert not reads._fetching
