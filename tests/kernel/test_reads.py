@@ -237,4 +237,6 @@ def test_a_forked_child_does_not_wait_for_its_parents_fetches(source, tmp_path):
 
 
 def _read_in_child(store, data) -> None:
-    np.testing.assert_array_equal(read_window(store, task((0, 100, 0, 100)), scope="forked"), data[:100, :100])
+    np.testing.assert_array_equal(
+        read_window(store, task((0, 100, 0, 100)), scope="forked"), data[:100, :100]
+    )
