@@ -13,6 +13,7 @@ assembled from them.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -42,6 +43,17 @@ _chunks: OrderedDict[tuple[str, int, str, tuple[int, int]], tuple[Any, np.ndarra
 _chunk_bytes = 0
 _fetching: dict[tuple[str, int, str, tuple[int, int]], Future] = {}  # chunks being fetched, per thread
 _lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    """A forked child has none of its parent's threads: nothing is being fetched, and no one holds the lock
+    (a parent's fetch in flight at the fork would otherwise be waited for forever)."""
+    global _lock
+    _lock = threading.Lock()
+    _fetching.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def open_source(store: Any, path: str) -> zarr.Array:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -213,3 +214,29 @@ def test_a_failed_shared_fetch_reaches_every_waiting_reader(source, tmp_path):
         with pytest.raises(OSError, match="c/1/1"):
             future.result()
     assert not reads._fetching
+
+
+def test_a_forked_child_does_not_wait_for_its_parents_fetches(source, tmp_path):
+    """A fetch in flight in the parent when a worker forks is not the child's: the child reads the chunk."""
+    import multiprocessing
+
+    _, data = source
+    store = SlowStore(str(tmp_path))
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(read_window, store, task((0, 100, 0, 100)), "forked")
+        while not reads._fetching:  # the parent's fetch is in flight
+            time.sleep(0.001)
+        ctx = multiprocessing.get_context("fork")
+        child = ctx.Process(target=_read_in_child, args=(store, data), daemon=True)
+        child.start()
+        child.join(30)
+        if child.is_alive():  # it waited for the parent's fetch
+            child.kill()
+        pending.result()
+    assert child.exitcode == 0
+
+
+def _read_in_child(store, data) -> None:
+    np.testing.assert_array_equal(
+        read_window(store, task((0, 100, 0, 100)), scope="forked"), data[:100, :100]
+    )
