@@ -153,7 +153,7 @@ def _write(node: Any, module: Any, data: Mapping[str, Any]) -> None:
         raise ConventionError(
             f"invalid {module.__name__.split('.')[-1]} attributes {dict(data)}: {exc}"
         ) from exc
-    node.attrs.update(attrs)
+    node.update_attributes(attrs)  # one metadata write (attrs.update writes once per key)
 
 
 def write_spatial(node: zarr.Array | zarr.Group, spatial: SpatialAttrs) -> None:

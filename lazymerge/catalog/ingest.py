@@ -408,7 +408,7 @@ def _write_band(group: zarr.Group, band: BandFile, options: IngestOptions) -> Pr
         if nodata is not None:
             arr.attrs["nodata"] = nodata
         if scale != 1.0 or offset != 0.0:
-            arr.attrs.update(scale_factor=scale, add_offset=offset)
+            arr.update_attributes({"scale_factor": scale, "add_offset": offset})
         write_spatial(arr, SpatialAttrs(("y", "x"), tuple(transform)[:6], shape=shape))
         write_proj(arr, proj)
         if k:
@@ -458,7 +458,7 @@ def ingest_source(spec: SourceSpec, options: IngestOptions) -> None:
         attrs.update(spec.properties)
         if spec.datetime:
             attrs["datetime"] = spec.datetime
-        group.attrs.update(attrs)
+        group.update_attributes(attrs)
         group.attrs[COMPLETE_ATTR] = True
         if local is not None:
             final = local / spec.id

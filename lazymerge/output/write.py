@@ -392,7 +392,7 @@ def _group(store: Any, path: str, attrs: dict[str, Any]) -> zarr.Group:
     """The group at ``path``, created with ``attrs`` (kept as they are when it exists: a resumed run)."""
     group = zarr.open_group(store, path=path, mode="a")
     if MARK not in group.attrs:
-        group.attrs.update(attrs)
+        group.update_attributes(attrs)
     return group
 
 
@@ -409,7 +409,7 @@ def _write_attrs(node: Any, spatial: SpatialAttrs, proj: ProjAttrs) -> None:
 
     write_spatial(node, spatial)
     write_proj(node, proj)
-    node.attrs["_CRS"] = {"wkt": CRS.from_user_input(proj.crs_input).to_wkt()}
+    node.update_attributes({"_CRS": {"wkt": CRS.from_user_input(proj.crs_input).to_wkt()}})
 
 
 def _write_overviews(
