@@ -26,7 +26,9 @@ array):
 Printed per tool: best wall s, its CPU s (user + system of the process, all threads), wall / fastest
 peer's wall, CPU / fastest peer's CPU, and the share of pixels identical to GDAL's exact warper (WarpedVRT,
 tolerance 1e-9, the same resampling, first valid in tile order; untimed, computed in this process).
-A peer that cannot be imported is reported with the reason instead of a time.
+A peer that cannot be imported is reported with the reason instead of a time. For lazymerge, where its wall
+time went: imports (``lazymerge.api`` and what it loads), ``merge()`` (planning) and the compute or write.
+``--scaling`` also runs ``lazymerge compute`` on one thread (fresh processes) and prints the speed-up.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import time
 
 T0 = time.perf_counter()  # a child's clock starts before its tool's imports
+MARKS: dict[str, float] = {}  # a lazymerge child's phases: seconds from T0 at the end of each
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -314,7 +317,9 @@ def run_stackstac(tmp: Path, grid: dict, tiles: list[dict], threads: int, resamp
 
 def _lazymerge(tmp: Path, grid: dict, resampling: str):
     import lazymerge
+    import lazymerge.api  # noqa: F401  (what merge() imports, timed as imports)
 
+    MARKS["imports"] = time.perf_counter() - T0
     return lazymerge.merge(
         str(tmp / "tiles.zarr"),
         crs=CRS,
@@ -333,6 +338,7 @@ def run_lazymerge(tmp: Path, grid: dict, tiles: list[dict], threads: int, resamp
     from lazymerge.executors import get_executor
 
     result = _lazymerge(tmp, grid, resampling)
+    MARKS["plan"] = time.perf_counter() - T0
     return result.array.compute(executor=get_executor("threads", max_workers=threads))
 
 
@@ -344,6 +350,7 @@ def run_lazymerge_zarr(tmp: Path, grid: dict, tiles: list[dict], threads: int, r
     out = tmp / "lazymerge-out.zarr"
     shutil.rmtree(out, ignore_errors=True)
     result = _lazymerge(tmp, grid, resampling)
+    MARKS["plan"] = time.perf_counter() - T0
     result.to_zarr(str(out), executor=get_executor("threads", max_workers=threads), progress=False)
     return out  # read back after the clock stops
 
@@ -386,7 +393,7 @@ def child(args: argparse.Namespace) -> None:
 
         out = zarr.open_array(str(out), mode="r")[:]
     np.save(args.out, np.asarray(out))
-    print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime}))
+    print(json.dumps({"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "marks": MARKS}))
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -446,6 +453,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="threads / workers for every tool")
     ap.add_argument("--resampling", default="nearest", choices=("nearest", "bilinear"))
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {', '.join(TOOLS)}")
+    ap.add_argument("--scaling", action="store_true", help="also lazymerge compute on 1 thread (fresh)")
     ap.add_argument("--keep", help="write the tiles into this directory, or reuse them if already there")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
@@ -500,6 +508,25 @@ def main() -> None:
             print(
                 f"{tool:20} {r['wall']:7.2f} {r['cpu']:7.2f} {ratio} {cpu}  "
                 f"{agreement(np.load(r['out']), oracle)}"
+            )
+        for tool, r in rows.items():
+            marks = r.get("marks")
+            if marks:  # where a lazymerge run's wall time went
+                imports, plan = marks["imports"], marks["plan"]
+                print(
+                    f"  {tool}: imports {imports:.2f} s, merge() (planning) {plan - imports:.2f} s, "
+                    f"{tool.split()[-1]} {r['wall'] - plan:.2f} s"
+                )
+        if args.scaling and "lazymerge compute" in rows and "error" not in rows["lazymerge compute"]:
+            one = argparse.Namespace(**{**vars(args), "threads": 1})
+            runs = [_run_child("lazymerge compute", tmp, one, run) for run in range(args.repeat)]
+            best = min((r for r in runs if "error" not in r), key=lambda r: r["wall"])
+            two = rows["lazymerge compute"]
+            c1, c2 = best["wall"] - best["marks"]["plan"], two["wall"] - two["marks"]["plan"]
+            print(
+                f"lazymerge compute on 1 thread: {best['wall']:.2f} s wall (compute {c1:.2f} s); "
+                f"{args.threads} threads are {best['wall'] / two['wall']:.2f}x faster overall, "
+                f"{c1 / c2:.2f}x in compute"
             )
         if fastest:
             name = next(t for t, r in rows.items() if r is fastest)

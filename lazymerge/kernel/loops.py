@@ -306,6 +306,15 @@ def _four(mode: int, t: float) -> tuple[float, float, float, float]:
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
+def _full(has) -> bool:
+    """Whether every pixel of a block row has a value."""
+    empty = 0
+    for x in range(has.shape[0]):
+        empty += has[x] == 0
+    return empty == 0
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _has_value(data, i: int, j: int, n: int, value: float) -> bool:
     """Whether ``value`` is among the n x n pixels from row ``i``, column ``j``."""
     found = False
@@ -545,6 +554,8 @@ def _kernel_row(
                     + b3 * _dot4(data, i0 + 2, j0, a0, a1, a2, a3)
                 ) / ((a0 + a1 + a2 + a3) * (b0 + b1 + b2 + b3))
         if value != value:  # a NaN tap (the containing pixel's is NaN too), the edge, nodata, scaled
+            if not (r >= 0 and r < h and c >= 0 and c < w):  # outside the window (NaN too): no value
+                continue
             value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
             if value != value:
                 continue
@@ -647,7 +658,10 @@ def _kernel_axes(
     ring = 2 * nv  # the source rows' horizontal passes, kept by row index modulo 2 nv
     across, tag = np.empty((ring, bw)), np.full(ring, -1, dtype=np.int64)
     line = np.empty(bw)
+    inside = (cols >= 0) & (cols < w)  # columns whose containing pixel is in the window (NaN fails too)
     for y in range(bh):
+        if not (rows[y] >= 0 and rows[y] < h) or (only_empty and _full(has[y])):  # nothing to do here
+            continue
         i0 = fy[y]
         if i0 >= 0:  # every vertical tap inside: separable, one row pass per source row, then down
             for a in range(ring):
@@ -667,6 +681,8 @@ def _kernel_axes(
                 continue
             value = line[x] if i0 >= 0 else np.nan
             if value != value:  # a NaN tap, the window's edge, nodata: tap by tap
+                if not inside[x]:
+                    continue
                 c, r = cols[x], rows[y]
                 value = _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv)
                 if value != value:
@@ -700,6 +716,8 @@ def _kernel_rows(
         if y + 1 < bh:
             _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
             _prefetch_row(src, cols_next, rows_next, h, w, nv)
+        if only_empty and _full(count[y]):  # every pixel of the row has its value
+            continue
         who = winner[y] if track else winner[0]
         written += _kernel_row(
             data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
