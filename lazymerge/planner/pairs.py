@@ -92,12 +92,13 @@ class SourceSet:
 
 
 def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (chunk, source) pairs ordered by chunk, then priority (one int64 key sort)."""
+    """Unique (chunk, source) pairs ordered by chunk, then priority (one in-place int64 key sort)."""
     n = max(len(priority), 1)
     key = chunk.astype("i8")  # a copy, updated in place: memory for two keys at most, not four
     key *= n
     key += priority[source]
-    key = np.unique(key)
+    key.sort()  # then drop repeats: several times faster than np.unique's hash table at millions of keys
+    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
     order_chunk, prio = np.divmod(key, n)
     del key
     by_prio = np.empty(n, dtype="i8")

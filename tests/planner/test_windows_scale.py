@@ -68,6 +68,22 @@ def test_box_windows_equal_the_per_pair_lattice(t, src, seed):
     np.testing.assert_array_equal(new, old)
 
 
+@pytest.mark.parametrize(
+    "pair", [("EPSG:3035", "EPSG:32632"), ("EPSG:4267", "EPSG:4326"), ("EPSG:4326", "EPSG:3413")]
+)
+def test_cached_transformers_give_from_crs_numbers(pair):
+    """crs.transformer may take a group's one shared operation: the numbers stay from_crs's, inside and
+    far outside the operations' areas of use."""
+    from lazymerge.crs import _build
+
+    src, dst = (CRS.from_user_input(c).to_wkt() for c in pair)
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(-180, 180, 2000), rng.uniform(-89, 89, 2000)
+    x, y = Transformer.from_crs("EPSG:4326", src, always_xy=True).transform(lon, lat, errcheck=False)
+    expected = Transformer.from_crs(src, dst, always_xy=True).transform(x, y, errcheck=False)
+    np.testing.assert_array_equal(_build(src, dst).transform(x, y, errcheck=False), expected)
+
+
 def test_rotated_grids_keep_the_per_pair_lattice():
     coef = np.array([[0.1, 0.0, 1.0, 0.0, -0.1, 2.0], [0.1, 0.01, 1.0, 0.0, -0.1, 2.0]])
     ok = windows.box_ok(CRS.from_epsg(3035), CRS.from_epsg(32632), coef)
