@@ -29,6 +29,8 @@ from lazymerge.planner.pairs import JoinFn, SourceSet, bin_size
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.windows import Candidates
 
+BANDS_BATCH = 10_000  # /meta rows whose bands are parsed at once (their parse lists bound the memory)
+
 # Every footprint part is exploded over the grid bins it touches; the equi-join on (bin x, bin y) replaces a
 # quadratic nested-loop join, and a pair is kept only in the bin holding the lower-left corner of the two
 # boxes' intersection, so each (chunk part, source part) comes out once without a DISTINCT. The result is
@@ -125,10 +127,13 @@ def _bands_error(source_id: str, why: str) -> MetaSchemaError:
     )
 
 
-def _parsed_bands(text: Any, source_id: str) -> tuple[dict[str | None, Band], list[list[float]]]:
-    """A /meta row's bands and one [*transform, *shape, *chunks] row per level, every level readable."""
+def _parsed_bands(
+    text: Any, source_id: str, memo: dict | None = None
+) -> tuple[dict[str | None, Band], list[list[float]]]:
+    """A /meta row's bands and one [*transform, *shape, *chunks] row per level, every level readable
+    (``memo``: see ``bands_from_json``)."""
     try:
-        bands = bands_from_json(text)
+        bands = bands_from_json(text, memo)
         levels = [lv for band in bands.values() for lv in band.levels]
         for lv in levels:
             _dtype(lv.dtype)
@@ -178,11 +183,12 @@ def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray
 
 
 def checked_bands_many(
-    texts: list[Any], ids: list[str], base: np.ndarray, shape: np.ndarray
+    texts: list[Any], ids: list[str], base: np.ndarray, shape: np.ndarray, memo: dict | None = None
 ) -> list[dict[str | None, Band]]:
     """``checked_bands`` of many rows, the grid checks vectorised over every level of every row (the
-    first failing row raises its own error)."""
-    parsed = [_parsed_bands(t, i) for t, i in zip(texts, ids, strict=True)]
+    first failing row raises its own error; ``memo``: see ``bands_from_json``)."""
+    memo = {} if memo is None else memo
+    parsed = [_parsed_bands(t, i, memo) for t, i in zip(texts, ids, strict=True)]
     counts = np.array([len(rows) for _, rows in parsed], dtype="i8")
     grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("i8")
@@ -246,9 +252,14 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
         if described is None:
             return {}
         rows = rows[described.is_valid().to_numpy(zero_copy_only=False)[rows]] if len(rows) else rows
-        texts = described.cast(pa.large_string()).take(pa.array(rows)).to_pylist()
-        found = checked_bands_many(texts, [ids[s] for s in rows], base[rows], shape[rows])
-        return dict(zip(rows.tolist(), found, strict=True))
+        found: dict[int, dict[str | None, Band]] = {}
+        memo: dict = {}  # equal values shared by every row (see bands_from_json)
+        column = described.cast(pa.large_string())  # DataFusion's string views have no take
+        for part in np.array_split(rows, max(1, len(rows) // BANDS_BATCH)):  # bounded parse lists
+            texts = column.take(pa.array(part)).to_pylist()
+            bands = checked_bands_many(texts, [ids[s] for s in part], base[part], shape[part], memo)
+            found.update(zip(part.tolist(), bands, strict=True))
+        return found
 
     def read_bands(s: int) -> dict[str | None, Band]:
         if described is not None and described[s].is_valid:

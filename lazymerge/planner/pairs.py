@@ -92,18 +92,19 @@ class SourceSet:
 
 
 def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (chunk, source) pairs ordered by chunk, then priority (one in-place int64 key sort)."""
+    """Unique (chunk, source) pairs ordered by chunk, then priority (one in-place int64 key sort), as
+    int32 arrays (ids < 2**31: ``max_tasks``)."""
     n = max(len(priority), 1)
     key = chunk.astype("i8")  # a copy, updated in place: memory for two keys at most, not four
     key *= n
     key += priority[source]
     key.sort()  # then drop repeats: several times faster than np.unique's hash table at millions of keys
     key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
-    order_chunk, prio = np.divmod(key, n)
-    del key
-    by_prio = np.empty(n, dtype="i8")
-    by_prio[priority] = np.arange(len(priority))
-    return order_chunk, by_prio[prio]
+    by_prio = np.empty(n, dtype="i4")
+    by_prio[priority] = np.arange(len(priority), dtype="i4")
+    source = by_prio[key % n]
+    key //= n
+    return key.astype("i4"), source
 
 
 def collect_pairs(

@@ -24,7 +24,7 @@ from lazymerge.planner.culling import cell_masks
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
 BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
-PAIR_BATCH = 1_000_000  # pairs per plan table batch
+PAIR_BATCH = 250_000  # pairs per plan table batch (bounds the memory of a batch's windows)
 MARGIN = 1  # source pixels added around the window, clipped to the source
 
 
@@ -154,7 +154,8 @@ def window_batches(
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
             pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
-            yield _band_rows(grid, b, chunk[part], source[part], pair_src, per, cands, ids, masks)
+            c = chunk[part].astype("i8")  # pixel offsets from int32 ids stay exact
+            yield _band_rows(grid, b, c, source[part], pair_src, per, cands, ids, masks)
 
 
 @dataclass(frozen=True)
