@@ -351,9 +351,8 @@ def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarra
     """
     out = np.full((len(chunks), 4), np.nan)
     to_src = transformer(grid.crs.to_wkt(), crs.to_wkt())
-    k3 = (LATTICE + 1) // 2
     for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
-        xs, ys = chunk_lattice(grid, chunks[part], step=k3 - 1)
+        xs, ys = chunk_lattice(grid, chunks[part], step=(LATTICE - 1) // 2)  # LATTICE is odd: 3 x 3
         sx, sy = to_src.transform(xs, ys, errcheck=False)
         sx, sy = sx.reshape(-1, 3, 3), sy.reshape(-1, 3, 3)
         easy = _monotonic(sx) & _monotonic(sy)
@@ -373,7 +372,8 @@ def _monotonic(v: np.ndarray) -> np.ndarray:
     """Per (n, 3, 3) sub-lattice of one coordinate: finite, and monotonic along both axes of the whole
     lattice with a wide margin. Along each sampled line the coordinate is, to second order,
     ``a t + b t^2`` (t in [0, 1]), monotonic when the span ``a + b`` exceeds twice the second difference
-    ``b / 2``; asking for 16 times leaves room for higher orders and the unsampled lines between."""
+    ``b / 2``; asking for 16 times leaves room for higher orders and the unsampled lines between. A
+    coordinate exactly constant along an axis (the same CRS, Mercator and geographic) is too."""
     ok = np.isfinite(v).all(axis=(1, 2))
     with np.errstate(invalid="ignore"):
         for w in (v, v.transpose(0, 2, 1)):  # along rows, then along columns
@@ -381,7 +381,8 @@ def _monotonic(v: np.ndarray) -> np.ndarray:
             bend = np.abs(w[:, :, 0] - 2 * w[:, :, 1] + w[:, :, 2])
             tol = 1e-9 * np.abs(w).max(axis=2)  # a span lost in rounding is no direction
             up, down = span > 16 * bend + tol, span < -(16 * bend + tol)
-            ok &= up.all(axis=1) | down.all(axis=1)
+            flat = (w[:, :, 0] == w[:, :, 1]) & (w[:, :, 1] == w[:, :, 2])
+            ok &= up.all(axis=1) | down.all(axis=1) | flat.all(axis=1)
     return ok
 
 

@@ -68,6 +68,23 @@ def test_box_windows_equal_the_per_pair_lattice(t, src, seed):
     np.testing.assert_array_equal(new, old)
 
 
+@pytest.mark.parametrize("t", TARGETS)
+def test_lattice_extents_from_the_sub_lattice_equal_the_whole_lattice(t):
+    """Where the 3 x 3 sub-lattice decides (monotonic coordinates), its corners are the whole lattice's
+    extremes, bit for bit; across UTM zones, LAEA, Mercator, geographic and around a pole."""
+    code, lon, lat, res = t
+    cx, cy = Transformer.from_crs("EPSG:4326", code, always_xy=True).transform(lon, lat)
+    half = res * 256 * 20
+    grid = TargetGrid.from_bbox(code, (cx - half, cy - half, cx + half, cy + half), res, (256, 256))
+    chunks = np.arange(grid.nchunks[0] * grid.nchunks[1])
+    for src in SOURCES:
+        crs = CRS.from_user_input(src)
+        to_src = Transformer.from_crs(code, src, always_xy=True)
+        np.testing.assert_array_equal(
+            windows.lattice_extents(grid, crs, chunks), windows._full_extents(to_src, grid, chunks)
+        )
+
+
 @pytest.mark.parametrize(
     "pair", [("EPSG:3035", "EPSG:32632"), ("EPSG:4267", "EPSG:4326"), ("EPSG:4326", "EPSG:3413")]
 )
