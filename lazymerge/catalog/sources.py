@@ -216,7 +216,10 @@ def bands_from_json(text: str, memo: dict | None = None) -> dict[str | None, Ban
         memo = {}
 
     def one(v: list) -> tuple:  # keyed by bytes and types: -0.0 is not 0.0 here, nor 1 1.0
-        return memo.setdefault((struct.pack(f"{len(v)}d", *v), *map(type, v)), tuple(v))
+        try:
+            return memo.setdefault((struct.pack(f"{len(v)}d", *v), *map(type, v)), tuple(v))
+        except (struct.error, TypeError):  # not numbers (nor a list): the readers' checks refuse it
+            return tuple(v)
 
     return {
         name: Band(

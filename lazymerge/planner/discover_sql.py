@@ -129,8 +129,8 @@ def _bands_error(source_id: str, why: str) -> MetaSchemaError:
 
 def _parsed_bands(
     text: Any, source_id: str, memo: dict | None = None
-) -> tuple[dict[str | None, Band], list[list[float]]]:
-    """A /meta row's bands and one [*transform, *shape, *chunks] row per level, every level readable
+) -> tuple[dict[str | None, Band], list[tuple]]:
+    """A /meta row's bands and one (*transform, *shape, *chunks) row per level, every level readable
     (``memo``: see ``bands_from_json``)."""
     try:
         bands = bands_from_json(text, memo)
@@ -141,7 +141,7 @@ def _parsed_bands(
                 float(lv.nodata)
             if len(lv.transform) != 6 or len(lv.shape) != 2 or len(lv.chunks) != 2 or not lv.path:
                 raise ValueError(f"level {lv.path!r} is malformed")
-        grids = [[float(v) for v in (*lv.transform, *lv.shape, *lv.chunks)] for lv in levels]
+        grids = [(*lv.transform, *lv.shape, *lv.chunks) for lv in levels]  # numbers: see _grid_array
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
     if not levels:
@@ -170,7 +170,10 @@ def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray
     invertible with a known dtype, and the first band's base level the row's own transform_*/shape_*.
     MetaSchemaError naming the source otherwise (the kernel would read the wrong pixels)."""
     bands, rows = _parsed_bands(text, source_id)
-    grids = np.array(rows, dtype="f8")
+    try:
+        grids = np.array(rows, dtype="f8")
+    except (ValueError, TypeError) as exc:
+        raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
     if meta_row_problems(grids[:, :6], grids[:, 6:8]).any() or (grids[:, 8:] < 1).any():
         raise _bands_error(source_id, "holds a level whose grid is not finite and invertible")
     if not (np.array_equal(grids[0, :6], base) and np.array_equal(grids[0, 6:8], shape)):
@@ -190,7 +193,12 @@ def checked_bands_many(
     memo = {} if memo is None else memo
     parsed = [_parsed_bands(t, i, memo) for t, i in zip(texts, ids, strict=True)]
     counts = np.array([len(rows) for _, rows in parsed], dtype="i8")
-    grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
+    try:
+        grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
+    except (ValueError, TypeError):  # a value that is no number: that row's own error
+        for row in range(len(texts)):
+            checked_bands(texts[row], ids[row], base[row], shape[row])
+        raise
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("i8")
     row_base, row_shape = np.full((len(grids), 6), np.nan), np.full((len(grids), 2), np.nan)
     row_base[starts], row_shape[starts] = base, shape

@@ -184,8 +184,8 @@ def _band_rows(
     """The plan rows of band ``b`` for these pairs (``pair_src``: each pair's used-source index)."""
     coef, shape, reach = src.coef, src.shape, src.reach
     window = np.full((len(source), 4), -1, dtype="i8")
-    cover = np.zeros(len(source), dtype=np.uint64)
-    touch = np.zeros(len(source), dtype=np.uint64)
+    cover = np.zeros(len(source) if masks else 0, dtype=np.uint64)
+    touch = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     pair_crs = src.crs[pair_src]
     for c in np.unique(pair_crs):
         crs = crs_from(src.codes[c])
@@ -197,9 +197,10 @@ def _band_rows(
             window[fast] = box_windows(grid, crs, chunk[fast], coef[s], shape[s], MARGIN + reach[s])
         for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
             s = pair_src[part]
-            window[part], cover[part], touch[part] = _windows(
-                grid, crs, chunk[part], coef[s], shape[s], masks, MARGIN + reach[s]
-            )
+            m = MARGIN + reach[s]
+            window[part], cv, tc = _windows(grid, crs, chunk[part], coef[s], shape[s], masks, m)
+            if masks:
+                cover[part], touch[part] = cv, tc
     keep = window[:, 0] >= 0
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
     extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
