@@ -22,7 +22,7 @@ from tests.support.gdal_oracle import mosaic_exact
 
 def store_of(sources, path: Path) -> Path:
     import zarr
-    from conftest import add_source
+    from tests.support.stores import add_source
 
     from lazymerge.catalog.meta import write_meta
 
