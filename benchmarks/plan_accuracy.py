@@ -22,9 +22,9 @@ from tests.support.gdal_oracle import mosaic_exact
 
 def store_of(sources, path: Path) -> Path:
     import zarr
-    from conftest import add_source
 
     from lazymerge.catalog.meta import write_meta
+    from tests.support.stores import add_source
 
     root = zarr.open_group(zarr.storage.LocalStore(str(path)), mode="w")
     for s in sources:

@@ -5,6 +5,8 @@ extent, origins snapped to a 100 km grid so revisits share footprints, random da
 chunks = 1 : 8.6 by default, i.e. 9,856 x 85,849 at 10k) and an EPSG:3035 target at 10 m in 1024 px
 chunks centred on 10 E 52 N. Every measurement runs in its own subprocess, so peak RSS is that of the
 measurement alone; each lazymerge row is with culling and without (``cull=False``, every pair kept).
+The STRtree baseline only finds the pairs, deduplicated by ``np.unique`` (as first measured) and by an
+in-place sort (as lazymerge orders its own pairs), each its own row.
 
     python benchmarks/plan_scale.py                                  # 1k and 10k sources
     python benchmarks/plan_scale.py --scales 100000 --ratio 10       # 100k sources x 1M chunks
@@ -187,15 +189,22 @@ def _footprints(store: str, n_chunks: int):
     return s_index, s_parts, prio, c_index, c_parts
 
 
-def child_strtree(store: str, n_chunks: int) -> dict:
-    """The baseline: every chunk footprint against an STRtree of source footprints, then one sort."""
+def child_strtree(store: str, n_chunks: int, in_place: bool = False) -> dict:
+    """The baseline: every chunk footprint against an STRtree of source footprints, then one sort
+    (``np.unique``, or with ``in_place`` an in-place sort and a comparison with the next key, as
+    lazymerge orders its pairs: the same keys, without np.unique's hash table)."""
     import shapely
 
     t0, c0 = time.perf_counter(), time.process_time()
     s_index, s_parts, prio, c_index, c_parts = _footprints(store, n_chunks)
     tree = shapely.STRtree(shapely.box(*s_parts.T))
     qi, si = tree.query(shapely.box(*c_parts.T))
-    key = np.unique(c_index[qi].astype("i8") * len(prio) + prio[s_index[si]])
+    key = c_index[qi].astype("i8") * len(prio) + prio[s_index[si]]
+    if in_place:
+        key.sort()
+        key = key[np.r_[True, key[1:] != key[:-1]]]
+    else:
+        key = np.unique(key)
     return {
         "wall": time.perf_counter() - t0,
         "cpu": time.process_time() - c0,
@@ -263,7 +272,7 @@ def main() -> None:
     ap.add_argument(
         "--kinds",
         nargs="+",
-        default=["lazymerge", "lazymerge-nocull", "strtree", "per-chunk"],
+        default=["lazymerge", "lazymerge-nocull", "strtree", "strtree-sort", "per-chunk"],
         help="measurements to run at every scale",
     )
     ap.add_argument("--stores", help="directory keeping the generated /meta stores between runs")
@@ -275,6 +284,7 @@ def main() -> None:
             "lazymerge": lambda: child_lazymerge(store, int(n), True),
             "lazymerge-nocull": lambda: child_lazymerge(store, int(n), False),
             "strtree": lambda: child_strtree(store, int(n)),
+            "strtree-sort": lambda: child_strtree(store, int(n), in_place=True),
             "per-chunk": lambda: child_per_chunk(store, int(n)),
         }[kind]
         print(json.dumps(fn()))
@@ -297,25 +307,29 @@ def main() -> None:
                 print(f"#   {kind}: {json.dumps(r)}", flush=True)
     print()
     print(
-        f"{'sources':>8} {'chunks':>9}  {'method':<22} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9} "
-        f"{'pairs':>11}  {'vs STRtree cpu':>14} {'wall':>6}"
+        f"{'sources':>8} {'chunks':>9}  {'method':<24} {'wall s':>8} {'cpu s':>8} {'peak RSS':>9} "
+        f"{'pairs':>11}  {'vs STRtree cpu':>14} {'wall':>6}  {'vs in-place cpu':>15}"
     )
+
+    def ratio(r: dict, n_src: int, kind: str, key: str) -> str:
+        base = next((b for s, _, k, b in rows if s == n_src and k == kind and key in b), None)
+        return f"{r[key] / base[key]:.2f}x" if base else "-"
+
     for n_src, n_chunks, kind, r in rows:
         if "error" in r:
-            print(f"{n_src:>8} {n_chunks:>9}  {kind:<22} error: {r['error'][:80]}")
+            print(f"{n_src:>8} {n_chunks:>9}  {kind:<24} error: {r['error'][:80]}")
             continue
-        base = next((b for s, _, k, b in rows if s == n_src and k == "strtree" and "cpu" in b), None)
-        ratio = f"{r['cpu'] / base['cpu']:.2f}x" if base else "-"
-        wall_ratio = f"{r['wall'] / base['wall']:.2f}x" if base else "-"
         label = {
             "lazymerge": "lazymerge (cull)",
             "lazymerge-nocull": "lazymerge (no cull)",
-            "strtree": "shapely STRtree+sort",
+            "strtree": "shapely STRtree+np.unique",
+            "strtree-sort": "STRtree+in-place sort",
             "per-chunk": "DataFusion per chunk*",
         }[kind]
         print(
-            f"{n_src:>8} {n_chunks:>9}  {label:<22} {r['wall']:>8.1f} {r['cpu']:>8.1f} "
-            f"{r['rss']:>7.0f}Mi {r['pairs']:>11}  {ratio:>14} {wall_ratio:>6}"
+            f"{n_src:>8} {n_chunks:>9}  {label:<24} {r['wall']:>8.1f} {r['cpu']:>8.1f} "
+            f"{r['rss']:>7.0f}Mi {r['pairs']:>11}  {ratio(r, n_src, 'strtree', 'cpu'):>14} "
+            f"{ratio(r, n_src, 'strtree', 'wall'):>6}  {ratio(r, n_src, 'strtree-sort', 'cpu'):>15}"
         )
     print(
         "\n* one query per chunk timed on a sample of "
@@ -323,8 +337,9 @@ def main() -> None:
     )
     print(
         "lazymerge rows are full plans (datafusion=True): pairs, culling, levels and source windows; STRtree "
-        "only finds the pairs. Peak RSS is that of the measuring process (imports included), right after "
-        "planning. Compare CPU ratios when the machine is loaded."
+        "only finds the pairs (deduplicated with np.unique, or with an in-place sort as lazymerge does). "
+        "Peak RSS is that of the measuring process (imports included), right after planning. Compare CPU "
+        "ratios when the machine is loaded."
     )
     for n_src, n_chunks, kind, r in rows:
         if kind.startswith("lazymerge") and "error" not in r:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from functools import lru_cache
 from typing import Any
 
 from pyproj import CRS, Transformer
+from pyproj.transformer import TransformerGroup
 
 _local = threading.local()
 
@@ -18,8 +20,21 @@ def transformer(src: str, dst: str) -> Transformer:
         cache = _local.cache = {}
     key = (src, dst)
     if key not in cache:
-        cache[key] = Transformer.from_crs(src, dst, always_xy=True)
+        cache[key] = _build(src, dst)
     return cache[key]
+
+
+def _build(src: str, dst: str) -> Transformer:
+    """``Transformer.from_crs(src, dst, always_xy=True)``, or the one operation every candidate of it
+    runs when they all share one definition (e.g. a null datum shift and its ballpark twin): the same
+    numbers, built in ~20 ms instead of ~100 ms (``from_crs`` prepares per-point operation choice)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a missing grid: from_crs below says it, if it must
+        group = TransformerGroup(src, dst, always_xy=True)
+    shared = {t.definition for t in group.transformers}
+    if len(shared) == 1 and not group.unavailable_operations:
+        return group.transformers[0]
+    return Transformer.from_crs(src, dst, always_xy=True)
 
 
 def crs_code(crs: CRS) -> str:

@@ -9,6 +9,8 @@ store root it is a source of its own, with the band name ``None``.
 from __future__ import annotations
 
 import json
+import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -206,14 +208,25 @@ def bands_json(bands: dict[str | None, Band]) -> str:
     )
 
 
-def bands_from_json(text: str) -> dict[str | None, Band]:
-    """The inverse of ``bands_json``."""
+def bands_from_json(text: str, memo: dict | None = None) -> dict[str | None, Band]:
+    """The inverse of ``bands_json``. With ``memo`` (one dict shared by many calls), equal transforms,
+    shapes and chunks are one tuple across all the sources parsed: 100,000 sources' levels then take a
+    fraction of the memory."""
+    if memo is None:
+        memo = {}
+
+    def one(v: list) -> tuple:  # keyed by bytes and types: -0.0 is not 0.0 here, nor 1 1.0
+        try:
+            return memo.setdefault((struct.pack(f"{len(v)}d", *v), *map(type, v)), tuple(v))
+        except (struct.error, TypeError):  # not numbers (nor a list): the readers' checks refuse it
+            return tuple(v)
+
     return {
         name: Band(
             name,
             path,
             tuple(
-                Level(p, tuple(t), tuple(shape), dtype, nodata, scale, tuple(chunks), "", *linear)
+                Level(p, one(t), one(shape), sys.intern(dtype), nodata, scale, one(chunks), "", *linear)
                 for p, t, shape, dtype, nodata, scale, chunks, *linear in levels
             ),
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from lazymerge.catalog.footprints import split_parts
 from lazymerge.catalog.layout import META_GROUP
@@ -211,7 +212,7 @@ def unique_levels(table: pa.Table) -> list[tuple[int, int, int]]:
     keys = [np.zeros(0, dtype="i8")]
     for batch in table.select(["source", "band", "level"]).to_batches():
         s, b, lv = (batch.column(i).to_numpy().astype("i8") for i in range(3))
-        keys.append(np.unique((s << 32) | (b << 16) | lv))
+        keys.append(pc.unique(pa.array((s << 32) | (b << 16) | lv)).to_numpy())  # a hash: no sort
     key = np.unique(np.concatenate(keys))
     return list(
         zip((key >> 32).tolist(), ((key >> 16) & 0xFFFF).tolist(), (key & 0xFFFF).tolist(), strict=True)

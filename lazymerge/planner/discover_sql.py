@@ -29,6 +29,8 @@ from lazymerge.planner.pairs import JoinFn, SourceSet, bin_size
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.windows import Candidates
 
+BANDS_BATCH = 10_000  # /meta rows whose bands are parsed at once (their parse lists bound the memory)
+
 # Every footprint part is exploded over the grid bins it touches; the equi-join on (bin x, bin y) replaces a
 # quadratic nested-loop join, and a pair is kept only in the bin holding the lower-left corner of the two
 # boxes' intersection, so each (chunk part, source part) comes out once without a DISTINCT. The result is
@@ -125,10 +127,13 @@ def _bands_error(source_id: str, why: str) -> MetaSchemaError:
     )
 
 
-def _parsed_bands(text: Any, source_id: str) -> tuple[dict[str | None, Band], list[list[float]]]:
-    """A /meta row's bands and one [*transform, *shape, *chunks] row per level, every level readable."""
+def _parsed_bands(
+    text: Any, source_id: str, memo: dict | None = None
+) -> tuple[dict[str | None, Band], list[tuple]]:
+    """A /meta row's bands and one (*transform, *shape, *chunks) row per level, every level readable
+    (``memo``: see ``bands_from_json``)."""
     try:
-        bands = bands_from_json(text)
+        bands = bands_from_json(text, memo)
         levels = [lv for band in bands.values() for lv in band.levels]
         for lv in levels:
             _dtype(lv.dtype)
@@ -136,7 +141,7 @@ def _parsed_bands(text: Any, source_id: str) -> tuple[dict[str | None, Band], li
                 float(lv.nodata)
             if len(lv.transform) != 6 or len(lv.shape) != 2 or len(lv.chunks) != 2 or not lv.path:
                 raise ValueError(f"level {lv.path!r} is malformed")
-        grids = [[float(v) for v in (*lv.transform, *lv.shape, *lv.chunks)] for lv in levels]
+        grids = [(*lv.transform, *lv.shape, *lv.chunks) for lv in levels]  # numbers: see _grid_array
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
     if not levels:
@@ -165,7 +170,10 @@ def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray
     invertible with a known dtype, and the first band's base level the row's own transform_*/shape_*.
     MetaSchemaError naming the source otherwise (the kernel would read the wrong pixels)."""
     bands, rows = _parsed_bands(text, source_id)
-    grids = np.array(rows, dtype="f8")
+    try:
+        grids = np.array(rows, dtype="f8")
+    except (ValueError, TypeError) as exc:
+        raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
     if meta_row_problems(grids[:, :6], grids[:, 6:8]).any() or (grids[:, 8:] < 1).any():
         raise _bands_error(source_id, "holds a level whose grid is not finite and invertible")
     if not (np.array_equal(grids[0, :6], base) and np.array_equal(grids[0, 6:8], shape)):
@@ -178,13 +186,19 @@ def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray
 
 
 def checked_bands_many(
-    texts: list[Any], ids: list[str], base: np.ndarray, shape: np.ndarray
+    texts: list[Any], ids: list[str], base: np.ndarray, shape: np.ndarray, memo: dict | None = None
 ) -> list[dict[str | None, Band]]:
     """``checked_bands`` of many rows, the grid checks vectorised over every level of every row (the
-    first failing row raises its own error)."""
-    parsed = [_parsed_bands(t, i) for t, i in zip(texts, ids, strict=True)]
+    first failing row raises its own error; ``memo``: see ``bands_from_json``)."""
+    memo = {} if memo is None else memo
+    parsed = [_parsed_bands(t, i, memo) for t, i in zip(texts, ids, strict=True)]
     counts = np.array([len(rows) for _, rows in parsed], dtype="i8")
-    grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
+    try:
+        grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
+    except (ValueError, TypeError):  # a value that is no number: that row's own error
+        for row in range(len(texts)):
+            checked_bands(texts[row], ids[row], base[row], shape[row])
+        raise
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("i8")
     row_base, row_shape = np.full((len(grids), 6), np.nan), np.full((len(grids), 2), np.nan)
     row_base[starts], row_shape[starts] = base, shape
@@ -246,9 +260,14 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
         if described is None:
             return {}
         rows = rows[described.is_valid().to_numpy(zero_copy_only=False)[rows]] if len(rows) else rows
-        texts = described.cast(pa.large_string()).take(pa.array(rows)).to_pylist()
-        found = checked_bands_many(texts, [ids[s] for s in rows], base[rows], shape[rows])
-        return dict(zip(rows.tolist(), found, strict=True))
+        found: dict[int, dict[str | None, Band]] = {}
+        memo: dict = {}  # equal values shared by every row (see bands_from_json)
+        column = described.cast(pa.large_string())  # DataFusion's string views have no take
+        for part in np.array_split(rows, max(1, len(rows) // BANDS_BATCH)):  # bounded parse lists
+            texts = column.take(pa.array(part)).to_pylist()
+            bands = checked_bands_many(texts, [ids[s] for s in part], base[part], shape[part], memo)
+            found.update(zip(part.tolist(), bands, strict=True))
+        return found
 
     def read_bands(s: int) -> dict[str | None, Band]:
         if described is not None and described[s].is_valid:

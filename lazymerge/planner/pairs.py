@@ -91,38 +91,49 @@ class SourceSet:
         return list(requested)
 
 
-def order_pairs(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique (chunk, source) pairs ordered by chunk, then priority (one int64 key sort)."""
-    n = max(len(priority), 1)
-    key = chunk.astype("i8")  # a copy, updated in place: memory for two keys at most, not four
-    key *= n
+def pair_keys(chunk: np.ndarray, source: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """One int64 per pair that sorts by chunk, then priority: ``chunk * n + priority[source]``."""
+    key = chunk.astype("i8")  # a copy, updated in place
+    key *= max(len(priority), 1)
     key += priority[source]
-    key = np.unique(key)
-    order_chunk, prio = np.divmod(key, n)
-    del key
-    by_prio = np.empty(n, dtype="i8")
-    by_prio[priority] = np.arange(len(priority))
-    return order_chunk, by_prio[prio]
+    return key
+
+
+def order_pairs(key: np.ndarray, priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (chunk, source) pairs of ``pair_keys`` (sorted in place) ordered by chunk, then priority,
+    as int32 arrays (ids < 2**31: ``max_tasks``)."""
+    n = max(len(priority), 1)
+    key.sort()  # then drop repeats: several times faster than np.unique's hash table at millions of keys
+    key = key[np.r_[True, key[1:] != key[:-1]]] if len(key) else key
+    by_prio = np.empty(n, dtype="i4")
+    by_prio[priority] = np.arange(len(priority), dtype="i4")
+    source = by_prio[key % n]
+    key //= n
+    return key.astype("i4"), source
 
 
 def collect_pairs(
     batches: Iterable[tuple[np.ndarray, np.ndarray]], priority: np.ndarray, cull: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Consume the join's batches, culling each as it arrives (``cull.update``/``cull.final``), then
-    dedupe and order the survivors by chunk, then priority. Memory grows with survivors only."""
-    chunks, sources = [np.zeros(0, dtype="i4")], [np.zeros(0, dtype="i4")]  # ids < 2**31 (max_tasks)
-    for chunk, source in batches:
-        if cull is not None:
+    dedupe and order the survivors by chunk, then priority. Memory grows with survivors only: one int64
+    key per pair without culling."""
+    if cull is None:
+        keys = [np.zeros(0, dtype="i8")] + [pair_keys(c, s, priority) for c, s in batches]
+    else:
+        chunks, sources = [np.zeros(0, dtype="i4")], [np.zeros(0, dtype="i4")]  # ids < 2**31 (max_tasks)
+        for chunk, source in batches:
             keep = cull.update(chunk, source)
-            chunk, source = chunk[keep], source[keep]
-        chunks.append(chunk)
-        sources.append(source)
-    chunk, source = np.concatenate(chunks), np.concatenate(sources)
-    del chunks, sources
-    if cull is not None:
+            chunks.append(chunk[keep])
+            sources.append(source[keep])
+        chunk, source = np.concatenate(chunks), np.concatenate(sources)
+        del chunks, sources
         keep = cull.final(chunk, source)
-        chunk, source = chunk[keep], source[keep]
-    return order_pairs(chunk, source, priority)
+        keys = [pair_keys(chunk[keep], source[keep], priority)]
+        del chunk, source
+    key = np.concatenate(keys)
+    del keys
+    return order_pairs(key, priority)
 
 
 def bin_size(chunk_parts: np.ndarray, source_parts: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 from affine import Affine
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from lazymerge.catalog.footprints import WGS84_WKT
 from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
@@ -24,7 +24,7 @@ from lazymerge.planner.culling import cell_masks
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
 BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
-PAIR_BATCH = 1_000_000  # pairs per plan table batch
+PAIR_BATCH = 250_000  # pairs per plan table batch (bounds the memory of a batch's windows)
 MARGIN = 1  # source pixels added around the window, clipped to the source
 
 
@@ -69,16 +69,20 @@ def target_res_in_source(grid: TargetGrid, src_crs: CRS, level: Level) -> float:
     return float(target_res_in_sources(grid, src_crs, [level])[0])
 
 
-def chunk_lattice(grid: TargetGrid, chunks: np.ndarray, k: int = LATTICE) -> tuple[np.ndarray, np.ndarray]:
-    """Target CRS x, y of a k x k lattice of pixel centres spanning each chunk (first to last pixel)."""
+def chunk_lattice(
+    grid: TargetGrid, chunks: np.ndarray, k: int = LATTICE, step: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Target CRS x, y of a k x k lattice of pixel centres spanning each chunk (first to last pixel);
+    with ``step``, every step-th row and column of it (the same points)."""
     r0, r1, c0, c1 = grid.chunk_windows(chunks)
-    t = np.linspace(0.0, 1.0, k)
+    t = np.linspace(0.0, 1.0, k)[::step]
+    m = len(t)
     pr = (r0[:, None] + 0.5) + t[None, :] * (r1 - r0 - 1)[:, None]
     pc = (c0[:, None] + 0.5) + t[None, :] * (c1 - c0 - 1)[:, None]
-    px = grid.transform.c + pc * grid.transform.a  # (n, k)
-    py = grid.transform.f + pr * grid.transform.e  # (n, k)
-    xs = np.broadcast_to(px[:, None, :], (len(chunks), k, k)).reshape(len(chunks), -1)
-    ys = np.broadcast_to(py[:, :, None], (len(chunks), k, k)).reshape(len(chunks), -1)
+    px = grid.transform.c + pc * grid.transform.a  # (n, m)
+    py = grid.transform.f + pr * grid.transform.e  # (n, m)
+    xs = np.broadcast_to(px[:, None, :], (len(chunks), m, m)).reshape(len(chunks), -1)
+    ys = np.broadcast_to(py[:, :, None], (len(chunks), m, m)).reshape(len(chunks), -1)
     return xs, ys
 
 
@@ -150,7 +154,8 @@ def window_batches(
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
             pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
-            yield _band_rows(grid, b, chunk[part], source[part], pair_src, per, cands, ids, masks)
+            c = chunk[part].astype("i8")  # pixel offsets from int32 ids stay exact
+            yield _band_rows(grid, b, c, source[part], pair_src, per, cands, ids, masks)
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,8 @@ def _band_rows(
     """The plan rows of band ``b`` for these pairs (``pair_src``: each pair's used-source index)."""
     coef, shape, reach = src.coef, src.shape, src.reach
     window = np.full((len(source), 4), -1, dtype="i8")
-    cover = np.zeros(len(source), dtype=np.uint64)
-    touch = np.zeros(len(source), dtype=np.uint64)
+    cover = np.zeros(len(source) if masks else 0, dtype=np.uint64)
+    touch = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     pair_crs = src.crs[pair_src]
     for c in np.unique(pair_crs):
         crs = crs_from(src.codes[c])
@@ -192,9 +197,10 @@ def _band_rows(
             window[fast] = box_windows(grid, crs, chunk[fast], coef[s], shape[s], MARGIN + reach[s])
         for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
             s = pair_src[part]
-            window[part], cover[part], touch[part] = _windows(
-                grid, crs, chunk[part], coef[s], shape[s], masks, MARGIN + reach[s]
-            )
+            m = MARGIN + reach[s]
+            window[part], cv, tc = _windows(grid, crs, chunk[part], coef[s], shape[s], masks, m)
+            if masks:
+                cover[part], touch[part] = cv, tc
     keep = window[:, 0] >= 0
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
     extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
@@ -337,21 +343,62 @@ def box_ok(target: CRS, crs: CRS, coef: np.ndarray) -> np.ndarray:
 
 def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarray:
     """(n, 4) xmin, xmax, ymin, ymax in ``crs`` of each chunk's LATTICE x LATTICE lattice (the points
-    where both coordinates are finite; NaN where none is), each chunk transformed once."""
+    where both coordinates are finite; NaN where none is).
+
+    Each chunk's 3 x 3 sub-lattice (corners, edge midpoints, centre) is transformed first. Where both
+    source coordinates are monotonic along both lattice axes (``_monotonic``), the extremes are corners,
+    which the sub-lattice holds; only the other chunks (near a pole, a seam, a 90 degree turn, outside the
+    projection) transform the whole lattice.
+    """
     out = np.full((len(chunks), 4), np.nan)
     to_src = transformer(grid.crs.to_wkt(), crs.to_wkt())
     for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
-        xs, ys = chunk_lattice(grid, chunks[part])
+        xs, ys = chunk_lattice(grid, chunks[part], step=(LATTICE - 1) // 2)  # LATTICE is odd: 3 x 3
         sx, sy = to_src.transform(xs, ys, errcheck=False)
-        ok = np.isfinite(sx) & np.isfinite(sy)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
-            sx, sy = np.where(ok, sx, np.nan), np.where(ok, sy, np.nan)
-            out[part] = np.stack(
-                [np.nanmin(sx, axis=1), np.nanmax(sx, axis=1), np.nanmin(sy, axis=1), np.nanmax(sy, axis=1)],
-                axis=1,
-            )
+        sx, sy = sx.reshape(-1, 3, 3), sy.reshape(-1, 3, 3)
+        easy = _monotonic(sx) & _monotonic(sy)
+        if crs.is_geographic:  # longitudes near a seam: the whole lattice decides
+            easy &= sx.max(axis=(1, 2)) - sx.min(axis=(1, 2)) < 90
+        cx, cy = sx[easy][:, ::2, ::2], sy[easy][:, ::2, ::2]  # the corners
+        out[part[easy]] = np.stack(
+            [cx.min(axis=(1, 2)), cx.max(axis=(1, 2)), cy.min(axis=(1, 2)), cy.max(axis=(1, 2))], axis=1
+        )
+        hard = part[~easy]
+        if len(hard):
+            out[hard] = _full_extents(to_src, grid, chunks[hard])
     return out
+
+
+def _monotonic(v: np.ndarray) -> np.ndarray:
+    """Per (n, 3, 3) sub-lattice of one coordinate: finite, and monotonic along both axes of the whole
+    lattice with a wide margin. Along each sampled line the coordinate is, to second order,
+    ``a t + b t^2`` (t in [0, 1]), monotonic when the span ``a + b`` exceeds twice the second difference
+    ``b / 2``; asking for 16 times leaves room for higher orders and the unsampled lines between. A
+    coordinate exactly constant along an axis (the same CRS, Mercator and geographic) is too."""
+    ok = np.isfinite(v).all(axis=(1, 2))
+    with np.errstate(invalid="ignore"):
+        for w in (v, v.transpose(0, 2, 1)):  # along rows, then along columns
+            span = w[:, :, 2] - w[:, :, 0]
+            bend = np.abs(w[:, :, 0] - 2 * w[:, :, 1] + w[:, :, 2])
+            tol = 1e-9 * np.abs(w).max(axis=2)  # a span lost in rounding is no direction
+            up, down = span > 16 * bend + tol, span < -(16 * bend + tol)
+            flat = (w[:, :, 0] == w[:, :, 1]) & (w[:, :, 1] == w[:, :, 2])
+            ok &= up.all(axis=1) | down.all(axis=1) | flat.all(axis=1)
+    return ok
+
+
+def _full_extents(to_src: Transformer, grid: TargetGrid, chunks: np.ndarray) -> np.ndarray:
+    """``lattice_extents`` from every point of each chunk's lattice."""
+    xs, ys = chunk_lattice(grid, chunks)
+    sx, sy = to_src.transform(xs, ys, errcheck=False)
+    ok = np.isfinite(sx) & np.isfinite(sy)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
+        sx, sy = np.where(ok, sx, np.nan), np.where(ok, sy, np.nan)
+        return np.stack(
+            [np.nanmin(sx, axis=1), np.nanmax(sx, axis=1), np.nanmin(sy, axis=1), np.nanmax(sy, axis=1)],
+            axis=1,
+        )
 
 
 def box_windows(

@@ -118,3 +118,27 @@ def test_a_rust_panic_becomes_a_typed_error():
         ctx.register_record_batches("t", [[]])
     with pytest.raises(KeyError), no_panic("a lookup"):
         {}["missing"]
+
+
+LEVEL = ["s/B/0", [10.0, 0.0, 0.0, 0.0, -10.0, 100.0], [10, 10], "uint16", 0.0, 1.0, [5, 5], 1.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [(1, [10.0, 0.0, "x", 0.0, -10.0, 100.0]), (1, 5), (2, [10, None]), (6, "ab"), (3, 7), (1, [1.0])],
+)
+def test_a_bands_value_of_the_wrong_type_names_its_source(field, value):
+    """Parsed many rows at once (values shared across rows), a /meta bands value holding a wrong type is
+    a MetaSchemaError naming that source, never a struct or numpy error."""
+    import json
+
+    from lazymerge.errors import MetaSchemaError
+    from lazymerge.planner.discover_sql import checked_bands_many
+
+    bad = list(LEVEL)
+    bad[field] = value
+    texts = [json.dumps([["B", f"{s}/B", [lv]]]) for s, lv in (("good", LEVEL), ("bad", bad))]
+    base, shape = np.array([LEVEL[1]] * 2), np.array([LEVEL[2]] * 2)
+    assert len(checked_bands_many(texts[:1], ["good"], base[:1], shape[:1])) == 1
+    with pytest.raises(MetaSchemaError, match="source 'bad'.*lazymerge:bands"):
+        checked_bands_many(texts, ["good", "bad"], base, shape)

@@ -68,6 +68,39 @@ def test_box_windows_equal_the_per_pair_lattice(t, src, seed):
     np.testing.assert_array_equal(new, old)
 
 
+@pytest.mark.parametrize("t", TARGETS)
+def test_lattice_extents_from_the_sub_lattice_equal_the_whole_lattice(t):
+    """Where the 3 x 3 sub-lattice decides (monotonic coordinates), its corners are the whole lattice's
+    extremes, bit for bit; across UTM zones, LAEA, Mercator, geographic and around a pole."""
+    code, lon, lat, res = t
+    cx, cy = Transformer.from_crs("EPSG:4326", code, always_xy=True).transform(lon, lat)
+    half = res * 256 * 20
+    grid = TargetGrid.from_bbox(code, (cx - half, cy - half, cx + half, cy + half), res, (256, 256))
+    chunks = np.arange(grid.nchunks[0] * grid.nchunks[1])
+    for src in SOURCES:
+        crs = CRS.from_user_input(src)
+        to_src = Transformer.from_crs(code, src, always_xy=True)
+        np.testing.assert_array_equal(
+            windows.lattice_extents(grid, crs, chunks), windows._full_extents(to_src, grid, chunks)
+        )
+
+
+@pytest.mark.parametrize(
+    "pair", [("EPSG:3035", "EPSG:32632"), ("EPSG:4267", "EPSG:4326"), ("EPSG:4326", "EPSG:3413")]
+)
+def test_cached_transformers_give_from_crs_numbers(pair):
+    """crs.transformer may take a group's one shared operation: the numbers stay from_crs's, inside and
+    far outside the operations' areas of use."""
+    from lazymerge.crs import _build
+
+    src, dst = (CRS.from_user_input(c).to_wkt() for c in pair)
+    rng = np.random.default_rng(0)
+    lon, lat = rng.uniform(-180, 180, 2000), rng.uniform(-89, 89, 2000)
+    x, y = Transformer.from_crs("EPSG:4326", src, always_xy=True).transform(lon, lat, errcheck=False)
+    expected = Transformer.from_crs(src, dst, always_xy=True).transform(x, y, errcheck=False)
+    np.testing.assert_array_equal(_build(src, dst).transform(x, y, errcheck=False), expected)
+
+
 def test_rotated_grids_keep_the_per_pair_lattice():
     coef = np.array([[0.1, 0.0, 1.0, 0.0, -0.1, 2.0], [0.1, 0.01, 1.0, 0.0, -0.1, 2.0]])
     ok = windows.box_ok(CRS.from_epsg(3035), CRS.from_epsg(32632), coef)
