@@ -940,20 +940,15 @@ def any_inside(m, inv, window, count, only_empty) -> bool:
         in_r = np.flatnonzero((rows >= window[0]) & (rows < window[1]))
         if not (len(in_c) and len(in_r)):
             return False
-        return not only_empty or bool(_any_empty(count, in_r, in_c))
+        if not only_empty:
+            return True
+        r0, r1, c0, c1 = in_r[0], in_r[-1] + 1, in_c[0], in_c[-1] + 1
+        if r1 - r0 == len(in_r) and c1 - c0 == len(in_c):  # ranges, as monotone axes give: a view
+            return bool(count[r0:r1, c0:c1].min() == 0)
+        return bool(count[np.ix_(in_r, in_c)].min() == 0)
     if m[0] == GRID:
         return bool(_any_inside_grid(m, row_state(m, bh), inv, window, count, only_empty))
     return bool(_any_inside_rows(m, row_state(m, bh), inv, window, count, only_empty))
-
-
-@_entry(boundscheck=False)
-def _any_empty(count, rows, cols) -> bool:
-    """Whether any pixel of ``rows`` x ``cols`` has no value yet."""
-    for y in rows:
-        for x in cols:
-            if count[y, x] == 0:
-                return True
-    return False
 
 
 @_entry()
@@ -1603,7 +1598,6 @@ def _area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, inde
 # the compiled entry points, each compiled per argument types when a request first needs it (``kernel.warm``
 # renders a block through each); the functions they call are compiled into them
 COMPILED = (
-    _any_empty,
     _nearest_axes,
     _nearest_grid,
     _nearest_rows,
