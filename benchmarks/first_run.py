@@ -1,12 +1,14 @@
 """The first run on a fresh clone: ``lazymerge demo`` in a fresh process with an empty numba cache.
 
-    python -m benchmarks.first_run [--repeat 1]
+    python -m benchmarks.first_run [--requests nearest bilinear average]
 
 Runs the demo (``lazymerge.demo.run_demo``) in a child process with ``NUMBA_CACHE_DIR`` set to a new empty
 directory, as on a fresh clone, and prints each demo step's wall and CPU seconds, then what numba compiled
-(each compiled function: how many signatures, CPU seconds including the functions compiled into it). The
-demo's first compute is its "compile the kernel" step plus its first "compute + write" step; the target
-is 5 s. A second run in the same cache shows the warm start.
+(each entry point: CPU seconds including the functions compiled into it). The demo's first compute is its
+"compile the kernel" step plus its first "compute + write" step; the target is 5 s. A second run in the
+same cache shows the warm start. Then, for each resampling of ``--requests``, what a merge of float32
+sources into float32 compiles (``kernel.warm.warm_request``: same CRS and across UTM zones), each in a
+fresh process with an empty cache.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import tempfile
 import time
 
 
-def child(out: str) -> None:
-    """Run the demo into ``out``; print one JSON line: the steps and numba's compiles."""
+def listen() -> list[tuple[str, float, int]]:
+    """Record numba's compiles from now on: (function, CPU seconds including what it compiles into it,
+    depth: 0 for an entry point)."""
     from numba.core import event
 
     compiles: list[tuple[str, float, int]] = []
@@ -39,6 +42,22 @@ def child(out: str) -> None:
             compiles.append((name, time.process_time() - t0, len(self.started)))
 
     event.register("numba:compile", Listener())
+    return compiles
+
+
+def child_request(resampling: str) -> None:
+    """Compile what a float32 merge with ``resampling`` needs; print one JSON line: CPU seconds, compiles."""
+    compiles = listen()
+    from lazymerge.kernel.warm import warm_request
+
+    c0 = time.process_time()
+    warm_request(["float32"], "float32", resampling)
+    print(json.dumps({"cpu": time.process_time() - c0, "compiles": compiles}))
+
+
+def child(out: str) -> None:
+    """Run the demo into ``out``; print one JSON line: the steps and numba's compiles."""
+    compiles = listen()
     import lazymerge.demo as demo
 
     steps: list[tuple[str, float, float]] = []
@@ -54,12 +73,27 @@ def child(out: str) -> None:
     print(json.dumps({"steps": steps, "compiles": compiles}))
 
 
+def run_child(cache: str, *args: str) -> dict:
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    cmd = [sys.executable, "-m", "benchmarks.first_run", *args]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_once(cache: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="lazymerge-demo-") as out:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        cmd = [sys.executable, "-m", "benchmarks.first_run", "--child", out]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        return run_child(cache, "--child", out)
+
+
+def requests(resamplings: list[str]) -> None:
+    """What each float32 request compiles with an empty cache, entry point by entry point."""
+    print("a float32 merge's compile with an empty numba cache (same CRS and across UTM zones):")
+    for resampling in resamplings:
+        with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+            res = run_child(cache, "--child-request", resampling)
+        top = [c for c in res["compiles"] if c[2] == 0]
+        parts = ", ".join(f"{name} {cpu:.2f}" for name, cpu, _ in top)
+        print(f"  {resampling:<9} {res['cpu']:6.2f} s CPU ({len(top)} entry points: {parts})")
 
 
 def report(label: str, res: dict) -> None:
@@ -84,18 +118,24 @@ def report(label: str, res: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--child-request", help=argparse.SUPPRESS)
+    ap.add_argument("--requests", nargs="*", default=["nearest", "bilinear", "average"])
     args = ap.parse_args()
     if args.child:
         child(args.child)
         return
+    if args.child_request:
+        child_request(args.child_request)
+        return
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         report("empty numba cache (a fresh clone)", run_once(cache))
         report("the same cache, second run", run_once(cache))
+    requests(args.requests)
 
 
 if __name__ == "__main__":
     from benchmarks.provenance import header
 
-    if "--child" not in sys.argv:
+    if not any(a.startswith("--child") for a in sys.argv):
         print(header(), flush=True)
     main()

@@ -61,7 +61,7 @@ def kernel_scale(m: Mapping, inv: Affine) -> np.ndarray:
     From the block's corners as a Jacobian, so a rotation alone (UTM zone to zone) keeps scale 1 where
     GDAL's bounding-box estimate widens the kernel."""
     h, w = m.shape
-    x, y = evaluate(m.jit, h, w, np.array([0, h - 1]))
+    x, y = evaluate(m.jit, h, w, np.array([0, h - 1]), np.array([0, w - 1]))
     col = inv.a * x[:, [0, -1]] + inv.b * y[:, [0, -1]] + inv.c  # block corners, in source pixels
     row = inv.d * x[:, [0, -1]] + inv.e * y[:, [0, -1]] + inv.f
     along_x = [np.mean(a[:, 1] - a[:, 0]) / max(w - 1, 1) for a in (col, row)]  # d(col, row) / d(target x)

@@ -15,11 +15,19 @@ by cell.
 
 One module on purpose: numba's on-disk cache is invalidated only when the file defining a function
 changes, not when a function it calls from another file does, so loops that call each other live here.
+
+A first run compiles only the entry points a request needs (``COMPILED``), and each small: every compiled
+unit costs numba and LLVM a fixed time, so what numpy does as fast stays numpy (``row_state``,
+``evaluate``), helpers are inlined by LLVM (``forceinline``), no call passes a constant (numba compiles a
+function again for each constant), and no unit has wrappers it does not need (``_entry``, ``_helper``;
+``benchmarks/first_run.py``).
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from typing import Any
 
 import numba
 import numpy as np
@@ -59,105 +67,189 @@ QUANTILE = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5, 0.25, 0.75)  # of MEDIAN, Q1, Q3
 LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.kernel.mapping.Mapping
 
 
-@numba.njit(cache=True, nogil=True)
-def _segments(idx: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """For each of ``n`` positions: the control interval it falls in and its fraction within it."""
-    seg = np.zeros(n, dtype=np.int64)
-    frac = np.zeros(n)
-    if len(idx) < 2:
-        return seg, frac
-    a = 0
-    for p in range(n):
-        while a < len(idx) - 2 and p > idx[a + 1]:
-            a += 1
-        seg[p] = a
-        frac[p] = (p - idx[a]) / (idx[a + 1] - idx[a])
-    return seg, frac
+_njit: Any = numba.njit  # (its type stubs lack the wrapper options)
 
 
-@numba.njit(cache=True, nogil=True)
-def _stencil(lines: np.ndarray, a: int, g: np.ndarray) -> None:
-    """Into ``g``: the cubic's stencil for control interval ``a`` of ``lines`` (``_cubic``), two more
+def _entry(**options):
+    """``numba.njit`` for a loop called from Python: cached on disk, without the GIL, and without a C
+    callable wrapper (none is taken as a function pointer; each wrapper is one more function for LLVM to
+    optimise and emit on a first compile: ``benchmarks/first_run.py``)."""
+    return _njit(cache=True, nogil=True, no_cfunc_wrapper=True, **options)
+
+
+def _helper(**options):
+    """``_entry`` for a function called only from compiled loops: no Python wrapper either. Small ones in
+    hot loops take ``forceinline`` (LLVM inlines them; numba's own ``inline="always"`` types them again
+    at every call site, which costs more to compile)."""
+    return _njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, **options)
+
+
+def _stencils(lines: np.ndarray) -> np.ndarray:
+    """Per control interval a of ``lines``: the cubic's stencil (``_grid_row``, ``_cubics``), two more
     lines j1, j2 at offsets p1, p2 from its start: the lines before and after it, or the next two on one
     side at either end of the grid (j2 = j1 with three lines, none with two). The block's lattice holds
-    every line its pixels' intervals use, so each pixel gets the same cubic whichever block holds it.
-    (j1, j2, p1 / s, p2 / s, 1 / (p1 (p1 - s)), 1 / (p2 (p2 - s)), 1 / (p2 - p1), p1, s)."""
+    every line its pixels' intervals use, so each pixel gets the same cubic whichever block holds it. Rows
+    of (j1, j2, p1 / s, p2 / s, 1 / (p1 (p1 - s)), 1 / (p2 (p2 - s)), 1 / (p2 - p1), p1, s); numpy
+    without warnings (the caller's ``np.errstate``)."""
     n = len(lines)
+    g = np.zeros((max(n - 1, 0), 9))
+    if n < 2:
+        return g
+    s = np.diff(lines).astype(np.float64)
     if n < 3:  # two lines (a grid of at most STEP + 1 lines): no cubic, the line through them
-        g[:] = 0.0
-        g[0], g[1], g[8] = a + 1, a + 1, float(lines[a + 1] - lines[a])
-        return
-    if a >= 1 and a + 2 < n:
-        j1, j2 = a - 1, a + 2
-    elif a >= 1:
-        j1, j2 = a - 1, max(a - 2, 0)
-    else:
-        j1, j2 = min(a + 2, n - 1), min(a + 3, n - 1)
-    s = float(lines[a + 1] - lines[a])
-    p1, p2 = float(lines[j1] - lines[a]), float(lines[j2] - lines[a])
-    g[0], g[1], g[2], g[3] = j1, j2, p1 / s, p2 / s
+        g[:, 0], g[:, 1], g[:, 8] = 1.0, 1.0, s
+        return g
+    a = np.arange(n - 1)
+    j1, j2 = a - 1, a + 2
+    j1[0], j2[0], j2[-1] = min(2, n - 1), min(3, n - 1), max(n - 4, 0)
+    p1, p2 = (lines[j1] - lines[:-1]).astype(np.float64), (lines[j2] - lines[:-1]).astype(np.float64)
     d1, d2 = p1 * (p1 - s), p2 * (p2 - s)  # 0 where the stencil has no line beyond the interval
-    g[4], g[5] = 1.0 / d1 if d1 != 0 else np.nan, 1.0 / d2 if d2 != 0 else np.nan
-    g[6], g[7], g[8] = 1.0 / (p2 - p1) if p2 != p1 else 0.0, p1, s
+    g[:, 0], g[:, 1], g[:, 2], g[:, 3], g[:, 7], g[:, 8] = j1, j2, p1 / s, p2 / s, p1, s
+    g[:, 4], g[:, 5], g[:, 6] = 1.0 / d1, 1.0 / d2, 1.0 / (p2 - p1)
+    g[d1 == 0, 4], g[d2 == 0, 5], g[p2 == p1, 6] = np.nan, np.nan, 0.0
+    return g
 
 
-@numba.njit(cache=True, nogil=True)
-def _row_state(m, h: int) -> tuple:
-    """What ``_row`` needs for an ``h``-row block: each row's control interval and fraction (GRID), the
-    interval's cubic geometry (``_stencil``) and the row's offset in it, each control interval's geometry
-    along a row, scratch of one value per control column, and 0, 1, 2 ... as floats, as far as the
-    widest control interval (loaded, not converted from the loop index: AVX2 converts int64 to float64 a
-    lane at a time)."""
-    ri, ci = m[3], m[4]
-    rs, rf = _segments(ri, h)
-    rg = np.zeros((h, 10))  # offset 0 (no cubic) where there is a single control row
-    for y in range(h if len(ri) > 1 else 0):
-        _stencil(ri, rs[y], rg[y])
-        rg[y, 9] = y - ri[rs[y]]
-    cg = np.empty((max(len(ci) - 1, 0), 9))
-    for b in range(len(ci) - 1):
-        _stencil(ci, b, cg[b])
-    widest = np.max(ci[1:] - ci[:-1]) if len(ci) > 1 else 0
-    gx, gy = m[1], m[2]
-    nc = gx.shape[1]
-    # the cubics down each control column, once per control interval: (alpha, beta) of x, then of y
-    down = np.zeros((max(len(ri) - 1, 0), nc, 4))
-    if m[0] == GRID:
-        g = np.empty(9)
-        for a in range(len(ri) - 1):
-            _stencil(ri, a, g)
-            j1, j2 = int(g[0]), int(g[1])
-            for b in range(nc):
-                down[a, b, 0], down[a, b, 1] = _cubic(gx[a, b], gx[a + 1, b], gx[j1, b], gx[j2, b], g)
-                down[a, b, 2], down[a, b, 3] = _cubic(gy[a, b], gy[a + 1, b], gy[j1, b], gy[j2, b], g)
-    return rs, rf, rg, cg, np.empty(nc), np.empty(nc), np.arange(widest + 1.0), down
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _cubic(v0: float, v1: float, v2: float, v3: float, g: np.ndarray) -> tuple[float, float]:
+def _cubics(v0, v1, v2, v3, g) -> tuple[np.ndarray, np.ndarray]:
     """(alpha, beta) such that ``v0 + (v1 - v0) t / s + t (t - s) (alpha + beta t)`` is the cubic through
     an interval's two control values ``v0``, ``v1`` (at t = 0, s) and its stencil's ``v2``, ``v3`` (at
-    p1, p2; ``g``: ``_stencil``): the quadratic through three where one is missing or NaN, the line where
-    both are. Zero at both ends of the interval, so control points stay exact."""
+    p1, p2; ``g``: ``_stencils``, along the last axis, broadcast against the values): the quadratic
+    through three where one is missing or NaN, the line where both are. Zero at both ends of the interval,
+    so control points stay exact. ``_grid_row`` computes the same along a row, operation for operation."""
     d = v1 - v0
-    u = g[4] * (v2 - v0 - g[2] * d)
-    v = g[5] * (v3 - v0 - g[3] * d)
-    if u != u:
-        u = v
-    if v != v:
-        v = u
-    if u != u:
-        return 0.0, 0.0
-    beta = (v - u) * g[6]
-    return u - beta * g[7], beta
+    u = g[..., 4] * (v2 - v0 - g[..., 2] * d)
+    v = g[..., 5] * (v3 - v0 - g[..., 3] * d)
+    np.copyto(u, v, where=u != u)
+    np.copyto(v, u, where=v != v)
+    beta = (v - u) * g[..., 6]
+    alpha = u - beta * g[..., 7]
+    none = u != u
+    alpha[none], beta[none] = 0.0, 0.0
+    return alpha, beta
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _control_row(m, state, y, inv, x0, y0) -> None:
-    """Source pixel coordinates (minus ``x0``, ``y0``) of block row ``y`` at every control column, into
-    ``state``'s scratch: cubic down each control column (``_cubic``)."""
+_last = threading.local()  # each thread's last control grid's tables (``_tables``) and ``row_state``
+
+
+def _tables(m) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A control grid's tables: the stencils of its row intervals and of its column intervals
+    (``_stencils``), the control values of x and y stacked, and the cubics down each control column,
+    (alpha, beta) of x and of y per row interval, stacked likewise ((2, 2, rows - 1, columns)). Kept for
+    the thread's last grid: a block checks its mapping (``evaluate``), then checks and samples each source
+    of that CRS with it (they depend on the lines' spacing, not on the frame ``evaluate`` shifts them to)."""
+    kind, gx, gy, ri, ci = m
+    hit = getattr(_last, "tables", None)
+    lines = ri - ri[:1], ci - ci[:1]
+    if hit is not None and hit[0] is gx and hit[1] is gy and all(map(np.array_equal, hit[2], lines)):
+        return hit[3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gr, cg = _stencils(ri), _stencils(ci)  # none but for GRID
+        xy = np.stack((gx, gy)) if kind == GRID else np.zeros((2, 0, gx.shape[1]))
+        ab = np.zeros((2, 2, len(gr), gx.shape[1]))
+        if len(gr) and gr[:, 8].max() > 1:  # else no row between control rows
+            j1, j2, g = gr[:, 0].astype(np.int64), gr[:, 1].astype(np.int64), gr[:, None, :]
+            ab[0], ab[1] = _cubics(xy[:, :-1], xy[:, 1:], xy[:, j1], xy[:, j2], g)
+    _last.tables = (gx, gy, lines, (gr, cg, xy, ab))
+    return gr, cg, xy, ab
+
+
+def _row_lines(ri: np.ndarray, gr: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For block rows ``ys``: each row's control interval and fraction, and the interval's stencil
+    (``gr``: ``_tables``) with the row's offset in it (0, no cubic, where there is one control row)."""
+    rg = np.zeros((len(ys), 10))
+    if len(ri) < 2:
+        return np.zeros(len(ys), dtype=np.int64), np.zeros(len(ys)), rg
+    rs = np.minimum(np.searchsorted(ri[1:], ys), len(ri) - 2)
+    rf = (ys - ri[rs]) / (ri[rs + 1] - ri[rs])
+    rg[:, :9] = gr[rs]
+    rg[:, 9] = ys - ri[rs]
+    return rs, rf, rg
+
+
+def row_state(m, h: int) -> tuple:
+    """What the compiled row loops (``_row``, ``_grid_row``) need for an ``h``-row block, in numpy (nothing
+    of it compiled: each compiled unit adds to a first run): ``_row_lines`` of every row, each control
+    interval's stencil along a row, scratch of one value per control column, 0, 1, 2 ... as floats, as far
+    as the widest control interval (loaded, not converted from the loop index: AVX2 converts int64 to
+    float64 a lane at a time), the cubics down each control column, (alpha, beta) of x, then of y, per
+    row interval (``_tables``), and scratch for a row's cubics along each control interval (kept for the
+    thread's last mapping and ``h``; the compiled loops write only its scratch)."""
+    ri, nc = m[3], m[1].shape[1]
+    hit = getattr(_last, "state", None)  # a block checks, then samples each source with the same mapping
+    if hit is not None and hit[0] is m[1] and hit[1] is ri and hit[2] == h:
+        return hit[3]
+    gr, cg, _, ab = _tables(m)
+    widest = int(cg[:, 8].max()) if len(cg) else 0
+    scratch = np.empty(nc), np.empty(nc), np.arange(widest + 1.0)
+    down = np.stack((ab[0, 0], ab[1, 0], ab[0, 1], ab[1, 1]), axis=-1)
+    state = (*_row_lines(ri, gr, np.arange(h)), cg, *scratch, down, np.empty((len(cg), 8)))
+    _last.state = (m[1], ri, h, state)
+    return state
+
+
+def evaluate(
+    m, h: int, w: int, ys: np.ndarray, xs: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mapping's source CRS coordinates at the rows ``ys`` and columns ``xs`` (default: every column)
+    of an (h, w) block, as (len(ys), len(xs)) arrays: ``_row``'s arithmetic, operation for operation, in
+    numpy (nothing to compile; the mapping's checks take a lattice of rows and columns, not whole rows).
+    Columns of a control grid beyond its lattice are not defined."""
+    x, y = _evaluate(m, w, ys, xs)
+    return x, y
+
+
+def _evaluate(m, w: int, ys: np.ndarray, xs: np.ndarray | None) -> np.ndarray:
+    """``evaluate``'s x and y, stacked: computed at once."""
+    kind, gx, gy, ri, ci = m
+    ys = np.ascontiguousarray(ys, dtype=np.int64)
+    xs = np.arange(w) if xs is None else np.ascontiguousarray(xs, dtype=np.int64)
+    if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
+        rr, cc = gy[0, 3] + ys[:, None], gx[0, 3] + xs[None, :]
+        px, py = gx[0, 2] + cc * gx[0, 0] + rr * gx[0, 1], gy[0, 2] + cc * gy[0, 0] + rr * gy[0, 1]
+        return _identity(np.stack(np.broadcast_arrays(px, py)))
+    if kind == SEPARABLE:  # x per column, y per row
+        return _identity(np.stack(np.broadcast_arrays(gx[0, xs][None, :], gy[0, ys][:, None])))
+    # the control grid: cubic down the control columns, then along each control interval (``_grid_row``)
+    gr, cg, xy, ab = _tables(m)
+    rs, rf, rg = _row_lines(ri, gr, ys)
+    a1, fy, t = np.minimum(rs + 1, len(ri) - 1), rf[:, None], rg[:, 9:]
+    on = np.where(rf == 0, rs, np.where(rf == 1, a1, -1))  # a control row: its values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = xy[:, rs]
+        if len(gr):
+            q = t * (t - rg[:, 8:9])
+            p = xy[:, rs] * (1 - fy) + xy[:, a1] * fy + q * (ab[0][:, rs] + ab[1][:, rs] * t)
+        p[:, on >= 0] = xy[:, on[on >= 0]]
+        txy = _identity(p)
+        # each column's control interval b (ci[b] < x <= ci[b + 1]) and offset t; a control column's values
+        node = np.minimum(np.searchsorted(ci, xs), len(ci) - 1)
+        b, at_node = np.clip(node - 1, 0, len(cg) - 1), ci[node] == xs
+        if not len(cg) or at_node.all():
+            return txy[:, :, node]
+        g, tt = cg[b], (xs - ci[b]).astype(np.float64)
+        s, j1, j2 = g[:, 8], g[:, 0].astype(np.int64), g[:, 1].astype(np.int64)
+        c0, c_end = txy[:, :, b], txy[:, :, b + 1]
+        dc = (c_end - c0) / s
+        ac, bc = _cubics(c0, c_end, txy[:, :, j1], txy[:, :, j2], g)
+        return np.where(at_node, txy[:, :, node], c0 + tt * ((dc - s * ac) + tt * ((ac - s * bc) + tt * bc)))
+
+
+def _identity(p: np.ndarray) -> np.ndarray:
+    """(x, y) stacked, through the identity affine as the compiled loops apply one (NaN where either is)."""
+    return 1.0 * p + 0.0 * p[::-1] + 0.0 - 0.0
+
+
+@_helper()
+def _grid_row(m, state, y, inv, x0, y0) -> None:
+    """Block row ``y`` of a control grid, into ``state``'s scratch (``row_state``): the source pixel
+    coordinates (minus ``x0``, ``y0``) at every control column, cubic down each control column (its
+    ``down`` coefficients), then each control interval along the row as two cubics in the offset t from
+    its start, ``c0 + t (c1 + t (c2 + t c3))`` for the column, the same for the row (``coef``: c0 .. c3,
+    r0 .. r3). Each is the cubic through the interval's two control values and its stencil's (``_cubics``:
+    the quadratic through three where one is missing or NaN, the line where both are or where the interval
+    holds no pixel), exact at the control points."""
     gx, gy = m[1], m[2]
-    rs, rf, rg, _, tx, ty, _, down = state
+    rs, rf, rg, cg, tx, ty, _, down, coef = state
     a, fy = rs[y], rf[y]
     nr = gx.shape[0]
     a1 = min(a + 1, nr - 1)
@@ -173,29 +265,32 @@ def _control_row(m, state, y, inv, x0, y0) -> None:
             py = gy[a, b] * (1 - fy) + gy[a1, b] * fy + q * (d[2] + d[3] * t)
         tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
         ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+    for b in range(gx.shape[1] - 1):
+        g, c = cg[b], coef[b]
+        s = g[8]
+        j1, j2 = int(g[0]), int(g[1])
+        for k in range(2):  # the column, then the row
+            v = tx if k == 0 else ty
+            v0 = v[b]
+            d = v[b + 1] - v0
+            alpha = beta = 0.0
+            if s > 1:  # else no pixel inside: the line, as exact
+                u = g[4] * (v[j1] - v0 - g[2] * d)
+                w = g[5] * (v[j2] - v0 - g[3] * d)
+                if u != u:
+                    u = w
+                if w != w:
+                    w = u
+                if u == u:
+                    beta = (w - u) * g[6]
+                    alpha = u - beta * g[7]
+            c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3] = v0, d / s - s * alpha, alpha - s * beta, beta
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _span(state, b: int) -> tuple[float, float, float, float, float, float, float, float]:
-    """Control interval ``b`` of the current row (``_control_row``) as two cubics in the offset t from its
-    start: ``c0 + t (c1 + t (c2 + t c3))`` for the column, the same for the row."""
-    _, _, _, cg, tx, ty, _, _ = state
-    g = cg[b]
-    s = g[8]
-    j1, j2 = int(g[0]), int(g[1])
-    c0, r0 = tx[b], ty[b]
-    dc, dr = (tx[b + 1] - c0) / s, (ty[b + 1] - r0) / s
-    if s <= 1:  # no pixel inside: the line, as exact
-        return c0, dc, 0.0, 0.0, r0, dr, 0.0, 0.0
-    ac, bc = _cubic(c0, tx[b + 1], tx[j1], tx[j2], g)
-    ar, br = _cubic(r0, ty[b + 1], ty[j1], ty[j2], g)
-    return c0, dc - s * ac, ac - s * bc, bc, r0, dr - s * ar, ar - s * br, br
-
-
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
     """Source pixel coordinates (``cols``, ``rows``, minus the window origin ``x0``, ``y0``) of every pixel
-    of block row ``y`` (``state``: from ``_row_state``)."""
+    of block row ``y`` (``state``: from ``row_state``)."""
     kind, gx, gy = m[0], m[1], m[2]
     w = cols.shape[0]
     if kind == LINEAR:  # gx = (a, b, c, first column), gy = (d, e, f, first row): the target affine
@@ -212,10 +307,10 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
             px = gx[0, x]
             cols[x] = inv[0] * px + inv[1] * py + inv[2] - x0
             rows[x] = inv[3] * px + inv[4] * py + inv[5] - y0
-    else:  # the control grid: cubic down the control columns, then between them (``_span``)
+    else:  # the control grid: cubics in each control interval (``_grid_row``)
         ci, ks = m[4], state[6]
-        _control_row(m, state, y, inv, x0, y0)
-        tx, ty = state[4], state[5]
+        _grid_row(m, state, y, inv, x0, y0)
+        tx, ty, coef = state[4], state[5], state[8]
         if ci[0] == 0:  # a control column at the block's first pixel (else the lattice starts before it)
             cols[0], rows[0] = tx[0], ty[0]
         for b in range(len(ci) - 1):
@@ -223,7 +318,8 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
             k0, k1 = max(1, -base), min(span, w - 1 - base)  # pixels base + 1 .. base + span in the block
             if k1 < k0:  # an interval beyond the block (it holds a cubic's stencil)
                 continue
-            c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)  # locals: the loop vectorises
+            c = coef[b]  # locals: the loop vectorises
+            c0, c1, c2, c3, r0, r1, r2, r3 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
             seg_c, seg_r = cols[base + k0 : base + k1 + 1], rows[base + k0 : base + k1 + 1]  # starts >= 0:
             offs = ks[k0 : k1 + 1]  # no wraparound, so vector stores
             for k in range(k1 - k0 + 1):
@@ -234,25 +330,14 @@ def _row(m, state, y, inv, x0, y0, cols, rows) -> None:
                 cols[base + span], rows[base + span] = tx[b + 1], ty[b + 1]
 
 
-@numba.njit(cache=True, nogil=True)
-def evaluate(m, h: int, w: int, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mapping's source CRS coordinates of the rows ``ys`` of an (h, w) block, as (len(ys), w) arrays."""
-    ident = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-    state = _row_state(m, h)
-    out_x, out_y = np.empty((len(ys), w)), np.empty((len(ys), w))
-    for k in range(len(ys)):
-        _row(m, state, ys[k], ident, 0.0, 0.0, out_x[k], out_y[k])
-    return out_x, out_y
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(forceinline=True)
 def _valid(v, nodata: float, use_nodata: bool) -> bool:
     if v != v:  # NaN
         return False
     return not (use_nodata and v == nodata)
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _kernel(mode: int, t: float) -> float:
     """GDAL's resampling kernels (cubic: Keys a = -0.5; cubic_spline: cubic B-spline; lanczos: a = 3)."""
     t = abs(t)
@@ -274,7 +359,7 @@ def _kernel(mode: int, t: float) -> float:
     return math.sin(pt) * math.sin(pt / 3) / (pt * pt / 3)
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> None:
     """Kernel weights of the taps ``k = 1 - n .. n`` around a point ``frac`` past a pixel centre."""
     if mode == LANCZOS and scale == 1.0 and frac > 0:  # 3 sines per axis instead of 12
@@ -289,7 +374,7 @@ def _weights(mode: int, frac: float, scale: float, n: int, out: np.ndarray) -> N
         out[k + n - 1] = _kernel(mode, (k - frac) * scale)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(forceinline=True)
 def _four(mode: int, t: float) -> tuple[float, float, float, float]:
     """Closed-form weights of the 4 taps around a point ``t`` past a pixel centre, at scale 1 (cubic:
     Keys, a = -0.5; cubic_spline: the cubic B-spline)."""
@@ -305,7 +390,7 @@ def _four(mode: int, t: float) -> tuple[float, float, float, float]:
     return s * s * s / 6, (3 * t3 - 6 * t * t + 4) / 6, (-3 * t3 + 3 * t * t + 3 * t + 1) / 6, t3 / 6
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _full(has) -> bool:
     """Whether every pixel of a block row has a value."""
     empty = 0
@@ -314,7 +399,7 @@ def _full(has) -> bool:
     return empty == 0
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False, forceinline=True)
 def _has_value(data, i: int, j: int, n: int, value: float) -> bool:
     """Whether ``value`` is among the n x n pixels from row ``i``, column ``j``."""
     found = False
@@ -324,7 +409,7 @@ def _has_value(data, i: int, j: int, n: int, value: float) -> bool:
     return found
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False, forceinline=True)
 def _all_valid(data, i: int, j: int, n: int, nodata: float, use_nodata: bool) -> bool:
     """Whether the n x n pixels from row ``i``, column ``j`` are all inside ``data`` and valid."""
     h, w = data.shape
@@ -337,13 +422,13 @@ def _all_valid(data, i: int, j: int, n: int, nodata: float, use_nodata: bool) ->
     return True
 
 
-@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+@_helper(boundscheck=False, forceinline=True)
 def _dot4(data, i, j, a0, a1, a2, a3) -> float:
     """Row ``i``'s taps ``j - 1 .. j + 2`` weighted by a0 .. a3."""
     return a0 * data[i, j - 1] + a1 * data[i, j] + a2 * data[i, j + 1] + a3 * data[i, j + 2]
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
     """Closed-form weights of the taps around a point ``t`` past a pixel centre, at scale 1 (bilinear:
     2 taps; cubic, cubic_spline: 4)."""
@@ -353,7 +438,7 @@ def _unit_weights(mode: int, t: float, out: np.ndarray) -> None:
         out[0], out[1], out[2], out[3] = _four(mode, t)
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _accumulate(data, nodata, use_nodata, i0, j0, wu, wv, nu, nv) -> tuple[float, float]:
     """(weighted sum, total weight) of the valid taps ``1 - n .. n`` around pixel (i0, j0)."""
     h, w = data.shape
@@ -395,7 +480,7 @@ def _prefetch(typingctx, array, index):
     return types.void(array, index), codegen
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _prefetch_row(src, cols, rows, h, w, n) -> None:
     """Prefetch the source lines a block row will read: at every 8th point, its row and ``n`` rows either
     side (a kernel's taps). Rotated rows cross a source row every few pixels, too many streams for the
@@ -408,7 +493,7 @@ def _prefetch_row(src, cols, rows, h, w, n) -> None:
                 _prefetch(src, np.int64(a) * w + np.int64(c))  # type: ignore[call-arg]
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _flat_row(cols, rows, h, w, flat) -> None:
     """The flat index of the source pixel containing each point of a row (-1 outside the window);
     branch-free, so it vectorises."""
@@ -419,33 +504,38 @@ def _flat_row(cols, rows, h, w, flat) -> None:
         flat[x] = np.int32(r) * np.int32(w) + np.int32(c) if inside else -1
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _gather_row(src, flat, got, nodata, use_nodata, row, index, only_empty, track) -> int:
-    """Write ``src[flat]`` into one block row ``row`` = (values, has, winner) where ``flat`` >= 0 and the
-    value is valid (``only_empty``: where the row has none yet); returns how many it wrote. Two loops:
-    the gather alone (into ``got``), then the checks and writes, branch-free so that they vectorise."""
-    values, has, winner = row
+@_helper(boundscheck=False, inline="always")
+def _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty) -> int:
+    """Write ``src[flat]`` into block row ``y`` of ``out`` = (values, has, winner) where ``flat`` >= 0 and
+    the value is valid (``only_empty``: where the row has none yet); returns how many it wrote. The
+    gather alone first (into ``got``), then the checks and writes, branch-free so that they vectorise;
+    the winner (unless ``out`` has a 1 x 1 placeholder) in a loop of its own, before them."""
+    values, has, winner = out[0][y], out[1][y], out[2]
     for x in range(flat.shape[0]):
         got[x] = src[max(flat[x], 0)]
-    written = 0
     any_value, anywhere = not use_nodata, not only_empty
+    if winner.shape == out[0].shape:
+        who = winner[y]
+        for x in range(flat.shape[0]):
+            v = got[x]
+            ok = (flat[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
+            who[x] = index if ok else who[x]
+    written = 0
     for x in range(flat.shape[0]):
         v = got[x]
         ok = (flat[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
         values[x] = v if ok else values[x]
         has[x] |= np.uint8(ok)  # a select would not vectorise
-        if track:
-            winner[x] = index if ok else winner[x]
         written += np.int32(ok)  # type: ignore[assignment]  # numba keeps int64; numpy stubs: int32
     return written
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False, inline="always")
 def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     """``_row`` and ``_flat_row`` in one, for a control grid: the flat index of the source
     pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
     ci, ks, tx, ty = m[4], state[6], state[4], state[5]
-    _control_row(m, state, y, inv, x0, y0)
+    _grid_row(m, state, y, inv, x0, y0)
     n = flat.shape[0]
     for b in range(len(ci) - 1):
         base, span = ci[b], ci[b + 1] - ci[b]
@@ -453,7 +543,8 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         k1 = min(span, n - 1 - base)
         if k1 < k0:  # an interval beyond the block (it holds a cubic's stencil)
             continue
-        c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)
+        c = state[8][b]
+        c0, c1, c2, c3, r0, r1, r2, r3 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
         seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
         for k in range(k1 - k0 + 1):
             t = offs[k]
@@ -462,14 +553,14 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
             seg[span - k0] = _flat(tx[b + 1], ty[b + 1], h, w)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(inline="always")
 def _flat(c: float, r: float, h: int, w: int) -> np.int32:
     """The flat index of the source pixel holding (``c``, ``r``) in an (``h``, ``w``) window, -1 outside."""
     inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
     return np.int32(r) * np.int32(w) + np.int32(c) if inside else np.int32(-1)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False, inline="always")
 def _prefetch_flat(src, flat) -> None:
     """Prefetch the source lines of a block row's flat indices (every 8th), as ``_prefetch_row``."""
     for x in range(0, flat.shape[0], 8):
@@ -477,7 +568,7 @@ def _prefetch_flat(src, flat) -> None:
             _prefetch(src, flat[x])  # type: ignore[call-arg]  # as in _prefetch_row
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu, wv) -> float:
     """An interpolating kernel at source pixel coordinates (c, r), tap by tap, skipping invalid taps and
     renormalising (``unit``: closed-form weights at scale 1); NaN where the containing pixel is invalid
@@ -514,7 +605,7 @@ def _kernel_value(data, nodata, use_nodata, c, r, mode, unit, scale, nu, nv, wu,
     return acc / weight if abs(weight) > 1e-5 else np.nan
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _kernel_row(
     data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv, values, has, winner, index,
     only_empty,
@@ -596,7 +687,7 @@ def _axes(m: tuple, inv, x0: float, y0: float, bh: int, bw: int) -> tuple[np.nda
     return cols, rows
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per position along one axis: the first tap's index (-1: a tap falls outside ``size``), the 2n
     weights and their sum, as ``_kernel_value`` computes them."""
@@ -618,7 +709,7 @@ def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, n
     return first, weights, total
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty) -> int:
     """Nearest for mappings without rotation (``_axes``): ``jx`` the source column of each block column
     and ``base`` the flat index of each block row's source row (-1: outside the window)."""
@@ -641,7 +732,7 @@ def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty) -> 
     return written
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _kernel_axes(
     data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, out, index, only_empty
 ) -> int:
@@ -695,7 +786,7 @@ def _kernel_axes(
     return written
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _kernel_rows(
     data, src, nodata, use_nodata, m, state, inv, window, mode, unit, scale, nu, nv, out, index, only_empty
 ) -> int:
@@ -708,21 +799,17 @@ def _kernel_rows(
     track = winner.shape == values.shape
     written = 0
     cols, rows, cols_next, rows_next = np.empty(bw), np.empty(bw), np.empty(bw), np.empty(bw)
-    if bh:
-        _row(m, state, 0, inv, window[2], window[0], cols, rows)
-    for y in range(bh):
-        if y:
-            cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
+    for y in range(-1, bh):  # (no call with a constant row: numba would compile ``_row`` once more for it)
         if y + 1 < bh:
             _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
             _prefetch_row(src, cols_next, rows_next, h, w, nv)
-        if only_empty and _full(count[y]):  # every pixel of the row has its value
-            continue
-        who = winner[y] if track else winner[0]
-        written += _kernel_row(
-            data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
-            values[y], count[y], who, index, only_empty,
-        )  # fmt: skip
+        if y >= 0 and not (only_empty and _full(count[y])):  # (a full row: every pixel has its value)
+            who = winner[y] if track else winner[0]
+            written += _kernel_row(
+                data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
+                values[y], count[y], who, index, only_empty,
+            )  # fmt: skip
+        cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
     return written
 
 
@@ -761,7 +848,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
                 nodata,
                 use_nodata,
                 m,
-                _row_state(m, bh),
+                row_state(m, bh),
                 inv,
                 window,
                 out,
@@ -780,7 +867,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
                 data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, out, index, only_empty
             )
         )
-    state = _row_state(m, bh)
+    state = row_state(m, bh)
     return int(
         _kernel_rows(
             data,
@@ -803,20 +890,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     )
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _gather_block_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty) -> int:
-    """``_gather_row`` into block row ``y`` of ``out``, compiled without the winner where there is none."""
-    values, count, winner = out
-    if winner.shape == values.shape:  # constant arguments: each case compiles without branches
-        return _gather_row(
-            src, flat, got, nodata, use_nodata, (values[y], count[y], winner[y]), index, only_empty, True
-        )
-    return _gather_row(
-        src, flat, got, nodata, use_nodata, (values[y], count[y], winner[0]), index, only_empty, False
-    )
-
-
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
     """Nearest over a block on a control grid, row by row: each row's flat source indices straight from
     the grid (``_grid_flat_row``), then the gather. The next row's indices come first, to prefetch its
@@ -829,12 +903,12 @@ def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
             _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
             _prefetch_flat(src, flat_next)
         if y >= 0:
-            written += _gather_block_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
+            written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
         flat, flat_next = flat_next, flat
     return written
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _nearest_rows(src, h, w, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
     """``_nearest_grid`` for rotated affine or separable mappings: each row's coordinates (``_row``),
     then their flat indices."""
@@ -848,7 +922,7 @@ def _nearest_rows(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
             _flat_row(cols, rows, h, w, flat_next)
             _prefetch_flat(src, flat_next)
         if y >= 0:
-            written += _gather_block_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
+            written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
         flat, flat_next = flat_next, flat
     return written
 
@@ -866,23 +940,18 @@ def any_inside(m, inv, window, count, only_empty) -> bool:
         in_r = np.flatnonzero((rows >= window[0]) & (rows < window[1]))
         if not (len(in_c) and len(in_r)):
             return False
-        return not only_empty or bool(_any_empty(count, in_r, in_c))
+        if not only_empty:
+            return True
+        r0, r1, c0, c1 = in_r[0], in_r[-1] + 1, in_c[0], in_c[-1] + 1
+        if r1 - r0 == len(in_r) and c1 - c0 == len(in_c):  # ranges, as monotone axes give: a view
+            return bool(count[r0:r1, c0:c1].min() == 0)
+        return bool(count[np.ix_(in_r, in_c)].min() == 0)
     if m[0] == GRID:
-        return bool(_any_inside_grid(m, _row_state(m, bh), inv, window, count, only_empty))
-    return bool(_any_inside_rows(m, _row_state(m, bh), inv, window, count, only_empty))
+        return bool(_any_inside_grid(m, row_state(m, bh), inv, window, count, only_empty))
+    return bool(_any_inside_rows(m, row_state(m, bh), inv, window, count, only_empty))
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _any_empty(count, rows, cols) -> bool:
-    """Whether any pixel of ``rows`` x ``cols`` has no value yet."""
-    for y in rows:
-        for x in cols:
-            if count[y, x] == 0:
-                return True
-    return False
-
-
-@numba.njit(cache=True, nogil=True)
+@_entry()
 def _any_inside_rows(m, state, inv, window, count, only_empty) -> bool:
     """``any_inside`` for rotated affine or separable mappings, row by row."""
     bh, bw = count.shape
@@ -907,7 +976,7 @@ def _any_inside_rows(m, state, inv, window, count, only_empty) -> bool:
     return False
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
     """Source row ``i`` weighted across each column's 2n taps (``_taps``); NaN where a tap is outside
     (``first`` < 0), NaN or nodata, so that the caller goes tap by tap there."""
@@ -934,7 +1003,7 @@ def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
                     out[x] = np.nan
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(inline="always")
 def _beside(a: float, b: float, lo: float, hi: float) -> bool:
     """Whether both ends of an interval are below ``lo`` or both at or above ``hi`` (with a margin for the
     rounding of the points between them; False for NaN, which is walked)."""
@@ -942,16 +1011,17 @@ def _beside(a: float, b: float, lo: float, hi: float) -> bool:
     return (a < lo - margin and b < lo - margin) or (a >= hi + margin and b >= hi + margin)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _any_inside_grid(m, state, inv, window, count, only_empty) -> bool:
     """``any_inside`` for a control grid mapping."""
     ci, ks = m[4], state[6]
     bh, bw = count.shape  # an area mapping has one more column (pixel corners) than the block
     for y in range(bh):
-        _control_row(m, state, y, inv, 0.0, 0.0)
+        _grid_row(m, state, y, inv, 0.0, 0.0)
         for b in range(len(ci) - 1):
             base, span = ci[b], ci[b + 1] - ci[b]
-            c0, c1, c2, c3, r0, r1, r2, r3 = _span(state, b)
+            c = state[8][b]
+            c0, c1, c2, c3, r0, r1, r2, r3 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
             ce, re = state[4][b + 1], state[5][b + 1]
             # beside the window if both ends are, with room for how far the cubic bows between them
             bow = 1e-3 + 0.25 * span * span * (abs(c2 + span * c3) + abs(c3) * span)
@@ -972,7 +1042,7 @@ def _any_inside_grid(m, state, inv, window, count, only_empty) -> bool:
     return False
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _edge(xa: float, ya: float, xb: float, yb: float, acc: np.ndarray) -> None:
     """Deposit one polygon edge into ``acc`` so that running sums along each row give the polygon's
     signed area in each unit cell (exact signed-area accumulation, as anti-aliasing rasterisers do)."""
@@ -1014,7 +1084,7 @@ def _edge(xa: float, ya: float, xb: float, yb: float, acc: np.ndarray) -> None:
         x = x_next
 
 
-@numba.njit(cache=True, nogil=True)
+@_entry()
 def _coverage(qx, qy, acc: np.ndarray) -> None:
     """The area of the quadrilateral (qx, qy: vertices in order, relative to the grid's origin, all >= 0)
     inside each unit cell of ``acc`` (rows x columns + 2, zeroed): exact, in one pass over the edges and
@@ -1037,7 +1107,7 @@ def green_room(shape: tuple[int, int]) -> np.ndarray:
     return np.empty(2 * h * (w + 1) if h * (w + 1) <= GREEN_CELLS else 0)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _prefix_rows(data, nodata, use_nodata, square, room) -> tuple[np.ndarray, np.ndarray]:
     """Running sums along each source row, (h, w + 1) each, in ``room`` (``green_room``): of the valid
     values (squared with ``square``) and of validity (empty when every pixel is valid). Linear between
@@ -1067,7 +1137,7 @@ def _prefix_rows(data, nodata, use_nodata, square, room) -> tuple[np.ndarray, np
     return sums, valid
 
 
-@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+@_helper(boundscheck=False, forceinline=True)
 def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
     """Green's theorem: the integral of F dy along the segment (xa, ya) -> (xb, yb) in source pixels, for F
     the row running sums of ``_prefix_rows`` (values, validity); over a closed polygon these give the
@@ -1106,7 +1176,7 @@ def _edge_integral(xa, ya, xb, yb, sums, valid) -> tuple[float, float]:
     return sign * acc, sign * area
 
 
-@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+@_helper(boundscheck=False, forceinline=True)
 def _running(sums, valid, row, x, w) -> tuple[float, float]:
     """The row's running sums at x (0 before the row, the row's totals after it; clamped, not branched:
     it runs several times per pixel); ``valid`` is empty when every pixel is valid (its running sum is
@@ -1120,7 +1190,7 @@ def _running(sums, valid, row, x, w) -> tuple[float, float]:
     return f, valid[row, j] + t * (valid[row, j + 1] - valid[row, j])
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(forceinline=True)
 def _crossing(a: float, b: float, back: float) -> float:
     """How far along a -> b (0 to 1) it crosses the integer ``back`` below the larger end's floor; 0 or 1
     when that integer is not between them."""
@@ -1129,7 +1199,7 @@ def _crossing(a: float, b: float, back: float) -> float:
     return min(max(t, 0.0), 1.0) if d != 0.0 else 0.0
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(forceinline=True)
 def _piece(x0, y0, dx, dy, start, end, w, h) -> tuple[float, float, float, float]:
     """The piece ``start`` -> ``end`` (fractions of the edge) of an edge inside one source pixel: the flat
     index of the running sum left of its midpoint (``w``, ``h``: the window's size, as floats), the
@@ -1143,24 +1213,24 @@ def _piece(x0, y0, dx, dy, start, end, w, h) -> tuple[float, float, float, float
     return min(max(row, 0.0), h - 1.0) * (w + 1.0) + j, x - j, piece, piece * x
 
 
-@numba.njit(cache=True, nogil=True, inline="always", boundscheck=False)
+@_helper(boundscheck=False, forceinline=True)
 def _keep(at, frac, dy, p: int, e: int, piece) -> float:
     """Store a ``_piece`` as piece ``p`` of edge ``e``; returns its valid area."""
     at[p, e], frac[p, e], dy[p, e] = np.int32(piece[0]), piece[1], piece[2]
     return piece[3]
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
+@_helper(boundscheck=False)
+def _short_pieces(xa, ya, xb, yb, h, w, at, frac, dy, area) -> None:
     """``_edge_integral`` in two stages for edges shorter than a pixel along both axes; this is the first,
     branch-free so that it vectorises. Such an edge crosses at most one row and one column: three
     pieces (some empty), each inside one pixel, where the running sum is linear, so a piece's integral is
     the running sum at its midpoint times its dy. Per piece (``_piece``): the flat index of the running
     sum, the fraction, the dy; per edge, ``area``: the integral of the valid area when every pixel is
-    valid. Edge ``e`` runs from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb)."""
+    valid. Edge ``e`` runs from point ``e`` of (xa, ya) to point ``e`` of (xb, yb)."""
     wf, hf = float(w), float(h)
     for e in range(area.shape[0]):
-        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e], yb[e]
         dx, dy_ = x1 - x0, y1 - y0
         t1, t2 = _crossing(y0, y1, 0.0), _crossing(x0, x1, 0.0)
         lo, hi = min(t1, t2), max(t1, t2)
@@ -1171,42 +1241,35 @@ def _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area) -> None:
         )
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _two_pixel_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, cut, area) -> None:
+@_helper(boundscheck=False)
+def _two_pixel_pieces(xa, ya, xb, yb, h, w, at, frac, dy, cut, area) -> None:
     """``_short_pieces`` for edges shorter than two pixels along both axes (as when downsampling by up to
     two): they cross at most two rows and two columns, five pieces. First where it crosses them, sorted
-    (``cut``), then a loop per piece: one loop for all five would not vectorise."""
+    (``cut``: rows 1 to 4; row 0 holds 0 and row 5 holds 1), then a loop per piece: one loop for all
+    five would not vectorise."""
     for e in range(area.shape[0]):
-        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e], yb[e]
         a, b = _crossing(y0, y1, 0.0), _crossing(y0, y1, 1.0)
         c, d = _crossing(x0, x1, 0.0), _crossing(x0, x1, 1.0)
         a, b, c, d = min(a, b), max(a, b), min(c, d), max(c, d)  # a sorting network
         a, c, b, d = min(a, c), max(a, c), min(b, d), max(b, d)
         b, c = min(b, c), max(b, c)
-        cut[0, e], cut[1, e], cut[2, e], cut[3, e] = a, b, c, d
-    edges = (xa, ya, xb, yb, shift, float(w), float(h), at, frac, dy, cut, area)
-    _piece_of(edges, 0)
-    _piece_of(edges, 1)
-    _piece_of(edges, 2)
-    _piece_of(edges, 3)
-    _piece_of(edges, 4)
+        cut[1, e], cut[2, e], cut[3, e], cut[4, e] = a, b, c, d
+    area[:] = 0.0
+    for p in range(5):  # (not a call per constant piece: numba would compile each)
+        _piece_of(xa, ya, xb, yb, float(w), float(h), at, frac, dy, cut, area, p)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _piece_of(edges, p: int) -> None:
+@_helper(boundscheck=False, forceinline=True)
+def _piece_of(xa, ya, xb, yb, w, h, at, frac, dy, cut, area, p: int) -> None:
     """Piece ``p`` of every edge of ``_two_pixel_pieces``, adding its valid area to the edge's."""
-    xa, ya, xb, yb, shift, w, h, at, frac, dy, cut, area = edges
-    last = cut.shape[0]
     for e in range(area.shape[0]):
         x0, y0 = xa[e], ya[e]
-        start = cut[p - 1, e] if p > 0 else 0.0
-        end = cut[p, e] if p < last else 1.0
-        piece = _piece(x0, y0, xb[e + shift] - x0, yb[e + shift] - y0, start, end, w, h)
-        valid = _keep(at, frac, dy, p, e, piece)
-        area[e] = valid if p == 0 else area[e] + valid
+        piece = _piece(x0, y0, xb[e] - x0, yb[e] - y0, cut[p, e], cut[p + 1, e], w, h)
+        area[e] += _keep(at, frac, dy, p, e, piece)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_helper(boundscheck=False)
 def _sum_pieces(flat, at, frac, dy, out) -> None:
     """The second stage of ``_short_pieces``: each edge's pieces' running sums (``flat``: a ``_prefix_rows``
     array, raveled) at their midpoints, times their dy."""
@@ -1216,7 +1279,7 @@ def _sum_pieces(flat, at, frac, dy, out) -> None:
         _sum_n(flat, at, frac, dy, out, 5)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
+@_helper(boundscheck=False, forceinline=True)
 def _sum_n(flat, at, frac, dy, out, n: int) -> None:
     """``_sum_pieces`` for ``n`` pieces per edge."""
     for e in range(out.shape[0]):
@@ -1228,35 +1291,35 @@ def _sum_n(flat, at, frac, dy, out, n: int) -> None:
         out[e] = acc
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _edges(xa, ya, xb, yb, shift, sums, valid, scratch, out, area) -> None:
-    """``_edge_integral`` of the edges from point ``e`` of (xa, ya) to point ``e + shift`` of (xb, yb),
+@_helper(boundscheck=False)
+def _edges(xa, ya, xb, yb, sums, valid, scratch, out, area) -> None:
+    """``_edge_integral`` of the edges from point ``e`` of (xa, ya) to point ``e`` of (xb, yb),
     into ``out`` (values) and ``area`` (valid area): in two vectorising stages when all are shorter
     than two pixels along both axes (``scratch``: their buffers for three pieces and for five), else
     one by one."""
     h, w = sums.shape[0], sums.shape[1] - 1
     one = two = True  # all shorter than one pixel, than two (and-reductions: they vectorise)
     for e in range(out.shape[0]):
-        x0, y0, x1, y1 = xa[e], ya[e], xb[e + shift], yb[e + shift]
+        x0, y0, x1, y1 = xa[e], ya[e], xb[e], yb[e]
         near = (abs(x0) < 1e9) & (abs(y0) < 1e9)  # finite and near the window; NaN fails too
         lx, ly = abs(x1 - x0), abs(y1 - y0)
         one &= near & (lx < 1.0) & (ly < 1.0)
         two &= near & (lx < 2.0) & (ly < 2.0)
     if not two:
         for e in range(out.shape[0]):
-            out[e], area[e] = _edge_integral(xa[e], ya[e], xb[e + shift], yb[e + shift], sums, valid)
+            out[e], area[e] = _edge_integral(xa[e], ya[e], xb[e], yb[e], sums, valid)
         return
     at, frac, dy, cut = scratch[0] if one else scratch[1]
     if one:
-        _short_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, area)
+        _short_pieces(xa, ya, xb, yb, h, w, at, frac, dy, area)
     else:
-        _two_pixel_pieces(xa, ya, xb, yb, shift, h, w, at, frac, dy, cut, area)
+        _two_pixel_pieces(xa, ya, xb, yb, h, w, at, frac, dy, cut, area)
     _sum_pieces(sums.reshape(-1), at, frac, dy, out)
     if valid.shape[0]:
         _sum_pieces(valid.reshape(-1), at, frac, dy, area)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+@_entry(boundscheck=False, error_model="numpy")
 def _weighted_green(
     data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty, room
 ) -> int:
@@ -1276,58 +1339,64 @@ def _weighted_green(
             np.empty((k, bw + 1), np.int32),
             np.empty((k, bw + 1)),
             np.empty((k, bw + 1)),
-            np.empty((k - 1, bw + 1)),
+            np.empty((k + 1, bw + 1)),
         )
         for k in (3, 5)
     ]
-    _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
-    _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
+    scratch[1][3][0], scratch[1][3][5] = 0.0, 1.0  # the cuts of five pieces: from 0 to 1
     track = winner.shape == values.shape
     written = 0
-    for y in range(bh):
+    for y in range(-1, bh):  # (no call with a constant row: numba would compile ``_row`` once more for it)
         top_c, bot_c, top_r, bot_r = bot_c, top_c, bot_r, top_r
         top_v, bot_v, top_a, bot_a = bot_v, top_v, bot_a, top_a
         _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
-        _edges(bot_c, bot_r, bot_c, bot_r, 1, sums, valid, scratch, bot_v, bot_a)
-        _edges(top_c, top_r, bot_c, bot_r, 0, sums, valid, scratch, side_v, side_a)
+        _edges(bot_c[:-1], bot_r[:-1], bot_c[1:], bot_r[1:], sums, valid, scratch, bot_v, bot_a)
+        if y < 0:
+            continue
+        _edges(top_c, top_r, bot_c, bot_r, sums, valid, scratch, side_v, side_a)
         edges = (top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a)
         row = (values[y], count[y], winner[y] if track else winner[0])
-        # constant arguments compile a loop for each usual case, without branches: it vectorises
-        if track or stat != AVERAGE:
-            written += _green_row(edges, h, w, stat, row, index, only_empty, track)
-        elif only_empty:
-            written += _green_row(edges, h, w, AVERAGE, row, index, True, False)
-        else:
-            written += _green_row(edges, h, w, AVERAGE, row, index, False, False)
+        written += _green_row(edges, h, w, stat, row, index, only_empty, track)
     return written
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, error_model="numpy", inline="always")
+@_helper(boundscheck=False, error_model="numpy", forceinline=True)
 def _green_row(edges, h, w, stat, row, index, only_empty, track) -> int:
     """One block row of ``_weighted_green``: each footprint's statistic from its edges' integrals, where
     its centre is in the window and its valid area is not zero (``only_empty``: where the row has no
-    value yet); returns how many it wrote. Branch-free (errors of the discarded divisions are NaN)."""
-    top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a = edges
+    value yet); returns how many it wrote. Branch-free (errors of the discarded divisions are NaN), the
+    winner (``track``) in a loop of its own, before the values."""
     values, count, winner = row
+    anywhere = not only_empty
+    if track:
+        for x in range(values.shape[0]):
+            ok = _footprint(edges, x, h, w)[2] & (anywhere | (count[x] == 0))
+            winner[x] = index if ok else winner[x]
     written = 0
     for x in range(values.shape[0]):
-        ccol = 0.25 * (top_c[x] + top_c[x + 1] + bot_c[x] + bot_c[x + 1])
-        crow = 0.25 * (top_r[x] + top_r[x + 1] + bot_r[x] + bot_r[x + 1])
-        acc = top_v[x] + side_v[x + 1] - bot_v[x] - side_v[x]  # around: top, right, bottom, left
-        weight = top_a[x] + side_a[x + 1] - bot_a[x] - side_a[x]
-        acc, weight = (-acc, -weight) if weight < 0 else (acc, weight)  # traversed the other way round
-        ok = (crow >= 0) & (crow < h) & (ccol >= 0) & (ccol < w) & (weight > 1e-10)  # NaN fails too
-        if only_empty:
-            ok &= count[x] == 0
+        acc, weight, ok = _footprint(edges, x, h, w)
+        ok &= anywhere | (count[x] == 0)
         values[x] = _weighted(stat, acc, weight) if ok else values[x]
         count[x] |= np.uint8(ok)  # a select would not vectorise
-        if track:
-            winner[x] = index if ok else winner[x]
         written += np.int32(ok)  # type: ignore[assignment]  # numba keeps int64; numpy stubs: int32
     return written
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper(boundscheck=False, error_model="numpy", forceinline=True)
+def _footprint(edges, x: int, h: int, w: int) -> tuple[float, float, bool]:
+    """Footprint ``x`` of a ``_green_row``: the integrals of the values and of the valid area inside it
+    (from its four edges'), and whether its centre is in the window and its valid area is not zero."""
+    top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a = edges
+    ccol = 0.25 * (top_c[x] + top_c[x + 1] + bot_c[x] + bot_c[x + 1])
+    crow = 0.25 * (top_r[x] + top_r[x + 1] + bot_r[x] + bot_r[x + 1])
+    acc = top_v[x] + side_v[x + 1] - bot_v[x] - side_v[x]  # around: top, right, bottom, left
+    weight = top_a[x] + side_a[x + 1] - bot_a[x] - side_a[x]
+    acc, weight = (-acc, -weight) if weight < 0 else (acc, weight)  # traversed the other way round
+    ok = (crow >= 0) & (crow < h) & (ccol >= 0) & (ccol < w) & (weight > 1e-10)  # NaN fails too
+    return acc, weight, ok
+
+
+@_helper()
 def _ranked(vals, n: int, stat: int) -> float:
     """GDAL's ``mode`` (the most frequent value; on ties, the first in row-major order) or quantile (the
     ceil(q n)-th smallest) of the ``n`` pixels a footprint touches, each counted once, as GDAL does."""
@@ -1345,13 +1414,13 @@ def _ranked(vals, n: int, stat: int) -> float:
     return vals[order[max(int(math.ceil(QUANTILE[stat] * n)) - 1, 0)]]
 
 
-@numba.njit(cache=True, nogil=True)
+@_helper()
 def _overlap(lo: float, hi: float, k: int) -> float:
     """Length of [lo, hi] inside pixel [k, k + 1) along one axis."""
     return min(hi, k + 1.0) - max(lo, float(k))
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(forceinline=True)
 def _put(out, y: int, x: int, value: float, index: int, track: bool) -> None:
     """Write one footprint's statistic into ``out`` = (values, has, winner): the value, that it has one,
     and its source ``index`` when ``track``."""
@@ -1362,7 +1431,7 @@ def _put(out, y: int, x: int, value: float, index: int, track: bool) -> None:
         winner[y, x] = index
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@_helper(forceinline=True)
 def _weighted(stat: int, acc: float, weight: float) -> float:
     """``average``, ``rms`` or ``sum`` from a footprint's sum of area x value (x value for ``rms``) and
     its valid area."""
@@ -1373,7 +1442,7 @@ def _weighted(stat: int, acc: float, weight: float) -> float:
     return acc
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@_entry(boundscheck=False)
 def _weighted_axes(data, nodata, use_nodata, by_col, by_row, stat, out, index, only_empty) -> int:
     """``average``, ``sum`` and ``rms`` where footprints are boxes (``_axes``: their corner columns and
     rows): each pixel's 1-D overlaps, computed as ``average_into`` does. A deliberately lean loop: through
@@ -1436,7 +1505,7 @@ def average_into(
     axes = _axes(m, inv, x0, y0, bh + 1, bw + 1)  # corner columns and rows, without rotation
     if axes is not None and weighted:
         return int(_weighted_axes(data, nodata, use_nodata, axes[0], axes[1], stat, out, index, only_empty))
-    state = _row_state(m, bh + 1)
+    state = row_state(m, bh + 1)
     if green and weighted and h * (w + 1) <= GREEN_CELLS:
         space = np.empty(2 * h * (w + 1)) if room is None else room
         args = (data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty, space)
@@ -1444,7 +1513,7 @@ def average_into(
     return int(_area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty))
 
 
-@numba.njit(cache=True, nogil=True)
+@_entry()
 def _area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, index, only_empty) -> int:
     """``average_into`` cell by cell: each footprint's exact area in every source pixel of its bounding
     box (``_coverage``; products of 1-D overlaps for an axis-aligned one), then its statistic."""
@@ -1452,16 +1521,17 @@ def _area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, inde
     bh, bw = values.shape
     h, w = data.shape
     top_c, top_r, bot_c, bot_r = np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1), np.empty(bw + 1)
-    _row(m, state, 0, inv, x0, y0, bot_c, bot_r)
     qx, qy = np.empty(4), np.empty(4)
     cover = np.empty((8, 10))  # scratch: a footprint's area in each source pixel of its bounding box
     vals = np.empty(64)  # the footprint's pixels, for the ranked statistics
     track = winner.shape == values.shape
     written = 0
-    for y in range(bh):
+    for y in range(-1, bh):  # (no call with a constant row: numba would compile ``_row`` once more for it)
         top_c, bot_c = bot_c, top_c
         top_r, bot_r = bot_r, top_r
         _row(m, state, y + 1, inv, x0, y0, bot_c, bot_r)
+        if y < 0:
+            continue
         for x in range(bw):
             if only_empty and count[y, x] > 0:
                 continue
@@ -1528,7 +1598,6 @@ def _area_cells(data, nodata, use_nodata, m, state, inv, x0, y0, stat, out, inde
 # the compiled entry points, each compiled per argument types when a request first needs it (``kernel.warm``
 # renders a block through each); the functions they call are compiled into them
 COMPILED = (
-    _any_empty,
     _nearest_axes,
     _nearest_grid,
     _nearest_rows,

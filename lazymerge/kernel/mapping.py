@@ -8,7 +8,7 @@ Three kinds, none with a per-pixel pyproj call unless ``exact``:
 - ``GRID``: a control grid (every ``STEP``-th line of the whole target grid and its last one, over the
   block and as far beyond as its cubics reach) transformed exactly and interpolated by cubics, down the
   control columns and then along the row, each through an interval's two control points and a line on
-  either side (``loops._stencil``), exact at the control points. Anchored to the target grid, not to the
+  either side (``loops._stencils``), exact at the control points. Anchored to the target grid, not to the
   block, so a pixel's coordinates are the same arithmetic whichever chunk holds it: two chunkings give
   identical pixels. The interpolation is checked against the exact transform at the centre and edge
   midpoints of every cell holding the block's pixels, in source pixels along each axis (``tolerance`` in
@@ -177,7 +177,7 @@ def _lines(lo: int, hi: int, extent: int) -> np.ndarray:
     """Control lines for grid lines ``lo`` .. ``hi - 1`` (a block's), relative to ``lo``: every STEP-th
     line of a grid of ``extent`` lines and its last, from the last one before ``lo`` (``lo`` itself at 0)
     to the first at or after ``hi - 1``, and the lines the cubics of those intervals reach (one more on
-    each side, two at the grid's ends: ``loops._stencil``). Each pixel lies between the same two lines,
+    each side, two at the grid's ends: ``loops._stencils``). Each pixel lies between the same two lines,
     with the same cubic, whichever block holds it (a pixel on a line other than the grid's first is the end
     of the interval before it)."""
     every = np.unique(np.append(np.arange(0, extent, STEP), extent - 1))
@@ -194,12 +194,11 @@ def _lines(lo: int, hi: int, extent: int) -> np.ndarray:
 
 def _at_lattice(m: Mapping, lr: np.ndarray, lc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The mapping ``m`` at the lattice ``lr`` x ``lc`` (block-relative lines, which may lie outside the
-    block), by the compiled loops' own arithmetic: evaluated over the lattice's whole span."""
+    block), by the compiled loops' own arithmetic (``loops.evaluate``)."""
     frame = m._replace(
         ri=m.ri - m.ri[0], ci=m.ci - m.ci[0], shape=(m.ri[-1] - m.ri[0] + 1, m.ci[-1] - m.ci[0] + 1)
     )
-    x, y = evaluate(frame.jit, frame.shape[0], frame.shape[1], lr - m.ri[0])
-    return x[:, lc - m.ci[0]], y[:, lc - m.ci[0]]
+    return evaluate(frame.jit, frame.shape[0], frame.shape[1], lr - m.ri[0], lc - m.ci[0])
 
 
 def _interleave(lines: np.ndarray, mids: np.ndarray) -> np.ndarray:
@@ -221,5 +220,5 @@ def _failing(
     """(len(pr), len(pc)) mask of probe pixels where the mapping misses the exact transform by more than
     ``tolerance`` (x, y) (NaN fails)."""
     ex, ey = exact_at(r[pr][:, None], c[pc][None, :])
-    ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr)
-    return ~(np.hypot((ex - ax[:, pc]) / tolerance[0], (ey - ay[:, pc]) / tolerance[1]) <= 1)
+    ax, ay = evaluate(m.jit, m.shape[0], m.shape[1], pr, pc)
+    return ~(np.hypot((ex - ax) / tolerance[0], (ey - ay) / tolerance[1]) <= 1)

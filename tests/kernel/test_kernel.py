@@ -457,6 +457,28 @@ def test_a_grid_narrower_than_the_control_step_maps_across_crs():
     assert np.nanmax(np.hypot(exact[0] - approx[0], exact[1] - approx[1])) <= 2 * THRESHOLD * 10
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_source_is_read_only_while_a_pixel_it_covers_is_empty(flip):
+    """``any_inside`` without rotation: a source window over part of the block is needed while one pixel
+    it covers has no value yet, and not once they all have, whatever the pixels outside it hold (also
+    with a south-up source grid, whose rows run the other way)."""
+    from lazymerge.kernel import loops as jit
+
+    crs, target = CRS.from_user_input("EPSG:32618"), Affine(10, 0, 5e5, 0, -10, 5e6)
+    m = pixel_mapping(crs, target, (0, 40), (0, 50), "EPSG:32618", 0.1).jit
+    source = Affine(10, 0, 5e5 + 100, 0, -10, 5e6 - 100)
+    if flip:
+        source = Affine(10, 0, 5e5 + 100, 0, 10, 5e6 - 300)
+    inv = np.array(tuple(~source)[:6])
+    window = np.array([0.0, 20.0, 0.0, 30.0])  # source rows 0..20, columns 0..30: block rows 10..30, 10..40
+    count = np.zeros((40, 50), dtype="u1")
+    count[10:30, 10:40] = 1
+    assert not jit.any_inside(m, inv, window, count, True)
+    assert jit.any_inside(m, inv, window, count, False)
+    count[29, 39] = 0
+    assert jit.any_inside(m, inv, window, count, True)
+
+
 def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
     """With an empty numba cache, a nearest merge of float32 sources (same CRS and across UTM zones, as the
     demo's) compiles only the nearest loops of those mappings, once each: not the kernels, the area
