@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,25 @@ def _final(future: Any) -> bool:
     return isinstance(exc_info, tuple) and len(exc_info) > 1 and isinstance(exc_info[1], FINAL_ERRORS)
 
 
+_SESSION_PID = "__LAZYMERGE_LITHOPS_SESSION_PID"  # the process that started the environment's Lithops session
+
+
+def own_lithops_session() -> None:
+    """Give this process a Lithops session of its own, unless it already has one.
+
+    Lithops names executors ``<session>-<n>``, and it exports the session and its count to the
+    environment, so that a child process joins the same session. A driver spawned by a process that used
+    Lithops therefore counts on from the count it inherited, while the parent counts on in memory. The two
+    then create executors with the same ID, and those executors share their job files. A killed driver's
+    runner took the resumed run's job that way, and the run lost blocks without an error. The fix: a
+    session named for this process (Lithops's own handoff), fresh in every process that did not start it."""
+    pid = str(os.getpid())
+    if os.environ.get(_SESSION_PID) != pid:
+        os.environ["__LITHOPS_SESSION_ID"] = uuid.uuid4().hex[:6]
+        os.environ["__LITHOPS_TOTAL_EXECUTORS"] = "-1"  # its first executor is number 0
+        os.environ[_SESSION_PID] = pid
+
+
 def _execute_dag(dag: Any, callbacks: Any = None, spec: Any = None, compute_id: Any = None,
                  retries: int = 2, use_backups: bool | None = None, wait_dur_sec: float | None = None,
                  compute_arrays_in_parallel: bool | None = None, **fexec_options: Any) -> None:  # fmt: skip
@@ -185,6 +205,7 @@ def _execute_dag(dag: Any, callbacks: Any = None, spec: Any = None, compute_id: 
             return super()._split_done_and_retried(done, pending, lookup)
 
     backups = use_backups_default(spec) if use_backups is None else use_backups
+    own_lithops_session()
     with Retrying(FunctionExecutor(**fexec_options)) as executor:
         for name, node in visit_nodes(dag):
             handle_operation_start_callbacks(callbacks, name)

@@ -189,3 +189,35 @@ def test_object_store_work_dir_is_probed_through_obstore():
     check_work_dir("memory:///lazymerge-tmp")  # writable: no error
     with pytest.raises(WorkDirError, match="'nosuchscheme://x/y' is not writable"):
         check_work_dir("nosuchscheme://x/y")
+
+
+CHILD_EXECUTOR_ID = (
+    "from lazymerge.executors.lithops import own_lithops_session\n"
+    "from lithops.utils import create_executor_id\n"
+    "own_lithops_session()\n"
+    "print(create_executor_id())\n"
+)
+
+
+def test_a_spawned_driver_names_its_lithops_executors_apart_from_its_parents(monkeypatch):
+    """Lithops hands its session and executor count to child processes; a driver spawned after its parent
+    used Lithops took the parent's next executor ID, and the two then shared job files (a killed driver's
+    runner took the resumed run's job). Each driver process now counts in a session of its own."""
+    import subprocess
+    import sys
+
+    from lithops.utils import create_executor_id
+
+    from lazymerge.executors.lithops import own_lithops_session
+
+    for name in ("__LITHOPS_SESSION_ID", "__LITHOPS_TOTAL_EXECUTORS", "__LAZYMERGE_LITHOPS_SESSION_PID"):
+        monkeypatch.delenv(name, raising=False)
+    own_lithops_session()
+    ours = [create_executor_id() for _ in range(2)]
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_EXECUTOR_ID], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    ours.append(create_executor_id())  # the parent's next executor, as the child's would have been
+    assert child not in ours
+    assert child.split("-")[0] != ours[0].split("-")[0]  # a session of its own
+    assert len(set(ours)) == 3
