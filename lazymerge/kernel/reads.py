@@ -3,11 +3,10 @@
 Neighbouring target blocks read overlapping windows: a 1024-pixel block over 512-pixel source chunks
 touches 3 x 3 chunks, of which it shares a row or column with each neighbour, so reading windows straight
 through zarr decodes most chunks two to four times, where GDAL's block cache decodes each tile once. Here
-each worker process keeps an LRU of opened arrays and one of decoded chunks (a chunk another thread is
-already fetching is waited for, not fetched twice) (``SOURCE_CACHE_BYTES``, counted
+each worker process keeps an LRU of opened arrays and one of decoded chunks (``SOURCE_CACHE_BYTES``, counted
 in the merge's ``reserved_mem``); the chunks a window still needs are fetched concurrently through the
 array's zarr store (``kernel.chunkio`` for plain arrays, zarr's reads for any other), then the window is
-assembled from them.
+assembled from them. A chunk another thread is already fetching is waited for, not fetched twice.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ ARRAY_CACHE_SIZE = 256  # opened source arrays kept per worker process
 _arrays: OrderedDict[tuple[int, str], tuple[Any, zarr.Array]] = OrderedDict()
 _chunks: OrderedDict[tuple[str, int, str, tuple[int, int]], tuple[Any, np.ndarray]] = OrderedDict()
 _chunk_bytes = 0
-_fetching: dict[tuple[str, int, str, tuple[int, int]], Future] = {}  # chunks being fetched, per thread
+_fetching: dict[tuple[str, int, str, tuple[int, int]], Future] = {}  # chunks being fetched: their result
 _lock = threading.Lock()
 
 
