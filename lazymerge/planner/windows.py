@@ -147,10 +147,10 @@ def window_batches(
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
     ids = pa.array(cands.ids, pa.string())
     for b, band in enumerate(bands):
-        level_idx, coef, shape, reach = _levels_for(
+        level_idx, coef, shape, reach, group = _levels_for(
             grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
         )
-        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes)
+        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes, group)
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
             pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
@@ -160,7 +160,8 @@ def window_batches(
 
 @dataclass(frozen=True)
 class _PerSource:
-    """One band's level, inverse affine, shape, reach and CRS (index into ``codes``) of each used source."""
+    """One band's level, inverse affine, shape, reach and CRS (index into ``codes``) of each used source,
+    and its group: the sources of one group share all of these (``_levels_for``)."""
 
     level_idx: np.ndarray
     coef: np.ndarray
@@ -168,6 +169,7 @@ class _PerSource:
     reach: np.ndarray
     crs: np.ndarray
     codes: list[str]
+    group: np.ndarray
 
 
 def _band_rows(
@@ -192,9 +194,13 @@ def _band_rows(
         sel = np.nonzero(pair_crs == c)[0]
         box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef[pair_src[sel]])
         fast, slow = sel[box], sel[~box]
-        if len(fast):  # per (chunk, CRS) lattice extents, then each source's grid in pixel space
-            s = pair_src[fast]
-            window[fast] = box_windows(grid, crs, chunk[fast], coef[s], shape[s], MARGIN + reach[s])
+        if len(fast):  # per (chunk, CRS) lattice extents, then per (chunk, group) in pixel space
+            key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            s = pair_src[fast[first]]  # a source per (chunk, group): revisits share their windows
+            window[fast] = box_windows(grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s])[
+                inverse.reshape(-1)
+            ]
         for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
             s = pair_src[part]
             m = MARGIN + reach[s]
@@ -229,10 +235,11 @@ def _levels_for(
     codes: list[str],
     crs_of: np.ndarray,
     resampling: str = "nearest",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per source: the level to read (index), its inverse affine coefficients, its shape, and how many of
-    that level's pixels the resampling reaches beyond a target pixel centre's. Sources sharing a CRS and
-    their levels' grids (revisits of one tile) share the answer: it is found once per distinct grid."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per source: the level to read (index), its inverse affine coefficients, its shape, how many of
+    that level's pixels the resampling reaches beyond a target pixel centre's, and its group. Sources
+    sharing a CRS and their levels' grids (revisits of one tile) are one group, sharing the answer: it is
+    found once per group."""
     groups: dict[tuple, int] = {}
     group = np.array(
         [
@@ -262,7 +269,7 @@ def _levels_for(
             coef[g] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
             shape[g] = lv.shape
             reach[g] = halo_pixels(resampling, r / lv.resolution)
-    return level_idx[group], coef[group], shape[group], reach[group]
+    return level_idx[group], coef[group], shape[group], reach[group], group
 
 
 def _windows(
@@ -415,7 +422,7 @@ def box_windows(
     For a north-up grid, a pixel column is ``a * x + c``: rounding is monotonic, so the smallest column
     of the lattice is exactly that of its smallest x (largest where ``a < 0``), and likewise for rows.
     """
-    uchunks, inverse = np.unique(chunk, return_inverse=True)
+    uchunks, inverse = _unique(chunk)
     ext = lattice_extents(grid, crs, uchunks)[inverse]
     a, c, e, f = coef[:, 0], coef[:, 2], coef[:, 4], coef[:, 5]
     xlo, xhi, ylo, yhi = ext[:, 0], ext[:, 1], ext[:, 2], ext[:, 3]
@@ -428,6 +435,18 @@ def box_windows(
             seam = xhi - xlo > 180
             c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])
     return _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, without a sort where ``values`` are sorted already
+    (the pairs' chunks are)."""
+    if len(values) and not (values[1:] >= values[:-1]).all():
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    new = np.empty(len(values), dtype=bool)
+    new[:1] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    return values[new], np.cumsum(new) - 1
 
 
 def _nearest_turn(
