@@ -146,6 +146,8 @@ def window_batches(
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
     ids = pa.array(cands.ids, pa.string())
+    used_index = np.zeros(len(cands.ids), dtype="i8")
+    used_index[used] = np.arange(len(used))
     for b, band in enumerate(bands):
         level_idx, coef, shape, reach, group = _levels_for(
             grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
@@ -153,7 +155,7 @@ def window_batches(
         per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes, group)
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
-            pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
+            pair_src = used_index[source[part]]  # each pair's used-source index
             c = chunk[part].astype("i8")  # pixel offsets from int32 ids stay exact
             yield _band_rows(grid, b, c, source[part], pair_src, per, cands, ids, masks)
 
@@ -189,10 +191,10 @@ def _band_rows(
     cover = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     touch = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     pair_crs = src.crs[pair_src]
-    for c in np.unique(pair_crs):
+    for c in np.flatnonzero(np.bincount(pair_crs, minlength=len(src.codes))):
         crs = crs_from(src.codes[c])
         sel = np.nonzero(pair_crs == c)[0]
-        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef[pair_src[sel]])
+        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef)[pair_src[sel]]
         fast, slow = sel[box], sel[~box]
         if len(fast):  # per (chunk, CRS) lattice extents, then per (chunk, group) in pixel space
             key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
@@ -211,6 +213,7 @@ def _band_rows(
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
     extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
     kept_src = source[keep]
+    kept = window[keep]
     return pa.table(
         {
             "band": pa.array(np.full(int(keep.sum()), b, dtype="i2")),
@@ -220,10 +223,10 @@ def _band_rows(
             "source_id": ids.take(pa.array(kept_src)),
             "priority": pa.array(cands.priority[kept_src].astype("i4")),
             "level": pa.array(src.level_idx[pair_src[keep]]),
-            "src_row0": pa.array(window[keep, 0]),
-            "src_row1": pa.array(window[keep, 1]),
-            "src_col0": pa.array(window[keep, 2]),
-            "src_col1": pa.array(window[keep, 3]),
+            "src_row0": pa.array(kept[:, 0]),
+            "src_row1": pa.array(kept[:, 1]),
+            "src_col0": pa.array(kept[:, 2]),
+            "src_col1": pa.array(kept[:, 3]),
             **extra,
         }
     )
@@ -243,8 +246,8 @@ def _levels_for(
     groups: dict[tuple, int] = {}
     group = np.array(
         [
-            groups.setdefault((int(c), tuple((lv.transform, lv.shape) for lv in lvs)), len(groups))
-            for c, lvs in zip(crs_of, levels, strict=True)
+            groups.setdefault((c, *[(lv.transform, lv.shape) for lv in lvs]), len(groups))
+            for c, lvs in zip(crs_of.tolist(), levels, strict=True)
         ],
         dtype="i8",
     ).reshape(-1)
@@ -366,10 +369,8 @@ def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarra
         easy = _monotonic(sx) & _monotonic(sy)
         if crs.is_geographic:  # longitudes near a seam: the whole lattice decides
             easy &= sx.max(axis=(1, 2)) - sx.min(axis=(1, 2)) < 90
-        cx, cy = sx[easy][:, ::2, ::2], sy[easy][:, ::2, ::2]  # the corners
-        out[part[easy]] = np.stack(
-            [cx.min(axis=(1, 2)), cx.max(axis=(1, 2)), cy.min(axis=(1, 2)), cy.max(axis=(1, 2))], axis=1
-        )
+        cx, cy = sx[easy][:, ::2, ::2].reshape(-1, 4), sy[easy][:, ::2, ::2].reshape(-1, 4)  # the corners
+        out[part[easy]] = np.stack([cx.min(axis=1), cx.max(axis=1), cy.min(axis=1), cy.max(axis=1)], axis=1)
         hard = part[~easy]
         if len(hard):
             out[hard] = _full_extents(to_src, grid, chunks[hard])
@@ -382,15 +383,20 @@ def _monotonic(v: np.ndarray) -> np.ndarray:
     ``a t + b t^2`` (t in [0, 1]), monotonic when the span ``a + b`` exceeds twice the second difference
     ``b / 2``; asking for 16 times leaves room for higher orders and the unsampled lines between. A
     coordinate exactly constant along an axis (the same CRS, Mercator and geographic) is too."""
-    ok = np.isfinite(v).all(axis=(1, 2))
+    ok = np.isfinite(v.reshape(len(v), -1)).all(axis=1)
     with np.errstate(invalid="ignore"):
         for w in (v, v.transpose(0, 2, 1)):  # along rows, then along columns
-            span = w[:, :, 2] - w[:, :, 0]
-            bend = np.abs(w[:, :, 0] - 2 * w[:, :, 1] + w[:, :, 2])
-            tol = 1e-9 * np.abs(w).max(axis=2)  # a span lost in rounding is no direction
-            up, down = span > 16 * bend + tol, span < -(16 * bend + tol)
-            flat = (w[:, :, 0] == w[:, :, 1]) & (w[:, :, 1] == w[:, :, 2])
-            ok &= up.all(axis=1) | down.all(axis=1) | flat.all(axis=1)
+            w0, w1, w2 = w[:, :, 0], w[:, :, 1], w[:, :, 2]  # (n, 3) each: the three lines' samples
+            span = w2 - w0
+            bend = np.abs(w0 - 2 * w1 + w2)
+            tol = 1e-9 * np.maximum(np.maximum(np.abs(w0), np.abs(w1)), np.abs(w2))  # a span lost in rounding
+            margin = 16 * bend + tol  # is no direction
+            up, down, flat = span > margin, span < -margin, (w0 == w1) & (w1 == w2)
+            ok &= (
+                (up[:, 0] & up[:, 1] & up[:, 2])
+                | (down[:, 0] & down[:, 1] & down[:, 2])
+                | (flat[:, 0] & flat[:, 1] & flat[:, 2])
+            )
     return ok
 
 
