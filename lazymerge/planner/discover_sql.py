@@ -8,6 +8,7 @@ per chunk.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -83,10 +84,14 @@ def check_rows(ids: list[str], crs: list[str], base: np.ndarray, shape: np.ndarr
             f"({listed}). `lazymerge index` refuses such sources: fix their spatial:transform (or index the "
             "others with `lazymerge index --skip-invalid`), then re-run it"
         )
-    for code in sorted(set(crs)):
-        who = [i for i, c in zip(ids, crs, strict=True) if c == code]
+    first: dict[str, str] = {}
+    for i, c in zip(ids, crs, strict=True):
+        first.setdefault(c, i)
+    count = Counter(crs)
+    for code in sorted(first):
         try:
-            source_crs(code, f"source {who[0]!r}" + (f" and {len(who) - 1} other(s)" if len(who) > 1 else ""))
+            others = f" and {count[code] - 1} other(s)" if count[code] > 1 else ""
+            source_crs(code, f"source {first[code]!r}{others}")
         except ConventionError as exc:
             raise MetaSchemaError(
                 f"/meta of {store}: {exc}. `lazymerge index` refuses such sources: fix their proj: "

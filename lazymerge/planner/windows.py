@@ -146,13 +146,14 @@ def window_batches(
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
     ids = pa.array(cands.ids, pa.string())
+    target_wkt, wkts = grid.crs.to_wkt(), tuple(crs_from(c).to_wkt() for c in codes)
     used_index = np.zeros(len(cands.ids), dtype="i8")
     used_index[used] = np.arange(len(used))
     for b, band in enumerate(bands):
         level_idx, coef, shape, reach, group = _levels_for(
             grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
         )
-        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes, group)
+        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes, group, target_wkt, wkts)
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
             pair_src = used_index[source[part]]  # each pair's used-source index
@@ -172,6 +173,8 @@ class _PerSource:
     crs: np.ndarray
     codes: list[str]
     group: np.ndarray
+    target_wkt: str = ""  # the target CRS's WKT, and each code's (transformers are cached by WKT)
+    wkt: tuple[str, ...] = ()
 
 
 def _band_rows(
@@ -194,15 +197,16 @@ def _band_rows(
     for c in np.flatnonzero(np.bincount(pair_crs, minlength=len(src.codes))):
         crs = crs_from(src.codes[c])
         sel = np.nonzero(pair_crs == c)[0]
-        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef)[pair_src[sel]]
+        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef[pair_src[sel]])
         fast, slow = sel[box], sel[~box]
         if len(fast):  # per (chunk, CRS) lattice extents, then per (chunk, group) in pixel space
             key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             s = pair_src[fast[first]]  # a source per (chunk, group): revisits share their windows
-            window[fast] = box_windows(grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s])[
-                inverse.reshape(-1)
-            ]
+            to_src = transformer(src.target_wkt, src.wkt[c])
+            window[fast] = box_windows(
+                grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s], to_src
+            )[inverse.reshape(-1)]
         for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
             s = pair_src[part]
             m = MARGIN + reach[s]
@@ -351,17 +355,19 @@ def box_ok(target: CRS, crs: CRS, coef: np.ndarray) -> np.ndarray:
     return (coef[:, 1] == 0) & (coef[:, 3] == 0)
 
 
-def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarray:
+def lattice_extents(
+    grid: TargetGrid, crs: CRS, chunks: np.ndarray, to_src: Transformer | None = None
+) -> np.ndarray:
     """(n, 4) xmin, xmax, ymin, ymax in ``crs`` of each chunk's LATTICE x LATTICE lattice (the points
     where both coordinates are finite; NaN where none is).
 
     Each chunk's 3 x 3 sub-lattice (corners, edge midpoints, centre) is transformed first. Where both
     source coordinates are monotonic along both lattice axes (``_monotonic``), the extremes are corners,
     which the sub-lattice holds; only the other chunks (near a pole, a seam, a 90 degree turn, outside the
-    projection) transform the whole lattice.
+    projection) transform the whole lattice. ``to_src``: the grid-to-``crs`` transformer, when at hand.
     """
     out = np.full((len(chunks), 4), np.nan)
-    to_src = transformer(grid.crs.to_wkt(), crs.to_wkt())
+    to_src = to_src or transformer(grid.crs.to_wkt(), crs.to_wkt())
     for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
         xs, ys = chunk_lattice(grid, chunks[part], step=(LATTICE - 1) // 2)  # LATTICE is odd: 3 x 3
         sx, sy = to_src.transform(xs, ys, errcheck=False)
@@ -421,15 +427,17 @@ def box_windows(
     coef: np.ndarray,
     shape: np.ndarray,
     margin: int | np.ndarray = MARGIN,
+    to_src: Transformer | None = None,
 ) -> np.ndarray:
     """The windows ``_windows`` gives pairs with north-up source grids (``box_ok``), from each chunk's
-    lattice extent in ``crs`` (one transform per chunk and CRS) instead of every lattice point per pair.
+    lattice extent in ``crs`` (one transform per chunk and CRS) instead of every lattice point per pair
+    (``to_src``: see ``lattice_extents``).
 
     For a north-up grid, a pixel column is ``a * x + c``: rounding is monotonic, so the smallest column
     of the lattice is exactly that of its smallest x (largest where ``a < 0``), and likewise for rows.
     """
     uchunks, inverse = _unique(chunk)
-    ext = lattice_extents(grid, crs, uchunks)[inverse]
+    ext = lattice_extents(grid, crs, uchunks, to_src)[inverse]
     a, c, e, f = coef[:, 0], coef[:, 2], coef[:, 4], coef[:, 5]
     xlo, xhi, ylo, yhi = ext[:, 0], ext[:, 1], ext[:, 2], ext[:, 3]
     with np.errstate(invalid="ignore"):
