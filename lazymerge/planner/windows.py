@@ -65,7 +65,9 @@ def to_source(target_wkt: str, source_wkt: str) -> Transformer:
 def _composed_pipeline(target_wkt: str, source_wkt: str) -> Transformer | None:
     """``to_source``'s pipeline, or None where it does not apply."""
     t, s = crs_from(target_wkt), crs_from(source_wkt)
-    if not (t.is_projected and s.is_projected) or t.geodetic_crs is None or s.geodetic_crs is None:
+    if t.type_name != "Projected CRS" or s.type_name != "Projected CRS":  # not bound (towgs84), compound
+        return None
+    if t.geodetic_crs is None or s.geodetic_crs is None:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a missing grid: the search says it, if it must

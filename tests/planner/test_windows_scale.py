@@ -170,6 +170,8 @@ def test_cli_plan_dir_streams_the_plan(random_store, tmp_path, monkeypatch):
         (("EPSG:3035", "EPSG:25832"), True),
         (("EPSG:3035", "EPSG:31467"), False),  # a datum shift (DHDN): the search
         (("EPSG:3035", "EPSG:4326"), False),  # a geographic source: the search
+        (("EPSG:3035", "+proj=utm +zone=32 +ellps=intl +towgs84=-87,-98,-121 +units=m"), False),  # bound
+        (("EPSG:3035", "EPSG:5972"), False),  # compound (UTM 32N + a height)
     ],
 )
 def test_source_transformer_is_the_one_the_operation_search_finds(pair, composed):
