@@ -7,6 +7,8 @@ per chunk.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from functools import lru_cache
 from typing import Any
 
@@ -19,7 +21,7 @@ from lazymerge.catalog.datetimes import to_datetimes
 from lazymerge.catalog.footprints import WGS84, wkb_parts
 from lazymerge.catalog.layout import BANDS_COLUMN
 from lazymerge.catalog.meta import INDEX_HINT, REQUIRED_COLUMNS, MetaTable
-from lazymerge.catalog.sources import Band, bands_from_json, read_band
+from lazymerge.catalog.sources import Band, Level, bands_from_json, read_band
 from lazymerge.catalog.stores import StoreHandle
 from lazymerge.catalog.validate import grid_points, meta_row_problems, points_outside, source_crs
 from lazymerge.crs import transformer
@@ -82,10 +84,14 @@ def check_rows(ids: list[str], crs: list[str], base: np.ndarray, shape: np.ndarr
             f"({listed}). `lazymerge index` refuses such sources: fix their spatial:transform (or index the "
             "others with `lazymerge index --skip-invalid`), then re-run it"
         )
-    for code in sorted(set(crs)):
-        who = [i for i, c in zip(ids, crs, strict=True) if c == code]
+    first: dict[str, str] = {}
+    for i, c in zip(ids, crs, strict=True):
+        first.setdefault(c, i)
+    count = Counter(crs)
+    for code in sorted(first):
         try:
-            source_crs(code, f"source {who[0]!r}" + (f" and {len(who) - 1} other(s)" if len(who) > 1 else ""))
+            others = f" and {count[code] - 1} other(s)" if count[code] > 1 else ""
+            source_crs(code, f"source {first[code]!r}{others}")
         except ConventionError as exc:
             raise MetaSchemaError(
                 f"/meta of {store}: {exc}. `lazymerge index` refuses such sources: fix their proj: "
@@ -185,27 +191,98 @@ def checked_bands(text: Any, source_id: str, base: np.ndarray, shape: np.ndarray
     return bands
 
 
+_HOLE = "\x00"  # where a bands template held its source's id (JSON text: \\u0000)
+
+
+def _template(text: Any, source_id: str) -> str | None:
+    """``text`` with every JSON string that starts with the source's id starting with a hole instead:
+    the revisits of one tile then share one text, parsed once. None where that could be ambiguous: an id
+    that does not start with a letter, digit, ``_``, ``-`` or ``.`` (after a string's closing quote comes
+    ``,``, ``]``, ``:`` or a space, so the id can only follow an opening or an escaped quote), or a text
+    already holding a NUL."""
+    if not (isinstance(text, str) and source_id and (source_id[0].isalnum() or source_id[0] in "_-.")):
+        return None
+    if "\\u0000" in text or _HOLE in text:
+        return None
+    return text.replace(json.dumps(source_id)[:-1], '"\\u0000')
+
+
+def _grids(text: Any, source_id: str, memo: dict) -> tuple[dict[str | None, Band], np.ndarray]:
+    """``_parsed_bands`` with the level rows as one (levels, 10) float array."""
+    bands, rows = _parsed_bands(text, source_id, memo)
+    try:
+        return bands, np.array(rows, dtype="f8").reshape(-1, 10)
+    except (ValueError, TypeError) as exc:
+        raise _bands_error(source_id, f"cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _holes_in_paths_only(bands: dict[str | None, Band]) -> bool:
+    """The holes of a parsed template are in band and level paths only (where ``_filled`` fills them)."""
+    for name, band in bands.items():
+        if isinstance(name, str) and _HOLE in name:
+            return False
+        for lv in band.levels:
+            values = (lv.dtype, lv.nodata, lv.scale, lv.scale_factor, lv.add_offset)
+            if any(isinstance(v, str) and _HOLE in v for v in values):
+                return False
+    return True
+
+
+def _with_path(level: Level, path: str) -> Level:
+    """``dataclasses.replace(level, path=path)`` in a fraction of its time (every field is copied as is:
+    the level is frozen and its values are checked already)."""
+    out = object.__new__(Level)
+    out.__dict__.update(level.__dict__)
+    out.__dict__["path"] = path
+    return out
+
+
+def _filled(bands: dict[str | None, Band], source_id: str) -> dict[str | None, Band]:
+    """A template's bands with the source's id in their paths' holes."""
+    return {
+        name: Band(
+            name,
+            band.path.replace(_HOLE, source_id),
+            tuple(_with_path(lv, lv.path.replace(_HOLE, source_id)) for lv in band.levels),
+        )
+        for name, band in bands.items()
+    }
+
+
 def checked_bands_many(
     texts: list[Any], ids: list[str], base: np.ndarray, shape: np.ndarray, memo: dict | None = None
 ) -> list[dict[str | None, Band]]:
     """``checked_bands`` of many rows, the grid checks vectorised over every level of every row (the
-    first failing row raises its own error; ``memo``: see ``bands_from_json``)."""
+    first failing row raises its own error; ``memo``: see ``bands_from_json``). Rows whose text is the
+    same once their id is taken out of it (``_template``: revisits of one tile) are parsed once."""
     memo = {} if memo is None else memo
-    parsed = [_parsed_bands(t, i, memo) for t, i in zip(texts, ids, strict=True)]
-    counts = np.array([len(rows) for _, rows in parsed], dtype="i8")
-    try:
-        grids = np.array([r for _, rows in parsed for r in rows], dtype="f8").reshape(-1, 10)
-    except (ValueError, TypeError):  # a value that is no number: that row's own error
-        for row in range(len(texts)):
-            checked_bands(texts[row], ids[row], base[row], shape[row])
-        raise
+    shared: dict[str, tuple[dict[str | None, Band], np.ndarray, bool] | None] = {}
+    out, grids = [], []
+    for text, source_id in zip(texts, ids, strict=True):
+        key = _template(text, source_id)
+        if key is not None and key not in shared:
+            try:
+                bands, rows = _grids(key, source_id, memo)
+                ok = _holes_in_paths_only(bands)
+            except MetaSchemaError:  # the row's own text says why, below
+                ok = False
+            shared[key] = (bands, rows, "\\u0000" in key) if ok else None
+        found = shared[key] if key is not None else None
+        if found is None:
+            bands, rows = _grids(text, source_id, memo)
+        else:
+            bands, rows = (_filled(found[0], source_id) if found[2] else found[0]), found[1]
+        out.append(bands)
+        grids.append(rows)
+    counts = np.array([len(g) for g in grids], dtype="i8")
+    levels = np.concatenate(grids) if grids else np.zeros((0, 10))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype("i8")
-    row_base, row_shape = np.full((len(grids), 6), np.nan), np.full((len(grids), 2), np.nan)
+    row_base, row_shape = np.full((len(levels), 6), np.nan), np.full((len(levels), 2), np.nan)
     row_base[starts], row_shape[starts] = base, shape
-    bad = _bad_grids(grids, row_base, row_shape)
-    for i in np.nonzero(np.logical_or.reduceat(bad, starts))[0] if len(grids) else []:
+    bad = _bad_grids(levels, row_base, row_shape)
+    for i in np.nonzero(np.logical_or.reduceat(bad, starts))[0] if len(levels) else []:
         checked_bands(texts[i], ids[i], base[i], shape[i])  # raises
-    return [bands for bands, _ in parsed]
+    return out
 
 
 def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, JoinFn]:

@@ -5,6 +5,7 @@ Shared by both discovery paths, so the same candidates always give the same tabl
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 from affine import Affine
 from pyproj import CRS, Transformer
+from pyproj.transformer import TransformerGroup
 
 from lazymerge.catalog.footprints import WGS84_WKT
 from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
@@ -21,6 +23,10 @@ from lazymerge.crs import crs_from, transformer
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.resampling import halo_pixels
 from lazymerge.planner.culling import cell_masks
+
+_TO_DEG = " step proj=unitconvert xy_in=rad xy_out=deg"  # how PROJ ends a projected CRS's inverse
+_FROM_DEG = "proj=pipeline step proj=unitconvert xy_in=deg xy_out=rad step "  # and starts its forward
+_composed = threading.local()
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
 BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
@@ -40,12 +46,54 @@ class Candidates:
     shape: np.ndarray | None = None  # (n, 2) rows, cols of each source's base level
 
 
+def to_source(target_wkt: str, source_wkt: str) -> Transformer:
+    """``lazymerge.crs.transformer(target_wkt, source_wkt)``, without PROJ's operation search where both
+    CRSs are projected and every operation between their datums is none (e.g. ETRS89 and WGS 84): the
+    pipeline is then the target's inverse projection followed by the source's projection -- the operation
+    the search finds, in ~3 ms instead of 45-400 ms per source CRS (the search tries other routes when the
+    two areas of use do not meet). Anything else (a datum shift, a missing grid, a geographic CRS, a
+    pipeline of another shape) falls back to the search. Cached per thread and CRS pair."""
+    cache = getattr(_composed, "cache", None)
+    if cache is None:
+        cache = _composed.cache = {}
+    key = (target_wkt, source_wkt)
+    if key not in cache:
+        cache[key] = _composed_pipeline(target_wkt, source_wkt) or transformer(target_wkt, source_wkt)
+    return cache[key]
+
+
+def _composed_pipeline(target_wkt: str, source_wkt: str) -> Transformer | None:
+    """``to_source``'s pipeline, or None where it does not apply."""
+    t, s = crs_from(target_wkt), crs_from(source_wkt)
+    if t.type_name != "Projected CRS" or s.type_name != "Projected CRS":  # not bound (towgs84), compound
+        return None
+    if t.geodetic_crs is None or s.geodetic_crs is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a missing grid: the search says it, if it must
+        datum = TransformerGroup(t.geodetic_crs, s.geodetic_crs, always_xy=True)
+        if datum.unavailable_operations or not datum.transformers:
+            return None
+        if any(op.definition.split(" ")[0] != "proj=noop" for op in datum.transformers):
+            return None
+        back = {op.definition for op in TransformerGroup(t, t.geodetic_crs, always_xy=True).transformers}
+        forth = {op.definition for op in TransformerGroup(s.geodetic_crs, s, always_xy=True).transformers}
+    if len(back) != 1 or len(forth) != 1:
+        return None
+    inverse, forward = back.pop(), forth.pop()
+    if not (inverse.startswith("proj=pipeline step ") and inverse.endswith(_TO_DEG)):
+        return None
+    if not forward.startswith(_FROM_DEG) or " step " in forward[len(_FROM_DEG) :]:
+        return None
+    return Transformer.from_pipeline(inverse[: -len(_TO_DEG)] + " step " + forward[len(_FROM_DEG) :])
+
+
 def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -> np.ndarray:
     """The target pixel size in the source CRS's units, at the centre of each source (one CRS).
 
     Compares like with like when the target is in metres and the sources in degrees (or vice versa).
     """
-    to_src = transformer(grid.crs.to_wkt(), src_crs.to_wkt())  # and back: its inverse (one to build)
+    to_src = to_source(grid.crs.to_wkt(), src_crs.to_wkt())  # and back: its inverse (one to build)
     b = np.array([level_bounds(lv) for lv in levels]).reshape(-1, 4)
     cx, cy = to_src.transform(
         (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, errcheck=False, direction="INVERSE"
@@ -146,21 +194,25 @@ def window_batches(
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
     ids = pa.array(cands.ids, pa.string())
+    target_wkt, wkts = grid.crs.to_wkt(), tuple(crs_from(c).to_wkt() for c in codes)
+    used_index = np.zeros(len(cands.ids), dtype="i8")
+    used_index[used] = np.arange(len(used))
     for b, band in enumerate(bands):
-        level_idx, coef, shape, reach = _levels_for(
+        level_idx, coef, shape, reach, group = _levels_for(
             grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
         )
-        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes)
+        per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes, group, target_wkt, wkts)
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
             part = slice(lo, lo + batch)
-            pair_src = np.searchsorted(used, source[part])  # each pair's used-source index
+            pair_src = used_index[source[part]]  # each pair's used-source index
             c = chunk[part].astype("i8")  # pixel offsets from int32 ids stay exact
             yield _band_rows(grid, b, c, source[part], pair_src, per, cands, ids, masks)
 
 
 @dataclass(frozen=True)
 class _PerSource:
-    """One band's level, inverse affine, shape, reach and CRS (index into ``codes``) of each used source."""
+    """One band's level, inverse affine, shape, reach and CRS (index into ``codes``) of each used source,
+    and its group: the sources of one group share all of these (``_levels_for``)."""
 
     level_idx: np.ndarray
     coef: np.ndarray
@@ -168,6 +220,9 @@ class _PerSource:
     reach: np.ndarray
     crs: np.ndarray
     codes: list[str]
+    group: np.ndarray
+    target_wkt: str = ""  # the target CRS's WKT, and each code's (transformers are cached by WKT)
+    wkt: tuple[str, ...] = ()
 
 
 def _band_rows(
@@ -187,14 +242,19 @@ def _band_rows(
     cover = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     touch = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     pair_crs = src.crs[pair_src]
-    for c in np.unique(pair_crs):
+    for c in np.flatnonzero(np.bincount(pair_crs, minlength=len(src.codes))):
         crs = crs_from(src.codes[c])
         sel = np.nonzero(pair_crs == c)[0]
         box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef[pair_src[sel]])
         fast, slow = sel[box], sel[~box]
-        if len(fast):  # per (chunk, CRS) lattice extents, then each source's grid in pixel space
-            s = pair_src[fast]
-            window[fast] = box_windows(grid, crs, chunk[fast], coef[s], shape[s], MARGIN + reach[s])
+        if len(fast):  # per (chunk, CRS) lattice extents, then per (chunk, group) in pixel space
+            key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            s = pair_src[fast[first]]  # a source per (chunk, group): revisits share their windows
+            to_src = to_source(src.target_wkt, src.wkt[c])
+            window[fast] = box_windows(
+                grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s], to_src
+            )[inverse.reshape(-1)]
         for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
             s = pair_src[part]
             m = MARGIN + reach[s]
@@ -205,6 +265,7 @@ def _band_rows(
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
     extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
     kept_src = source[keep]
+    kept = window[keep]
     return pa.table(
         {
             "band": pa.array(np.full(int(keep.sum()), b, dtype="i2")),
@@ -214,10 +275,10 @@ def _band_rows(
             "source_id": ids.take(pa.array(kept_src)),
             "priority": pa.array(cands.priority[kept_src].astype("i4")),
             "level": pa.array(src.level_idx[pair_src[keep]]),
-            "src_row0": pa.array(window[keep, 0]),
-            "src_row1": pa.array(window[keep, 1]),
-            "src_col0": pa.array(window[keep, 2]),
-            "src_col1": pa.array(window[keep, 3]),
+            "src_row0": pa.array(kept[:, 0]),
+            "src_row1": pa.array(kept[:, 1]),
+            "src_col0": pa.array(kept[:, 2]),
+            "src_col1": pa.array(kept[:, 3]),
             **extra,
         }
     )
@@ -229,15 +290,16 @@ def _levels_for(
     codes: list[str],
     crs_of: np.ndarray,
     resampling: str = "nearest",
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per source: the level to read (index), its inverse affine coefficients, its shape, and how many of
-    that level's pixels the resampling reaches beyond a target pixel centre's. Sources sharing a CRS and
-    their levels' grids (revisits of one tile) share the answer: it is found once per distinct grid."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per source: the level to read (index), its inverse affine coefficients, its shape, how many of
+    that level's pixels the resampling reaches beyond a target pixel centre's, and its group. Sources
+    sharing a CRS and their levels' grids (revisits of one tile) are one group, sharing the answer: it is
+    found once per group."""
     groups: dict[tuple, int] = {}
     group = np.array(
         [
-            groups.setdefault((int(c), tuple((lv.transform, lv.shape) for lv in lvs)), len(groups))
-            for c, lvs in zip(crs_of, levels, strict=True)
+            groups.setdefault((c, *[(lv.transform, lv.shape) for lv in lvs]), len(groups))
+            for c, lvs in zip(crs_of.tolist(), levels, strict=True)
         ],
         dtype="i8",
     ).reshape(-1)
@@ -262,7 +324,7 @@ def _levels_for(
             coef[g] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
             shape[g] = lv.shape
             reach[g] = halo_pixels(resampling, r / lv.resolution)
-    return level_idx[group], coef[group], shape[group], reach[group]
+    return level_idx[group], coef[group], shape[group], reach[group], group
 
 
 def _windows(
@@ -278,7 +340,7 @@ def _windows(
     into, widened by MARGIN and clipped to the source (-1 rows where empty)."""
     uchunks, inverse = np.unique(chunk, return_inverse=True)
     xs, ys = chunk_lattice(grid, uchunks)
-    sx, sy = transformer(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
+    sx, sy = to_source(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
     sx, sy = sx[inverse], sy[inverse]
     seam = np.zeros(len(chunk), dtype=bool)
     if grid.crs.is_geographic and crs.is_geographic:  # longitudes wrap: 190 is -170 for a source there
@@ -341,17 +403,19 @@ def box_ok(target: CRS, crs: CRS, coef: np.ndarray) -> np.ndarray:
     return (coef[:, 1] == 0) & (coef[:, 3] == 0)
 
 
-def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarray:
+def lattice_extents(
+    grid: TargetGrid, crs: CRS, chunks: np.ndarray, to_src: Transformer | None = None
+) -> np.ndarray:
     """(n, 4) xmin, xmax, ymin, ymax in ``crs`` of each chunk's LATTICE x LATTICE lattice (the points
     where both coordinates are finite; NaN where none is).
 
     Each chunk's 3 x 3 sub-lattice (corners, edge midpoints, centre) is transformed first. Where both
     source coordinates are monotonic along both lattice axes (``_monotonic``), the extremes are corners,
     which the sub-lattice holds; only the other chunks (near a pole, a seam, a 90 degree turn, outside the
-    projection) transform the whole lattice.
+    projection) transform the whole lattice. ``to_src``: the grid-to-``crs`` transformer, when at hand.
     """
     out = np.full((len(chunks), 4), np.nan)
-    to_src = transformer(grid.crs.to_wkt(), crs.to_wkt())
+    to_src = to_src or to_source(grid.crs.to_wkt(), crs.to_wkt())
     for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
         xs, ys = chunk_lattice(grid, chunks[part], step=(LATTICE - 1) // 2)  # LATTICE is odd: 3 x 3
         sx, sy = to_src.transform(xs, ys, errcheck=False)
@@ -359,10 +423,8 @@ def lattice_extents(grid: TargetGrid, crs: CRS, chunks: np.ndarray) -> np.ndarra
         easy = _monotonic(sx) & _monotonic(sy)
         if crs.is_geographic:  # longitudes near a seam: the whole lattice decides
             easy &= sx.max(axis=(1, 2)) - sx.min(axis=(1, 2)) < 90
-        cx, cy = sx[easy][:, ::2, ::2], sy[easy][:, ::2, ::2]  # the corners
-        out[part[easy]] = np.stack(
-            [cx.min(axis=(1, 2)), cx.max(axis=(1, 2)), cy.min(axis=(1, 2)), cy.max(axis=(1, 2))], axis=1
-        )
+        cx, cy = sx[easy][:, ::2, ::2].reshape(-1, 4), sy[easy][:, ::2, ::2].reshape(-1, 4)  # the corners
+        out[part[easy]] = np.stack([cx.min(axis=1), cx.max(axis=1), cy.min(axis=1), cy.max(axis=1)], axis=1)
         hard = part[~easy]
         if len(hard):
             out[hard] = _full_extents(to_src, grid, chunks[hard])
@@ -375,15 +437,20 @@ def _monotonic(v: np.ndarray) -> np.ndarray:
     ``a t + b t^2`` (t in [0, 1]), monotonic when the span ``a + b`` exceeds twice the second difference
     ``b / 2``; asking for 16 times leaves room for higher orders and the unsampled lines between. A
     coordinate exactly constant along an axis (the same CRS, Mercator and geographic) is too."""
-    ok = np.isfinite(v).all(axis=(1, 2))
+    ok = np.isfinite(v.reshape(len(v), -1)).all(axis=1)
     with np.errstate(invalid="ignore"):
         for w in (v, v.transpose(0, 2, 1)):  # along rows, then along columns
-            span = w[:, :, 2] - w[:, :, 0]
-            bend = np.abs(w[:, :, 0] - 2 * w[:, :, 1] + w[:, :, 2])
-            tol = 1e-9 * np.abs(w).max(axis=2)  # a span lost in rounding is no direction
-            up, down = span > 16 * bend + tol, span < -(16 * bend + tol)
-            flat = (w[:, :, 0] == w[:, :, 1]) & (w[:, :, 1] == w[:, :, 2])
-            ok &= up.all(axis=1) | down.all(axis=1) | flat.all(axis=1)
+            w0, w1, w2 = w[:, :, 0], w[:, :, 1], w[:, :, 2]  # (n, 3) each: the three lines' samples
+            span = w2 - w0
+            bend = np.abs(w0 - 2 * w1 + w2)
+            tol = 1e-9 * np.maximum(np.maximum(np.abs(w0), np.abs(w1)), np.abs(w2))  # a span lost in rounding
+            margin = 16 * bend + tol  # is no direction
+            up, down, flat = span > margin, span < -margin, (w0 == w1) & (w1 == w2)
+            ok &= (
+                (up[:, 0] & up[:, 1] & up[:, 2])
+                | (down[:, 0] & down[:, 1] & down[:, 2])
+                | (flat[:, 0] & flat[:, 1] & flat[:, 2])
+            )
     return ok
 
 
@@ -408,15 +475,17 @@ def box_windows(
     coef: np.ndarray,
     shape: np.ndarray,
     margin: int | np.ndarray = MARGIN,
+    to_src: Transformer | None = None,
 ) -> np.ndarray:
     """The windows ``_windows`` gives pairs with north-up source grids (``box_ok``), from each chunk's
-    lattice extent in ``crs`` (one transform per chunk and CRS) instead of every lattice point per pair.
+    lattice extent in ``crs`` (one transform per chunk and CRS) instead of every lattice point per pair
+    (``to_src``: see ``lattice_extents``).
 
     For a north-up grid, a pixel column is ``a * x + c``: rounding is monotonic, so the smallest column
     of the lattice is exactly that of its smallest x (largest where ``a < 0``), and likewise for rows.
     """
-    uchunks, inverse = np.unique(chunk, return_inverse=True)
-    ext = lattice_extents(grid, crs, uchunks)[inverse]
+    uchunks, inverse = _unique(chunk)
+    ext = lattice_extents(grid, crs, uchunks, to_src)[inverse]
     a, c, e, f = coef[:, 0], coef[:, 2], coef[:, 4], coef[:, 5]
     xlo, xhi, ylo, yhi = ext[:, 0], ext[:, 1], ext[:, 2], ext[:, 3]
     with np.errstate(invalid="ignore"):
@@ -428,6 +497,18 @@ def box_windows(
             seam = xhi - xlo > 180
             c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])
     return _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
+
+
+def _unique(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)``, without a sort where ``values`` are sorted already
+    (the pairs' chunks are)."""
+    if len(values) and not (values[1:] >= values[:-1]).all():
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    new = np.empty(len(values), dtype=bool)
+    new[:1] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    return values[new], np.cumsum(new) - 1
 
 
 def _nearest_turn(

@@ -142,3 +142,25 @@ def test_a_bands_value_of_the_wrong_type_names_its_source(field, value):
     assert len(checked_bands_many(texts[:1], ["good"], base[:1], shape[:1])) == 1
     with pytest.raises(MetaSchemaError, match="source 'bad'.*lazymerge:bands"):
         checked_bands_many(texts, ["good", "bad"], base, shape)
+
+
+def test_bands_shared_by_revisits_are_those_of_each_row():
+    """Rows parsed once per template (the text without its id) give each row's own bands: ids in paths,
+    ids that are also a band name or dtype, odd first characters and escaped quotes included."""
+    import json
+
+    from lazymerge.catalog.sources import bands_from_json
+    from lazymerge.planner.discover_sql import checked_bands_many
+
+    ids = ["t1", "t2", "t3", "uint16", "u", "1", "-x", ",y", 'q"a', "é", "n\x00"]
+
+    def text(s: str, named: bool) -> str:
+        lv = [f"{s}/B/{s}", *LEVEL[1:]]
+        bands = [["B", f"{s}/B", [lv, [f'{s}"/{s}', *LEVEL[1:]]]]]
+        return json.dumps(bands + [[s, "x", [lv]]] * named)
+
+    texts = [text(s, s == "t3") for s in ids]
+    base, shape = np.array([LEVEL[1]] * len(ids)), np.array([LEVEL[2]] * len(ids))
+    got = checked_bands_many(texts, ids, base, shape)
+    assert got == [bands_from_json(t) for t in texts]
+    assert got[0]["B"].levels[0].path == "t1/B/t1" and got[1]["B"].levels[1].path == 't2"/t2'

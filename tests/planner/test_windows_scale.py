@@ -158,3 +158,35 @@ def test_cli_plan_dir_streams_the_plan(random_store, tmp_path, monkeypatch):
     assert os.listdir(spill) == []
     expected = plan(str(random_store), chunk_size=(100, 100), sortby="id", **SEED)
     assert Plan.load(str(out)).table.equals(expected.table)
+
+
+@pytest.mark.parametrize(
+    "pair, composed",
+    [
+        (("EPSG:3035", "EPSG:32601"), True),  # ETRS89 -> WGS 84 far from Europe: the slowest search
+        (("EPSG:3035", "EPSG:32632"), True),
+        (("EPSG:3857", "EPSG:32618"), True),
+        (("EPSG:32633", "EPSG:32632"), True),
+        (("EPSG:3035", "EPSG:25832"), True),
+        (("EPSG:3035", "EPSG:31467"), False),  # a datum shift (DHDN): the search
+        (("EPSG:3035", "EPSG:4326"), False),  # a geographic source: the search
+        (("EPSG:3035", "+proj=utm +zone=32 +ellps=intl +towgs84=-87,-98,-121 +units=m"), False),  # bound
+        (("EPSG:3035", "EPSG:5972"), False),  # compound (UTM 32N + a height)
+    ],
+)
+def test_source_transformer_is_the_one_the_operation_search_finds(pair, composed):
+    """``to_source`` builds the pipeline of two projections without a datum shift itself: the same
+    definition and the same numbers, to the bit, as the transformer PROJ's operation search gives; any
+    other pair is the searched transformer."""
+    from lazymerge.crs import transformer
+
+    src, dst = (CRS.from_user_input(c).to_wkt() for c in pair)
+    assert (windows._composed_pipeline(src, dst) is not None) is composed
+    got, searched = windows.to_source(src, dst), transformer(src, dst)
+    assert got.definition == searched.definition
+    x, y = Transformer.from_crs("EPSG:4326", pair[0], always_xy=True).transform(
+        np.random.default_rng(0).uniform(-10, 30, 500), np.random.default_rng(1).uniform(35, 70, 500)
+    )
+    ours, theirs = got.transform(x, y, errcheck=False), searched.transform(x, y, errcheck=False)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a, b)
