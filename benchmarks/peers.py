@@ -1,11 +1,15 @@
 """End to end against the peers: the same tiles as COGs + STAC items and as a lazymerge store, in one run.
 
     python benchmarks/peers.py [--small] [--repeat 3] [--threads 2] [--resampling nearest|bilinear]
+                               [--chunk 1024] [--place 12,48]
 
 Workload: 16 overlapping 3000 x 3000 uint16 tiles (random values 1-4095, nodata 0 on a ragged wedge along
 one edge and a band along the top, as scene edges are), the west half in UTM 32N and the east half in UTM
 33N around 12 E 48 N, merged first-valid (tile order) into a 64 Mpix (8000 x 8000) EPSG:32633 grid at 10 m,
-chunks 1024. ``--small``: 4 tiles of 1500 px into 2400 x 2400, for a quick check.
+chunks 1024. ``--small``: 4 tiles of 1500 px into 2400 x 2400, for a quick check. Variations, so that a
+claim is not tuned to one workload: ``--chunk`` sets the target chunk size of every tool (lazymerge's
+chunks, odc-stac's and stackstac's dask chunks); ``--place LON,LAT`` moves the mosaic onto another UTM zone
+boundary (the one nearest LON; south of the equator, the southern zones).
 
 The tiles are written once as COGs (GDAL's COG driver, zstd, 512 px blocks) with a STAC item each (pystac,
 projection and raster extensions), and as a lazymerge store (one group per tile, 512 px zstd chunks,
@@ -59,6 +63,22 @@ DATETIME = "2024-06-01T10:00:00Z"
 PEERS = ("GDAL", "odc-stac", "stackstac")
 TOOLS = (*PEERS, "lazymerge compute", "lazymerge to_zarr")
 SIZES = {False: (4, 3000, 8000), True: (2, 1500, 2400)}  # --small: (tiles per side, tile px, target px)
+
+
+def configure(chunk: int, place: str) -> None:
+    """Set the target chunk size and the place (``LON,LAT``): the mosaic sits on the UTM zone boundary
+    nearest LON, its west tiles in the zone west of it, the east tiles and the target in the zone east."""
+    global CHUNK, CRS, ZONES, CENTRE
+    lon, lat = (float(v) for v in place.split(","))
+    boundary = round((lon + 180) / 6) * 6 - 180
+    west = (boundary + 180) // 6  # UTM zone n spans -180 + 6 (n - 1) .. -180 + 6 n
+    if not 1 <= west <= 59 or not -80 <= lat <= 84:
+        raise SystemExit(f"--place {place}: needs a zone boundary between zones 1 and 60, latitude -80..84")
+    base = 32600 if lat >= 0 else 32700
+    CHUNK = chunk
+    ZONES = (f"EPSG:{base + west}", f"EPSG:{base + west + 1}")
+    CRS = ZONES[1]
+    CENTRE = (float(boundary), lat)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -414,6 +434,9 @@ def _run_child(tool: str, tmp: Path, args: argparse.Namespace, run: int) -> dict
         str(args.threads),
         "--resampling",
         args.resampling,
+        "--chunk",
+        str(args.chunk),
+        f"--place={args.place}",  # "=": a negative longitude is not an option
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -455,10 +478,13 @@ def main() -> None:
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {', '.join(TOOLS)}")
     ap.add_argument("--scaling", action="store_true", help="also lazymerge compute on 1 thread (fresh)")
     ap.add_argument("--keep", help="write the tiles into this directory, or reuse them if already there")
+    ap.add_argument("--chunk", type=int, default=CHUNK, help="target chunk size of every tool")
+    ap.add_argument("--place", default=f"{CENTRE[0]:g},{CENTRE[1]:g}", help="LON,LAT (UTM boundary near LON)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--data", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    configure(args.chunk, args.place)
     if args.child:
         child(args)
         return
