@@ -247,7 +247,8 @@ def _grid_row(m, state, y, inv, x0, y0) -> None:
     its start, ``c0 + t (c1 + t (c2 + t c3))`` for the column, the same for the row (``coef``: c0 .. c3,
     r0 .. r3). Each is the cubic through the interval's two control values and its stencil's (``_cubics``:
     the quadratic through three where one is missing or NaN, the line where both are or where the interval
-    holds no pixel), exact at the control points."""
+    holds no pixel), exact at the control points. Scalars indexed in place, no array views (each view
+    costs reference counting in a loop run for every row)."""
     gx, gy = m[1], m[2]
     rs, rf, rg, cg, tx, ty, _, down, coef = state
     a, fy = rs[y], rf[y]
@@ -256,35 +257,44 @@ def _grid_row(m, state, y, inv, x0, y0) -> None:
     t = rg[y, 9]
     q = t * (t - rg[y, 8])
     on = a if fy == 0 else a1 if fy == 1 else -1  # a control row: its values (not 0 x its NaN neighbour)
+    i0, i1, i2, i3, i4, i5 = inv[0], inv[1], inv[2], inv[3], inv[4], inv[5]
     for b in range(gx.shape[1]):
         if on >= 0:
             px, py = gx[on, b], gy[on, b]
         else:
-            d = down[a, b]
-            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy + q * (d[0] + d[1] * t)
-            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy + q * (d[2] + d[3] * t)
-        tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
-        ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy + q * (down[a, b, 0] + down[a, b, 1] * t)
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy + q * (down[a, b, 2] + down[a, b, 3] * t)
+        tx[b] = i0 * px + i1 * py + i2 - x0  # source pixels are affine in (px, py)
+        ty[b] = i3 * px + i4 * py + i5 - y0
     for b in range(gx.shape[1] - 1):
-        g, c = cg[b], coef[b]
-        s = g[8]
-        j1, j2 = int(g[0]), int(g[1])
-        for k in range(2):  # the column, then the row
-            v = tx if k == 0 else ty
-            v0 = v[b]
-            d = v[b + 1] - v0
-            alpha = beta = 0.0
-            if s > 1:  # else no pixel inside: the line, as exact
-                u = g[4] * (v[j1] - v0 - g[2] * d)
-                w = g[5] * (v[j2] - v0 - g[3] * d)
-                if u != u:
-                    u = w
-                if w != w:
-                    w = u
-                if u == u:
-                    beta = (w - u) * g[6]
-                    alpha = u - beta * g[7]
-            c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3] = v0, d / s - s * alpha, alpha - s * beta, beta
+        s = cg[b, 8]
+        j1, j2 = int(cg[b, 0]), int(cg[b, 1])
+        v0, e0 = tx[b], ty[b]
+        d, e = tx[b + 1] - v0, ty[b + 1] - e0
+        alpha = beta = alpha_r = beta_r = 0.0
+        if s > 1:  # else no pixel inside: the line, as exact
+            f1, f2, g1, g2, g3, p1 = cg[b, 2], cg[b, 3], cg[b, 4], cg[b, 5], cg[b, 6], cg[b, 7]
+            alpha, beta = _cubic(f1, f2, g1, g2, g3, p1, v0, d, tx[j1], tx[j2])
+            alpha_r, beta_r = _cubic(f1, f2, g1, g2, g3, p1, e0, e, ty[j1], ty[j2])
+        coef[b, 0], coef[b, 1], coef[b, 2], coef[b, 3] = v0, d / s - s * alpha, alpha - s * beta, beta
+        coef[b, 4], coef[b, 5], coef[b, 6], coef[b, 7] = e0, e / s - s * alpha_r, alpha_r - s * beta_r, beta_r
+
+
+@_helper(forceinline=True)
+def _cubic(f1, f2, g1, g2, g3, p1, v0, d, v1, v2) -> tuple[float, float]:
+    """(alpha, beta) of one interval's cubic along a row (``_grid_row``; ``_cubics``' arithmetic): from its
+    start value ``v0``, its rise ``d`` and its stencil's values ``v1``, ``v2``, with the stencil's
+    p1 / s, p2 / s, 1 / (p1 (p1 - s)), 1 / (p2 (p2 - s)), 1 / (p2 - p1) and p1."""
+    u = g1 * (v1 - v0 - f1 * d)
+    w = g2 * (v2 - v0 - f2 * d)
+    if u != u:
+        u = w
+    if w != w:
+        w = u
+    if u != u:
+        return 0.0, 0.0
+    beta = (w - u) * g3
+    return u - beta * p1, beta
 
 
 @_helper()
