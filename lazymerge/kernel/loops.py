@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import lru_cache
 from typing import Any
 
 import numba
@@ -143,7 +144,7 @@ def _tables(m) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if hit is not None and hit[0] is gx and hit[1] is gy and all(map(np.array_equal, hit[2], lines)):
         return hit[3]
     with np.errstate(divide="ignore", invalid="ignore"):
-        gr, cg = _stencils(ri), _stencils(ci)  # none but for GRID
+        gr, cg = _stencils_of(_key(lines[0])), _stencils_of(_key(lines[1]))  # none but for GRID
         xy = np.stack((gx, gy)) if kind == GRID else np.zeros((2, 0, gx.shape[1]))
         ab = np.zeros((2, 2, len(gr), gx.shape[1]))
         if len(gr) and gr[:, 8].max() > 1:  # else no row between control rows
@@ -151,6 +152,27 @@ def _tables(m) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             ab[0], ab[1] = _cubics(xy[:, :-1], xy[:, 1:], xy[:, j1], xy[:, j2], g)
     _last.tables = (gx, gy, lines, (gr, cg, xy, ab))
     return gr, cg, xy, ab
+
+
+def _key(lines: np.ndarray) -> bytes:
+    """Control lines as a cache key."""
+    return np.ascontiguousarray(lines, dtype=np.int64).tobytes()
+
+
+@lru_cache(maxsize=64)
+def _stencils_of(lines: bytes) -> np.ndarray:
+    """``_stencils`` of the lines ``_key`` gave, kept: the blocks of a grid share a few patterns of lines
+    (relative to their first), so most blocks find theirs here. Not to be modified."""
+    return _stencils(np.frombuffer(lines, dtype=np.int64))
+
+
+@lru_cache(maxsize=64)
+def _block_rows(ri: bytes, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_row_lines`` of every row of an ``h``-row block with control rows ``ri`` (``_key``), kept as
+    ``_stencils_of``. Not to be modified."""
+    lines = np.frombuffer(ri, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _row_lines(lines, _stencils_of(_key(lines - lines[:1])), np.arange(h))
 
 
 def _row_lines(ri: np.ndarray, gr: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,11 +200,11 @@ def row_state(m, h: int) -> tuple:
     hit = getattr(_last, "state", None)  # a block checks, then samples each source with the same mapping
     if hit is not None and hit[0] is m[1] and hit[1] is ri and hit[2] == h:
         return hit[3]
-    gr, cg, _, ab = _tables(m)
+    _, cg, _, ab = _tables(m)
     widest = int(cg[:, 8].max()) if len(cg) else 0
     scratch = np.empty(nc), np.empty(nc), np.arange(widest + 1.0)
     down = np.stack((ab[0, 0], ab[1, 0], ab[0, 1], ab[1, 1]), axis=-1)
-    state = (*_row_lines(ri, gr, np.arange(h)), cg, *scratch, down, np.empty((len(cg), 8)))
+    state = (*_block_rows(_key(ri), h), cg, *scratch, down, np.empty((len(cg), 8)))
     _last.state = (m[1], ri, h, state)
     return state
 
