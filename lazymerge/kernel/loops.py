@@ -568,7 +568,7 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
     ci, ks, tx, ty = m[4], state[6], state[4], state[5]
     _grid_row(m, state, y, inv, x0, y0)
-    n = flat.shape[0]
+    n, wi = flat.shape[0], np.int32(w)
     for b in range(len(ci) - 1):
         base, span = ci[b], ci[b + 1] - ci[b]
         k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_row``: the block's pixels only
@@ -578,11 +578,26 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         c = state[8][b]
         c0, c1, c2, c3, r0, r1, r2, r3 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
         seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
-        for k in range(k1 - k0 + 1):
-            t = offs[k]
-            seg[k] = _flat(c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3)), h, w)
+        if _within(c0, tx[b + 1], c2, c3, span, w) and _within(r0, ty[b + 1], r2, r3, span, h):
+            for k in range(k1 - k0 + 1):  # the whole interval inside the window: no checks
+                t = offs[k]
+                row, col = r0 + t * (r1 + t * (r2 + t * r3)), c0 + t * (c1 + t * (c2 + t * c3))
+                seg[k] = np.int32(row) * wi + np.int32(col)  # as ``_flat``
+        else:
+            for k in range(k1 - k0 + 1):
+                t = offs[k]
+                seg[k] = _flat(c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3)), h, w)
         if k0 <= k1 == span:  # the next control column: its own values
             seg[span - k0] = _flat(tx[b + 1], ty[b + 1], h, w)
+
+
+@_helper(forceinline=True)
+def _within(v0: float, v1: float, c2: float, c3: float, s: float, n: int) -> bool:
+    """Whether the cubic ``v0 + t (c1 + t (c2 + t c3))`` from ``v0`` to ``v1`` over t in [0, s] stays
+    within [0, n) (False for NaN): it leaves the chord by t (t - s) (alpha + beta t), alpha = c2 + s c3,
+    beta = c3 (``_grid_row``), at most s^2 / 4 (|alpha| + |beta| s), plus a margin for rounding."""
+    bow = 1e-3 + 0.25 * s * s * (abs(c2 + s * c3) + abs(c3) * s)
+    return v0 - bow >= 0 and v1 - bow >= 0 and v0 + bow < n and v1 + bow < n  # each False for NaN
 
 
 @_helper(inline="always")
