@@ -759,32 +759,13 @@ def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, n
 @_entry(boundscheck=False)
 def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty) -> int:
     """Nearest for mappings without rotation (``_axes``): ``jx`` the source column of each block column
-    and ``base`` the flat index of each block row's source row (-1: outside the window). Per row, the
-    gather from its source row first, then the checks and writes, branch-free so that they vectorise
-    (``_gather_row``)."""
-    values, has, winner = out
-    track = winner.shape == values.shape
-    any_value, anywhere = not use_nodata, not only_empty
+    and ``base`` the flat index of each block row's source row (-1: outside the window): each row gathered
+    from its source row by ``_gather_row``, ``jx`` as its flat indices (branch-free, so it vectorises)."""
     got = np.empty(jx.shape[0], src.dtype)
     written = 0
-    for y in range(values.shape[0]):
-        if base[y] < 0:
-            continue
-        line, row, done = src[base[y] :], values[y], has[y]
-        for x in range(jx.shape[0]):
-            got[x] = line[max(jx[x], 0)]
-        if track:
-            who = winner[y]
-            for x in range(jx.shape[0]):
-                v = got[x]
-                ok = (jx[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (done[x] == 0))
-                who[x] = index if ok else who[x]
-        for x in range(jx.shape[0]):
-            v = got[x]
-            ok = (jx[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (done[x] == 0))
-            row[x] = v if ok else row[x]
-            done[x] |= np.uint8(ok)  # a select would not vectorise
-            written += np.int32(ok)  # type: ignore[assignment]  # numba keeps int64; numpy stubs: int32
+    for y in range(out[0].shape[0]):
+        if base[y] >= 0:
+            written += _gather_row(src[base[y] :], jx, got, nodata, use_nodata, out, y, index, only_empty)
     return written
 
 
