@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import lru_cache
 from typing import Any
 
 import numba
@@ -143,7 +144,7 @@ def _tables(m) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if hit is not None and hit[0] is gx and hit[1] is gy and all(map(np.array_equal, hit[2], lines)):
         return hit[3]
     with np.errstate(divide="ignore", invalid="ignore"):
-        gr, cg = _stencils(ri), _stencils(ci)  # none but for GRID
+        gr, cg = _stencils_of(_key(lines[0])), _stencils_of(_key(lines[1]))  # none but for GRID
         xy = np.stack((gx, gy)) if kind == GRID else np.zeros((2, 0, gx.shape[1]))
         ab = np.zeros((2, 2, len(gr), gx.shape[1]))
         if len(gr) and gr[:, 8].max() > 1:  # else no row between control rows
@@ -151,6 +152,27 @@ def _tables(m) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             ab[0], ab[1] = _cubics(xy[:, :-1], xy[:, 1:], xy[:, j1], xy[:, j2], g)
     _last.tables = (gx, gy, lines, (gr, cg, xy, ab))
     return gr, cg, xy, ab
+
+
+def _key(lines: np.ndarray) -> bytes:
+    """Control lines as a cache key."""
+    return np.ascontiguousarray(lines, dtype=np.int64).tobytes()
+
+
+@lru_cache(maxsize=64)
+def _stencils_of(lines: bytes) -> np.ndarray:
+    """``_stencils`` of the lines ``_key`` gave, kept: the blocks of a grid share a few patterns of lines
+    (relative to their first), so most blocks find theirs here. Not to be modified."""
+    return _stencils(np.frombuffer(lines, dtype=np.int64))
+
+
+@lru_cache(maxsize=64)
+def _block_rows(ri: bytes, h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_row_lines`` of every row of an ``h``-row block with control rows ``ri`` (``_key``), kept as
+    ``_stencils_of``. Not to be modified."""
+    lines = np.frombuffer(ri, dtype=np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _row_lines(lines, _stencils_of(_key(lines - lines[:1])), np.arange(h))
 
 
 def _row_lines(ri: np.ndarray, gr: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,11 +200,11 @@ def row_state(m, h: int) -> tuple:
     hit = getattr(_last, "state", None)  # a block checks, then samples each source with the same mapping
     if hit is not None and hit[0] is m[1] and hit[1] is ri and hit[2] == h:
         return hit[3]
-    gr, cg, _, ab = _tables(m)
+    _, cg, _, ab = _tables(m)
     widest = int(cg[:, 8].max()) if len(cg) else 0
     scratch = np.empty(nc), np.empty(nc), np.arange(widest + 1.0)
     down = np.stack((ab[0, 0], ab[1, 0], ab[0, 1], ab[1, 1]), axis=-1)
-    state = (*_row_lines(ri, gr, np.arange(h)), cg, *scratch, down, np.empty((len(cg), 8)))
+    state = (*_block_rows(_key(ri), h), cg, *scratch, down, np.empty((len(cg), 8)))
     _last.state = (m[1], ri, h, state)
     return state
 
@@ -247,7 +269,8 @@ def _grid_row(m, state, y, inv, x0, y0) -> None:
     its start, ``c0 + t (c1 + t (c2 + t c3))`` for the column, the same for the row (``coef``: c0 .. c3,
     r0 .. r3). Each is the cubic through the interval's two control values and its stencil's (``_cubics``:
     the quadratic through three where one is missing or NaN, the line where both are or where the interval
-    holds no pixel), exact at the control points."""
+    holds no pixel), exact at the control points. Scalars indexed in place, no array views (each view
+    costs reference counting in a loop run for every row)."""
     gx, gy = m[1], m[2]
     rs, rf, rg, cg, tx, ty, _, down, coef = state
     a, fy = rs[y], rf[y]
@@ -256,35 +279,44 @@ def _grid_row(m, state, y, inv, x0, y0) -> None:
     t = rg[y, 9]
     q = t * (t - rg[y, 8])
     on = a if fy == 0 else a1 if fy == 1 else -1  # a control row: its values (not 0 x its NaN neighbour)
+    i0, i1, i2, i3, i4, i5 = inv[0], inv[1], inv[2], inv[3], inv[4], inv[5]
     for b in range(gx.shape[1]):
         if on >= 0:
             px, py = gx[on, b], gy[on, b]
         else:
-            d = down[a, b]
-            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy + q * (d[0] + d[1] * t)
-            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy + q * (d[2] + d[3] * t)
-        tx[b] = inv[0] * px + inv[1] * py + inv[2] - x0  # source pixels are affine in (px, py)
-        ty[b] = inv[3] * px + inv[4] * py + inv[5] - y0
+            px = gx[a, b] * (1 - fy) + gx[a1, b] * fy + q * (down[a, b, 0] + down[a, b, 1] * t)
+            py = gy[a, b] * (1 - fy) + gy[a1, b] * fy + q * (down[a, b, 2] + down[a, b, 3] * t)
+        tx[b] = i0 * px + i1 * py + i2 - x0  # source pixels are affine in (px, py)
+        ty[b] = i3 * px + i4 * py + i5 - y0
     for b in range(gx.shape[1] - 1):
-        g, c = cg[b], coef[b]
-        s = g[8]
-        j1, j2 = int(g[0]), int(g[1])
-        for k in range(2):  # the column, then the row
-            v = tx if k == 0 else ty
-            v0 = v[b]
-            d = v[b + 1] - v0
-            alpha = beta = 0.0
-            if s > 1:  # else no pixel inside: the line, as exact
-                u = g[4] * (v[j1] - v0 - g[2] * d)
-                w = g[5] * (v[j2] - v0 - g[3] * d)
-                if u != u:
-                    u = w
-                if w != w:
-                    w = u
-                if u == u:
-                    beta = (w - u) * g[6]
-                    alpha = u - beta * g[7]
-            c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3] = v0, d / s - s * alpha, alpha - s * beta, beta
+        s = cg[b, 8]
+        j1, j2 = int(cg[b, 0]), int(cg[b, 1])
+        v0, e0 = tx[b], ty[b]
+        d, e = tx[b + 1] - v0, ty[b + 1] - e0
+        alpha = beta = alpha_r = beta_r = 0.0
+        if s > 1:  # else no pixel inside: the line, as exact
+            f1, f2, g1, g2, g3, p1 = cg[b, 2], cg[b, 3], cg[b, 4], cg[b, 5], cg[b, 6], cg[b, 7]
+            alpha, beta = _cubic(f1, f2, g1, g2, g3, p1, v0, d, tx[j1], tx[j2])
+            alpha_r, beta_r = _cubic(f1, f2, g1, g2, g3, p1, e0, e, ty[j1], ty[j2])
+        coef[b, 0], coef[b, 1], coef[b, 2], coef[b, 3] = v0, d / s - s * alpha, alpha - s * beta, beta
+        coef[b, 4], coef[b, 5], coef[b, 6], coef[b, 7] = e0, e / s - s * alpha_r, alpha_r - s * beta_r, beta_r
+
+
+@_helper(forceinline=True)
+def _cubic(f1, f2, g1, g2, g3, p1, v0, d, v1, v2) -> tuple[float, float]:
+    """(alpha, beta) of one interval's cubic along a row (``_grid_row``; ``_cubics``' arithmetic): from its
+    start value ``v0``, its rise ``d`` and its stencil's values ``v1``, ``v2``, with the stencil's
+    p1 / s, p2 / s, 1 / (p1 (p1 - s)), 1 / (p2 (p2 - s)), 1 / (p2 - p1) and p1."""
+    u = g1 * (v1 - v0 - f1 * d)
+    w = g2 * (v2 - v0 - f2 * d)
+    if u != u:
+        u = w
+    if w != w:
+        w = u
+    if u != u:
+        return 0.0, 0.0
+    beta = (w - u) * g3
+    return u - beta * p1, beta
 
 
 @_helper()
@@ -536,7 +568,7 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
     pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
     ci, ks, tx, ty = m[4], state[6], state[4], state[5]
     _grid_row(m, state, y, inv, x0, y0)
-    n = flat.shape[0]
+    n, wi = flat.shape[0], np.int32(w)
     for b in range(len(ci) - 1):
         base, span = ci[b], ci[b + 1] - ci[b]
         k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_row``: the block's pixels only
@@ -546,11 +578,26 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         c = state[8][b]
         c0, c1, c2, c3, r0, r1, r2, r3 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
         seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
-        for k in range(k1 - k0 + 1):
-            t = offs[k]
-            seg[k] = _flat(c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3)), h, w)
+        if _within(c0, tx[b + 1], c2, c3, span, w) and _within(r0, ty[b + 1], r2, r3, span, h):
+            for k in range(k1 - k0 + 1):  # the whole interval inside the window: no checks
+                t = offs[k]
+                row, col = r0 + t * (r1 + t * (r2 + t * r3)), c0 + t * (c1 + t * (c2 + t * c3))
+                seg[k] = np.int32(row) * wi + np.int32(col)  # as ``_flat``
+        else:
+            for k in range(k1 - k0 + 1):
+                t = offs[k]
+                seg[k] = _flat(c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3)), h, w)
         if k0 <= k1 == span:  # the next control column: its own values
             seg[span - k0] = _flat(tx[b + 1], ty[b + 1], h, w)
+
+
+@_helper(forceinline=True)
+def _within(v0: float, v1: float, c2: float, c3: float, s: float, n: int) -> bool:
+    """Whether the cubic ``v0 + t (c1 + t (c2 + t c3))`` from ``v0`` to ``v1`` over t in [0, s] stays
+    within [0, n) (False for NaN): it leaves the chord by t (t - s) (alpha + beta t), alpha = c2 + s c3,
+    beta = c3 (``_grid_row``), at most s^2 / 4 (|alpha| + |beta| s), plus a margin for rounding."""
+    bow = 1e-3 + 0.25 * s * s * (abs(c2 + s * c3) + abs(c3) * s)
+    return v0 - bow >= 0 and v1 - bow >= 0 and v0 + bow < n and v1 + bow < n  # each False for NaN
 
 
 @_helper(inline="always")
@@ -712,23 +759,13 @@ def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, n
 @_entry(boundscheck=False)
 def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty) -> int:
     """Nearest for mappings without rotation (``_axes``): ``jx`` the source column of each block column
-    and ``base`` the flat index of each block row's source row (-1: outside the window)."""
-    values, has, winner = out
-    track = winner.shape == values.shape
+    and ``base`` the flat index of each block row's source row (-1: outside the window): each row gathered
+    from its source row by ``_gather_row``, ``jx`` as its flat indices (branch-free, so it vectorises)."""
+    got = np.empty(jx.shape[0], src.dtype)
     written = 0
-    for y in range(values.shape[0]):
-        if base[y] < 0:
-            continue
-        for x in range(values.shape[1]):
-            if jx[x] < 0 or (only_empty and has[y, x] > 0):
-                continue
-            v = src[base[y] + jx[x]]
-            if v == v and not (use_nodata and v == nodata):
-                values[y, x] = v
-                has[y, x] = 1
-                written += 1
-                if track:
-                    winner[y, x] = index
+    for y in range(out[0].shape[0]):
+        if base[y] >= 0:
+            written += _gather_row(src[base[y] :], jx, got, nodata, use_nodata, out, y, index, only_empty)
     return written
 
 

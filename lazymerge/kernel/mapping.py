@@ -33,7 +33,7 @@ from pyproj import CRS
 from lazymerge.crs import transformer
 from lazymerge.kernel.loops import GRID, LINEAR, SEPARABLE, evaluate
 
-STEP = 64  # control points every STEP target pixels (refined where the check fails)
+STEP = 128  # control points every STEP target pixels (refined where the check fails)
 THRESHOLD = 0.01  # maximum interpolation error, in source pixels
 MARGIN = 0.5  # probes must pass half the tolerance: the error can peak between them
 # methods whose x depends on longitude only and y on latitude only
@@ -173,13 +173,14 @@ def _split(lines: np.ndarray, err: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(out))
 
 
+@lru_cache(maxsize=256)
 def _lines(lo: int, hi: int, extent: int) -> np.ndarray:
     """Control lines for grid lines ``lo`` .. ``hi - 1`` (a block's), relative to ``lo``: every STEP-th
     line of a grid of ``extent`` lines and its last, from the last one before ``lo`` (``lo`` itself at 0)
     to the first at or after ``hi - 1``, and the lines the cubics of those intervals reach (one more on
     each side, two at the grid's ends: ``loops._stencils``). Each pixel lies between the same two lines,
     with the same cubic, whichever block holds it (a pixel on a line other than the grid's first is the end
-    of the interval before it)."""
+    of the interval before it). Kept (blocks of a grid repeat a few patterns); not to be modified."""
     every = np.unique(np.append(np.arange(0, extent, STEP), extent - 1))
     n = len(every)
     first = max(int(np.searchsorted(every, lo)) - 1, 0)

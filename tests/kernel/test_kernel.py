@@ -33,8 +33,9 @@ from tests.support.textbook import lanczos_at
 # the control grid's largest error on each oracle case, in source pixels along each axis, as measured
 # (docs/design/pixel-mapping.md), with headroom of 2x: a regression by more than that fails, not only one
 # past THRESHOLD. 0 where the mapping is exact (separable, or refined to every pixel around a pole).
+# utm-zones: a 192 px grid has three control lines a side at STEP = 128 (a quadratic): 1.1e-7.
 MEASURED_GRID_ERROR = {
-    "utm-zones": 1e-9,
+    "utm-zones": 2.5e-7,
     "4326-to-3857": 0.0,
     "polar": 3e-8,
     "antimeridian": 1e-7,
