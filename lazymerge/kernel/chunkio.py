@@ -10,9 +10,7 @@ zarr: ``codec(arr)`` returns None for it.
 
 from __future__ import annotations
 
-import os
 import sys
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,31 +107,12 @@ def _read_file(store: LocalStore, key: str) -> np.ndarray | None:
 
 def set_chunk(arr: zarr.Array, compressor: Any, index: tuple[int, ...], block: np.ndarray) -> None:
     """Write ``block`` as the whole chunk at ``index`` (padded with the fill value past the array's end),
-    encoded in the calling thread (as ``get_chunks`` decodes); a local store's file is written here too,
-    without two thread hops through zarr's event loop."""
+    encoded in the calling thread (as ``get_chunks`` decodes)."""
     if block.shape != arr.chunks:
         full = np.full(arr.chunks, arr.fill_value, dtype=arr.dtype)
         full[tuple(slice(0, n) for n in block.shape)] = block
         block = full
     data = np.ascontiguousarray(block, dtype=arr.dtype)
     encoded = data.tobytes() if compressor is RAW else compressor.encode(data)
-    store = arr.store_path.store
-    if type(store) is LocalStore and not store.read_only:  # written here, as get_chunks reads
-        _write_file(store, chunk_key(arr, index), encoded)
-        return
     buf = default_buffer_prototype().buffer.from_bytes(encoded)
-    zarr_gather([store.set(chunk_key(arr, index), buf)])
-
-
-def _write_file(store: LocalStore, key: str, data: bytes) -> None:
-    """Write a local store's chunk file as zarr's LocalStore does: into a temporary file beside it, then
-    renamed over it, so that a reader never sees half a chunk."""
-    path = store.root / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{uuid.uuid4().hex}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    zarr_gather([arr.store_path.store.set(chunk_key(arr, index), buf)])
