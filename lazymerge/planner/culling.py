@@ -18,6 +18,8 @@ import pyarrow as pa
 from affine import Affine
 from pyproj import CRS
 
+from lazymerge.crs import composed_transformer
+
 CELLS = 8  # cells per chunk side; CELLS * CELLS bits fill a uint64
 FULL = np.uint64(0xFFFFFFFFFFFFFFFF)
 _BITS = np.left_shift(np.uint64(1), np.arange(CELLS * CELLS, dtype=np.uint64))
@@ -131,9 +133,7 @@ class CoverCull:
             rows = np.minimum(np.arange(nr + 1) * g.chunk_size[0], g.shape[0])
             cols = np.minimum(np.arange(nc + 1) * g.chunk_size[1], g.shape[1])
             x, y = np.meshgrid(g.transform.c + cols * g.transform.a, g.transform.f + rows * g.transform.e)
-            from lazymerge.planner.windows import to_source  # windows imports this module
-
-            to_src = to_source(g.crs.to_wkt(), CRS.from_user_input(str(self.codes[c])).to_wkt())
+            to_src = composed_transformer(g.crs.to_wkt(), CRS.from_user_input(str(self.codes[c])).to_wkt())
             self._corners[c] = to_src.transform(x, y, errcheck=False)
         return self._corners[c]
 

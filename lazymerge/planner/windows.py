@@ -5,7 +5,6 @@ Shared by both discovery paths, so the same candidates always give the same tabl
 
 from __future__ import annotations
 
-import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -14,19 +13,14 @@ import numpy as np
 import pyarrow as pa
 from affine import Affine
 from pyproj import CRS, Transformer
-from pyproj.transformer import TransformerGroup
 
 from lazymerge.catalog.footprints import WGS84_WKT
 from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
 from lazymerge.contract.schema import empty_plan_table
-from lazymerge.crs import crs_from, transformer
+from lazymerge.crs import composed_transformer, crs_from, transformer
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.resampling import halo_pixels
 from lazymerge.planner.culling import cell_masks
-
-_TO_DEG = " step proj=unitconvert xy_in=rad xy_out=deg"  # how PROJ ends a projected CRS's inverse
-_FROM_DEG = "proj=pipeline step proj=unitconvert xy_in=deg xy_out=rad step "  # and starts its forward
-_composed = threading.local()
 
 LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 culling cells)
 BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
@@ -46,54 +40,12 @@ class Candidates:
     shape: np.ndarray | None = None  # (n, 2) rows, cols of each source's base level
 
 
-def to_source(target_wkt: str, source_wkt: str) -> Transformer:
-    """``lazymerge.crs.transformer(target_wkt, source_wkt)``, without PROJ's operation search where both
-    CRSs are projected and every operation between their datums is none (e.g. ETRS89 and WGS 84): the
-    pipeline is then the target's inverse projection followed by the source's projection -- the operation
-    the search finds, in ~3 ms instead of 45-400 ms per source CRS (the search tries other routes when the
-    two areas of use do not meet). Anything else (a datum shift, a missing grid, a geographic CRS, a
-    pipeline of another shape) falls back to the search. Cached per thread and CRS pair."""
-    cache = getattr(_composed, "cache", None)
-    if cache is None:
-        cache = _composed.cache = {}
-    key = (target_wkt, source_wkt)
-    if key not in cache:
-        cache[key] = _composed_pipeline(target_wkt, source_wkt) or transformer(target_wkt, source_wkt)
-    return cache[key]
-
-
-def _composed_pipeline(target_wkt: str, source_wkt: str) -> Transformer | None:
-    """``to_source``'s pipeline, or None where it does not apply."""
-    t, s = crs_from(target_wkt), crs_from(source_wkt)
-    if t.type_name != "Projected CRS" or s.type_name != "Projected CRS":  # not bound (towgs84), compound
-        return None
-    if t.geodetic_crs is None or s.geodetic_crs is None:
-        return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # a missing grid: the search says it, if it must
-        datum = TransformerGroup(t.geodetic_crs, s.geodetic_crs, always_xy=True)
-        if datum.unavailable_operations or not datum.transformers:
-            return None
-        if any(op.definition.split(" ")[0] != "proj=noop" for op in datum.transformers):
-            return None
-        back = {op.definition for op in TransformerGroup(t, t.geodetic_crs, always_xy=True).transformers}
-        forth = {op.definition for op in TransformerGroup(s.geodetic_crs, s, always_xy=True).transformers}
-    if len(back) != 1 or len(forth) != 1:
-        return None
-    inverse, forward = back.pop(), forth.pop()
-    if not (inverse.startswith("proj=pipeline step ") and inverse.endswith(_TO_DEG)):
-        return None
-    if not forward.startswith(_FROM_DEG) or " step " in forward[len(_FROM_DEG) :]:
-        return None
-    return Transformer.from_pipeline(inverse[: -len(_TO_DEG)] + " step " + forward[len(_FROM_DEG) :])
-
-
 def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -> np.ndarray:
     """The target pixel size in the source CRS's units, at the centre of each source (one CRS).
 
     Compares like with like when the target is in metres and the sources in degrees (or vice versa).
     """
-    to_src = to_source(grid.crs.to_wkt(), src_crs.to_wkt())  # and back: its inverse (one to build)
+    to_src = composed_transformer(grid.crs.to_wkt(), src_crs.to_wkt())  # and back: its inverse (one to build)
     b = np.array([level_bounds(lv) for lv in levels]).reshape(-1, 4)
     cx, cy = to_src.transform(
         (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, errcheck=False, direction="INVERSE"
@@ -251,7 +203,7 @@ def _band_rows(
             key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             s = pair_src[fast[first]]  # a source per (chunk, group): revisits share their windows
-            to_src = to_source(src.target_wkt, src.wkt[c])
+            to_src = composed_transformer(src.target_wkt, src.wkt[c])
             window[fast] = box_windows(
                 grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s], to_src
             )[inverse.reshape(-1)]
@@ -340,7 +292,7 @@ def _windows(
     into, widened by MARGIN and clipped to the source (-1 rows where empty)."""
     uchunks, inverse = np.unique(chunk, return_inverse=True)
     xs, ys = chunk_lattice(grid, uchunks)
-    sx, sy = to_source(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
+    sx, sy = composed_transformer(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
     sx, sy = sx[inverse], sy[inverse]
     seam = np.zeros(len(chunk), dtype=bool)
     if grid.crs.is_geographic and crs.is_geographic:  # longitudes wrap: 190 is -170 for a source there
@@ -415,7 +367,7 @@ def lattice_extents(
     projection) transform the whole lattice. ``to_src``: the grid-to-``crs`` transformer, when at hand.
     """
     out = np.full((len(chunks), 4), np.nan)
-    to_src = to_src or to_source(grid.crs.to_wkt(), crs.to_wkt())
+    to_src = to_src or composed_transformer(grid.crs.to_wkt(), crs.to_wkt())
     for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
         xs, ys = chunk_lattice(grid, chunks[part], step=(LATTICE - 1) // 2)  # LATTICE is odd: 3 x 3
         sx, sy = to_src.transform(xs, ys, errcheck=False)

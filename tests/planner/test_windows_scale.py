@@ -175,14 +175,14 @@ def test_cli_plan_dir_streams_the_plan(random_store, tmp_path, monkeypatch):
     ],
 )
 def test_source_transformer_is_the_one_the_operation_search_finds(pair, composed):
-    """``to_source`` builds the pipeline of two projections without a datum shift itself: the same
-    definition and the same numbers, to the bit, as the transformer PROJ's operation search gives; any
-    other pair is the searched transformer."""
-    from lazymerge.crs import transformer
+    """``crs.composed_transformer`` builds the pipeline of two projections without a datum shift itself:
+    the same definition and the same numbers, to the bit, as the transformer PROJ's operation search
+    gives; any other pair is the searched transformer."""
+    from lazymerge.crs import _composed_pipeline, composed_transformer, transformer
 
     src, dst = (CRS.from_user_input(c).to_wkt() for c in pair)
-    assert (windows._composed_pipeline(src, dst) is not None) is composed
-    got, searched = windows.to_source(src, dst), transformer(src, dst)
+    assert (_composed_pipeline(src, dst) is not None) is composed
+    got, searched = composed_transformer(src, dst), transformer(src, dst)
     assert got.definition == searched.definition
     x, y = Transformer.from_crs("EPSG:4326", pair[0], always_xy=True).transform(
         np.random.default_rng(0).uniform(-10, 30, 500), np.random.default_rng(1).uniform(35, 70, 500)
