@@ -190,3 +190,25 @@ def test_source_transformer_is_the_one_the_operation_search_finds(pair, composed
     ours, theirs = got.transform(x, y, errcheck=False), searched.transform(x, y, errcheck=False)
     for a, b in zip(ours, theirs, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_planning_gives_the_garbage_collector_back_as_it_was(random_store):
+    """build_plan pauses the cyclic collector: after a plan, and after one that fails inside planning (a
+    band no source has), it is on again; a caller who had turned it off finds it off."""
+    import gc
+
+    from lazymerge.errors import BandNotFoundError
+
+    assert gc.isenabled()
+    args = {**SEED, "chunk_size": (100, 100)}
+    plan(str(random_store), **args)
+    assert gc.isenabled()
+    with pytest.raises(BandNotFoundError):
+        plan(str(random_store), **{**args, "bands": "no-such-band"})
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        plan(str(random_store), **args)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
