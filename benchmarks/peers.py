@@ -71,7 +71,10 @@ def configure(chunk: int, place: str) -> None:
     """Set the target chunk size and the place (``LON,LAT``): the mosaic sits on the UTM zone boundary
     nearest LON, its west tiles in the zone west of it, the east tiles and the target in the zone east."""
     global CHUNK, CRS, ZONES, CENTRE
-    lon, lat = (float(v) for v in place.split(","))
+    try:
+        lon, lat = (float(v) for v in place.split(","))
+    except ValueError:
+        raise SystemExit(f"--place {place!r}: give LON,LAT in degrees, e.g. --place=-70,-33") from None
     boundary = round((lon + 180) / 6) * 6 - 180
     west = (boundary + 180) // 6  # UTM zone n spans -180 + 6 (n - 1) .. -180 + 6 n
     if not 1 <= west <= 59 or not -80 <= lat <= 84:
