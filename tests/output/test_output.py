@@ -21,7 +21,7 @@ from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
 from lazymerge.output.target import COMPLETE, LOCK_KEY
 from lazymerge.output.write import blocks_per_task
-from tests.support.drills import kill_when
+from tests.support.drills import chunk_files, kill_when
 from tests.support.executor_cases import random_seed_store, seed_merge
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tests.support is importable from it
@@ -36,10 +36,6 @@ def seed(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reference(seed, tmp_path_factory):
     return {c: seed_merge(seed, tmp_path_factory.mktemp("wd"), chunk=c).array.compute() for c in (64, 128)}
-
-
-def chunk_files(path: Path) -> dict[str, int]:
-    return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in (path / "c").rglob("*") if p.is_file()}
 
 
 def test_to_zarr_streams_blocks_with_attributes(seed, reference, tmp_path):

@@ -19,7 +19,7 @@ from lazymerge.catalog.conventions import read_multiscales, read_spatial
 from lazymerge.executors import get_executor
 from lazymerge.kernel.faults import InjectedFault
 from lazymerge.output.write import missing_blocks
-from tests.support.drills import kill_group_when
+from tests.support.drills import chunk_files, kill_group_when
 from tests.support.executor_cases import random_seed_store, seed_merge
 from tests.support.stores import date_and_band
 
@@ -81,10 +81,6 @@ def test_overviews_with_band_and_time_dimensions(random_store, tmp_path):
         np.testing.assert_array_equal(level[:], base[..., :: 2**k, :: 2**k])
         res = 20.0 * 2**k
         assert read_spatial(level).transform == (res, 0.0, 500000.0, 0.0, -res, 6000000.0)
-
-
-def chunk_files(path: Path) -> dict[str, int]:
-    return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in (path / "c").rglob("*") if p.is_file()}
 
 
 def writer(seed, tmp_path, target, overviews: int, delay: str) -> subprocess.Popen:

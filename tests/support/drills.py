@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+
+def chunk_files(path: Path) -> dict[str, int]:
+    """Finished chunk files under the Zarr array ``path`` (relative name -> mtime), as they are at this
+    moment while a writer may still be running: zarr's ``*.partial`` temporaries are left out, and a file
+    renamed or deleted between the listing and its ``stat`` is skipped."""
+    found = {}
+    for p in (path / "c").rglob("*"):
+        if p.name.endswith(".partial"):
+            continue
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found[str(p.relative_to(path))] = st.st_mtime_ns
+    return found
 
 
 def kill_group_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float = 180) -> None:
