@@ -83,6 +83,17 @@ def warm(dtypes: Iterable[str] = DTYPES) -> float:
     return time.perf_counter() - t0
 
 
+def prime() -> float:
+    """Load numba's CPU target (its type registries, ~0.4 s), which a process otherwise does at its first
+    compiled call: run where workers are forked from (a Lithops localhost runner), so that each forked
+    task starts with it loaded. Compiles nothing; returns seconds."""
+    from numba.core.registry import cpu_target
+
+    t0 = time.perf_counter()
+    cpu_target.target_context.refresh()
+    return time.perf_counter() - t0
+
+
 def warm_request(src_dtypes: Iterable[str], out_dtype: str, resampling: str, method: str = "first") -> float:
     """Compile only what a merge of sources of ``src_dtypes`` into ``out_dtype`` with ``resampling`` and
     ``method`` needs (the same-CRS and cross-CRS mappings); returns seconds (about none once numba's cache

@@ -221,3 +221,21 @@ def test_a_spawned_driver_names_its_lithops_executors_apart_from_its_parents(mon
     assert child not in ours
     assert child.split("-")[0] != ours[0].split("-")[0]  # a session of its own
     assert len(set(ours)) == 3
+
+
+def test_lithops_localhost_runner_starts_with_numba_loaded(tmp_path):
+    """The localhost runner's interpreter (``preload_runtime``) has loaded numba's CPU target before it
+    runs the Lithops runner script, so the tasks it forks do not each load it at their first block."""
+    import subprocess
+
+    from lazymerge.executors.lithops import preload_runtime
+
+    script = tmp_path / "runner.py"
+    script.write_text(
+        "import sys\n"
+        "from numba.core.registry import cpu_target\n"
+        "print(len(cpu_target.target_context._registries), sys.argv[1:])\n"
+    )
+    out = subprocess.run([preload_runtime(str(tmp_path)), str(script), "run_job", "x"], capture_output=True)
+    loaded, args = out.stdout.decode().split(" ", 1)
+    assert int(loaded) > 0 and args.strip() == "['run_job', 'x']"
