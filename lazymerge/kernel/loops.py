@@ -600,7 +600,7 @@ def _within(v0: float, v1: float, c2: float, c3: float, s: float, n: int) -> boo
     return v0 - bow >= 0 and v1 - bow >= 0 and v0 + bow < n and v1 + bow < n  # each False for NaN
 
 
-@_helper(inline="always")
+@_helper(forceinline=True)
 def _flat(c: float, r: float, h: int, w: int) -> np.int32:
     """The flat index of the source pixel holding (``c``, ``r``) in an (``h``, ``w``) window, -1 outside."""
     inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)  # NaN fails too
@@ -1040,7 +1040,7 @@ def _across(data, i, first, weights, n, nodata, use_nodata, out) -> None:
                     out[x] = np.nan
 
 
-@_helper(inline="always")
+@_helper(forceinline=True)
 def _beside(a: float, b: float, lo: float, hi: float) -> bool:
     """Whether both ends of an interval are below ``lo`` or both at or above ``hi`` (with a margin for the
     rounding of the points between them; False for NaN, which is walked)."""
