@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +25,10 @@ class SourceSet:
     part_bounds: np.ndarray
     read_bands: Callable[[int], dict[str | None, Band]]
     columns: tuple[str, ...] = ()  # of the source table (/meta or the scan index)
-    read_many: Callable[[np.ndarray], dict[int, dict[str | None, Band]]] | None = None  # rows at once
-    _bands: dict[int, dict[str | None, Band]] = field(default_factory=dict)
+    read_many: Callable[[np.ndarray], dict[int, Mapping[str | None, Band]]] | None = None  # rows at once
+    _bands: dict[int, Mapping[str | None, Band]] = field(default_factory=dict)
 
-    def bands_of(self, s: int) -> dict[str | None, Band]:
+    def bands_of(self, s: int) -> Mapping[str | None, Band]:
         if s not in self._bands:
             self._bands[s] = self.read_bands(s)
         return self._bands[s]
