@@ -10,6 +10,7 @@ in-place sort (as lazymerge orders its own pairs), each its own row.
 
     python benchmarks/plan_scale.py                                  # 1k and 10k sources
     python benchmarks/plan_scale.py --scales 100000 --ratio 10       # 100k sources x 1M chunks
+    python benchmarks/plan_scale.py --scales 10000 --bands 13        # every source with 13 bands
     python benchmarks/plan_scale.py --repeat 3    # each measurement 3 times, interleaved: the least CPU kept
 
 On a loaded machine ``--repeat`` runs the measurements round-robin (every kind once, then again) and keeps,
@@ -36,6 +37,7 @@ from pyproj import CRS, Transformer
 
 RES = 10.0
 CHUNK = 1024
+S2_BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "SCL")
 CHUNKS_PER_SOURCE = 8.6  # 9,856 sources x 85,849 chunks at 10k, the issue's continental case
 TILE = 10980
 DATES = 8
@@ -49,8 +51,9 @@ def target(n_chunks: int) -> tuple[str, tuple[float, float, float, float]]:
     return "EPSG:3035", (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
-def make_store(path: Path, n_sources: int, n_chunks: int, seed: int = 0) -> None:
-    """A store holding only /meta, as lazymerge index writes it (bands column included)."""
+def make_store(path: Path, n_sources: int, n_chunks: int, seed: int = 0, n_bands: int = 1) -> None:
+    """A store holding only /meta, as lazymerge index writes it (bands column included): each source with
+    B04 and ``n_bands - 1`` more of Sentinel-2's bands, four levels each."""
     from lazymerge.catalog.footprints import bounds_to_wkb, lonlat_bounds
     from lazymerge.catalog.meta import write_meta_table
     from lazymerge.catalog.sources import Band, Level, bands_json
@@ -81,21 +84,27 @@ def make_store(path: Path, n_sources: int, n_chunks: int, seed: int = 0) -> None
     )
     ids = [f"S2_{i:07d}" for i in range(n_sources)]
 
+    names = ["B04", *(b for b in S2_BANDS if b != "B04")][:n_bands]
+
     def bands(i: int) -> str:
         t = (RES, 0.0, ox[i], 0.0, -RES, oy[i])
-        levels = tuple(
-            Level(
-                f"{ids[i]}/B04/{k}",
-                (t[0] * 2**k, 0.0, t[2], 0.0, t[4] * 2**k, t[5]),
-                (TILE >> k, TILE >> k),
-                "uint16",
-                0.0,
-                float(2**k),
-                (1024, 1024),
+
+        def band(name: str) -> Band:
+            levels = tuple(
+                Level(
+                    f"{ids[i]}/{name}/{k}",
+                    (t[0] * 2**k, 0.0, t[2], 0.0, t[4] * 2**k, t[5]),
+                    (TILE >> k, TILE >> k),
+                    "uint16",
+                    0.0,
+                    float(2**k),
+                    (1024, 1024),
+                )
+                for k in range(4)
             )
-            for k in range(4)
-        )
-        return bands_json({"B04": Band("B04", f"{ids[i]}/B04", levels)})
+            return Band(name, f"{ids[i]}/{name}", levels)
+
+        return bands_json({name: band(name) for name in names})
 
     table = pa.table(
         {
@@ -281,6 +290,9 @@ def main() -> None:
     )
     ap.add_argument("--stores", help="directory keeping the generated /meta stores between runs")
     ap.add_argument("--repeat", type=int, default=1, help="runs of every measurement (least CPU kept)")
+    ap.add_argument(
+        "--bands", type=int, default=1, help="bands per source in /meta (up to 13: Sentinel-2's); merges B04"
+    )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -298,10 +310,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n_src in args.scales:
             n_chunks = math.isqrt(round(args.ratio * n_src)) ** 2
-            store = Path(args.stores or tmp) / f"meta{n_src}x{n_chunks}.zarr"
+            suffix = f"x{args.bands}bands" if args.bands > 1 else ""
+            store = Path(args.stores or tmp) / f"meta{n_src}x{n_chunks}{suffix}.zarr"
             t0 = time.perf_counter()
             if not store.exists():
-                make_store(store, n_src, n_chunks)
+                make_store(store, n_src, n_chunks, n_bands=args.bands)
             print(
                 f"# {n_src} sources x {n_chunks} chunks: /meta ready in {time.perf_counter() - t0:.1f} s",
                 flush=True,
