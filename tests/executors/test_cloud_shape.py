@@ -71,7 +71,7 @@ def lithops_config(server: S3Server) -> dict:
             "storage": "aws_s3",
             "log_level": "WARNING",
             "monitoring_interval": 0.1,
-            "data_cleaner": False,  # its background cleaner (~30 s of CPU per run) only frees moto's memory
+            "data_cleaner": False,  # its cleaner process (boto3 clients per job) only frees moto's memory
         },
         "aws": {"access_key_id": server.key_id, "secret_access_key": server.secret, "region": REGION},
         "aws_s3": {"storage_bucket": BUCKET, "region": REGION},
