@@ -1,6 +1,7 @@
 """The first run on a fresh clone: ``lazymerge demo`` in a fresh process with an empty numba cache.
 
     python -m benchmarks.first_run [--requests nearest bilinear average]
+    python -m benchmarks.first_run --forked
 
 Runs the demo (``lazymerge.demo.run_demo``) in a child process with ``NUMBA_CACHE_DIR`` set to a new empty
 directory, as on a fresh clone, and prints each demo step's wall and CPU seconds, then what numba compiled
@@ -8,7 +9,8 @@ directory, as on a fresh clone, and prints each demo step's wall and CPU seconds
 "compile the kernel" step plus its first "compute + write" step; the target is 5 s. A second run in the
 same cache shows the warm start. Then, for each resampling of ``--requests``, what a merge of float32
 sources into float32 compiles (``kernel.warm.warm_request``: same CRS and across UTM zones), each in a
-fresh process with an empty cache.
+fresh process with an empty cache. ``--forked`` instead: the first blocks of tasks forked from a runner
+that imported the kernel (as Lithops localhost forks them), with and without the runner priming numba.
 """
 
 from __future__ import annotations
@@ -73,6 +75,44 @@ def child(out: str) -> None:
     print(json.dumps({"steps": steps, "compiles": compiles}))
 
 
+def child_forked(prime: str) -> None:
+    """Import the kernel as a Lithops localhost runner does (``executors.lithops.preload_runtime``), prime
+    numba's CPU target or not (``kernel.warm.prime``), then fork children one after another, each
+    rendering its first blocks (a float32 nearest request, from numba's cache); print one JSON line: their
+    CPU seconds."""
+    from lazymerge.kernel import warm
+
+    if prime == "yes":
+        warm.prime()
+    cpu = []
+    for _ in range(3):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the task
+            os.close(read)
+            c0 = time.process_time()
+            warm.warm_request(["float32"], "float32", "nearest")
+            os.write(write, str(time.process_time() - c0).encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as got:
+            cpu.append(float(got.read()))
+        os.waitpid(pid, 0)
+    print(json.dumps({"cpu": cpu}))
+
+
+def forked(rounds: int = 2) -> None:
+    """A forked task's first blocks with and without the runner priming numba, alternating, cache warm."""
+    print("a forked task's first blocks (float32 nearest, numba's cache filled), CPU s of 3 per runner:")
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+        run_child(cache, "--child-request", "nearest")  # fills the cache
+        for _ in range(rounds):
+            for prime in ("no", "yes"):
+                cpu = run_child(cache, "--child-forked", prime)["cpu"]
+                label = "runner primed (kernel.warm.prime)" if prime == "yes" else "runner not primed"
+                print(f"  {label:<36} " + "  ".join(f"{c:.2f}" for c in cpu))
+
+
 def run_child(cache: str, *args: str) -> dict:
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
     cmd = [sys.executable, "-m", "benchmarks.first_run", *args]
@@ -119,13 +159,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--child-request", help=argparse.SUPPRESS)
+    ap.add_argument("--child-forked", help=argparse.SUPPRESS)
     ap.add_argument("--requests", nargs="*", default=["nearest", "bilinear", "average"])
+    ap.add_argument("--forked", action="store_true", help="only: a forked task's first blocks, primed or not")
     args = ap.parse_args()
     if args.child:
         child(args.child)
         return
     if args.child_request:
         child_request(args.child_request)
+        return
+    if args.child_forked:
+        child_forked(args.child_forked)
+        return
+    if args.forked:
+        forked()
         return
     with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
         report("empty numba cache (a fresh clone)", run_once(cache))

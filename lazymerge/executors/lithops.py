@@ -28,7 +28,8 @@ def preload_runtime(directory: str | None = None) -> str:
     """
     imports = "; ".join(f"import {m}" for m in PRELOAD_MODULES)
     code = (
-        f"import sys, os, runpy; {imports}; lazymerge.kernel.warm.prime(); sys.argv = sys.argv[1:]; "
+        f"import sys, os, runpy; {imports}; from lazymerge.kernel.warm import prime; prime(); "
+        "sys.argv = sys.argv[1:]; "
         "sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0]))); "
         "runpy.run_path(sys.argv[0], run_name='__main__')"
     )
