@@ -12,6 +12,8 @@ import pyarrow as pa
 import pytest
 import zarr
 from datafusion import SessionContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lazymerge import plan
 from lazymerge.catalog.meta import write_meta
@@ -164,3 +166,32 @@ def test_bands_shared_by_revisits_are_those_of_each_row():
     got = checked_bands_many(texts, ids, base, shape)
     assert got == [bands_from_json(t) for t in texts]
     assert got[0]["B"].levels[0].path == "t1/B/t1" and got[1]["B"].levels[1].path == 't2"/t2'
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    ids=st.lists(st.text(min_size=1, max_size=6), min_size=1, max_size=6, unique=True),
+    names=st.lists(st.text(max_size=4), min_size=1, max_size=4, unique=True),
+    data=st.data(),
+)
+def test_a_band_looked_up_alone_is_the_rows_own(ids, names, data):
+    """Any ids and band names (ids that are band names, share prefixes, hold quotes, NULs or non-ASCII):
+    one band looked up first, alone, from the rows parsed once per template, is that row's own band in a
+    full parse; names it does not have are not in it; then all of them equal the full parse."""
+    import json
+
+    from lazymerge.catalog.sources import bands_from_json
+    from lazymerge.planner.discover_sql import checked_bands_many
+
+    def text(s: str) -> str:
+        return json.dumps(
+            [[n, f"{s}/{n}", [[f"{s}/{n}/0", *LEVEL[1:]], [f'{s}"{n}/1', *LEVEL[1:]]]] for n in names]
+        )
+
+    texts = [text(s) for s in ids]
+    base, shape = np.array([LEVEL[1]] * len(ids)), np.array([LEVEL[2]] * len(ids))
+    got = checked_bands_many(texts, ids, base, shape)
+    row, name = data.draw(st.integers(0, len(ids) - 1)), data.draw(st.sampled_from(names))
+    assert got[row][name] == bands_from_json(texts[row])[name]
+    assert data.draw(st.text(max_size=4).filter(lambda n: n not in names)) not in got[row]
+    assert got == [bands_from_json(t) for t in texts]
