@@ -55,7 +55,8 @@ def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     """
     boxes = np.asarray(boxes, dtype="f8").reshape(-1, 4)
     crs = CRS.from_user_input(crs)
-    to_ll = transformer(crs.to_wkt(), WGS84_WKT)
+    wkt = crs.to_wkt()  # ~1 ms each time: once
+    to_ll = transformer(wkt, WGS84_WKT)
     xs, ys = box_boundaries(boxes, k)
     lon, lat = to_ll.transform(xs, ys)
     lon = np.where(np.isfinite(lon) & np.isfinite(lat), ((lon + 180.0) % 360.0) - 180.0, np.nan)
@@ -70,14 +71,15 @@ def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     # antimeridian or a pole need the circular search
     for i in np.nonzero(~(east - west < 180.0) & np.isfinite(west))[0]:
         out[i, 0], out[i, 2] = _lon_interval(lon[i])
-    return _with_poles(crs, boxes, out)
+    return _with_poles(wkt, boxes, out)
 
 
 def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     """``lonlat_bounds`` of every cell of a rectilinear grid (cell edges ``xs`` and ``ys``, row-major cells),
     transforming each shared edge once: (len(ys)-1) * (len(xs)-1) rows."""
     crs = CRS.from_user_input(crs)
-    to_ll = transformer(crs.to_wkt(), WGS84_WKT)
+    wkt = crs.to_wkt()  # ~1 ms each time: once
+    to_ll = transformer(wkt, WGS84_WKT)
     t = np.linspace(0.0, 1.0, k)[:-1]
     dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
     dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
@@ -123,7 +125,7 @@ def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIF
     hard = np.nonzero(~(out[:, 2] - out[:, 0] < 180.0) & np.isfinite(out[:, 0]))[0]
     if len(hard):  # near the antimeridian: the full circular search, box by box
         out[hard] = lonlat_bounds(crs, boxes[hard], k)
-    return _with_poles(crs, boxes, out)
+    return _with_poles(wkt, boxes, out)
 
 
 def chunk_footprints(grid: TargetGrid) -> np.ndarray:
@@ -132,9 +134,9 @@ def chunk_footprints(grid: TargetGrid) -> np.ndarray:
     return grid_lonlat_bounds(grid.crs, *grid.chunk_edges())
 
 
-def _with_poles(crs: CRS, boxes: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Boxes containing a pole reach it and span every longitude."""
-    from_ll = transformer(WGS84_WKT, crs.to_wkt())
+def _with_poles(wkt: str, boxes: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Boxes (in the CRS of ``wkt``) containing a pole reach it and span every longitude."""
+    from_ll = transformer(WGS84_WKT, wkt)
     for pole_lat in (90.0, -90.0):
         px, py = from_ll.transform(0.0, pole_lat, errcheck=False)
         if not (np.isfinite(px) and np.isfinite(py)):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 PLAN_FORMAT = 1  # the ``lazymerge_plan`` attribute of a saved plan
@@ -60,24 +61,23 @@ LEVEL_SCHEMA = pa.schema(
 
 def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
     """The levels table (LEVEL_SCHEMA) from (source, band, level, Level, crs code) tuples."""
-    rows = [
-        {
-            "source": s,
-            "band": b,
-            "level": lv,
-            "path": level.path,
-            "crs": crs,
-            **{f"transform_{k}": level.transform[k] for k in range(6)},
-            "shape_y": level.shape[0],
-            "shape_x": level.shape[1],
-            "chunk_y": level.chunks[0],
-            "chunk_x": level.chunks[1],
-            "dtype": level.dtype,
-            "nodata": level.nodata,
-            "has_nodata": level.nodata is not None,
-            "scale_factor": level.scale_factor,
-            "add_offset": level.add_offset,
-        }
-        for s, b, lv, level, crs in entries
-    ]
-    return pa.Table.from_pylist(rows, schema=LEVEL_SCHEMA)
+    levels = [e[3] for e in entries]
+    transform = np.array([lv.transform for lv in levels], dtype="f8").reshape(-1, 6)
+    columns = {
+        "source": [e[0] for e in entries],
+        "band": [e[1] for e in entries],
+        "level": [e[2] for e in entries],
+        "path": [lv.path for lv in levels],
+        "crs": [e[4] for e in entries],
+        **{f"transform_{k}": transform[:, k] for k in range(6)},
+        "shape_y": [lv.shape[0] for lv in levels],
+        "shape_x": [lv.shape[1] for lv in levels],
+        "chunk_y": [lv.chunks[0] for lv in levels],
+        "chunk_x": [lv.chunks[1] for lv in levels],
+        "dtype": [lv.dtype for lv in levels],
+        "nodata": [lv.nodata for lv in levels],
+        "has_nodata": [lv.nodata is not None for lv in levels],
+        "scale_factor": [lv.scale_factor for lv in levels],
+        "add_offset": [lv.add_offset for lv in levels],
+    }
+    return pa.Table.from_pydict(columns, schema=LEVEL_SCHEMA)

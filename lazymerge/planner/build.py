@@ -120,7 +120,7 @@ def _build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         source,
         cands,
         layers,
-        sources.band_of,
+        sources.levels_of,
         masks=cull,
         resampling=[band_resampling(request.resampling, b) for b in bands] + nearest,
         halo=halo,
@@ -155,7 +155,7 @@ def _build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
         )
 
     uniq = unique_levels(table)
-    entries = [(s, b, lv, sources.band_of(s, layers[b]).levels[lv], cands.crs[s]) for s, b, lv in uniq]
+    entries = [(s, b, lv, sources.level_of(s, layers[b], lv), cands.crs[s]) for s, b, lv in uniq]
     clock.lap("levels")
     return Plan(
         grid=grid,

@@ -257,6 +257,18 @@ class _Filled(Mapping[str | None, Band]):
             band = self._done[name] = Band(name, t.path.replace(_HOLE, sid), levels)
         return band
 
+    def grids(self, name: str | None) -> tuple[Level, ...]:
+        """The template's levels of band ``name``: this source's grids, with the template's paths."""
+        return self._bands[name].levels
+
+    def level(self, name: str | None, i: int) -> Level:
+        """Level ``i`` of band ``name``, filled alone (the plan's levels table takes one level a source)."""
+        band = self._done.get(name)
+        if band is not None:
+            return band.levels[i]
+        lv = self._bands[name].levels[i]
+        return _with_path(lv, lv.path.replace(_HOLE, self._id))
+
     def __contains__(self, name: object) -> bool:
         return name in self._bands
 
@@ -272,7 +284,8 @@ def checked_bands_many(
 ) -> list[Mapping[str | None, Band]]:
     """``checked_bands`` of many rows, the grid checks vectorised over every level of every row (the
     first failing row raises its own error; ``memo``: see ``bands_from_json``). Rows whose text is the
-    same once their id is taken out of it (``_template``: revisits of one tile) are parsed once."""
+    same once their id is taken out of it (``_template``: revisits of one tile) are parsed and their
+    levels' grids checked once."""
     memo = {} if memo is None else memo
     shared: dict[str, tuple[dict[str | None, Band], np.ndarray, bool] | None] = {}
     out: list[Mapping[str | None, Band]] = []
@@ -282,10 +295,12 @@ def checked_bands_many(
         if key is not None and key not in shared:
             try:
                 parsed, rows = _grids(key, source_id, memo)
-                ok = _holes_in_paths_only(parsed)
+                unset = np.full((len(rows), 8), np.nan)  # every level's grid checked here, once
+                ok = _holes_in_paths_only(parsed) and not _bad_grids(rows, unset[:, :6], unset[:, 6:]).any()
             except MetaSchemaError:  # the row's own text says why, below
                 ok = False
-            shared[key] = (parsed, rows, "\\u0000" in key) if ok else None
+            # each row sharing it checks its base level alone against its own transform_*/shape_*
+            shared[key] = (parsed, rows[:1], "\\u0000" in key) if ok else None
         found = shared[key] if key is not None else None
         if found is None:
             bands, rows = _grids(text, source_id, memo)

@@ -19,6 +19,7 @@ from lazymerge.grid import TargetGrid
 
 COARSE = 64  # coarse cells per side, at most
 PAD = 0.01  # coarse footprints grow by this fraction of their size (edges densified more sparsely)
+RUN_CHUNKS = 100_000  # chunks per footprint call, at most (bounds its densified edges' memory)
 
 
 def nearby_chunks(grid: TargetGrid, source_parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -44,13 +45,27 @@ def nearby_chunks(grid: TargetGrid, source_parts: np.ndarray) -> tuple[np.ndarra
         hit = index[q]
     hit = np.unique(np.concatenate([hit, unknown]))
     ids, footprints = [np.zeros(0, dtype="i8")], [np.zeros((0, 4))]
-    for crow in np.unique(hit // ncc):
-        ccols = hit[hit // ncc == crow] % ncc
-        r0, r1 = crow * fr, min((crow + 1) * fr, nr)
-        c0, c1 = ccols.min() * fc, min((ccols.max() + 1) * fc, nc)
+    for crows, (c0, c1) in _runs(hit, ncc, fc, nc, fr):
+        r0, r1 = crows[0] * fr, min((crows[-1] + 1) * fr, nr)
         rows, cols = np.arange(r0, r1), np.arange(c0, c1)
         fp = grid_lonlat_bounds(grid.crs, xs[c0 : c1 + 1], ys[r0 : r1 + 1])
-        keep = np.broadcast_to(np.isin(cols // fc, ccols)[None, :], (len(rows), len(cols))).ravel()
+        keep = np.isin((rows[:, None] // fr) * ncc + cols[None, :] // fc, hit).ravel()
         ids.append((rows[:, None] * nc + cols[None, :]).ravel()[keep])
         footprints.append(fp[keep])
     return np.concatenate(ids), np.concatenate(footprints)
+
+
+def _runs(hit: np.ndarray, ncc: int, fc: int, nc: int, fr: int) -> list[tuple[list[int], tuple[int, int]]]:
+    """Consecutive coarse rows whose hit cells span the same chunk columns, each run of at most
+    ``RUN_CHUNKS`` chunks: one footprint call per run (each call transforms its shared edges once)."""
+    runs: list[tuple[list[int], tuple[int, int]]] = []
+    for crow in np.unique(hit // ncc).tolist():
+        ccols = hit[hit // ncc == crow] % ncc
+        span = (int(ccols.min()) * fc, min((int(ccols.max()) + 1) * fc, nc))
+        last = runs[-1] if runs else None
+        joins = last is not None and last[1] == span and last[0][-1] == crow - 1
+        if last and joins and (len(last[0]) + 1) * fr * (span[1] - span[0]) <= RUN_CHUNKS:
+            last[0].append(crow)
+        else:
+            runs.append(([crow], span))
+    return runs

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from lazymerge.catalog.sources import Band
+from lazymerge.catalog.sources import Band, Level
 from lazymerge.errors import BandNotFoundError, BandsInferredWarning
 from lazymerge.planner.windows import Candidates
 
@@ -47,6 +47,19 @@ class SourceSet:
                 "Pass bands= with a band every contributing source has"
             )
         return bands[band]
+
+    def levels_of(self, s: int, band: str | None) -> tuple[Level, ...]:
+        """Source ``s``'s levels of ``band``, for their grids only (transform, shape, resolution):
+        revisits filled from one template (``grids`` of their bands) share its tuple, with its paths."""
+        bands = self.bands_of(s)
+        grids = getattr(bands, "grids", None)
+        return grids(band) if grids is not None and band in bands else self.band_of(s, band).levels
+
+    def level_of(self, s: int, band: str | None, i: int) -> Level:
+        """Source ``s``'s level ``i`` of ``band``, paths filled in (``level`` of its bands fills it alone)."""
+        bands = self.bands_of(s)
+        one = getattr(bands, "level", None)
+        return one(band, i) if one is not None and band in bands else self.band_of(s, band).levels[i]
 
     def resolve_bands(self, requested: tuple[str | None, ...] | None, used: np.ndarray) -> list[str | None]:
         """The bands to merge: the requested ones (checked against the contributing sources), or the one

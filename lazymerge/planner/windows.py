@@ -15,7 +15,7 @@ from affine import Affine
 from pyproj import CRS, Transformer
 
 from lazymerge.catalog.footprints import WGS84_WKT
-from lazymerge.catalog.sources import Band, Level, level_bounds, select_overview
+from lazymerge.catalog.sources import Level, level_bounds, select_overview
 from lazymerge.contract.schema import empty_plan_table
 from lazymerge.crs import composed_transformer, crs_from, transformer
 from lazymerge.grid import TargetGrid
@@ -106,14 +106,14 @@ def resolve_windows(
     source: np.ndarray,
     cands: Candidates,
     bands: list[str | None],
-    band_of: Callable[[int, str | None], Band],
+    levels_of: Callable[[int, str | None], tuple[Level, ...]],
     masks: bool = False,
     resampling: str | Sequence[str] = "nearest",
     halo: Sequence[int] | None = None,
 ) -> pa.Table:
     """Plan rows for candidate pairs (already ordered by chunk, then priority): ``window_batches`` in one
     table."""
-    tables = list(window_batches(grid, chunk, source, cands, bands, band_of, masks, resampling, halo))
+    tables = list(window_batches(grid, chunk, source, cands, bands, levels_of, masks, resampling, halo))
     return pa.concat_tables(tables) if tables else empty_plan_table()
 
 
@@ -123,7 +123,7 @@ def window_batches(
     source: np.ndarray,
     cands: Candidates,
     bands: list[str | None],
-    band_of: Callable[[int, str | None], Band],
+    levels_of: Callable[[int, str | None], tuple[Level, ...]],
     masks: bool = False,
     resampling: str | Sequence[str] = "nearest",
     halo: Sequence[int] | None = None,
@@ -132,8 +132,9 @@ def window_batches(
     """Plan rows for candidate pairs (already ordered by chunk, then priority), band by band, ``batch``
     pairs at a time (default PAIR_BATCH; in plan order: memory stays bounded however many pairs there are).
 
-    For every band, each source uses the coarsest level still at least as fine as the target, and the
-    window of that level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
+    ``levels_of(source, band)`` gives a source's levels of a band, read for their grids only. For every
+    band, each source uses the coarsest level still at least as fine as the target, and the window of that
+    level that the chunk's pixel centres map into. Pairs with an empty window are dropped.
     With ``masks``, the rows also get the ``_cover``/``_touch`` cell masks that culling uses; every
     window is widened by its band's ``resampling`` (one name, or one per band) reach in that source
     (``halo_pixels``), and by ``halo`` more pixels of that band's level (one per band: a mask's dilation).
@@ -151,7 +152,7 @@ def window_batches(
     used_index[used] = np.arange(len(used))
     for b, band in enumerate(bands):
         level_idx, coef, shape, reach, group = _levels_for(
-            grid, [band_of(int(s), band).levels for s in used], codes, used_crs, per_band[b]
+            grid, [levels_of(int(s), band) for s in used], codes, used_crs, per_band[b]
         )
         per = _PerSource(level_idx, coef, shape, reach + widen[b], used_crs, codes, group, target_wkt, wkts)
         for lo in range(0, max(len(source), 1), batch):  # one (empty) table for no pairs
@@ -190,47 +191,49 @@ def _band_rows(
 ) -> pa.Table:
     """The plan rows of band ``b`` for these pairs (``pair_src``: each pair's used-source index)."""
     coef, shape, reach = src.coef, src.shape, src.reach
-    window = np.full((len(source), 4), -1, dtype="i8")
+    window = np.full((4, len(source)), -1, dtype="i8")  # row0, row1, col0, col1: each a contiguous column
     cover = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     touch = np.zeros(len(source) if masks else 0, dtype=np.uint64)
     pair_crs = src.crs[pair_src]
     for c in np.flatnonzero(np.bincount(pair_crs, minlength=len(src.codes))):
         crs = crs_from(src.codes[c])
         sel = np.nonzero(pair_crs == c)[0]
-        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef[pair_src[sel]])
+        box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef)[pair_src[sel]]
         fast, slow = sel[box], sel[~box]
         if len(fast):  # per (chunk, CRS) lattice extents, then per (chunk, group) in pixel space
             key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
             _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
             s = pair_src[fast[first]]  # a source per (chunk, group): revisits share their windows
             to_src = composed_transformer(src.target_wkt, src.wkt[c])
-            window[fast] = box_windows(
+            window[:, fast] = box_windows(
                 grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s], to_src
-            )[inverse.reshape(-1)]
+            )[inverse.reshape(-1)].T
         for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
             s = pair_src[part]
             m = MARGIN + reach[s]
-            window[part], cv, tc = _windows(grid, crs, chunk[part], coef[s], shape[s], masks, m)
+            w, cv, tc = _windows(grid, crs, chunk[part], coef[s], shape[s], masks, m)
+            window[:, part] = w.T
             if masks:
                 cover[part], touch[part] = cv, tc
-    keep = window[:, 0] >= 0
+    ok = window[0] >= 0
+    keep: np.ndarray | slice = slice(None) if ok.all() else ok  # all: no copies (the common case)
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
     extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
     kept_src = source[keep]
-    kept = window[keep]
+    kept = window[:, keep]
     return pa.table(
         {
-            "band": pa.array(np.full(int(keep.sum()), b, dtype="i2")),
+            "band": pa.array(np.full(len(kept_src), b, dtype="i2")),
             "chunk_row": pa.array(crow.astype("i4")),
             "chunk_col": pa.array(ccol.astype("i4")),
             "source": pa.array(kept_src.astype("i4")),
             "source_id": ids.take(pa.array(kept_src)),
             "priority": pa.array(cands.priority[kept_src].astype("i4")),
             "level": pa.array(src.level_idx[pair_src[keep]]),
-            "src_row0": pa.array(kept[:, 0]),
-            "src_row1": pa.array(kept[:, 1]),
-            "src_col0": pa.array(kept[:, 2]),
-            "src_col1": pa.array(kept[:, 3]),
+            "src_row0": pa.array(kept[0]),
+            "src_row1": pa.array(kept[1]),
+            "src_col0": pa.array(kept[2]),
+            "src_col1": pa.array(kept[3]),
             **extra,
         }
     )
@@ -248,13 +251,14 @@ def _levels_for(
     sharing a CRS and their levels' grids (revisits of one tile) are one group, sharing the answer: it is
     found once per group."""
     groups: dict[tuple, int] = {}
-    group = np.array(
-        [
-            groups.setdefault((c, *[(lv.transform, lv.shape) for lv in lvs]), len(groups))
-            for c, lvs in zip(crs_of.tolist(), levels, strict=True)
-        ],
-        dtype="i8",
-    ).reshape(-1)
+    seen: dict[tuple[int, int], int] = {}  # (CRS, id of a levels tuple): revisits often share one tuple
+    group = np.zeros(len(levels), dtype="i8")
+    for i, (c, lvs) in enumerate(zip(crs_of.tolist(), levels, strict=True)):
+        known = seen.get((c, id(lvs)))  # ``levels`` holds every tuple alive: their ids stay theirs
+        if known is None:
+            key = (c, *[(lv.transform, lv.shape) for lv in lvs])
+            known = seen[c, id(lvs)] = groups.setdefault(key, len(groups))
+        group[i] = known
     first = np.zeros(len(groups), dtype="i8")
     first[group[::-1]] = np.arange(len(levels))[::-1]  # a representative source per group
     n = len(groups)

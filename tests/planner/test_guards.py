@@ -26,6 +26,8 @@ from lazymerge.planner.filters import (
     check_where_size,
     where_mask,
 )
+from lazymerge.planner.pairs import SourceSet
+from lazymerge.planner.windows import Candidates
 from tests.support.stores import add_source
 
 TARGET = {"crs": "EPSG:32618", "bbox": (500000.0, 5999000.0, 501000.0, 6001000.0), "resolution": 10.0}
@@ -146,6 +148,30 @@ def test_a_bands_value_of_the_wrong_type_names_its_source(field, value):
         checked_bands_many(texts, ["good", "bad"], base, shape)
 
 
+@pytest.mark.parametrize("bad_level", [0, 1])
+def test_a_bad_grid_in_revisits_sharing_a_template_names_the_source(bad_level):
+    """Revisits parsed once per template: a level whose grid is singular, or one row whose transform_*
+    contradicts its base level, is a MetaSchemaError naming that row's source."""
+    import json
+
+    from lazymerge.errors import MetaSchemaError
+    from lazymerge.planner.discover_sql import checked_bands_many
+
+    ids = ["t1", "t2", "t3"]
+    singular = [0.0, 0.0, 0.0, 0.0, 0.0, 100.0]
+    levels = [[f"{{id}}/B/{i}", *LEVEL[1:]] for i in range(2)]
+    levels[bad_level][1] = singular
+    texts = [json.dumps([["B", f"{s}/B", levels]]).replace("{id}", s) for s in ids]
+    base, shape = np.array([levels[0][1]] * 3), np.array([LEVEL[2]] * 3)
+    with pytest.raises(MetaSchemaError, match="source 't1'.*not finite and invertible"):
+        checked_bands_many(texts, ids, base, shape)
+    good = [json.dumps([["B", f"{s}/B", [[f"{s}/B/0", *LEVEL[1:]]]]]) for s in ids]
+    base = np.array([LEVEL[1]] * 3)
+    base[1, 0] = 20.0  # the second row says its pixels are 20 m, its bands 10 m
+    with pytest.raises(MetaSchemaError, match="source 't2'.*contradicts"):
+        checked_bands_many(good, ids, base, np.array([LEVEL[2]] * 3))
+
+
 def test_bands_shared_by_revisits_are_those_of_each_row():
     """Rows parsed once per template (the text without its id) give each row's own bands: ids in paths,
     ids that are also a band name or dtype, odd first characters and escaped quotes included."""
@@ -192,6 +218,14 @@ def test_a_band_looked_up_alone_is_the_rows_own(ids, names, data):
     base, shape = np.array([LEVEL[1]] * len(ids)), np.array([LEVEL[2]] * len(ids))
     got = checked_bands_many(texts, ids, base, shape)
     row, name = data.draw(st.integers(0, len(ids) - 1)), data.draw(st.sampled_from(names))
-    assert got[row][name] == bands_from_json(texts[row])[name]
+    own = bands_from_json(texts[row])[name]
+    cands = Candidates(ids, ["EPSG:4326"] * len(ids), np.arange(len(ids)))
+    sources = SourceSet(cands, np.zeros(0, "i8"), np.zeros((0, 4)), got.__getitem__)
+    assert sources.level_of(row, name, 1) == own.levels[1]  # one level filled alone (the levels table)
+    grids = sources.levels_of(row, name)  # for the windows: the grids, paths the template's or the row's
+    assert [(lv.transform, lv.shape, lv.resolution) for lv in grids] == [
+        (lv.transform, lv.shape, lv.resolution) for lv in own.levels
+    ]
+    assert got[row][name] == own
     assert data.draw(st.text(max_size=4).filter(lambda n: n not in names)) not in got[row]
     assert got == [bands_from_json(t) for t in texts]
