@@ -144,6 +144,18 @@ def render_chunk(
             )
         return mappings[crs, corners]
 
+    def scale_of(crs: str, inv: Affine) -> np.ndarray:
+        """``kernel_scale`` from the block's mapping; a block one pixel wide or tall takes a neighbouring
+        line too (its Jacobian needs two), inside the grid where it has one."""
+        if shape[0] > 1 and shape[1] > 1:
+            return kernel_scale(mapping(crs, False), inv)
+        rows_ = (r0, r1) if shape[0] > 1 else (r0 - 1, r1) if r0 > 0 else (r0, r1 + 1)
+        cols_ = (c0, c1) if shape[1] > 1 else (c0 - 1, c1) if c0 > 0 else (c0, c1 + 1)
+        tol = (opts.threshold * finest[crs][0], opts.threshold * finest[crs][1])
+        extent = (max(grid.shape[0], rows_[1]), max(grid.shape[1], cols_[1]))
+        m = pixel_mapping(grid.crs, grid.transform, rows_, cols_, crs, tol, opts.exact, 0.5, extent)
+        return kernel_scale(m, inv)
+
     quality_of = {task.source: task for task in quality_rows or []}
 
     def nearest(task: TaskRow, data: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -186,9 +198,13 @@ def render_chunk(
                 out |= nearest(task, bad.astype("u1"), None) > 0
         return out
 
+    dry = fused and opts.resampling == "nearest"  # the gather's loop answers (``jit.any_inside``)
+
     def needed(task: TaskRow, empty_only: bool) -> bool:
         inv = _coef(task.level.affine)
-        return jit.any_inside(mapping(task.level.crs).jit, inv, np.array(task.window, "f8"), has, empty_only)
+        like = (np.dtype(task.level.dtype), buffers) if dry else None
+        m = mapping(task.level.crs).jit
+        return jit.any_inside(m, inv, np.array(task.window, "f8"), has, empty_only, like)
 
     pending: dict[int, Future] = {}
     checked: set[int] = set()
@@ -224,7 +240,7 @@ def render_chunk(
                 data, nodata, use_nodata, m.jit, inv, window, stat, buffers, index, empty, True, room
             )
         else:
-            scale = kernel_scale(m, ~level.affine) if opts.resampling != "nearest" else _ONE
+            scale = scale_of(level.crs, ~level.affine) if opts.resampling != "nearest" else _ONE
             code = jit.CODES[opts.resampling]
             n = jit.sample_into(
                 data, nodata, use_nodata, m.jit, inv, window, code, scale, buffers, index, empty

@@ -850,6 +850,17 @@ def _kernel_rows(
     return written
 
 
+def _nearest_block(src, h, w, nodata, use_nodata, m, inv, window, out, index, only_empty) -> int:
+    """``_nearest_grid`` (or ``_nearest_rows``) over a block, with row buffers of the flat index type an
+    (``h``, ``w``) window needs (``index`` < 0: a dry run)."""
+    bh, bw = out[0].shape
+    kind = np.int32 if h * w < 2**31 else np.int64  # int32 indices vectorise better
+    flats = (np.empty(bw, dtype=kind), np.empty(bw, dtype=kind))
+    block = _nearest_grid if m[0] == GRID else _nearest_rows
+    state = row_state(m, bh)
+    return int(block(src, h, w, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats))
+
+
 def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, index, only_empty) -> int:
     """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
     (``only_empty``: only pixels without one yet, as ``first``); returns how many pixels it wrote. A
@@ -874,26 +885,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
             return int(_nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty))
         if src.shape[0] == 0:  # an empty window: nothing to gather (the gather reads src[0] unchecked)
             return 0
-        kind = np.int32 if h * w < 2**31 else np.int64  # int32 indices vectorise better
-        flats = (np.empty(bw, dtype=kind), np.empty(bw, dtype=kind))
-        block = _nearest_grid if m[0] == GRID else _nearest_rows
-        return int(
-            block(
-                src,
-                h,
-                w,
-                nodata,
-                use_nodata,
-                m,
-                row_state(m, bh),
-                inv,
-                window,
-                out,
-                index,
-                only_empty,
-                flats,
-            )
-        )
+        return _nearest_block(src, h, w, nodata, use_nodata, m, inv, window, out, index, only_empty)
     nu = int(math.ceil(RADIUS[mode] / scale[0]))  # taps 1 - n .. n around the point, per axis
     nv = int(math.ceil(RADIUS[mode] / scale[1]))
     unit = mode != LANCZOS and scale[0] == 1.0 and scale[1] == 1.0  # closed-form weights
@@ -931,8 +923,16 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
 def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, index, only_empty, flats):
     """Nearest over a block on a control grid, row by row: each row's flat source indices straight from
     the grid (``_grid_flat_row``), then the gather. The next row's indices come first, to prefetch its
-    source lines. Returns how many pixels it wrote."""
+    source lines. Returns how many pixels it wrote. ``index`` < 0: a dry run (``any_inside``), which
+    writes nothing and returns 1 at the first pixel (still empty, with ``only_empty``) mapping into the
+    window, else 0."""
     flat, flat_next = flats
+    if index < 0:  # dry: the rows' flat indices only (``src`` is not read)
+        for y in range(out[0].shape[0]):
+            _grid_flat_row(m, state, y, inv, window[2], window[0], h, w, flat)
+            if _any_flat(flat, out[1][y], only_empty):
+                return 1
+        return 0
     got = np.empty(flat.shape[0], src.dtype)
     written = 0
     for y in range(-1, out[0].shape[0]):
@@ -943,6 +943,15 @@ def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
             written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
         flat, flat_next = flat_next, flat
     return written
+
+
+@_helper(boundscheck=False, forceinline=True)
+def _any_flat(flat, has, only_empty) -> bool:
+    """Whether any flat index of a row is inside the window (where ``has`` is 0, with ``only_empty``)."""
+    for x in range(flat.shape[0]):  # noqa: SIM110  (numba compiles no any() of a generator)
+        if flat[x] >= 0 and not (only_empty and has[x] > 0):
+            return True
+    return False
 
 
 @_entry(boundscheck=False)
@@ -964,11 +973,13 @@ def _nearest_rows(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
     return written
 
 
-def any_inside(m, inv, window, count, only_empty) -> bool:
+def any_inside(m, inv, window, count, only_empty, like=None) -> bool:
     """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then.
     Without rotation, per block column and row in numpy; on a control grid, only the control intervals
     whose end points come near the window are walked pixel by pixel (between them a row is linear), with
-    the same arithmetic as ``_row``."""
+    the same arithmetic as ``_row``. ``like``: (source dtype, ``out``) of a nearest request's gather into
+    ``out`` (``sample_into``; ``out[1]`` is ``count``): on a control grid, that gather's own loop runs dry
+    instead (the same flat indices; one compiled loop less for the request)."""
     bh, bw = count.shape
     axes = _axes(m, inv, 0.0, 0.0, bh, bw)
     if axes is not None:
@@ -983,6 +994,14 @@ def any_inside(m, inv, window, count, only_empty) -> bool:
         if r1 - r0 == len(in_r) and c1 - c0 == len(in_c):  # ranges, as monotone axes give: a view
             return bool(count[r0:r1, c0:c1].min() == 0)
         return bool(count[np.ix_(in_r, in_c)].min() == 0)
+    if m[0] == GRID and like is not None:
+        h, w = int(window[1] - window[0]), int(window[3] - window[2])
+        dummy = np.zeros(1, like[0])  # of the source's dtype: the gather's own compiled loop
+        return (
+            h > 0
+            and w > 0
+            and bool(_nearest_block(dummy, h, w, 0.0, False, m, inv, window, like[1], -1, only_empty))
+        )
     if m[0] == GRID:
         return bool(_any_inside_grid(m, row_state(m, bh), inv, window, count, only_empty))
     return bool(_any_inside_rows(m, row_state(m, bh), inv, window, count, only_empty))

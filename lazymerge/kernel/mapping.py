@@ -180,7 +180,9 @@ def _lines(lo: int, hi: int, extent: int) -> np.ndarray:
     to the first at or after ``hi - 1``, and the lines the cubics of those intervals reach (one more on
     each side, two at the grid's ends: ``loops._stencils``). Each pixel lies between the same two lines,
     with the same cubic, whichever block holds it (a pixel on a line other than the grid's first is the end
-    of the interval before it). Kept (blocks of a grid repeat a few patterns); not to be modified."""
+    of the interval before it). A grid of one line takes the next too (no pixel lies outside an interval).
+    Kept (blocks of a grid repeat a few patterns); not to be modified."""
+    extent = max(extent, 2)  # a grid one line wide: that line and the next, an interval holding it
     every = np.unique(np.append(np.arange(0, extent, STEP), extent - 1))
     n = len(every)
     first = max(int(np.searchsorted(every, lo)) - 1, 0)
