@@ -927,19 +927,18 @@ def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
     writes nothing and returns 1 at the first pixel (still empty, with ``only_empty``) mapping into the
     window, else 0."""
     flat, flat_next = flats
-    if index < 0:  # dry: the rows' flat indices only (``src`` is not read)
-        for y in range(out[0].shape[0]):
-            _grid_flat_row(m, state, y, inv, window[2], window[0], h, w, flat)
-            if _any_flat(flat, out[1][y], only_empty):
-                return 1
-        return 0
     got = np.empty(flat.shape[0], src.dtype)
     written = 0
     for y in range(-1, out[0].shape[0]):
         if y + 1 < out[0].shape[0]:
+            # one call site: numba types and inlines _grid_flat_row once for each
             _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
+            if index < 0:  # dry: the flat indices only (``src`` is not read)
+                if _any_flat(flat_next, out[1][y + 1], only_empty):
+                    return 1
+                continue
             _prefetch_flat(src, flat_next)
-        if y >= 0:
+        if y >= 0 and index >= 0:
             written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
         flat, flat_next = flat_next, flat
     return written
