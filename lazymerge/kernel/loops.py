@@ -852,7 +852,7 @@ def _kernel_rows(
 
 def _nearest_block(src, h, w, nodata, use_nodata, m, inv, window, out, index, only_empty) -> int:
     """``_nearest_grid`` (or ``_nearest_rows``) over a block, with row buffers of the flat index type an
-    (``h``, ``w``) window needs (``index`` < 0: a dry run)."""
+    (``h``, ``w``) window needs (``index`` < 0: a dry run, on a control grid only)."""
     bh, bw = out[0].shape
     kind = np.int32 if h * w < 2**31 else np.int64  # int32 indices vectorise better
     flats = (np.empty(bw, dtype=kind), np.empty(bw, dtype=kind))
