@@ -198,11 +198,15 @@ def render_chunk(
                 out |= nearest(task, bad.astype("u1"), None) > 0
         return out
 
-    dry = fused and opts.resampling == "nearest"  # the gather's loop answers (``jit.any_inside``)
+    dry = fused and not area  # the sampling's own loop answers (``jit.any_inside``)
+    # the kernel's arguments by type (their values do not matter to a dry run)
+    kernel = (
+        None if not dry or opts.resampling == "nearest" else (jit.CODES[opts.resampling], True, _ONE, 1, 1)
+    )
 
     def needed(task: TaskRow, empty_only: bool) -> bool:
         inv = _coef(task.level.affine)
-        like = (np.dtype(task.level.dtype), buffers) if dry else None
+        like = (np.dtype(task.level.dtype), buffers, kernel) if dry else None
         m = mapping(task.level.crs).jit
         return jit.any_inside(m, inv, np.array(task.window, "f8"), has, empty_only, like)
 

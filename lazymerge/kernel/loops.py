@@ -828,7 +828,9 @@ def _kernel_rows(
     data, src, nodata, use_nodata, m, state, inv, window, mode, unit, scale, nu, nv, out, index, only_empty
 ) -> int:
     """An interpolating kernel over a rotated block, row by row (``_kernel_row``); the next row's
-    coordinates first, to prefetch its source lines."""
+    coordinates first, to prefetch its source lines. ``index`` < 0: a dry run (``any_inside``), which
+    reads and writes nothing and returns 1 at the first pixel (still empty, with ``only_empty``) whose
+    centre maps into the window, else 0."""
     values, count, winner = out
     bh, bw = values.shape
     h, w = data.shape
@@ -839,8 +841,12 @@ def _kernel_rows(
     for y in range(-1, bh):  # (no call with a constant row: numba would compile ``_row`` once more for it)
         if y + 1 < bh:
             _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
+            if index < 0:  # dry: the coordinates only
+                if _any_centre(cols_next, rows_next, h, w, count[y + 1], only_empty):
+                    return 1
+                continue
             _prefetch_row(src, cols_next, rows_next, h, w, nv)
-        if y >= 0 and not (only_empty and _full(count[y])):  # (a full row: every pixel has its value)
+        if y >= 0 and index >= 0 and not (only_empty and _full(count[y])):  # (a full row: all have values)
             who = winner[y] if track else winner[0]
             written += _kernel_row(
                 data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
@@ -945,6 +951,17 @@ def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
 
 
 @_helper(boundscheck=False, forceinline=True)
+def _any_centre(cols, rows, h, w, has, only_empty) -> bool:
+    """Whether any point of a row lies in an (``h``, ``w``) window (where ``has`` is 0, with
+    ``only_empty``); NaN does not."""
+    for x in range(cols.shape[0]):  # noqa: SIM110  (numba compiles no any() of a generator)
+        r, c = rows[x], cols[x]
+        if r >= 0 and r < h and c >= 0 and c < w and not (only_empty and has[x] > 0):
+            return True
+    return False
+
+
+@_helper(boundscheck=False, forceinline=True)
 def _any_flat(flat, has, only_empty) -> bool:
     """Whether any flat index of a row is inside the window (where ``has`` is 0, with ``only_empty``)."""
     for x in range(flat.shape[0]):  # noqa: SIM110  (numba compiles no any() of a generator)
@@ -976,9 +993,10 @@ def any_inside(m, inv, window, count, only_empty, like=None) -> bool:
     """Whether any pixel (still empty, with ``only_empty``) maps into the window: read it only then.
     Without rotation, per block column and row in numpy; on a control grid, only the control intervals
     whose end points come near the window are walked pixel by pixel (between them a row is linear), with
-    the same arithmetic as ``_row``. ``like``: (source dtype, ``out``) of a nearest request's gather into
-    ``out`` (``sample_into``; ``out[1]`` is ``count``): on a control grid, that gather's own loop runs dry
-    instead (the same flat indices; one compiled loop less for the request)."""
+    the same arithmetic as ``_row``. ``like``: (source dtype, ``out``, kernel) of a request's sampling into
+    ``out`` (``sample_into``; ``out[1]`` is ``count``; kernel: None for nearest, else its (mode, unit,
+    scale, nu, nv)): on a control grid, that sampling's own loop runs dry instead (the same coordinates; one
+    compiled loop less for the request)."""
     bh, bw = count.shape
     axes = _axes(m, inv, 0.0, 0.0, bh, bw)
     if axes is not None:
@@ -995,12 +1013,18 @@ def any_inside(m, inv, window, count, only_empty, like=None) -> bool:
         return bool(count[np.ix_(in_r, in_c)].min() == 0)
     if m[0] == GRID and like is not None:
         h, w = int(window[1] - window[0]), int(window[3] - window[2])
-        dummy = np.zeros(1, like[0])  # of the source's dtype: the gather's own compiled loop
-        return (
-            h > 0
-            and w > 0
-            and bool(_nearest_block(dummy, h, w, 0.0, False, m, inv, window, like[1], -1, only_empty))
-        )
+        dtype, out, kernel = like
+        if h <= 0 or w <= 0:
+            return False
+        if kernel is None:  # of the source's dtype: the gather's own compiled loop
+            return bool(
+                _nearest_block(np.zeros(1, dtype), h, w, 0.0, False, m, inv, window, out, -1, only_empty)
+            )
+        data = np.empty((h, w), dtype)  # the window's shape; never read
+        mode, unit, scale, nu, nv = kernel
+        state = row_state(m, bh)
+        args = (data, data.ravel(), 0.0, False, m, state, inv, window, mode, unit, scale, nu, nv, out)
+        return bool(_kernel_rows(*args, -1, only_empty))
     if m[0] == GRID:
         return bool(_any_inside_grid(m, row_state(m, bh), inv, window, count, only_empty))
     return bool(_any_inside_rows(m, row_state(m, bh), inv, window, count, only_empty))

@@ -520,11 +520,14 @@ def test_grids_one_pixel_wide_or_tall_match_gdal(make_store, case, shape, resamp
     filled=st.floats(0.0, 1.0),
     only_empty=st.booleans(),
     seed=st.integers(0, 2**16),
+    resampling=st.sampled_from(["nearest", "bilinear", "cubic"]),
 )
-def test_the_dry_gather_says_whether_the_gather_writes(pair, shape, window, filled, only_empty, seed):
-    """On a control grid, ``any_inside`` for a nearest request runs the gather's loop dry: it is True
-    exactly where the gather itself then writes a pixel (any window over, beside or inside the block, any
-    pixels filled already), and it writes nothing, reads no source pixel."""
+def test_the_dry_gather_says_whether_the_gather_writes(
+    pair, shape, window, filled, only_empty, seed, resampling
+):
+    """On a control grid, ``any_inside`` runs the request's own sampling loop dry (nearest's gather, an
+    interpolating kernel's rows): it is True exactly where that loop then writes a pixel (any window over,
+    beside or inside the block, any pixels filled already), and it writes nothing, reads no source pixel."""
     from lazymerge.kernel import loops as jit
 
     target_crs, src_crs = pair
@@ -546,9 +549,10 @@ def test_the_dry_gather_says_whether_the_gather_writes(pair, shape, window, fill
     count = (rng.random(shape) < filled).astype("u1")
     values = np.full(shape, np.nan, dtype="f4")
     before = values.copy(), count.copy()
-    dry = jit.any_inside(
-        m, inv, win, count, only_empty, (np.dtype("f4"), (values, count, np.zeros((1, 1), "i4")))
-    )
+    mode = jit.CODES[resampling]
+    kernel = None if resampling == "nearest" else (mode, True, np.ones(2), 1, 1)
+    like = (np.dtype("f4"), (values, count, np.zeros((1, 1), "i4")), kernel)
+    dry = jit.any_inside(m, inv, win, count, only_empty, like)
     np.testing.assert_array_equal(values, before[0])  # nothing written by the dry run
     np.testing.assert_array_equal(count, before[1])
     h, w = int(win[1] - win[0]), int(win[3] - win[2])
@@ -559,7 +563,7 @@ def test_the_dry_gather_says_whether_the_gather_writes(pair, shape, window, fill
         m,
         inv,
         win,
-        jit.NEAREST,
+        mode,
         np.ones(2),
         (values, count, np.zeros((1, 1), "i4")),
         0,
@@ -571,7 +575,8 @@ def test_the_dry_gather_says_whether_the_gather_writes(pair, shape, window, fill
 def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
     """With an empty numba cache, a nearest merge of float32 sources (same CRS and across UTM zones, as the
     demo's) compiles only the nearest loops of those mappings, once each: not the kernels, the area
-    statistics or the other dtypes."""
+    statistics or the other dtypes; a bilinear merge only the kernel's loops. Whether a source is needed
+    is asked of the same loops, dry."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     code = (
         "from lazymerge.kernel import loops as jit, warm\n"
@@ -581,6 +586,14 @@ def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
     # whether a source is needed, on a control grid: the gather's own loop, dry (no _any_inside_grid)
     assert sorted(out.stdout.split()) == ["_nearest_axes:1", "_nearest_grid:1"]
+    bilinear = subprocess.run(
+        [sys.executable, "-c", code.replace("'nearest'", "'bilinear'")],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    assert sorted(bilinear.stdout.split()) == ["_kernel_axes:1", "_kernel_rows:1"]  # the kernel's rows, dry
 
 
 def test_exact_footprint_coverage_matches_polygon_clipping():
