@@ -127,21 +127,18 @@ def render_chunk(
         finest[task.level.crs] = min(x, abs(t.a) + abs(t.b)), min(y, abs(t.d) + abs(t.e))
     mappings: dict[tuple[str, bool], Mapping] = {}
 
+    def build(crs: str, rows_: tuple[int, int], cols_: tuple[int, int], corners: bool) -> Mapping:
+        """The mapping of grid rows ``rows_`` and columns ``cols_`` into ``crs``: of the pixel corners for
+        area resamplings, else of the centres; its lattice follows the grid, not the chunk."""
+        ext, off = (1, 0.0) if corners else (0, 0.5)  # one more line of corners than of centres
+        tol = (opts.threshold * finest[crs][0], opts.threshold * finest[crs][1])
+        extent = (max(grid.shape[0] + ext, rows_[1]), max(grid.shape[1] + ext, cols_[1]))
+        return pixel_mapping(grid.crs, grid.transform, rows_, cols_, crs, tol, opts.exact, off, extent)
+
     def mapping(crs: str, corners: bool = area) -> Mapping:
         if (crs, corners) not in mappings:
-            ext, off = (1, 0.0) if corners else (0, 0.5)  # area resamplings map the pixel corners
-            rows_, cols_ = (r0, r1 + ext), (c0, c1 + ext)
-            mappings[crs, corners] = pixel_mapping(
-                grid.crs,
-                grid.transform,
-                rows_,
-                cols_,
-                crs,
-                (opts.threshold * finest[crs][0], opts.threshold * finest[crs][1]),
-                opts.exact,
-                off,
-                (grid.shape[0] + ext, grid.shape[1] + ext),  # the lattice follows the grid, not the chunk
-            )
+            ext = 1 if corners else 0
+            mappings[crs, corners] = build(crs, (r0, r1 + ext), (c0, c1 + ext), corners)
         return mappings[crs, corners]
 
     def scale_of(crs: str, inv: Affine) -> np.ndarray:
@@ -151,10 +148,7 @@ def render_chunk(
             return kernel_scale(mapping(crs, False), inv)
         rows_ = (r0, r1) if shape[0] > 1 else (r0 - 1, r1) if r0 > 0 else (r0, r1 + 1)
         cols_ = (c0, c1) if shape[1] > 1 else (c0 - 1, c1) if c0 > 0 else (c0, c1 + 1)
-        tol = (opts.threshold * finest[crs][0], opts.threshold * finest[crs][1])
-        extent = (max(grid.shape[0], rows_[1]), max(grid.shape[1], cols_[1]))
-        m = pixel_mapping(grid.crs, grid.transform, rows_, cols_, crs, tol, opts.exact, 0.5, extent)
-        return kernel_scale(m, inv)
+        return kernel_scale(build(crs, rows_, cols_, False), inv)
 
     quality_of = {task.source: task for task in quality_rows or []}
 

@@ -28,7 +28,7 @@ from lazymerge.catalog.validate import grid_points, meta_row_problems, points_ou
 from lazymerge.crs import transformer
 from lazymerge.errors import ConventionError, InvalidFootprintError, MetaSchemaError, no_panic
 from lazymerge.planner.filters import keep_parts, register, where_mask
-from lazymerge.planner.pairs import JoinFn, SourceSet, bin_size
+from lazymerge.planner.pairs import JoinFn, SharedBands, SourceSet, bin_size
 from lazymerge.planner.request import MergeRequest
 from lazymerge.planner.windows import Candidates
 
@@ -238,7 +238,7 @@ def _with_path(level: Level, path: str) -> Level:
     return out
 
 
-class _Filled(Mapping[str | None, Band]):
+class _Filled(SharedBands):
     """A template's bands with the source's id in their paths' holes, each band filled when first looked
     up: a request reads one or a few of a source's bands (filling all 13 of every Sentinel-2-like source
     took ~1.5 s of a 10k plan: ``benchmarks/plan_scale.py --bands 13``)."""
@@ -258,11 +258,9 @@ class _Filled(Mapping[str | None, Band]):
         return band
 
     def grids(self, name: str | None) -> tuple[Level, ...]:
-        """The template's levels of band ``name``: this source's grids, with the template's paths."""
         return self._bands[name].levels
 
-    def level(self, name: str | None, i: int) -> Level:
-        """Level ``i`` of band ``name``, filled alone (the plan's levels table takes one level a source)."""
+    def level(self, name: str | None, i: int) -> Level:  # the plan's levels table takes one a source
         band = self._done.get(name)
         if band is not None:
             return band.levels[i]

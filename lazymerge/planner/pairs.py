@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from abc import abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,23 @@ import numpy as np
 from lazymerge.catalog.sources import Band, Level
 from lazymerge.errors import BandNotFoundError, BandsInferredWarning
 from lazymerge.planner.windows import Candidates
+
+
+class SharedBands(Mapping[str | None, Band]):
+    """A source's bands whose level grids are a template's, shared with other sources (the revisits of a
+    tile), their paths filled in on demand."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    def grids(self, name: str | None) -> tuple[Level, ...]:
+        """Band ``name``'s levels for their grids only (transform, shape, resolution): the template's own
+        tuple, its paths unfilled."""
+
+    @abstractmethod
+    def level(self, name: str | None, i: int) -> Level:
+        """Level ``i`` of band ``name``, its path filled in alone."""
+
 
 JoinFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], Iterator[tuple[np.ndarray, np.ndarray]]]
 
@@ -50,16 +68,18 @@ class SourceSet:
 
     def levels_of(self, s: int, band: str | None) -> tuple[Level, ...]:
         """Source ``s``'s levels of ``band``, for their grids only (transform, shape, resolution):
-        revisits filled from one template (``grids`` of their bands) share its tuple, with its paths."""
+        revisits of one template (``SharedBands``) share its tuple, with its paths."""
         bands = self.bands_of(s)
-        grids = getattr(bands, "grids", None)
-        return grids(band) if grids is not None and band in bands else self.band_of(s, band).levels
+        if isinstance(bands, SharedBands) and band in bands:
+            return bands.grids(band)
+        return self.band_of(s, band).levels
 
     def level_of(self, s: int, band: str | None, i: int) -> Level:
-        """Source ``s``'s level ``i`` of ``band``, paths filled in (``level`` of its bands fills it alone)."""
+        """Source ``s``'s level ``i`` of ``band``, its path filled in (alone, for ``SharedBands``)."""
         bands = self.bands_of(s)
-        one = getattr(bands, "level", None)
-        return one(band, i) if one is not None and band in bands else self.band_of(s, band).levels[i]
+        if isinstance(bands, SharedBands) and band in bands:
+            return bands.level(band, i)
+        return self.band_of(s, band).levels[i]
 
     def resolve_bands(self, requested: tuple[str | None, ...] | None, used: np.ndarray) -> list[str | None]:
         """The bands to merge: the requested ones (checked against the contributing sources), or the one

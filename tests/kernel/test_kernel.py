@@ -484,11 +484,12 @@ def test_a_source_is_read_only_while_a_pixel_it_covers_is_empty(flip):
 
 @pytest.mark.parametrize("case", ["utm-zones", "polar"])
 @pytest.mark.parametrize("shape", [(150, 1), (1, 150), (1, 1), (130, 2)])
-@pytest.mark.parametrize("resampling", ["nearest", "bilinear"])
+@pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "average"])
 def test_grids_one_pixel_wide_or_tall_match_gdal(make_store, case, shape, resampling):
     """A target one pixel wide or tall, across CRSs (a control grid of one line that way: it takes the
-    next line too), in chunks smaller than it: nearest gives GDAL's exact warper's pixels, bilinear those
-    of the whole grid around it; no crash (the loops once read such a row from unset indices)."""
+    next line too), in chunks smaller than it: nearest gives GDAL's exact warper's pixels, the other
+    resamplings those of the whole grid around it; no crash (the loops once read such a row from unset
+    indices)."""
     sources, (crs, lon, lat, res) = ALL[case]
     store = store_of(make_store, sources)
     _, transform = target_grid(crs, lon, lat, res)
@@ -503,8 +504,8 @@ def test_grids_one_pixel_wide_or_tall_match_gdal(make_store, case, shape, resamp
     if resampling == "nearest":
         assert agreement(got, expected) == 1.0
         return
-    # GDAL widens its bilinear kernel on a one pixel wide output (its scale comes from the extents):
-    # bilinear is checked against the same pixels of the whole SIZE x SIZE grid instead
+    # GDAL widens its kernels on a one pixel wide output (its scale comes from the extents): the other
+    # resamplings are checked against the same pixels of the whole SIZE x SIZE grid instead
     whole = merge(str(store), crs=crs, bbox=target_grid(crs, lon, lat, res)[0], datafusion=False, **request)
     r0, c0 = SIZE // 2 - shape[0] // 2, SIZE // 2 - shape[1] // 2
     np.testing.assert_allclose(got, whole.array.compute()[r0 : r0 + shape[0], c0 : c0 + shape[1]], atol=1e-4)
