@@ -116,9 +116,12 @@ def pixel_mapping(
         sx, sy = to_src.transform(x, y, errcheck=False)
         return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8")
 
-    if exact:
-        gx, gy = exact_at(*np.meshgrid(r, c, indexing="ij"))
-        return Mapping(GRID, gx, gy, np.arange(h), np.arange(w), (h, w))
+    if exact:  # every line a control line; a block one line wide takes the next too (an interval holds it)
+        hh, ww = max(h, 2), max(w, 2)
+        gx, gy = exact_at(
+            *np.meshgrid(rows[0] + offset + np.arange(hh), cols[0] + offset + np.arange(ww), indexing="ij")
+        )
+        return Mapping(GRID, gx, gy, np.arange(hh), np.arange(ww), (h, w))
     if target.b == 0 and target.d == 0 and cylindrical:
         mid_r, mid_c = np.full(w, r[h // 2]), np.full(h, c[w // 2])
         xs, _ = exact_at(mid_r, c)

@@ -485,11 +485,12 @@ def test_a_source_is_read_only_while_a_pixel_it_covers_is_empty(flip):
 @pytest.mark.parametrize("case", ["utm-zones", "polar"])
 @pytest.mark.parametrize("shape", [(150, 1), (1, 150), (1, 1), (130, 2)])
 @pytest.mark.parametrize("resampling", ["nearest", "bilinear", "cubic", "average"])
-def test_grids_one_pixel_wide_or_tall_match_gdal(make_store, case, shape, resampling):
+@pytest.mark.parametrize("exact", [False, True])
+def test_grids_one_pixel_wide_or_tall_match_gdal(make_store, case, shape, resampling, exact):
     """A target one pixel wide or tall, across CRSs (a control grid of one line that way: it takes the
-    next line too), in chunks smaller than it: nearest gives GDAL's exact warper's pixels, the other
-    resamplings those of the whole grid around it; no crash (the loops once read such a row from unset
-    indices)."""
+    next line too; with ``exact`` too, every line a control line), in chunks smaller than it: nearest gives
+    GDAL's exact warper's pixels, the other resamplings those of the whole grid around it; no crash (the
+    loops once read such a row from unset indices)."""
     sources, (crs, lon, lat, res) = ALL[case]
     store = store_of(make_store, sources)
     _, transform = target_grid(crs, lon, lat, res)
@@ -498,7 +499,7 @@ def test_grids_one_pixel_wide_or_tall_match_gdal(make_store, case, shape, resamp
     bbox = (x0, y1 - shape[0] * res, x0 + shape[1] * res, y1)
     expected = mosaic_exact(sources, crs, Affine(res, 0, x0, 0, -res, y1), shape, resampling)
     assert np.isfinite(expected).mean() > 0.5
-    request = {"resolution": res, "bands": "data", "sortby": "id", "resampling": resampling}
+    request = {"resolution": res, "bands": "data", "sortby": "id", "resampling": resampling, "exact": exact}
     got = merge(str(store), crs=crs, bbox=bbox, chunk_size=(64, 64), datafusion=False, **request)
     got = got.array.compute()
     if resampling == "nearest":
