@@ -6,7 +6,10 @@ chunks = 1 : 8.6 by default, i.e. 9,856 x 85,849 at 10k) and an EPSG:3035 target
 chunks centred on 10 E 52 N. Every measurement runs in its own subprocess, so peak RSS is that of the
 measurement alone; each lazymerge row is with culling and without (``cull=False``, every pair kept).
 The STRtree baseline only finds the pairs, deduplicated by ``np.unique`` (as first measured) and by an
-in-place sort (as lazymerge orders its own pairs), each its own row.
+in-place sort (as lazymerge orders its own pairs), each its own row; its chunk footprints are its own, 21
+points an edge as pyproj's ``transform_bounds`` takes by default. A third row runs it on lazymerge's chunk
+footprints instead (three points an edge, widened by the edge's bend): the share of lazymerge's lead that
+is its footprints.
 
     python benchmarks/plan_scale.py                                  # 1k and 10k sources
     python benchmarks/plan_scale.py --scales 100000 --ratio 10       # 100k sources x 1M chunks
@@ -186,7 +189,35 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
     return out
 
 
-def _footprints(store: str, n_chunks: int):
+def densified_bounds(grid, k: int = 21) -> np.ndarray:
+    """Each chunk's EPSG:4326 (west, south, east, north) as ``pyproj``'s ``transform_bounds`` gives it by
+    default (21 points an edge), vectorised with each shared edge transformed once: the baseline's own
+    footprints (this grid crosses neither the antimeridian nor a pole)."""
+    xs, ys = grid.chunk_edges()
+    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
+    t = np.linspace(0.0, 1.0, k)[:-1]
+    dx = np.append((xs[:-1, None] + t * np.diff(xs)[:, None]).ravel(), xs[-1])
+    dy = np.append((ys[:-1, None] + t * np.diff(ys)[:, None]).ravel(), ys[-1])
+    h = to_ll.transform(*np.meshgrid(dx, ys))  # horizontal edges: (rows of edges, points)
+    v = [a.T for a in to_ll.transform(*np.meshgrid(xs, dy))]  # vertical edges, likewise
+
+    def per_edge(a: np.ndarray, reduce) -> np.ndarray:
+        inner = reduce.reduce(a[:, :-1].reshape(len(a), -1, k - 1), axis=2)
+        return reduce(inner, a[:, k - 1 :: k - 1])
+
+    def per_cell(c: int, reduce) -> np.ndarray:
+        he, ve = per_edge(h[c], reduce), per_edge(v[c], reduce).T
+        return reduce(reduce(he[:-1], he[1:]), reduce(ve[:, :-1], ve[:, 1:])).ravel()
+
+    return np.stack(
+        [per_cell(0, np.minimum), per_cell(1, np.minimum), per_cell(0, np.maximum), per_cell(1, np.maximum)],
+        axis=1,
+    )
+
+
+def _footprints(store: str, n_chunks: int, own: bool = True):
+    """Source footprints from /meta and chunk footprints: the baseline's own (``densified_bounds``), or
+    with ``own=False`` lazymerge's (``chunk_footprints``: three points an edge, widened by its bend)."""
     import shapely
 
     from lazymerge.catalog.footprints import chunk_footprints, split_parts
@@ -198,18 +229,19 @@ def _footprints(store: str, n_chunks: int):
     prio = np.argsort(np.argsort(-meta["datetime"][:].astype("i8"), kind="stable"))
     crs, bbox = target(n_chunks)
     grid = TargetGrid.from_bbox(crs, bbox, RES, (CHUNK, CHUNK))
-    c_index, c_parts = split_parts(chunk_footprints(grid))
+    c_index, c_parts = split_parts(densified_bounds(grid) if own else chunk_footprints(grid))
     return s_index, s_parts, prio, c_index, c_parts
 
 
-def child_strtree(store: str, n_chunks: int, in_place: bool = False) -> dict:
+def child_strtree(store: str, n_chunks: int, in_place: bool = False, own: bool = True) -> dict:
     """The baseline: every chunk footprint against an STRtree of source footprints, then one sort
     (``np.unique``, or with ``in_place`` an in-place sort and a comparison with the next key, as
-    lazymerge orders its pairs: the same keys, without np.unique's hash table)."""
+    lazymerge orders its pairs: the same keys, without np.unique's hash table). ``own``: see
+    ``_footprints``."""
     import shapely
 
     t0, c0 = time.perf_counter(), time.process_time()
-    s_index, s_parts, prio, c_index, c_parts = _footprints(store, n_chunks)
+    s_index, s_parts, prio, c_index, c_parts = _footprints(store, n_chunks, own)
     tree = shapely.STRtree(shapely.box(*s_parts.T))
     qi, si = tree.query(shapely.box(*c_parts.T))
     key = c_index[qi].astype("i8") * len(prio) + prio[s_index[si]]
@@ -285,7 +317,7 @@ def main() -> None:
     ap.add_argument(
         "--kinds",
         nargs="+",
-        default=["lazymerge", "lazymerge-nocull", "strtree", "strtree-sort", "per-chunk"],
+        default=["lazymerge", "lazymerge-nocull", "strtree", "strtree-sort", "strtree-lm", "per-chunk"],
         help="measurements to run at every scale",
     )
     ap.add_argument("--stores", help="directory keeping the generated /meta stores between runs")
@@ -302,6 +334,7 @@ def main() -> None:
             "lazymerge-nocull": lambda: child_lazymerge(store, int(n), False),
             "strtree": lambda: child_strtree(store, int(n)),
             "strtree-sort": lambda: child_strtree(store, int(n), in_place=True),
+            "strtree-lm": lambda: child_strtree(store, int(n), own=False),
             "per-chunk": lambda: child_per_chunk(store, int(n)),
         }[kind]
         print(json.dumps(fn()))
@@ -346,6 +379,7 @@ def main() -> None:
             "lazymerge-nocull": "lazymerge (no cull)",
             "strtree": "shapely STRtree+np.unique",
             "strtree-sort": "STRtree+in-place sort",
+            "strtree-lm": "STRtree, lazymerge's fp",
             "per-chunk": "DataFusion per chunk*",
         }[kind]
         print(
@@ -359,7 +393,10 @@ def main() -> None:
     )
     print(
         "lazymerge rows are full plans (datafusion=True): pairs, culling, levels and source windows; STRtree "
-        "only finds the pairs (deduplicated with np.unique, or with an in-place sort as lazymerge does). "
+        "only finds the pairs (deduplicated with np.unique, or with an in-place sort as lazymerge does), "
+        "from chunk footprints of 21 points an edge, pyproj's transform_bounds default (STRtree, "
+        "lazymerge's fp: from lazymerge's own chunk footprints instead, three points an edge widened by its "
+        "bend). "
         "Peak RSS is that of the measuring process (imports included), right after planning. Compare CPU "
         "ratios when the machine is loaded."
     )

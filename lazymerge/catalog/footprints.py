@@ -6,6 +6,7 @@ Bounds follow the STAC / RFC 7946 convention: ``west > east`` means the box cros
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import shapely
@@ -17,6 +18,8 @@ from lazymerge.grid import TargetGrid
 WGS84 = CRS.from_epsg(4326)
 WGS84_WKT = WGS84.to_wkt()
 DENSIFY = 21  # points per box edge
+SAMPLES = 3  # points per edge a grid's cells take first (``grid_lonlat_bounds``)
+BEND = 0.05  # an edge bending more than this share of its extent takes DENSIFY points
 _FULL_LON_GAP = 45.0  # a boundary whose largest longitude gap is smaller than this wraps the globe
 
 
@@ -47,11 +50,13 @@ def _lon_interval(lon: np.ndarray) -> tuple[float, float]:
     return float(lon[g + 1]), float(lon[g])
 
 
-def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY) -> np.ndarray:
+def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY, widen: bool = False) -> np.ndarray:
     """(west, south, east, north) in EPSG:4326 of each box (n, 4) given in ``crs``.
 
     Edges are densified to ``k`` points; a box containing a pole spans all longitudes up to that pole;
-    a box crossing the antimeridian has west > east. Rows with no finite boundary point are NaN.
+    a box crossing the antimeridian has west > east. Rows with no finite boundary point are NaN. With
+    ``widen``, each box grows by twice the largest bend of its edges (``_bend``; its longitudes only where
+    it does not cross the antimeridian): an edge's extremes between its points lie within it.
     """
     boxes = np.asarray(boxes, dtype="f8").reshape(-1, 4)
     crs = CRS.from_user_input(crs)
@@ -69,48 +74,34 @@ def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     out[:] = np.stack([west, south, east, north], axis=1)
     # spanning less than 180 degrees, [min, max] is the smallest circular interval; only boxes near the
     # antimeridian or a pole need the circular search
-    for i in np.nonzero(~(east - west < 180.0) & np.isfinite(west))[0]:
+    wraps = ~(east - west < 180.0) & np.isfinite(west)
+    for i in np.nonzero(wraps)[0]:
         out[i, 0], out[i, 2] = _lon_interval(lon[i])
+    if widen:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # edges with no finite inner point: none
+            pad_lon, pad_lat = (
+                2 * np.nanmax(_bend(v.reshape(len(v), 4, k)), axis=1) + 1e-9 for v in (lon, lat)
+            )
+        pad_lon = np.where(wraps | ~np.isfinite(pad_lon), 0.0, pad_lon)
+        pad_lat = np.where(np.isfinite(pad_lat), pad_lat, 0.0)
+        out[:, 0], out[:, 2] = np.maximum(out[:, 0] - pad_lon, -180.0), np.minimum(out[:, 2] + pad_lon, 180.0)
+        out[:, 1], out[:, 3] = np.maximum(out[:, 1] - pad_lat, -90.0), np.minimum(out[:, 3] + pad_lat, 90.0)
     return _with_poles(wkt, boxes, out)
 
 
 def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIFY) -> np.ndarray:
     """``lonlat_bounds`` of every cell of a rectilinear grid (cell edges ``xs`` and ``ys``, row-major cells),
-    transforming each shared edge once: (len(ys)-1) * (len(xs)-1) rows."""
+    transforming each shared edge once: (len(ys)-1) * (len(xs)-1) rows.
+
+    Edges are sampled at ``SAMPLES`` points first, and each cell's bounds widened by twice its edges' bend
+    (``_shared_edges``). A cell with an edge bending more than ``BEND`` of its extent (near a pole), a point
+    outside the projection, or spanning 180 degrees or more (the antimeridian) takes ``lonlat_bounds`` with
+    ``k`` points per edge instead. Each cell's bounds depend on its own edges only, whatever else the call
+    holds."""
     crs = CRS.from_user_input(crs)
     wkt = crs.to_wkt()  # ~1 ms each time: once
     to_ll = transformer(wkt, WGS84_WKT)
-    t = np.linspace(0.0, 1.0, k)[:-1]
-    dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
-    dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
-    hx, hy = np.meshgrid(dense_x, ys)  # (ny, nx * (k-1) + 1)
-    vx, vy = np.meshgrid(xs, dense_y)  # (ny * (k-1) + 1, nx)
-    h_lon, h_lat = to_ll.transform(hx, hy, errcheck=False)
-    v_lon, v_lat = to_ll.transform(vx, vy, errcheck=False)
-
-    def edges(values: np.ndarray, reduce: np.ufunc) -> np.ndarray:
-        """Reduce each edge's k points: (lines, segments)."""
-        inner = reduce.reduce(values[:, :-1].reshape(len(values), -1, k - 1), axis=2)
-        return reduce(inner, values[:, k - 1 :: k - 1])
-
-    def cells(h: np.ndarray, v: np.ndarray, reduce: np.ufunc) -> np.ndarray:
-        he, ve = edges(h, reduce), edges(v.T, reduce).T  # (ny, ncx), (ncy, nx)
-        return reduce(reduce(he[:-1], he[1:]), reduce(ve[:, :-1], ve[:, 1:])).ravel()
-
-    ok_h = np.isfinite(h_lon) & np.isfinite(h_lat)
-    ok_v = np.isfinite(v_lon) & np.isfinite(v_lat)
-    h_lon = np.where(ok_h, (h_lon + 180.0) % 360.0 - 180.0, np.nan)
-    v_lon = np.where(ok_v, (v_lon + 180.0) % 360.0 - 180.0, np.nan)
-    h_lat, v_lat = np.where(ok_h, h_lat, np.nan), np.where(ok_v, v_lat, np.nan)
-    out = np.stack(
-        [
-            cells(h_lon, v_lon, np.fmin),
-            cells(h_lat, v_lat, np.fmin),
-            cells(h_lon, v_lon, np.fmax),
-            cells(h_lat, v_lat, np.fmax),
-        ],
-        axis=1,
-    )
     gx0, gy0 = np.meshgrid(xs[:-1], ys[1:])
     gx1, gy1 = np.meshgrid(xs[1:], ys[:-1])
     boxes = np.stack(
@@ -122,10 +113,68 @@ def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIF
         ],
         axis=1,
     )
-    hard = np.nonzero(~(out[:, 2] - out[:, 0] < 180.0) & np.isfinite(out[:, 0]))[0]
-    if len(hard):  # near the antimeridian: the full circular search, box by box
-        out[hard] = lonlat_bounds(crs, boxes[hard], k)
+    out, bent = _shared_edges(to_ll, xs, ys, SAMPLES)
+    hard = np.nonzero(bent | ~(out[:, 2] - out[:, 0] < 180.0))[0]  # a cell's own edges decide: any run
+    if len(hard):  # box by box, densified; near the antimeridian the full circular search
+        out[hard] = lonlat_bounds(crs, boxes[hard], k, widen=True)
     return _with_poles(wkt, boxes, out)
+
+
+def _shared_edges(to_ll: Any, xs: np.ndarray, ys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's (west, south, east, north) from ``k`` points per edge, each shared edge transformed once,
+    and whether the cell needs more (``grid_lonlat_bounds``). With ``k`` < ``DENSIFY``, the bounds are
+    widened by twice the bend of each edge (the largest distance of a point from the chord of its
+    neighbours, per coordinate): a smooth edge's extremes between points lie within it."""
+    t = np.linspace(0.0, 1.0, k)[:-1]
+    dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
+    dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
+    hx, hy = np.meshgrid(dense_x, ys)  # (ny, nx * (k-1) + 1)
+    vx, vy = np.meshgrid(xs, dense_y)  # (ny * (k-1) + 1, nx)
+    h_lon, h_lat = to_ll.transform(hx, hy, errcheck=False)
+    v_lon, v_lat = to_ll.transform(vx, vy, errcheck=False)
+    ok_h = np.isfinite(h_lon) & np.isfinite(h_lat)
+    ok_v = np.isfinite(v_lon) & np.isfinite(v_lat)
+    h_lon = np.where(ok_h, (h_lon + 180.0) % 360.0 - 180.0, np.nan)
+    v_lon = np.where(ok_v, (v_lon + 180.0) % 360.0 - 180.0, np.nan)
+    h_lat, v_lat = np.where(ok_h, h_lat, np.nan), np.where(ok_v, v_lat, np.nan)
+
+    def segments(values: np.ndarray) -> np.ndarray:
+        """Each edge's k points: (lines, segments, k)."""
+        inner = values[:, :-1].reshape(len(values), -1, k - 1)
+        return np.concatenate([inner, values[:, k - 1 :: k - 1][:, :, None]], axis=2)
+
+    lon = segments(h_lon), segments(v_lon.T)  # horizontal edges (ny, ncx, k), vertical (nx, ncy, k)
+    lat = segments(h_lat), segments(v_lat.T)
+    bounds, hard = [], []
+    for e in range(2):  # horizontal edges, then vertical
+        with np.errstate(invalid="ignore"):
+            lo = np.fmin.reduce(lon[e], axis=2), np.fmin.reduce(lat[e], axis=2)
+            hi = np.fmax.reduce(lon[e], axis=2), np.fmax.reduce(lat[e], axis=2)
+            size = np.maximum(hi[0] - lo[0], hi[1] - lo[1])
+            if k < DENSIFY:
+                bend = _bend(lon[e]), _bend(lat[e])
+                pad = [2 * b + 1e-6 * size + 1e-9 for b in bend]  # and room for the cubic terms
+                bent = np.maximum(*bend) > BEND * size
+            else:
+                pad, bent = [np.zeros(size.shape)] * 2, np.zeros(size.shape, dtype=bool)
+        missing = np.isnan(lon[e]).any(axis=2)
+        bounds.append((lo[0] - pad[0], lo[1] - pad[1], hi[0] + pad[0], hi[1] + pad[1]))
+        hard.append(bent | missing)
+
+    def cells(he: np.ndarray, ve: np.ndarray, reduce: np.ufunc) -> np.ndarray:
+        """Per-edge values (ny, ncx) and (nx, ncy) -> per cell, reduced over its four edges."""
+        ve = ve.T
+        return reduce(reduce(he[:-1], he[1:]), reduce(ve[:, :-1], ve[:, 1:])).ravel()
+
+    reducers = (np.fmin, np.fmin, np.fmax, np.fmax)  # west, south, east, north
+    out = np.stack([cells(bounds[0][i], bounds[1][i], reducers[i]) for i in range(4)], axis=1)
+    return out, cells(hard[0], hard[1], np.logical_or)
+
+
+def _bend(edges: np.ndarray) -> np.ndarray:
+    """(lines, segments) largest distance of an edge's inner points from the chord of their neighbours."""
+    mid = edges[:, :, 1:-1] - (edges[:, :, :-2] + edges[:, :, 2:]) / 2
+    return np.abs(mid).max(axis=2)
 
 
 def chunk_footprints(grid: TargetGrid) -> np.ndarray:

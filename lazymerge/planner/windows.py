@@ -26,6 +26,7 @@ LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 cul
 BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
 PAIR_BATCH = 250_000  # pairs per plan table batch (bounds the memory of a batch's windows)
 MARGIN = 1  # source pixels added around the window, clipped to the source
+JUMP = 8.0  # a lattice step this many times the lattice's median step crosses a seam of the source CRS
 
 
 @dataclass(frozen=True)
@@ -297,6 +298,7 @@ def _windows(
     uchunks, inverse = np.unique(chunk, return_inverse=True)
     xs, ys = chunk_lattice(grid, uchunks)
     sx, sy = composed_transformer(grid.crs.to_wkt(), crs.to_wkt()).transform(xs, ys, errcheck=False)
+    jumps = _seams(sx, sy)[inverse]
     sx, sy = sx[inverse], sy[inverse]
     seam = np.zeros(len(chunk), dtype=bool)
     if grid.crs.is_geographic and crs.is_geographic:  # longitudes wrap: 190 is -170 for a source there
@@ -311,7 +313,11 @@ def _windows(
         c1 = np.floor(np.nanmax(np.where(ok, cols, np.nan), axis=1)) + 1
         r0 = np.floor(np.nanmin(np.where(ok, rows, np.nan), axis=1))
         r1 = np.floor(np.nanmax(np.where(ok, rows, np.nan), axis=1)) + 1
+    rotated = (coef[:, 1] != 0) | (coef[:, 3] != 0)  # x and y both move columns and rows
+    seam |= jumps[:, 0] | rotated & jumps[:, 1]
     c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])  # both ends of the source
+    down = jumps[:, 1] | rotated & jumps[:, 0]
+    r0[down], r1[down] = np.fmin(r0[down], 0), np.fmax(r1[down], shape[down, 0])
     win = _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
     if masks:
         cover, touch = cell_masks(cols, rows, shape[:, 1], shape[:, 0], LATTICE)
@@ -361,9 +367,10 @@ def box_ok(target: CRS, crs: CRS, coef: np.ndarray) -> np.ndarray:
 
 def lattice_extents(
     grid: TargetGrid, crs: CRS, chunks: np.ndarray, to_src: Transformer | None = None
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """(n, 4) xmin, xmax, ymin, ymax in ``crs`` of each chunk's LATTICE x LATTICE lattice (the points
-    where both coordinates are finite; NaN where none is).
+    where both coordinates are finite; NaN where none is), and (n, 2) whether x, and y, jump across a
+    seam of ``crs`` between lattice points (``_seams``).
 
     Each chunk's 3 x 3 sub-lattice (corners, edge midpoints, centre) is transformed first. Where both
     source coordinates are monotonic along both lattice axes (``_monotonic``), the extremes are corners,
@@ -371,6 +378,7 @@ def lattice_extents(
     projection) transform the whole lattice. ``to_src``: the grid-to-``crs`` transformer, when at hand.
     """
     out = np.full((len(chunks), 4), np.nan)
+    seams = np.zeros((len(chunks), 2), dtype=bool)
     to_src = to_src or composed_transformer(grid.crs.to_wkt(), crs.to_wkt())
     for part in np.array_split(np.arange(len(chunks)), max(1, len(chunks) // BATCH)):
         xs, ys = chunk_lattice(grid, chunks[part], step=(LATTICE - 1) // 2)  # LATTICE is odd: 3 x 3
@@ -382,9 +390,9 @@ def lattice_extents(
         cx, cy = sx[easy][:, ::2, ::2].reshape(-1, 4), sy[easy][:, ::2, ::2].reshape(-1, 4)  # the corners
         out[part[easy]] = np.stack([cx.min(axis=1), cx.max(axis=1), cy.min(axis=1), cy.max(axis=1)], axis=1)
         hard = part[~easy]
-        if len(hard):
-            out[hard] = _full_extents(to_src, grid, chunks[hard])
-    return out
+        if len(hard):  # a seam is never monotonic: it jumps back
+            out[hard], seams[hard] = _full_extents(to_src, grid, chunks[hard])
+    return out, seams
 
 
 def _monotonic(v: np.ndarray) -> np.ndarray:
@@ -410,7 +418,7 @@ def _monotonic(v: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _full_extents(to_src: Transformer, grid: TargetGrid, chunks: np.ndarray) -> np.ndarray:
+def _full_extents(to_src: Transformer, grid: TargetGrid, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``lattice_extents`` from every point of each chunk's lattice."""
     xs, ys = chunk_lattice(grid, chunks)
     sx, sy = to_src.transform(xs, ys, errcheck=False)
@@ -418,8 +426,29 @@ def _full_extents(to_src: Transformer, grid: TargetGrid, chunks: np.ndarray) -> 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows stay NaN
         sx, sy = np.where(ok, sx, np.nan), np.where(ok, sy, np.nan)
-        return np.stack(
+        ext = np.stack(
             [np.nanmin(sx, axis=1), np.nanmax(sx, axis=1), np.nanmin(sy, axis=1), np.nanmax(sy, axis=1)],
+            axis=1,
+        )
+    return ext, _seams(sx, sy)
+
+
+def _seams(sx: np.ndarray, sy: np.ndarray, k: int = LATTICE) -> np.ndarray:
+    """(n, 2) per chunk lattice (n, k * k) in a source CRS: whether x, and whether y, jumps between
+    neighbouring lattice points: a step JUMP times the lattice's median step, as where the ±180 seam of a
+    Mercator, sinusoidal or other world projection crosses the chunk. Pixels between two lattice points
+    across a seam reach the source's far edge, which no lattice point shows: the window takes both ends."""
+    x, y = sx.reshape(-1, k, k), sy.reshape(-1, k, k)
+    steps = [(np.abs(np.diff(x, axis=a)), np.abs(np.diff(y, axis=a))) for a in (1, 2)]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lattices: no step, no seam
+        length = np.concatenate([np.hypot(dx, dy).reshape(len(x), -1) for dx, dy in steps], axis=1)
+        limit = JUMP * np.nanmedian(length, axis=1)[:, None, None]
+        return np.stack(
+            [
+                np.any(steps[0][0] > limit, axis=(1, 2)) | np.any(steps[1][0] > limit, axis=(1, 2)),
+                np.any(steps[0][1] > limit, axis=(1, 2)) | np.any(steps[1][1] > limit, axis=(1, 2)),
+            ],
             axis=1,
         )
 
@@ -441,7 +470,8 @@ def box_windows(
     of the lattice is exactly that of its smallest x (largest where ``a < 0``), and likewise for rows.
     """
     uchunks, inverse = _unique(chunk)
-    ext = lattice_extents(grid, crs, uchunks, to_src)[inverse]
+    ext, seams = lattice_extents(grid, crs, uchunks, to_src)
+    ext, seams = ext[inverse], seams[inverse]
     a, c, e, f = coef[:, 0], coef[:, 2], coef[:, 4], coef[:, 5]
     xlo, xhi, ylo, yhi = ext[:, 0], ext[:, 1], ext[:, 2], ext[:, 3]
     with np.errstate(invalid="ignore"):
@@ -449,9 +479,11 @@ def box_windows(
         c1 = np.floor(np.where(a > 0, a * xhi, a * xlo) + c) + 1
         r0 = np.floor(np.where(e > 0, e * ylo, e * yhi) + f)
         r1 = np.floor(np.where(e > 0, e * yhi, e * ylo) + f) + 1
-        if crs.is_geographic:  # the seam crosses the chunk: both ends of the source (as ``_windows``)
-            seam = xhi - xlo > 180
-            c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])
+        seam, down = seams[:, 0], seams[:, 1]  # a seam crosses the chunk: both ends of the source
+        if crs.is_geographic:  # (as ``_windows``)
+            seam |= xhi - xlo > 180
+        c0[seam], c1[seam] = np.fmin(c0[seam], 0), np.fmax(c1[seam], shape[seam, 1])
+        r0[down], r1[down] = np.fmin(r0[down], 0), np.fmax(r1[down], shape[down, 0])
     return _clipped(grid, crs, uchunks, inverse, coef, shape, (r0, r1, c0, c1), margin)
 
 
