@@ -189,38 +189,15 @@ def child_lazymerge(store: str, n_chunks: int, cull: bool) -> dict:
     return out
 
 
-def densified_bounds(grid, k: int = 21) -> np.ndarray:
-    """Each chunk's EPSG:4326 (west, south, east, north) as ``pyproj``'s ``transform_bounds`` gives it by
-    default (21 points an edge), vectorised with each shared edge transformed once: the baseline's own
-    footprints (this grid crosses neither the antimeridian nor a pole)."""
-    xs, ys = grid.chunk_edges()
-    to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
-    t = np.linspace(0.0, 1.0, k)[:-1]
-    dx = np.append((xs[:-1, None] + t * np.diff(xs)[:, None]).ravel(), xs[-1])
-    dy = np.append((ys[:-1, None] + t * np.diff(ys)[:, None]).ravel(), ys[-1])
-    h = to_ll.transform(*np.meshgrid(dx, ys))  # horizontal edges: (rows of edges, points)
-    v = [a.T for a in to_ll.transform(*np.meshgrid(xs, dy))]  # vertical edges, likewise
-
-    def per_edge(a: np.ndarray, reduce) -> np.ndarray:
-        inner = reduce.reduce(a[:, :-1].reshape(len(a), -1, k - 1), axis=2)
-        return reduce(inner, a[:, k - 1 :: k - 1])
-
-    def per_cell(c: int, reduce) -> np.ndarray:
-        he, ve = per_edge(h[c], reduce), per_edge(v[c], reduce).T
-        return reduce(reduce(he[:-1], he[1:]), reduce(ve[:, :-1], ve[:, 1:])).ravel()
-
-    return np.stack(
-        [per_cell(0, np.minimum), per_cell(1, np.minimum), per_cell(0, np.maximum), per_cell(1, np.maximum)],
-        axis=1,
-    )
-
-
 def _footprints(store: str, n_chunks: int, own: bool = True):
-    """Source footprints from /meta and chunk footprints: the baseline's own (``densified_bounds``), or
-    with ``own=False`` lazymerge's (``chunk_footprints``: three points an edge, widened by its bend)."""
+    """Source footprints from /meta and chunk footprints: the baseline's own, 21 points an edge as
+    ``pyproj``'s ``transform_bounds`` takes by default (each shared edge transformed once, the antimeridian
+    and poles handled: lazymerge's ``grid_lonlat_bounds`` with ``samples=21``, its footprints before this
+    round), or with ``own=False`` lazymerge's (``chunk_footprints``: three points an edge, widened by its
+    bend, 21 where it bends)."""
     import shapely
 
-    from lazymerge.catalog.footprints import chunk_footprints, split_parts
+    from lazymerge.catalog.footprints import DENSIFY, chunk_footprints, grid_lonlat_bounds, split_parts
     from lazymerge.grid import TargetGrid
 
     meta = zarr.open_group(store, mode="r")["meta"]
@@ -229,7 +206,9 @@ def _footprints(store: str, n_chunks: int, own: bool = True):
     prio = np.argsort(np.argsort(-meta["datetime"][:].astype("i8"), kind="stable"))
     crs, bbox = target(n_chunks)
     grid = TargetGrid.from_bbox(crs, bbox, RES, (CHUNK, CHUNK))
-    c_index, c_parts = split_parts(densified_bounds(grid) if own else chunk_footprints(grid))
+    edges = grid.chunk_edges()
+    fp = grid_lonlat_bounds(grid.crs, *edges, samples=DENSIFY) if own else chunk_footprints(grid)
+    c_index, c_parts = split_parts(fp)
     return s_index, s_parts, prio, c_index, c_parts
 
 

@@ -90,15 +90,18 @@ def lonlat_bounds(crs: CRS, boxes: np.ndarray, k: int = DENSIFY, widen: bool = F
     return _with_poles(wkt, boxes, out)
 
 
-def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIFY) -> np.ndarray:
+def grid_lonlat_bounds(
+    crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIFY, samples: int = SAMPLES
+) -> np.ndarray:
     """``lonlat_bounds`` of every cell of a rectilinear grid (cell edges ``xs`` and ``ys``, row-major cells),
     transforming each shared edge once: (len(ys)-1) * (len(xs)-1) rows.
 
-    Edges are sampled at ``SAMPLES`` points first, and each cell's bounds widened by twice its edges' bend
+    Edges are sampled at ``samples`` points first, and each cell's bounds widened by twice its edges' bend
     (``_shared_edges``). A cell with an edge bending more than ``BEND`` of its extent (near a pole), a point
     outside the projection, or spanning 180 degrees or more (the antimeridian) takes ``lonlat_bounds`` with
     ``k`` points per edge instead. Each cell's bounds depend on its own edges only, whatever else the call
-    holds."""
+    holds. ``samples`` = ``k``: ``k`` points per edge, as ``pyproj``'s ``transform_bounds`` (neither bends
+    nor widening; a benchmark's baseline)."""
     crs = CRS.from_user_input(crs)
     wkt = crs.to_wkt()  # ~1 ms each time: once
     to_ll = transformer(wkt, WGS84_WKT)
@@ -113,18 +116,21 @@ def grid_lonlat_bounds(crs: CRS, xs: np.ndarray, ys: np.ndarray, k: int = DENSIF
         ],
         axis=1,
     )
-    out, bent = _shared_edges(to_ll, xs, ys, SAMPLES)
+    out, bent = _shared_edges(to_ll, xs, ys, samples, widen=samples < k)
     hard = np.nonzero(bent | ~(out[:, 2] - out[:, 0] < 180.0))[0]  # a cell's own edges decide: any run
     if len(hard):  # box by box, densified; near the antimeridian the full circular search
-        out[hard] = lonlat_bounds(crs, boxes[hard], k, widen=True)
+        out[hard] = lonlat_bounds(crs, boxes[hard], k, widen=samples < k)
     return _with_poles(wkt, boxes, out)
 
 
-def _shared_edges(to_ll: Any, xs: np.ndarray, ys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _shared_edges(
+    to_ll: Any, xs: np.ndarray, ys: np.ndarray, k: int, widen: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Each cell's (west, south, east, north) from ``k`` points per edge, each shared edge transformed once,
-    and whether the cell needs more (``grid_lonlat_bounds``). With ``k`` < ``DENSIFY``, the bounds are
-    widened by twice the bend of each edge (the largest distance of a point from the chord of its
-    neighbours, per coordinate): a smooth edge's extremes between points lie within it."""
+    and whether the cell needs more (``grid_lonlat_bounds``). With ``widen``, the bounds are widened by
+    twice the bend of each edge (the largest distance of a point from the chord of its neighbours, per
+    coordinate): a smooth edge's extremes between points lie within it; an edge bending more than
+    ``BEND`` of its extent, or a point outside the projection, needs more. Without, only the latter."""
     t = np.linspace(0.0, 1.0, k)[:-1]
     dense_x = np.append((xs[:-1, None] + t[None, :] * np.diff(xs)[:, None]).ravel(), xs[-1])
     dense_y = np.append((ys[:-1, None] + t[None, :] * np.diff(ys)[:, None]).ravel(), ys[-1])
@@ -151,7 +157,7 @@ def _shared_edges(to_ll: Any, xs: np.ndarray, ys: np.ndarray, k: int) -> tuple[n
             lo = np.fmin.reduce(lon[e], axis=2), np.fmin.reduce(lat[e], axis=2)
             hi = np.fmax.reduce(lon[e], axis=2), np.fmax.reduce(lat[e], axis=2)
             size = np.maximum(hi[0] - lo[0], hi[1] - lo[1])
-            if k < DENSIFY:
+            if widen:
                 bend = _bend(lon[e]), _bend(lat[e])
                 pad = [2 * b + 1e-6 * size + 1e-9 for b in bend]  # and room for the cubic terms
                 bent = np.maximum(*bend) > BEND * size
