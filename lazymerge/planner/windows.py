@@ -202,20 +202,25 @@ def _band_rows(
         box = np.zeros(len(sel), dtype=bool) if masks else box_ok(grid.crs, crs, coef)[pair_src[sel]]
         fast, slow = sel[box], sel[~box]
         if len(fast):  # per (chunk, CRS) lattice extents, then per (chunk, group) in pixel space
-            key = chunk[fast] * (int(src.group.max()) + 1) + src.group[pair_src[fast]]
-            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-            s = pair_src[fast[first]]  # a source per (chunk, group): revisits share their windows
+            reps, inverse = _per_group(chunk, pair_src, src.group, fast)
+            s = pair_src[reps]
             to_src = composed_transformer(src.target_wkt, src.wkt[c])
             window[:, fast] = box_windows(
-                grid, crs, chunk[fast[first]], coef[s], shape[s], MARGIN + reach[s], to_src
-            )[inverse.reshape(-1)].T
-        for part in np.array_split(slow, max(1, len(slow) // BATCH)) if len(slow) else []:
-            s = pair_src[part]
-            m = MARGIN + reach[s]
-            w, cv, tc = _windows(grid, crs, chunk[part], coef[s], shape[s], masks, m)
-            window[:, part] = w.T
+                grid, crs, chunk[reps], coef[s], shape[s], MARGIN + reach[s], to_src
+            )[inverse].T
+        if len(slow):  # every lattice point, per (chunk, group)
+            reps, inverse = _per_group(chunk, pair_src, src.group, slow)
+            win = np.zeros((len(reps), 4), dtype="i8")
+            cv, tc = np.zeros(len(reps), dtype=np.uint64), np.zeros(len(reps), dtype=np.uint64)
+            for part in np.array_split(np.arange(len(reps)), max(1, len(reps) // BATCH)):
+                s = pair_src[reps[part]]
+                m = MARGIN + reach[s]
+                win[part], cv[part], tc[part] = _windows(
+                    grid, crs, chunk[reps[part]], coef[s], shape[s], masks, m
+                )
+            window[:, slow] = win[inverse].T
             if masks:
-                cover[part], touch[part] = cv, tc
+                cover[slow], touch[slow] = cv[inverse], tc[inverse]
     ok = window[0] >= 0
     keep: np.ndarray | slice = slice(None) if ok.all() else ok  # all: no copies (the common case)
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
@@ -238,6 +243,16 @@ def _band_rows(
             **extra,
         }
     )
+
+
+def _per_group(
+    chunk: np.ndarray, pair_src: np.ndarray, group: np.ndarray, pairs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pair of ``pairs`` per (chunk, group), and each pair's index among those: the sources of a group
+    (revisits of one tile) share their level, grid and reach, hence their window and cell masks."""
+    key = chunk[pairs] * (int(group.max()) + 1) + group[pair_src[pairs]]
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return pairs[first], inverse.reshape(-1)
 
 
 def _levels_for(
@@ -435,15 +450,16 @@ def _full_extents(to_src: Transformer, grid: TargetGrid, chunks: np.ndarray) -> 
 
 def _seams(sx: np.ndarray, sy: np.ndarray, k: int = LATTICE) -> np.ndarray:
     """(n, 2) per chunk lattice (n, k * k) in a source CRS: whether x, and whether y, jumps between
-    neighbouring lattice points: a step JUMP times the lattice's median step, as where the ±180 seam of a
-    Mercator, sinusoidal or other world projection crosses the chunk. Pixels between two lattice points
-    across a seam reach the source's far edge, which no lattice point shows: the window takes both ends."""
+    neighbouring lattice points by JUMP times the lattice's lower quartile step (|dx| + |dy|), as where the
+    ±180 seam of a Mercator, sinusoidal or other world projection crosses the chunk. Pixels between two
+    lattice points across a seam reach the source's far edge, which no lattice point shows: the window
+    takes both ends."""
     x, y = sx.reshape(-1, k, k), sy.reshape(-1, k, k)
     steps = [(np.abs(np.diff(x, axis=a)), np.abs(np.diff(y, axis=a))) for a in (1, 2)]
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lattices: no step, no seam
-        length = np.concatenate([np.hypot(dx, dy).reshape(len(x), -1) for dx, dy in steps], axis=1)
-        limit = JUMP * np.nanmedian(length, axis=1)[:, None, None]
+    with np.errstate(all="ignore"):
+        length = np.concatenate([(dx + dy).reshape(len(x), -1) for dx, dy in steps], axis=1)
+        quarter = length.shape[1] // 4  # the lower quartile (NaN sorts last): a few jumps do not move it
+        limit = JUMP * np.partition(length, quarter, axis=1)[:, quarter, None, None]
         return np.stack(
             [
                 np.any(steps[0][0] > limit, axis=(1, 2)) | np.any(steps[1][0] > limit, axis=(1, 2)),
