@@ -185,7 +185,7 @@ def _bend(edges: np.ndarray) -> np.ndarray:
 
 def chunk_footprints(grid: TargetGrid) -> np.ndarray:
     """(n, 4) EPSG:4326 (west, south, east, north) of every chunk of ``grid``, row-major, antimeridian- and
-    pole-aware, densified along every chunk edge (each shared edge transformed once)."""
+    pole-aware, holding every point of its chunk (``grid_lonlat_bounds``: shared edges transformed once)."""
     return grid_lonlat_bounds(grid.crs, *grid.chunk_edges())
 
 

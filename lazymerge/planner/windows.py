@@ -26,7 +26,7 @@ LATTICE = 9  # samples per chunk side used to bound the source window (8 x 8 cul
 BATCH = 100_000  # pairs (or chunks) per vectorised lattice step (bounds the lattice arrays' memory)
 PAIR_BATCH = 250_000  # pairs per plan table batch (bounds the memory of a batch's windows)
 MARGIN = 1  # source pixels added around the window, clipped to the source
-JUMP = 8.0  # a lattice step this many times the lattice's median step crosses a seam of the source CRS
+JUMP = 8.0  # a lattice step this many times its lower quartile step crosses a seam of the source CRS
 
 
 @dataclass(frozen=True)
