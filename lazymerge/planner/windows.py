@@ -46,6 +46,16 @@ def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -
 
     Compares like with like when the target is in metres and the sources in degrees (or vice versa).
     """
+    return target_sizes_in_sources(grid, src_crs, levels)[0]
+
+
+def target_sizes_in_sources(
+    grid: TargetGrid, src_crs: CRS, levels: list[Level]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``target_res_in_sources`` (the square root of a target pixel's area in the source CRS), and the
+    largest extent of a target pixel along either source axis: far larger where the mapping stretches
+    one axis (a geographic source at 85 degrees: ten times as many longitude pixels as latitude ones),
+    which is how far a footprint or a widened kernel reaches."""
     to_src = composed_transformer(grid.crs.to_wkt(), src_crs.to_wkt())  # and back: its inverse (one to build)
     b = np.array([level_bounds(lv) for lv in levels]).reshape(-1, 4)
     cx, cy = to_src.transform(
@@ -62,7 +72,9 @@ def target_res_in_sources(grid: TargetGrid, src_crs: CRS, levels: list[Level]) -
     vx, vy = xs[:, 2] - xs[:, 0], ys[:, 2] - ys[:, 0]
     area = np.abs(ux * vy - uy * vx)
     ok = np.isfinite(area) & (area > 0)
-    return np.where(ok, np.sqrt(np.where(ok, area, 1.0)), r)
+    span = np.maximum(np.abs(ux) + np.abs(vx), np.abs(uy) + np.abs(vy))
+    res = np.where(ok, np.sqrt(np.where(ok, area, 1.0)), r)
+    return res, np.where(ok & np.isfinite(span), np.maximum(span, res), res)
 
 
 def target_res_in_source(grid: TargetGrid, src_crs: CRS, level: Level) -> float:
@@ -287,15 +299,15 @@ def _levels_for(
         members = np.nonzero(rep_crs == c)[0]
         if not len(members):
             continue
-        res = target_res_in_sources(grid, CRS.from_user_input(code), [levels[first[g]][0] for g in members])
-        for g, r in zip(members, res, strict=True):
+        res, span = target_sizes_in_sources(grid, crs_from(code), [levels[first[g]][0] for g in members])
+        for g, r, extent in zip(members, res, span, strict=True):
             lvs = levels[first[g]]
             lv = select_overview(lvs, r, lvs[0].resolution)
             level_idx[g] = lvs.index(lv)
             inv = ~Affine(*lv.transform)
             coef[g] = (inv.a, inv.b, inv.c, inv.d, inv.e, inv.f)
             shape[g] = lv.shape
-            reach[g] = halo_pixels(resampling, r / lv.resolution)
+            reach[g] = halo_pixels(resampling, extent / lv.resolution)  # along the longer axis
     return level_idx[group], coef[group], shape[group], reach[group], group
 
 

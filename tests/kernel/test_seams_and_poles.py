@@ -87,3 +87,35 @@ def test_area_statistics_near_a_pole_do_not_depend_on_the_chunking(make_store, r
     ]
     assert np.isfinite(out[0][:, 95]).sum() > 100  # the column at the 96 px chunks' edge
     np.testing.assert_array_equal(out[0], out[1])
+
+
+@pytest.mark.parametrize("resampling", ["average", "bilinear"])
+def test_windows_reach_along_the_stretched_axis(make_store, resampling):
+    """A geographic source at 84.7 N under 500 m pixels: a target pixel spans ~10 source pixels of longitude
+    but ~1 of latitude. The window's reach took the square root of the pixel's area (~3 pixels), so a
+    footprint at a chunk's edge ran past its window: 96 px chunks differed from 64 px ones by up to 0.044.
+    It takes the longer axis now: with exact coordinates, every chunking gives the same pixels."""
+    data = np.random.default_rng(32).random((200, 200), dtype="f4")
+    src = (0.0050884762311760555, 0.0, 50.300980269707715, 0.0, -0.0050884762311760555, 84.71148216553499)
+    store = make_store([("a", "EPSG:4326", src, data)])
+    crs = "+proj=lcc +lat_1=79.1 +lat_2=87.1 +lat_0=84.1 +lon_0=50.7 +datum=WGS84 +units=m"
+    bbox, _ = target_grid(crs, 50.681469420695095, 84.10771246343865, 500.0)
+    out = [
+        merge(
+            str(store),
+            crs=crs,
+            bbox=bbox,
+            resolution=500.0,
+            chunk_size=(c, c),
+            bands="data",
+            exact=True,
+            resampling=resampling,
+        ).array.compute()  # fmt: skip
+        for c in (64, 96)
+    ]
+    assert np.isfinite(out[0]).mean() > 0.1
+    if resampling == "average":  # no kernel scale: the same arithmetic in every chunking
+        np.testing.assert_array_equal(out[0], out[1])
+    else:  # each block's own kernel scale (as GDAL's per warp chunk): close, not equal
+        np.testing.assert_array_equal(np.isnan(out[0]), np.isnan(out[1]))
+        assert np.nanmax(np.abs(out[0] - out[1])) < 0.05
