@@ -24,7 +24,7 @@ from lazymerge.kernel import loops as jit
 from lazymerge.kernel.cancel import check_cancelled
 from lazymerge.kernel.composite import First, Last, parse_method
 from lazymerge.kernel.faults import maybe_fail
-from lazymerge.kernel.loops import evaluate
+from lazymerge.kernel.loops import LINEAR, evaluate
 from lazymerge.kernel.mapping import Mapping, pixel_mapping
 from lazymerge.kernel.masks import source_masks
 from lazymerge.kernel.reads import SkippedRead, guarded, read_window, record_skipped
@@ -64,7 +64,10 @@ def kernel_scale(m: Mapping, inv: Affine) -> np.ndarray:
     projection (Web Mercator's ±180) inside the block makes its corners' Jacobian meaningless (a kernel
     tens of thousands of pixels wide)."""
     h, w = m.shape
-    ys, xs = (np.array(sorted({0, (n - 1) // 4, (n - 1) // 2, 3 * (n - 1) // 4, n - 1})) for n in (h, w))
+    if m.kind == LINEAR:  # one Jacobian: the corners only
+        ys, xs = np.array([0, h - 1]), np.array([0, w - 1])
+    else:
+        ys, xs = (np.array(sorted({0, (n - 1) // 4, (n - 1) // 2, 3 * (n - 1) // 4, n - 1})) for n in (h, w))
     x, y = evaluate(m.jit, h, w, ys, xs)  # the corners' values are those of the corners alone
     col = inv.a * x + inv.b * y + inv.c  # in source pixels
     row = inv.d * x + inv.e * y + inv.f
