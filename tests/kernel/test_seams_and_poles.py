@@ -37,6 +37,16 @@ def test_a_block_across_web_mercators_seam_takes_its_neighbours_scale():
     np.testing.assert_allclose(across, beside, rtol=0.02)
 
 
+def _in_two_chunkings(store, crs: str, bbox, res: float, **kw) -> list[np.ndarray]:
+    """The merge of ``store``'s one ``data`` band in 64 and in 96 px chunks."""
+    return [
+        merge(
+            str(store), crs=crs, bbox=bbox, resolution=res, chunk_size=(c, c), bands="data", **kw
+        ).array.compute()
+        for c in (64, 96)
+    ]
+
+
 @pytest.mark.parametrize("case", ["3857-to-utm60", "3857-to-utm1"])
 def test_bilinear_across_a_seam_barely_depends_on_the_chunking(make_store, case):
     """Each block estimates its own scale (as GDAL does per warp chunk), so two chunkings differ by the
@@ -45,18 +55,7 @@ def test_bilinear_across_a_seam_barely_depends_on_the_chunking(make_store, case)
     src, (crs, lon, lat, res) = SEAMS[case]
     store = make_store([(src.name, src.crs, src.transform, src.data)])
     bbox, _ = target_grid(crs, lon, lat, res)
-    out = [
-        merge(
-            str(store),
-            crs=crs,
-            bbox=bbox,
-            resolution=res,
-            chunk_size=(c, c),
-            bands="data",
-            resampling="bilinear",
-        ).array.compute()
-        for c in (64, 96)
-    ]
+    out = _in_two_chunkings(store, crs, bbox, res, resampling="bilinear")
     assert np.isfinite(out[0]).mean() > 0.1
     np.testing.assert_array_equal(np.isnan(out[0]), np.isnan(out[1]))
     assert np.nanmax(np.abs(out[0] - out[1])) < 0.01
@@ -72,19 +71,7 @@ def test_area_statistics_near_a_pole_do_not_depend_on_the_chunking(make_store, r
     store = make_store([("b", "EPSG:4326", src, data)])
     crs = "+proj=laea +lat_0=-89.01 +lon_0=117.18 +datum=WGS84 +units=m"
     bbox, _ = target_grid(crs, 117.17561282168009, -89.01236705756702, 100.0)
-    out = [
-        merge(
-            str(store),
-            crs=crs,
-            bbox=bbox,
-            resolution=100.0,
-            chunk_size=(c, c),
-            bands="data",
-            exact=True,
-            resampling=resampling,
-        ).array.compute()  # fmt: skip
-        for c in (64, 96)
-    ]
+    out = _in_two_chunkings(store, crs, bbox, 100.0, exact=True, resampling=resampling)
     assert np.isfinite(out[0][:, 95]).sum() > 100  # the column at the 96 px chunks' edge
     np.testing.assert_array_equal(out[0], out[1])
 
@@ -100,19 +87,7 @@ def test_windows_reach_along_the_stretched_axis(make_store, resampling):
     store = make_store([("a", "EPSG:4326", src, data)])
     crs = "+proj=lcc +lat_1=79.1 +lat_2=87.1 +lat_0=84.1 +lon_0=50.7 +datum=WGS84 +units=m"
     bbox, _ = target_grid(crs, 50.681469420695095, 84.10771246343865, 500.0)
-    out = [
-        merge(
-            str(store),
-            crs=crs,
-            bbox=bbox,
-            resolution=500.0,
-            chunk_size=(c, c),
-            bands="data",
-            exact=True,
-            resampling=resampling,
-        ).array.compute()  # fmt: skip
-        for c in (64, 96)
-    ]
+    out = _in_two_chunkings(store, crs, bbox, 500.0, exact=True, resampling=resampling)
     assert np.isfinite(out[0]).mean() > 0.1
     if resampling == "average":  # no kernel scale: the same arithmetic in every chunking
         np.testing.assert_array_equal(out[0], out[1])
