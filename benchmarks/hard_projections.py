@@ -7,7 +7,8 @@ target in 64 px chunks (``tests.support.gdal_cases.target_grid``). Merged first-
 with:
 
 - ``truth``: every target pixel centre through pyproj's exact transform, floored to a source pixel (NaN
-  outside every source): what a nearest warp by the exact transform gives;
+  outside every source; ``tests.support.gdal_oracle.nearest_exact``): a nearest warp by the exact
+  transform;
 - ``GDAL``: GDAL's exact warper (``WarpedVRT``, ``tolerance=1e-9``), which the tests take as the oracle,
   and which itself departs from ``truth`` where a seam crosses its source window.
 
@@ -28,14 +29,13 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from affine import Affine
-from pyproj import CRS, Transformer
+from pyproj import CRS
 
 from lazymerge.api import merge
 from lazymerge.catalog.meta import write_meta
 from lazymerge.errors import InvalidSourceError
 from tests.support.gdal_cases import SIZE, target_grid
-from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact
+from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact, nearest_exact
 from tests.support.stores import add_source
 
 
@@ -65,21 +65,6 @@ KINDS = {
     "4326": lambda lon, lat: "EPSG:4326",
     "sinu": lambda lon, lat: "+proj=sinu +lon_0=0 +datum=WGS84 +units=m",
 }
-
-
-def truth(sources: list[Raster], crs: str, t: Affine, shape: tuple[int, int]) -> np.ndarray:
-    """First valid source by pyproj's exact transform of every pixel centre (no source window)."""
-    out = np.full(shape, np.nan, dtype="f4")
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
-    x, y = t.c + cols * t.a + rows * t.b, t.f + cols * t.d + rows * t.e
-    for s in sources:
-        sx, sy = Transformer.from_crs(crs, s.crs, always_xy=True).transform(x, y)
-        inv = ~Affine(*s.transform)
-        col, row = inv.c + sx * inv.a + sy * inv.b, inv.f + sx * inv.d + sy * inv.e
-        h, w = s.data.shape
-        inside = (col >= 0) & (col < w) & (row >= 0) & (row < h) & np.isnan(out)
-        out[inside] = s.data[row[inside].astype(int), col[inside].astype(int)]
-    return out
 
 
 def draw(rng: np.random.Generator) -> tuple[list[Raster], str, float, float, float, str]:
@@ -115,7 +100,7 @@ def run(
     coordinates; the largest difference, and the pixels NaN in one only)."""
     bbox, transform = target_grid(crs, lon, lat, res)
     exact_px, gdal = (
-        truth(sources, crs, transform, (SIZE, SIZE)),
+        nearest_exact(sources, crs, transform, (SIZE, SIZE)),
         mosaic_exact(sources, crs, transform, (SIZE, SIZE)),
     )
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lazymerge.api import plan
-from tests.support.gdal_cases import CASES, CHUNK, SIZE, run, store_of, target_grid
-from tests.support.gdal_oracle import Raster, agreement, around, mosaic_exact
+from tests.support.gdal_cases import CASES, CHUNK, SEAMS, SIZE, run, store_of, target_grid
+from tests.support.gdal_oracle import Raster, agreement, mosaic_exact, nearest_exact
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -68,46 +68,6 @@ def test_half_pixel_shift_shows(make_store):
     np.testing.assert_array_equal(got, mosaic_exact(shifted, crs, transform, (SIZE, SIZE)))
 
 
-def _exact_nearest(src: Raster, crs: str, transform, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest by pyproj's exact transform of every pixel centre (NaN outside the source): GDAL's exact
-    warper's arithmetic, without its source window (which drops pixels beside a seam: see below)."""
-    from affine import Affine
-    from pyproj import Transformer
-
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
-    t, inv = transform, ~Affine(*src.transform)
-    x, y = t.c + cols * t.a + rows * t.b, t.f + cols * t.d + rows * t.e
-    sx, sy = Transformer.from_crs(crs, src.crs, always_xy=True).transform(x, y)
-    col, row = inv.c + sx * inv.a + sy * inv.b, inv.f + sx * inv.d + sy * inv.e
-    h, w = src.data.shape
-    inside = (col >= 0) & (col < w) & (row >= 0) & (row < h)
-    return np.where(
-        inside, src.data[np.where(inside, row, 0).astype(int), np.where(inside, col, 0).astype(int)], np.nan
-    )
-
-
-SINUSOIDAL = "+proj=sinu +lon_0=0 +datum=WGS84 +units=m"
-SEAMS = {  # a world projection's +-180 seam crossing the source's side of a target chunk
-    "3857-to-utm60": (
-        around("m", "EPSG:3857", 179.95, 60.0, 150.0, 200, 22),
-        ("EPSG:32660", 180.0, 60.0, 100.0),
-    ),
-    "3857-to-utm1": (
-        around("m", "EPSG:3857", 179.95, 60.0, 150.0, 200, 23),
-        ("EPSG:32601", 180.0, 60.0, 100.0),
-    ),
-    "sinusoidal-near-pole": (
-        Raster(
-            "s",
-            SINUSOIDAL,
-            (28.597, 0.0, 194748.9, 0.0, -28.597, 9941878.1),
-            np.random.default_rng(24).random((200, 200), dtype="f4"),
-        ),
-        ("+proj=lcc +lat_1=84.4 +lat_2=88 +lat_0=85 +lon_0=179.9 +datum=WGS84 +units=m", 179.9, 89.426, 30.0),
-    ),
-}
-
-
 @pytest.mark.parametrize("exact", [False, True])
 @pytest.mark.parametrize("case", SEAMS)
 def test_a_seam_of_the_sources_projection_inside_a_chunk_loses_no_pixel(make_store, case, exact):
@@ -118,7 +78,7 @@ def test_a_seam_of_the_sources_projection_inside_a_chunk_loses_no_pixel(make_sto
     src, (crs, lon, lat, res) = SEAMS[case]
     store = store_of(make_store, [src])
     bbox, transform = target_grid(crs, lon, lat, res)
-    expected = _exact_nearest(src, crs, transform, (SIZE, SIZE))
+    expected = nearest_exact([src], crs, transform, (SIZE, SIZE))
     assert 0.1 < np.isfinite(expected).mean() < 0.9  # the seam, the source's edge, inside the grid
     got = run(store, crs, bbox, res, datafusion=None, exact=exact)
     np.testing.assert_array_equal(got, expected)

@@ -13,9 +13,8 @@ from lazymerge.api import merge
 from lazymerge.grid import TargetGrid
 from lazymerge.kernel.block import kernel_scale
 from lazymerge.kernel.mapping import pixel_mapping
-from tests.support.gdal_cases import target_grid
+from tests.support.gdal_cases import SEAMS, target_grid
 from tests.support.gdal_oracle import around
-from tests.test_merge_gdal import SEAMS
 
 
 def _scale(grid: TargetGrid, rows: tuple[int, int], cols: tuple[int, int], crs: str, transform) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The GDAL oracle cases shared by the merge and kernel tests and the plan-accuracy benchmark: two UTM
-zones, 4326 -> 3857, the North Pole, the antimeridian (``CASES``), and harder projections for the
-default path (``HARD``); random data around each."""
+zones, 4326 -> 3857, the North Pole, the antimeridian (``CASES``), harder projections for the
+default path (``HARD``) and world projections' seams (``SEAMS``); random data around each."""
 
 from __future__ import annotations
 
@@ -83,6 +83,30 @@ HARD = {
             around("g", "EPSG:4326", 179.8, 50.0, 0.002, 200, 18),
         ],
         ("EPSG:32660", 180.0, 50.02, 200.0),
+    ),
+}
+
+
+SINUSOIDAL = "+proj=sinu +lon_0=0 +datum=WGS84 +units=m"
+# a world projection's +-180 seam crossing a target chunk, on the source's side: the plan's lattice jumps
+# across it (``lazymerge.planner.windows._seams``) and a block's corners' Jacobian with it
+SEAMS = {
+    "3857-to-utm60": (
+        around("m", "EPSG:3857", 179.95, 60.0, 150.0, 200, 22),
+        ("EPSG:32660", 180.0, 60.0, 100.0),
+    ),
+    "3857-to-utm1": (
+        around("m", "EPSG:3857", 179.95, 60.0, 150.0, 200, 23),
+        ("EPSG:32601", 180.0, 60.0, 100.0),
+    ),
+    "sinusoidal-near-pole": (
+        Raster(
+            "s",
+            SINUSOIDAL,
+            (28.597, 0.0, 194748.9, 0.0, -28.597, 9941878.1),
+            np.random.default_rng(24).random((200, 200), dtype="f4"),
+        ),
+        ("+proj=lcc +lat_1=84.4 +lat_2=88 +lat_0=85 +lon_0=179.9 +datum=WGS84 +units=m", 179.9, 89.426, 30.0),
     ),
 }
 

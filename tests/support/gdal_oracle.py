@@ -1,4 +1,5 @@
-"""GDAL's exact warper as the oracle: WarpedVRT(tolerance=1e-9), nearest, first valid in priority order.
+"""GDAL's exact warper as the oracle: WarpedVRT(tolerance=1e-9), nearest, first valid in priority order
+(and pyproj's exact transform, pixel by pixel, where GDAL's source window falls short: ``nearest_exact``).
 
 ``rasterio.warp.reproject`` always approximates (0.125 px) whatever ``tolerance`` says, which moves about 1%
 of nearest pixels; a WarpedVRT honours ``tolerance``, so at 1e-9 it transforms every pixel exactly.
@@ -96,3 +97,20 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Share of pixels where both are NaN or both hold the same value."""
     same = (a == b) | (np.isnan(a) & np.isnan(b))
     return float(same.mean())
+
+
+def nearest_exact(sources: list[Raster], crs: str, t: Affine, shape: tuple[int, int]) -> np.ndarray:
+    """First valid source (in the order given) by pyproj's exact transform of every pixel centre, floored
+    to a source pixel; NaN where none holds it. GDAL's exact warper's arithmetic without its source window,
+    which leaves pixels beside a seam of the source's projection (±180 in Web Mercator) empty."""
+    out = np.full(shape, np.nan, dtype="f4")
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]] + 0.5
+    x, y = t.c + cols * t.a + rows * t.b, t.f + cols * t.d + rows * t.e
+    for s in sources:
+        sx, sy = Transformer.from_crs(crs, s.crs, always_xy=True).transform(x, y)
+        inv = ~Affine(*s.transform)
+        col, row = inv.c + sx * inv.a + sy * inv.b, inv.f + sx * inv.d + sy * inv.e
+        h, w = s.data.shape
+        inside = (col >= 0) & (col < w) & (row >= 0) & (row < h) & np.isnan(out)
+        out[inside] = s.data[row[inside].astype(int), col[inside].astype(int)]
+    return out
