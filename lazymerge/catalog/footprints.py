@@ -116,6 +116,10 @@ def grid_lonlat_bounds(
         ],
         axis=1,
     )
+    if samples < min(3, k):  # an edge's bend needs a point between its ends
+        raise ValueError(
+            f"samples={samples}: the edges' bend needs 3 points an edge or more (default {SAMPLES})"
+        )
     out, bent = _shared_edges(to_ll, xs, ys, samples, widen=samples < k)
     hard = np.nonzero(bent | ~(out[:, 2] - out[:, 0] < 180.0))[0]  # a cell's own edges decide: any run
     if len(hard):  # box by box, densified; near the antimeridian the full circular search

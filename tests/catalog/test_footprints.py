@@ -4,6 +4,7 @@ their cell: edges sampled at three points and widened by their bend, densified w
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Transformer
@@ -43,7 +44,7 @@ def test_grid_footprints_hold_every_point_of_their_cells(centre, cell_km, ny, nx
     gx1, gy1 = np.meshgrid(xs[1:], ys[:-1])
     boxes = np.stack([gx0.ravel(), gy0.ravel(), gx1.ravel(), gy1.ravel()], axis=1)
     dense = lonlat_bounds(crs, boxes, 401)  # every cell, 401 points an edge
-    easy = np.isfinite(dense).all(axis=1) & (dense[:, 2] - dense[:, 0] < 90)
+    easy = np.isfinite(dense).all(axis=1) & (dense[:, 0] <= dense[:, 2]) & (dense[:, 2] - dense[:, 0] < 90)
     d, g = dense[easy], got[easy]
     assert np.all(g[:, 0] <= d[:, 0]) and np.all(g[:, 1] <= d[:, 1])
     assert np.all(g[:, 2] >= d[:, 2]) and np.all(g[:, 3] >= d[:, 3])
@@ -65,3 +66,9 @@ def test_a_cell_whose_edges_bend_is_densified():
     assert bent.all()
     boxes = np.array([[-300e3, 1.0, 0.0, 300e3], [0.0, 1.0, 300e3, 300e3]])
     np.testing.assert_array_equal(got[:2], lonlat_bounds("EPSG:3413", boxes, widen=True))
+
+
+def test_too_few_samples_an_edge_is_refused():
+    """Two points an edge show no bend to widen by: refused, naming the value."""
+    with pytest.raises(ValueError, match="samples=2"):
+        grid_lonlat_bounds("EPSG:32633", np.array([0.0, 1e4]), np.array([5e6, 4.99e6]), samples=2)

@@ -577,8 +577,8 @@ def test_the_dry_gather_says_whether_the_gather_writes(
 def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
     """With an empty numba cache, a nearest merge of float32 sources (same CRS and across UTM zones, as the
     demo's) compiles only the nearest loops of those mappings, once each: not the kernels, the area
-    statistics or the other dtypes; a bilinear merge only the kernel's loops. Whether a source is needed
-    is asked of the same loops, dry."""
+    statistics or the other dtypes; a bilinear merge only the kernel's loops, an average only its own.
+    Whether a source is needed is asked of the same loops, dry (area statistics do not ask)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     code = (
         "from lazymerge.kernel import loops as jit, warm\n"
@@ -596,6 +596,15 @@ def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
         text=True,
     )
     assert sorted(bilinear.stdout.split()) == ["_kernel_axes:1", "_kernel_rows:1"]  # the kernel's rows, dry
+    average = subprocess.run(
+        [sys.executable, "-c", code.replace("'nearest'", "'average'")],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    # area statistics read every planned source (a footprint can meet a window with no corner inside it)
+    assert sorted(average.stdout.split()) == ["_weighted_axes:1", "_weighted_green:1"]
 
 
 def test_exact_footprint_coverage_matches_polygon_clipping():
