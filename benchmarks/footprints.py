@@ -65,17 +65,7 @@ def main() -> None:
         old = grid_lonlat_bounds(grid.crs, xs, ys, samples=DENSIFY)
         new = grid_lonlat_bounds(grid.crs, xs, ys)
         t_old, t_new = cpu(grid, DENSIFY), cpu(grid, SAMPLES)
-        gx0, gy0 = np.meshgrid(xs[:-1], ys[1:])
-        gx1, gy1 = np.meshgrid(xs[1:], ys[:-1])
-        boxes = np.stack(
-            [
-                np.minimum(gx0, gx1).ravel(),
-                np.minimum(gy0, gy1).ravel(),
-                np.maximum(gx0, gx1).ravel(),
-                np.maximum(gy0, gy1).ravel(),
-            ],
-            axis=1,
-        )
+        boxes = grid.chunk_boxes(np.arange(len(new)))  # row-major, as the footprints
         sel = np.random.default_rng(0).choice(len(boxes), min(3000, len(boxes)), replace=False)
         truth = lonlat_bounds(grid.crs, boxes[sel], 401)
         ok = np.isfinite(truth).all(axis=1) & (truth[:, 0] <= truth[:, 2]) & (truth[:, 2] - truth[:, 0] < 90)

@@ -582,29 +582,20 @@ def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     code = (
         "from lazymerge.kernel import loops as jit, warm\n"
-        "warm.warm_request(['float32'], 'float32', 'nearest')\n"
-        "print(' '.join(f'{f.__name__}:{len(f.signatures)}' for f in jit.COMPILED if f.signatures))\n"
+        "warm.warm_request(['float32'], 'float32', '{}')\n"
+        "print(' '.join(f'{{f.__name__}}:{{len(f.signatures)}}' for f in jit.COMPILED if f.signatures))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-    # whether a source is needed, on a control grid: the gather's own loop, dry (no _any_inside_grid)
-    assert sorted(out.stdout.split()) == ["_nearest_axes:1", "_nearest_grid:1"]
-    bilinear = subprocess.run(
-        [sys.executable, "-c", code.replace("'nearest'", "'bilinear'")],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    assert sorted(bilinear.stdout.split()) == ["_kernel_axes:1", "_kernel_rows:1"]  # the kernel's rows, dry
-    average = subprocess.run(
-        [sys.executable, "-c", code.replace("'nearest'", "'average'")],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    # area statistics read every planned source (a footprint can meet a window with no corner inside it)
-    assert sorted(average.stdout.split()) == ["_weighted_axes:1", "_weighted_green:1"]
+    expected = {
+        # whether a source is needed, on a control grid: the gather's own loop, dry (no _any_inside_grid)
+        "nearest": ["_nearest_axes:1", "_nearest_grid:1"],
+        "bilinear": ["_kernel_axes:1", "_kernel_rows:1"],  # the kernel's rows, dry
+        # area statistics read every planned source (a footprint can meet a window with no corner inside)
+        "average": ["_weighted_axes:1", "_weighted_green:1"],
+    }
+    for resampling, loops in expected.items():
+        run = [sys.executable, "-c", code.format(resampling)]
+        out = subprocess.run(run, env=env, check=True, capture_output=True, text=True)
+        assert sorted(out.stdout.split()) == loops, resampling
 
 
 def test_exact_footprint_coverage_matches_polygon_clipping():
