@@ -212,3 +212,54 @@ def test_planning_gives_the_garbage_collector_back_as_it_was(random_store):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    pair=st.sampled_from(
+        [  # (target CRS, source CRS, lon, lat of the source's edge at 180, source pixel, target pixel)
+            ("EPSG:32660", "EPSG:3857", 180.0, 60.0, 150.0, 100.0),
+            ("EPSG:32601", "EPSG:3857", 180.0, -30.0, 120.0, 100.0),
+            ("EPSG:3031", "+proj=sinu +lon_0=0 +datum=WGS84 +units=m", 180.0, -80.0, 300.0, 400.0),
+        ]
+    ),
+    chunk=st.integers(8, 300),
+    shift=st.floats(-0.5, 0.5),
+    beyond=st.integers(0, 150),
+)
+def test_windows_hold_every_pixel_beside_a_seam(pair, chunk, shift, beyond):
+    """Whatever the chunk size, a chunk across a world projection's ±180 seam gets a window holding the
+    source pixel of every pixel centre of it that lies in the source (pyproj's exact transform): between
+    two lattice points across the seam, pixels reach the source's edge, a lattice step (chunk / 8) from
+    the nearest point."""
+    tcrs, scrs, lon, lat, sres, tres = pair
+    to_src = Transformer.from_crs("EPSG:4326", scrs, always_xy=True)
+    ex, ey = to_src.transform(
+        179.999999, lat
+    )  # the source's edge (its last column ends at the seam + beyond)
+    n = 200
+    src = Affine(sres, 0.0, ex - (n - beyond) * sres, 0.0, -sres, ey + n / 2 * sres)
+    tx, ty = Transformer.from_crs("EPSG:4326", tcrs, always_xy=True).transform(lon, lat)
+    half = 2 * chunk * tres
+    x0, y0 = tx - half + shift * chunk * tres, ty - half + shift * chunk * tres
+    grid = TargetGrid.from_bbox(tcrs, (x0, y0, x0 + 2 * half, y0 + 2 * half), tres, (chunk, chunk))
+    chunks = np.arange(grid.nchunks[0] * grid.nchunks[1])
+    inv = ~src
+    coef = np.tile([inv.a, inv.b, inv.c, inv.d, inv.e, inv.f], (len(chunks), 1))
+    shape = np.tile([n, n], (len(chunks), 1))
+    crs = CRS.from_user_input(scrs)
+    found = windows.box_windows(grid, crs, chunks, coef, shape, np.zeros(len(chunks), dtype="i8"))
+    back = Transformer.from_crs(tcrs, scrs, always_xy=True)
+    for k in chunks:
+        r0, r1, c0, c1 = grid.chunk_window(int(k) // grid.nchunks[1], int(k) % grid.nchunks[1])
+        rr, cc = np.mgrid[r0:r1, c0:c1] + 0.5
+        t = grid.transform
+        sx, sy = back.transform(t.c + cc * t.a, t.f + rr * t.e)
+        col, row = inv.c + sx * inv.a, inv.f + sy * inv.e
+        inside = (col >= 0) & (col < n) & (row >= 0) & (row < n)
+        if not inside.any():
+            continue
+        w = found[k]
+        assert w[0] >= 0, f"chunk {k} holds source pixels but has no window"
+        assert w[0] <= row[inside].min() and np.floor(row[inside].max()) < w[1]
+        assert w[2] <= col[inside].min() and np.floor(col[inside].max()) < w[3]
