@@ -10,6 +10,7 @@ import cubed
 import numpy as np
 import pyarrow as pa
 
+from lazymerge import arrow
 from lazymerge.catalog.conventions import ProjAttrs, SpatialAttrs
 from lazymerge.contract.model import Plan
 from lazymerge.contract.tasks import KernelTask
@@ -86,7 +87,7 @@ class MergeResult:
                 rows["fraction"].append(float(counts[i]) / layer.size)
         if self.time_coords is None:
             del rows["time"]
-        out = pa.table(rows)
+        out = pa.table({name: arrow.infer(items) for name, items in rows.items()})
         if plot is not None:
             _plot_composition(out, plot)
         return out

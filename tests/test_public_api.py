@@ -109,5 +109,53 @@ def test_a_worker_running_a_block_loads_neither_the_planner_nor_datafusion(seed_
     for path in files:
         loaded = json.loads(path.read_text())
         assert "lazymerge.kernel.block" in loaded
-        bad = [m for m in loaded if m.startswith(("lazymerge.planner", "datafusion", "shapely"))]
+        bad = [m for m in loaded if m.startswith(("lazymerge.planner", "datafusion", "shapely", "pandas"))]
         assert not bad, f"worker {path.name} imported {bad[:5]}"
+
+
+NO_PANDAS = """
+import sys, tempfile
+import lazymerge
+from lazymerge.contract.model import Plan
+from lazymerge.executors import get_executor
+
+store, meta = sys.argv[1], sys.argv[2] == "meta"
+request = dict({seed}, datafusion=meta, where="shape_x > 0" if meta else None)
+result = lazymerge.merge(store, **request)
+result.array.compute(executor=get_executor("threads", max_workers=2))
+out = tempfile.mkdtemp()
+result.to_zarr(out + "/out.zarr", progress=False)
+lazymerge.merge(store, **request, provenance=True).composition()
+result.plan.save(out + "/plan")
+plan = Plan.load(out + "/plan")
+plan.summary(), plan.estimate(), plan.rows(0, 0, 0)
+lazymerge.merge(store, **request, groupby="day").array.compute()
+print(sorted(m for m in sys.modules if m.split(".")[0] == "pandas"))
+"""
+
+
+@pytest.mark.parametrize("meta", [True, False], ids=["meta", "scan"])
+def test_planning_computing_and_writing_never_import_pandas(tmp_path, meta):
+    """pyarrow imports pandas (0.3 s of a fresh process) at the first ``pa.array`` or ``to_numpy``; the
+    planner, the plan and the writers move Arrow columns through their buffers instead (lazymerge.arrow)."""
+    import zarr
+
+    from lazymerge.catalog.meta import write_meta
+    from lazymerge.demo import SEED_TILES
+    from tests.support.executor_cases import random_seed_store
+
+    store = random_seed_store(tmp_path / "store.zarr", meta=False)
+    root = zarr.open_group(str(store), mode="r+")
+    for day, (name, *_) in enumerate(SEED_TILES):  # two days, so that groupby makes two layers
+        root[name].attrs["datetime"] = f"2024-06-0{1 + day % 2}T10:00:00Z"
+    if meta:
+        write_meta(store)
+    out = subprocess.run(
+        [sys.executable, "-c", NO_PANDAS.format(seed=SEED), str(store), "meta" if meta else "scan"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"

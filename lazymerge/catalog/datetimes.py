@@ -9,17 +9,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lazymerge import arrow
+
 
 def to_datetimes(values: Any) -> np.ndarray:
     """datetime64[us] (NaT where missing) from an Arrow timestamp column, int64 microseconds since the
     epoch (the prototype /meta layout), or ISO 8601 strings / None."""
     if isinstance(values, (pa.Array, pa.ChunkedArray)):
         if pa.types.is_timestamp(values.type):
-            values = pc.cast(values, pa.timestamp("us"))
-            return values.to_numpy(zero_copy_only=False).astype("datetime64[us]")
+            return arrow.values(pc.cast(values, pa.timestamp("us"))).astype("datetime64[us]")
         if pa.types.is_integer(values.type):
-            ints = pc.fill_null(values, np.iinfo("i8").min).to_numpy(zero_copy_only=False)
-            return ints.astype("i8").view("datetime64[us]")
+            missing = arrow.column(np.array([np.iinfo("i8").min]))[0]  # not pa.scalar: see lazymerge.arrow
+            ints = arrow.values(pc.fill_null(pc.cast(values, pa.int64()), missing))
+            return ints.view("datetime64[us]")
         values = values.to_pylist()
     return np.array([_parse(v) for v in values], dtype="datetime64[us]")
 

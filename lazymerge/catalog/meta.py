@@ -14,6 +14,7 @@ import zarr
 import zarr.storage
 from datafusion import SessionContext
 
+from lazymerge import arrow
 from lazymerge.aio import run_sync
 from lazymerge.catalog.layout import META_GROUP
 from lazymerge.catalog.scan import scan_store
@@ -58,14 +59,12 @@ def _write_table(group: zarr.Group, table: pa.Table) -> None:
             )
             arr[:] = np.array(col.to_pylist(), dtype=object)
         elif pa.types.is_integer(col.type) and col.null_count:  # NaN marks the missing values
-            group.create_array(
-                name, data=col.to_numpy(zero_copy_only=False).astype("f8"), chunks=(max(len(col), 1),)
-            )
+            group.create_array(name, data=arrow.values(col).astype("f8"), chunks=(max(len(col), 1),))
         elif pa.types.is_timestamp(col.type):  # read back by DataFusion as a timestamp column
-            data = col.to_numpy(zero_copy_only=False).astype("datetime64[us]")
+            data = arrow.values(col).astype("datetime64[us]")
             group.create_array(name, data=data, chunks=(max(len(col), 1),))
         else:
-            group.create_array(name, data=col.to_numpy(), chunks=(max(len(col), 1),))
+            group.create_array(name, data=arrow.values(col), chunks=(max(len(col), 1),))
 
 
 def write_meta(store: Any, skip_invalid: bool = False) -> pa.Table:

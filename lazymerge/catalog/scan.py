@@ -14,6 +14,7 @@ import zarr
 from pyproj import CRS
 from zarr.core.sync import sync as zarr_sync
 
+from lazymerge import arrow
 from lazymerge.catalog.conventions import ProjAttrs, has_spatial
 from lazymerge.catalog.datetimes import to_datetimes
 from lazymerge.catalog.footprints import lonlat_bounds
@@ -72,18 +73,19 @@ class ScanIndex:
         footprints = self.lonlat()
         epsg = [e.crs.to_epsg() for e in self.entries]
         cols: dict[str, Any] = {
-            "id": pa.array([e.id for e in self.entries], pa.string()),
-            "bbox": pa.array(bounds_to_wkb(footprints), pa.binary()),
-            "proj:epsg": pa.array([-1 if v is None else v for v in epsg], pa.int64()),
-            "proj:code": pa.array([crs_code(e.crs) for e in self.entries], pa.string()),
+            "id": arrow.strings([e.id for e in self.entries]),
+            "bbox": arrow.strings(bounds_to_wkb(footprints), pa.binary()),
+            "proj:epsg": arrow.column(np.array([-1 if v is None else v for v in epsg], dtype="i8")),
+            "proj:code": arrow.strings([crs_code(e.crs) for e in self.entries]),
         }
         for i in range(6):
-            cols[f"transform_{i}"] = pa.array([e.base.transform[i] for e in self.entries], pa.float64())
-        cols["shape_x"] = pa.array([e.base.shape[1] for e in self.entries], pa.int64())
-        cols["shape_y"] = pa.array([e.base.shape[0] for e in self.entries], pa.int64())
+            cols[f"transform_{i}"] = arrow.column(np.array([e.base.transform[i] for e in self.entries], "f8"))
+        cols["shape_x"] = arrow.column(np.array([e.base.shape[1] for e in self.entries], dtype="i8"))
+        cols["shape_y"] = arrow.column(np.array([e.base.shape[0] for e in self.entries], dtype="i8"))
         if any(e.datetime for e in self.entries):
-            cols["datetime"] = pa.array(to_datetimes([e.datetime for e in self.entries]), pa.timestamp("us"))
-        cols[BANDS_COLUMN] = pa.array([bands_json(e.bands) for e in self.entries], pa.string())
+            times = to_datetimes([e.datetime for e in self.entries])
+            cols["datetime"] = arrow.column(times, np.isnat(times))
+        cols[BANDS_COLUMN] = arrow.strings([bands_json(e.bands) for e in self.entries])
         keys = sorted({k for e in self.entries for k in e.properties} - set(cols))
         unfit = [k for k in keys if column_name_problem(k)]
         if unfit:
@@ -96,9 +98,9 @@ class ScanIndex:
         for key in (k for k in keys if k not in unfit):
             values = [e.properties.get(key) for e in self.entries]
             try:
-                cols[key] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types: keep them as text
-                cols[key] = pa.array([None if v is None else str(v) for v in values], pa.string())
+                cols[key] = arrow.infer(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed or huge: keep them as text
+                cols[key] = arrow.strings([None if v is None else str(v) for v in values])
         return pa.table(cols)
 
 

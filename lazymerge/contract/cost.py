@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from lazymerge import arrow
 from lazymerge.contract.budget import GREEN, GREEN_CELLS, PIXEL_OVERHEAD, PIXEL_PER_CRS, READ_AHEAD
 from lazymerge.contract.model import Plan
 from lazymerge.errors import TaskMemoryError
@@ -15,7 +16,7 @@ HISTOGRAM_EDGES = (0, 1, 2, 3, 5, 9, 17, 33)
 
 
 def _level_column(plan: Plan, name: str) -> np.ndarray:
-    return plan.levels[name].to_numpy()[plan.level_ids()]
+    return arrow.values(plan.levels[name])[plan.level_ids()]
 
 
 def _read_pixels(plan: Plan) -> np.ndarray:
@@ -23,7 +24,9 @@ def _read_pixels(plan: Plan) -> np.ndarray:
     if plan.n_pairs == 0:
         return np.zeros(0, dtype="i8")
     t = plan.table
-    r0, r1, c0, c1 = (t[c].to_numpy().astype("i8") for c in ("src_row0", "src_row1", "src_col0", "src_col1"))
+    r0, r1, c0, c1 = (
+        arrow.values(t[c]).astype("i8") for c in ("src_row0", "src_row1", "src_col0", "src_col1")
+    )
     cy = np.maximum(_level_column(plan, "chunk_y"), 1)
     cx = np.maximum(_level_column(plan, "chunk_x"), 1)
     return (-(-r1 // cy) - r0 // cy) * cy * (-(-c1 // cx) - c0 // cx) * cx
@@ -57,7 +60,7 @@ def task_memory(plan: Plan) -> tuple[np.ndarray, np.ndarray]:
     uniq, inverse = np.unique(keys[~quality], return_inverse=True)
     largest = np.zeros(len(uniq), dtype="i8")
     np.maximum.at(largest, inverse, reads[~quality])
-    crs_of_row = np.unique(plan.levels["crs"].to_numpy(zero_copy_only=False), return_inverse=True)[1]
+    crs_of_row = np.unique(arrow.values(plan.levels["crs"]), return_inverse=True)[1]
     crs_of_row = crs_of_row[plan.level_ids()[~quality]].astype("i8")
     n = int(crs_of_row.max()) + 1
     n_crs = np.bincount(np.unique(inverse * n + crs_of_row) // n, minlength=len(uniq))  # CRSs per task
@@ -164,7 +167,7 @@ def summarize(plan: Plan, allowed_mem: int | None = None, estimate: Any = None) 
         chunks_busy=int((per_chunk > 0).sum()),
         pairs_before_cull=plan.pairs_before_cull if plan.pairs_before_cull is not None else plan.n_pairs,
         pairs=plan.n_pairs,
-        sources_used=len(np.unique(plan.table["source"].to_numpy())),
+        sources_used=len(np.unique(arrow.values(plan.table["source"]))),
         sources_total=plan.n_sources,
         histogram=[(lab, int(n)) for lab, n in zip(labels, counts, strict=True) if n],
         bytes_read=int(read_bytes(plan).sum()),

@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import zarr
 from affine import Affine
 from pyproj import CRS
 
+from lazymerge import arrow
 from lazymerge.aio import zarr_gather
 from lazymerge.catalog.stores import zarr_location
 from lazymerge.contract.schema import LEVEL_COLUMNS, LEVEL_SCHEMA, PLAN_FORMAT, empty_plan_table
@@ -122,18 +122,17 @@ class Plan:
     def rows(self, band: int, row: int, col: int, time: int = 0) -> pa.Table:
         """The rows of one chunk of one band (and time group), in priority order."""
         t = self.table
-        mask = pc.and_(
-            pc.and_(pc.equal(t["band"], band), pc.equal(t["chunk_row"], row)), pc.equal(t["chunk_col"], col)
-        )
+        wanted = {"band": band, "chunk_row": row, "chunk_col": col}
         if self.time_coords is not None:
-            mask = pc.and_(mask, pc.equal(t["time"], time))
-        return t.filter(mask)
+            wanted["time"] = time
+        mask = np.logical_and.reduce([arrow.values(t[name]) == v for name, v in wanted.items()])
+        return t.filter(arrow.column(mask))
 
     def layers(self) -> np.ndarray:
         """Layer of every row: ``time * n_bands + band``, the leading axis of the saved CSR index."""
-        layer = self.table["band"].to_numpy().astype("i8")
+        layer = arrow.values(self.table["band"]).astype("i8")
         if self.time_coords is not None:
-            layer = layer + self.table["time"].to_numpy().astype("i8") * len(self.layer_bands)
+            layer = layer + arrow.values(self.table["time"]).astype("i8") * len(self.layer_bands)
         return layer
 
     @property
@@ -145,7 +144,7 @@ class Plan:
         """Flat index of every row's chunk in the saved (layer, chunk_row, chunk_col) grid."""
         nr, nc = self.grid.nchunks
         t = self.table
-        row, col = (t[c].to_numpy().astype("i8") for c in ("chunk_row", "chunk_col"))
+        row, col = (arrow.values(t[c]).astype("i8") for c in ("chunk_row", "chunk_col"))
         return (self.layers() * nr + row) * nc + col
 
     def summary(self, allowed_mem: int | None = None, store: Any = None, **pricing: Any):
@@ -179,18 +178,19 @@ class Plan:
         root = zarr.open_group(zarr_location(path), mode="r")
         attrs: dict[str, Any] = dict(root.attrs)  # the JSON save() wrote; converted below, field by field
         times = attrs.get("time_coords")
-        columns = {}
-        for name in LEVEL_SCHEMA.names:
-            values = _read_column(root, path, f"levels/{name}")
-            columns[name] = pa.array(values.tolist() if values.dtype == object else values)
-        has_nodata = _read_column(root, path, "levels/has_nodata")
-        columns["nodata"] = pa.array(_read_column(root, path, "levels/nodata"), mask=~has_nodata)
+        columns: dict[str, Any] = {
+            name: _read_column(root, path, f"levels/{name}") for name in LEVEL_SCHEMA.names
+        }
+        columns["nodata"] = [
+            v if has else None
+            for v, has in zip(columns["nodata"].tolist(), columns["has_nodata"].tolist(), strict=True)
+        ]
         return cls(
             grid=grid,
             bands=bands,
             band_dim=band_dim,
-            table=pq.read_table(f"{path}/plan.parquet"),
-            levels=pa.table(columns, schema=LEVEL_SCHEMA),
+            table=pq.ParquetFile(f"{path}/plan.parquet").read(),  # read_table imports pandas
+            levels=arrow.table(columns, LEVEL_SCHEMA),
             dtype=dtype,
             n_sources=int(attrs["n_sources"]),
             time_coords=None if times is None else np.array(times, dtype="datetime64[ns]"),
@@ -218,7 +218,7 @@ class Plan:
         """Row of ``levels`` for every row of ``table`` (``levels`` is sorted by source, band, level)."""
 
         def key(t: pa.Table) -> np.ndarray:
-            s, b, lv = (t[c].to_numpy().astype("i8") for c in LEVEL_COLUMNS)
+            s, b, lv = (arrow.values(t[c]).astype("i8") for c in LEVEL_COLUMNS)
             return (s << 32) | (b << 16) | lv
 
         return np.searchsorted(key(self.levels), key(self.table)).astype("i4")
@@ -230,7 +230,9 @@ class Plan:
         t = self.table
         count = np.bincount(self.chunk_keys(), minlength=nl * nr * nc).astype("i4")
         start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype("i8")
-        window = np.stack([t[c].to_numpy() for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1)
+        window = np.stack(
+            [arrow.values(t[c]) for c in ("src_row0", "src_row1", "src_col0", "src_col1")], axis=1
+        )
         return {
             "count": count.reshape(nl, nr, nc),
             "start": start.reshape(nl, nr, nc),
@@ -276,15 +278,13 @@ class Plan:
             "start": (csr["start"], grid_chunks, None),
             "rows/level_id": (csr["level_id"], (min(n, 1 << 16),), None),
             "rows/window": (csr["window"], (min(n, 1 << 16), 4), None),
-            "rows/priority": (t["priority"].to_numpy().astype("i4"), (min(n, 1 << 16),), None),
+            "rows/priority": (arrow.values(t["priority"]).astype("i4"), (min(n, 1 << 16),), None),
         }
         levels, m = self.levels, max(self.levels.num_rows, 1)
         for name in levels.column_names:
             col = levels[name]
-            if pa.types.is_string(col.type):
-                data, dtype = np.array(col.to_pylist(), dtype=object), "string"
-            else:
-                data, dtype = col.to_numpy(zero_copy_only=False), None
+            data = arrow.values(col)
+            dtype = "string" if pa.types.is_string(col.type) else None
             arrays[f"levels/{name}"] = (data, (min(m, 4096),), dtype)
         root.create_group("rows")
         root.create_group("levels")

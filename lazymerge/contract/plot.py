@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from pyproj import Transformer
 
+from lazymerge import arrow
 from lazymerge.catalog.footprints import box_boundaries
 from lazymerge.contract.model import Plan
 
@@ -34,7 +35,7 @@ def plot_plan(plan: Plan, path: str | None = None, ax: Any = None) -> Any:
     )
     plt.colorbar(image, ax=ax, label="sources per chunk")
     lv = plan.levels
-    first = np.unique(lv["source"].to_numpy(), return_index=True)[1][:MAX_OUTLINES]
+    first = np.unique(arrow.values(lv["source"]), return_index=True)[1][:MAX_OUTLINES]
     for i in first:
         t = [lv[f"transform_{k}"][int(i)].as_py() for k in range(6)]
         h, w = lv["shape_y"][int(i)].as_py(), lv["shape_x"][int(i)].as_py()

@@ -32,6 +32,7 @@ import zarr
 import zarr.storage
 from zarr.core.buffer import Buffer, BufferPrototype
 
+from lazymerge import arrow
 from lazymerge.contract.cost import task_memory
 from lazymerge.contract.model import Plan
 
@@ -171,10 +172,12 @@ def _chunk_counts(plan: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     """Per plan row: level id, chunk-row range start/stop and chunk-col range start/stop as one array
     (n, 4) of chunk indices, and the chunk counts."""
     t = plan.table
-    r0, r1, c0, c1 = (t[c].to_numpy().astype("i8") for c in ("src_row0", "src_row1", "src_col0", "src_col1"))
+    r0, r1, c0, c1 = (
+        arrow.values(t[c]).astype("i8") for c in ("src_row0", "src_row1", "src_col0", "src_col1")
+    )
     ids = plan.level_ids()
-    cy = np.maximum(plan.levels["chunk_y"].to_numpy()[ids], 1)
-    cx = np.maximum(plan.levels["chunk_x"].to_numpy()[ids], 1)
+    cy = np.maximum(arrow.values(plan.levels["chunk_y"])[ids], 1)
+    cx = np.maximum(arrow.values(plan.levels["chunk_x"])[ids], 1)
     rows = np.stack([r0 // cy, -(-r1 // cy), c0 // cx, -(-c1 // cx)], axis=1)
     n = (rows[:, 1] - rows[:, 0]) * (rows[:, 3] - rows[:, 2])
     return ids, rows, n, cy * cx
@@ -279,7 +282,8 @@ def estimate(
     chunks = _row_chunks(ids, chunk_ranges)
     keys_of_rows = plan.chunk_keys()
     chunk_bytes = (
-        np.maximum(plan.levels["chunk_y"].to_numpy(), 1) * np.maximum(plan.levels["chunk_x"].to_numpy(), 1)
+        np.maximum(arrow.values(plan.levels["chunk_y"]), 1)
+        * np.maximum(arrow.values(plan.levels["chunk_x"]), 1)
     ) * itemsize
     per_block = _distinct(keys_of_rows[chunks[:, 0]] if len(chunks) else chunks[:, 0], chunks)
     batched = _distinct(per_block[:, 0] // per_task, per_block)

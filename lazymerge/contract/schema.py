@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from lazymerge import arrow
+
 PLAN_FORMAT = 1  # the ``lazymerge_plan`` attribute of a saved plan
 LEVEL_COLUMNS = ("source", "band", "level")  # the key of a levels row
 
@@ -80,4 +82,4 @@ def levels_table(entries: list[tuple[int, int, int, Any, str]]) -> pa.Table:
         "scale_factor": [lv.scale_factor for lv in levels],
         "add_offset": [lv.add_offset for lv in levels],
     }
-    return pa.Table.from_pydict(columns, schema=LEVEL_SCHEMA)
+    return arrow.table(columns, LEVEL_SCHEMA)

@@ -164,13 +164,12 @@ def _memory_index(plan: Any) -> dict[str, np.ndarray]:
     """The arrays of the saved layout, from a Plan in memory; built once per plan."""
     index = plan.__dict__.get("_task_index")
     if index is None:
+        from lazymerge import arrow  # pyarrow: only where the plan is in memory, never in a worker
+
         index = plan.csr()
         for name in _LEVEL_COLUMNS:
             col = plan.levels[name]
-            strings = col.type == "string"
-            index[name] = (
-                np.array(col.to_pylist(), dtype=object) if strings else col.to_numpy(zero_copy_only=False)
-            )
+            index[name] = arrow.values(col)
         plan.__dict__["_task_index"] = index  # a race builds it twice, the same
     return index
 

@@ -36,6 +36,7 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from lazymerge import arrow
 from lazymerge.errors import (
     OutputError,
     OutputExistsError,
@@ -161,7 +162,7 @@ def table_digest(table: Any) -> str:
         if name == "source":
             continue
         col = table[name].combine_chunks()
-        values = col.to_numpy(zero_copy_only=False)
+        values = arrow.values(col)
         h.update(name.encode() + b"\0")
         if values.dtype.kind in "iub":
             h.update(values.astype("i8").tobytes())
@@ -169,7 +170,7 @@ def table_digest(table: Any) -> str:
             h.update(values.astype("f8").tobytes())
         else:  # strings (source ids): few distinct values, so hash their codes and the distinct values
             codes = col.dictionary_encode()
-            h.update(codes.indices.to_numpy(zero_copy_only=False).astype("i8").tobytes())
+            h.update(arrow.values(codes.indices).astype("i8").tobytes())
             h.update("\0".join(map(str, codes.dictionary.to_pylist())).encode())
     return h.hexdigest()
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lazymerge import arrow
 from lazymerge.catalog.footprints import split_parts
 from lazymerge.catalog.layout import META_GROUP
 from lazymerge.catalog.stores import StoreHandle
@@ -136,13 +137,13 @@ def _build_plan(request: MergeRequest, store: StoreHandle) -> Plan:
     time_coords = None
     if request.groupby:
         assert labels is not None  # set above for every groupby
-        used = np.unique(table["source"].to_numpy())
+        used = np.unique(arrow.values(table["source"]))
         group_of_source, time_coords = time_groups(request.groupby, labels, cands.ids, used)
         table = add_time_column(table, group_of_source)
     pairs_before_cull = cover.seen * len(bands) if cover else table.num_rows
     if cull:
         keys = ["time"] * bool(request.groupby) + ["band", "chunk_row", "chunk_col"]
-        table = table.filter(pa.array(cull_mask(table, keys))).drop_columns(["_cover", "_touch"])
+        table = table.filter(arrow.column(cull_mask(table, keys))).drop_columns(["_cover", "_touch"])
         clock.lap("cell culling")
     if table.num_rows == 0:
         where = f" matching where={request.where!r}" if request.where else ""
@@ -234,8 +235,8 @@ def unique_levels(table: pa.Table) -> list[tuple[int, int, int]]:
     """Sorted distinct (source, band, level) of the plan rows (read batch by batch)."""
     keys = [np.zeros(0, dtype="i8")]
     for batch in table.select(["source", "band", "level"]).to_batches():
-        s, b, lv = (batch.column(i).to_numpy().astype("i8") for i in range(3))
-        keys.append(pc.unique(pa.array((s << 32) | (b << 16) | lv)).to_numpy())  # a hash: no sort
+        s, b, lv = (arrow.values(batch.column(i)).astype("i8") for i in range(3))
+        keys.append(arrow.values(pc.unique(arrow.column((s << 32) | (b << 16) | lv))))  # a hash: no sort
     key = np.unique(np.concatenate(keys))
     return list(
         zip((key >> 32).tolist(), ((key >> 16) & 0xFFFF).tolist(), (key & 0xFFFF).tolist(), strict=True)

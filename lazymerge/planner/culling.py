@@ -18,6 +18,7 @@ import pyarrow as pa
 from affine import Affine
 from pyproj import CRS
 
+from lazymerge import arrow
 from lazymerge.crs import composed_transformer
 
 CELLS = 8  # cells per chunk side; CELLS * CELLS bits fill a uint64
@@ -76,10 +77,10 @@ def cull_mask(table: pa.Table, keys: list[str]) -> np.ndarray:
     start = np.zeros(n, dtype=bool)
     start[0] = True
     for key in keys:
-        v = table[key].to_numpy()
+        v = arrow.values(table[key])
         start[1:] |= v[1:] != v[:-1]
-    cover = table["_cover"].to_numpy()
-    touch = table["_touch"].to_numpy()
+    cover = arrow.values(table["_cover"])
+    touch = arrow.values(table["_touch"])
     before = _covered_before(cover, start)
     hidden = (before == FULL) | ((touch != 0) & ((_dilate(touch) & ~before) == 0))
     return ~hidden

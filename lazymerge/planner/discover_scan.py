@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
+from lazymerge import arrow
 from lazymerge.catalog.datetimes import to_datetimes
 from lazymerge.catalog.footprints import split_parts
 from lazymerge.catalog.scan import scan_store
@@ -25,12 +25,12 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
     index = scan_store(store)
     table = index.table()
     request.check_sort_columns(table.column_names)
-    table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
+    table = table.append_column("_row", arrow.column(np.arange(table.num_rows, dtype="i8")))
     ranking = request.ranking(table.column_names)
     keys = [(k.column, "descending" if k.descending else "ascending", "at_end") for k in ranking]
     order = pc.sort_indices(table, sort_keys=[*keys, ("_row", "ascending", "at_end")])
     priority = np.empty(table.num_rows, dtype="i8")
-    priority[order.to_numpy()] = np.arange(table.num_rows)
+    priority[arrow.values(order)] = np.arange(table.num_rows)
 
     mask = where_mask(table, request.where) if request.where else None
     part_index, part_bounds = keep_parts(*split_parts(index.lonlat()), mask)

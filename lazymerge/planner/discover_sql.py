@@ -18,6 +18,7 @@ import pyarrow as pa
 import zarr
 from pyproj import CRS
 
+from lazymerge import arrow
 from lazymerge.catalog.datetimes import to_datetimes
 from lazymerge.catalog.footprints import WGS84, wkb_parts
 from lazymerge.catalog.layout import BANDS_COLUMN
@@ -58,9 +59,9 @@ def _quote(name: str) -> str:
 
 def _binned(name: str, ids: np.ndarray, parts: np.ndarray, cell: float) -> pa.Table:
     b = np.floor(parts / cell).astype("i8")
-    cols = {name: pa.array(ids.astype("i8"))}
-    cols.update({k: pa.array(parts[:, i]) for i, k in enumerate(("xmin", "ymin", "xmax", "ymax"))})
-    cols.update({"bx0": b[:, 0], "by0": b[:, 1], "bx1": b[:, 2], "by1": b[:, 3]})
+    cols = {name: arrow.column(ids.astype("i8"))}
+    cols.update({k: arrow.column(parts[:, i]) for i, k in enumerate(("xmin", "ymin", "xmax", "ymax"))})
+    cols.update({k: arrow.column(b[:, i]) for i, k in enumerate(("bx0", "by0", "bx1", "by1"))})
     return pa.table(cols)
 
 
@@ -333,13 +334,13 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
     table = meta.sql(
         f"SELECT {', '.join(map(_quote, wanted))} FROM meta", f"reading /meta for {request_name}"
     )
-    table = table.append_column("_row", pa.array(np.arange(table.num_rows, dtype="i8")))
+    table = table.append_column("_row", arrow.column(np.arange(table.num_rows, dtype="i8")))
 
     rank_cols = table.drop_columns(["bbox", *([BANDS_COLUMN] if BANDS_COLUMN in names else [])])
     register(meta.ctx, "src", rank_cols)
     order_by = ", ".join([*(k.sql() for k in ranking), "_row"])
     order = meta.sql(f"SELECT _row FROM src ORDER BY {order_by}", f"ranking sources for {request_name}")
-    order = order["_row"].to_numpy()
+    order = arrow.values(order["_row"])
     priority = np.empty(table.num_rows, dtype="i8")
     priority[order] = np.arange(table.num_rows)
 
@@ -348,8 +349,8 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
     epsgs = table["proj:epsg"].to_pylist() if "proj:epsg" in names else [None] * table.num_rows
     crs = [c if c else f"EPSG:{e}" for c, e in zip(codes, epsgs, strict=True)]
 
-    base = np.stack([table[f"transform_{i}"].to_numpy(zero_copy_only=False) for i in range(6)], axis=1)
-    shape = np.stack([table[f"shape_{a}"].to_numpy(zero_copy_only=False) for a in "yx"], axis=1)
+    base = np.stack([arrow.values(table[f"transform_{i}"]) for i in range(6)], axis=1)
+    shape = np.stack([arrow.values(table[f"shape_{a}"]) for a in "yx"], axis=1)
     check_rows(ids, crs, base, shape, store.description)
     part_index, part_bounds, bad = wkb_parts(table["bbox"].to_pylist())
     if len(bad):
@@ -369,12 +370,12 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
         rows = np.asarray(rows, dtype="i8")
         if described is None:
             return {}
-        rows = rows[described.is_valid().to_numpy(zero_copy_only=False)[rows]] if len(rows) else rows
+        rows = rows[arrow.values(described.is_valid())[rows]] if len(rows) else rows
         found: dict[int, Mapping[str | None, Band]] = {}
         memo: dict = {}  # equal values shared by every row (see bands_from_json)
         column = described.cast(pa.large_string())  # DataFusion's string views have no take
         for part in np.array_split(rows, max(1, len(rows) // BANDS_BATCH)):  # bounded parse lists
-            texts = column.take(pa.array(part)).to_pylist()
+            texts = column.take(arrow.column(part)).to_pylist()
             bands = checked_bands_many(texts, [ids[s] for s in part], base[part], shape[part], memo)
             found.update(zip(part.tolist(), bands, strict=True))
         return found
@@ -400,7 +401,7 @@ def discover(request: MergeRequest, store: StoreHandle) -> tuple[SourceSet, Join
             with no_panic(f"joining chunks and sources for {request_name}"):
                 for batch in meta.ctx.sql(JOIN_SQL).execute_stream():
                     rb = batch.to_pyarrow()
-                    yield rb.column(0).to_numpy().astype("i4"), rb.column(1).to_numpy().astype("i4")
+                    yield arrow.values(rb.column(0)).astype("i4"), arrow.values(rb.column(1)).astype("i4")
         finally:
             meta.ctx.deregister_table("cparts")
             meta.ctx.deregister_table("sparts")

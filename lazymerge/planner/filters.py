@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from datafusion import SessionContext
 
+from lazymerge import arrow
 from lazymerge.errors import InvalidWhereError, LazymergeError, no_panic
 
 MAX_WHERE_CHARS = 1_000_000
@@ -101,7 +102,7 @@ def where_mask(table: pa.Table, where: str) -> np.ndarray:
         for c in table.column_names
         if not _is_bytes(table.schema.field(c).type) and not c.startswith("lazymerge:")
     ]
-    data = table.select(columns).append_column("_lm_row", pa.array(np.arange(table.num_rows, dtype="i8")))
+    data = table.select(columns).append_column("_lm_row", arrow.column(np.arange(table.num_rows, dtype="i8")))
     ctx = SessionContext()
     register(ctx, "sources", data)
     df = ctx.table("sources")
@@ -116,7 +117,7 @@ def where_mask(table: pa.Table, where: str) -> np.ndarray:
             f"Columns: {sorted(columns)}"
         ) from exc
     mask = np.zeros(table.num_rows, dtype=bool)
-    mask[kept["_lm_row"].to_numpy()] = True
+    mask[arrow.values(kept["_lm_row"])] = True
     return mask
 
 

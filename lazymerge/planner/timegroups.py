@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from lazymerge import arrow
 from lazymerge.errors import GroupByError
 
 GROUPBY = ("time", "day", "solar_day", "week", "month", "year")
@@ -121,7 +122,7 @@ def time_groups(
 
 def add_time_column(table: pa.Table, group_of_source: np.ndarray) -> pa.Table:
     """Prefix the plan table with each row's time group and re-sort by (time, band, chunk, priority)."""
-    time = pa.array(group_of_source[table["source"].to_numpy()].astype("i4"))
+    time = arrow.column(group_of_source[arrow.values(table["source"])].astype("i4"))
     table = table.add_column(0, "time", time)
     keys = ["time", "band", "chunk_row", "chunk_col", "priority"]
     return table.take(pc.sort_indices(table, sort_keys=[(k, "ascending") for k in keys]))

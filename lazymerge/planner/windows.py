@@ -14,6 +14,7 @@ import pyarrow as pa
 from affine import Affine
 from pyproj import CRS, Transformer
 
+from lazymerge import arrow
 from lazymerge.catalog.footprints import WGS84_WKT
 from lazymerge.catalog.sources import Level, level_bounds, select_overview
 from lazymerge.contract.schema import empty_plan_table
@@ -159,7 +160,7 @@ def window_batches(
     crs_of_used = np.asarray(cands.crs, dtype=object)[used].astype(str)
     unique_codes, used_crs = np.unique(crs_of_used, return_inverse=True)
     codes = [str(c) for c in unique_codes]  # pyproj misreads numpy strings
-    ids = pa.array(cands.ids, pa.string())
+    ids = arrow.strings(cands.ids)
     target_wkt, wkts = grid.crs.to_wkt(), tuple(crs_from(c).to_wkt() for c in codes)
     used_index = np.zeros(len(cands.ids), dtype="i8")
     used_index[used] = np.arange(len(used))
@@ -236,22 +237,22 @@ def _band_rows(
     ok = window[0] >= 0
     keep: np.ndarray | slice = slice(None) if ok.all() else ok  # all: no copies (the common case)
     crow, ccol = np.divmod(chunk[keep], grid.nchunks[1])
-    extra = {"_cover": pa.array(cover[keep]), "_touch": pa.array(touch[keep])} if masks else {}
+    extra = {"_cover": arrow.column(cover[keep]), "_touch": arrow.column(touch[keep])} if masks else {}
     kept_src = source[keep]
     kept = window[:, keep]
     return pa.table(
         {
-            "band": pa.array(np.full(len(kept_src), b, dtype="i2")),
-            "chunk_row": pa.array(crow.astype("i4")),
-            "chunk_col": pa.array(ccol.astype("i4")),
-            "source": pa.array(kept_src.astype("i4")),
-            "source_id": ids.take(pa.array(kept_src)),
-            "priority": pa.array(cands.priority[kept_src].astype("i4")),
-            "level": pa.array(src.level_idx[pair_src[keep]]),
-            "src_row0": pa.array(kept[0]),
-            "src_row1": pa.array(kept[1]),
-            "src_col0": pa.array(kept[2]),
-            "src_col1": pa.array(kept[3]),
+            "band": arrow.column(np.full(len(kept_src), b, dtype="i2")),
+            "chunk_row": arrow.column(crow.astype("i4")),
+            "chunk_col": arrow.column(ccol.astype("i4")),
+            "source": arrow.column(kept_src.astype("i4")),
+            "source_id": ids.take(arrow.column(kept_src)),
+            "priority": arrow.column(cands.priority[kept_src].astype("i4")),
+            "level": arrow.column(src.level_idx[pair_src[keep]]),
+            "src_row0": arrow.column(kept[0]),
+            "src_row1": arrow.column(kept[1]),
+            "src_col0": arrow.column(kept[2]),
+            "src_col1": arrow.column(kept[3]),
             **extra,
         }
     )
