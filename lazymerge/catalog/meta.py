@@ -58,8 +58,10 @@ def _write_table(group: zarr.Group, table: pa.Table) -> None:
                 name, shape=(len(col),), dtype="variable_length_bytes", chunks=(max(len(col), 1),)
             )
             arr[:] = np.array(col.to_pylist(), dtype=object)
-        elif pa.types.is_integer(col.type) and col.null_count:  # NaN marks the missing values
-            group.create_array(name, data=arrow.values(col).astype("f8"), chunks=(max(len(col), 1),))
+        elif (pa.types.is_integer(col.type) or pa.types.is_boolean(col.type)) and col.null_count:
+            numbers = col.cast(pa.int64()) if pa.types.is_boolean(col.type) else col
+            data = arrow.values(numbers).astype("f8")  # NaN marks the missing values
+            group.create_array(name, data=data, chunks=(max(len(col), 1),))
         elif pa.types.is_timestamp(col.type):  # read back by DataFusion as a timestamp column
             data = arrow.values(col).astype("datetime64[us]")
             group.create_array(name, data=data, chunks=(max(len(col), 1),))

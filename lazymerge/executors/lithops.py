@@ -15,7 +15,8 @@ from typing import Any
 from lazymerge.errors import ExecutorConfigError, ExecutorUnavailableError
 
 # Imported once by the localhost runner so each forked task does not pay ~0.5-1 s re-importing them; the
-# runner then loads numba's CPU target (kernel.warm.prime), ~0.5 s less for each forked task's first block.
+# runner then loads numba's CPU target (kernel.warm.prime), which a forked task that must compile a loop
+# would otherwise load again (~0.5 s); one that loads its loops from numba's cache does without it.
 PRELOAD_MODULES = ("numpy", "zarr", "cubed", "lazymerge.kernel.warm")
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
+import warnings
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +35,8 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.caching import FunctionCache
+from numba.core.runtime import rtsys
 from numba.extending import intrinsic
 
 from lazymerge.contract.budget import GREEN_CELLS
@@ -71,18 +74,53 @@ LINEAR, SEPARABLE, GRID = 0, 1, 2  # kinds of lazymerge.kernel.mapping.Mapping
 _njit: Any = numba.njit  # (its type stubs lack the wrapper options)
 
 
+class _Cache(FunctionCache):
+    """numba's on-disk cache of a loop, loaded without numba's context refresh.
+
+    numba refreshes its typing and target contexts before every load from its cache: the first load of a
+    process imports and installs every implementation registry numba has (~0.4 s of one thread, under
+    its compiler lock), which only a compile uses; the loaded machine code needs numba's runtime (NRT)
+    alone. A compile (a cache miss) still refreshes them, as numba's compiler does first. A load that
+    fails this way is tried again numba's way, and a cache file that cannot be loaded at all (truncated,
+    corrupt: numba raises) is a miss, compiled again and rewritten, with a warning."""
+
+    def load_overload(self, sig: Any, target_context: Any) -> Any:
+        try:
+            rtsys.initialize(target_context)  # the runtime's symbols, which the loops' allocations call
+            return self._load_overload(sig, target_context)
+        except Exception:
+            pass
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as exc:
+            warnings.warn(
+                f"numba's cache of {self._name} cannot be loaded ({type(exc).__name__}: {exc}); compiling "
+                f"it again, which rewrites it (cache in {self.cache_path})",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+
+
+def _cached(dispatcher: Any) -> Any:
+    dispatcher._cache = _Cache(dispatcher.py_func)
+    return dispatcher
+
+
 def _entry(**options):
-    """``numba.njit`` for a loop called from Python: cached on disk, without the GIL, and without a C
-    callable wrapper (none is taken as a function pointer; each wrapper is one more function for LLVM to
-    optimise and emit on a first compile: ``benchmarks/first_run.py``)."""
-    return _njit(cache=True, nogil=True, no_cfunc_wrapper=True, **options)
+    """``numba.njit`` for a loop called from Python: cached on disk (``_Cache``), without the GIL, and
+    without a C callable wrapper (none is taken as a function pointer; each wrapper is one more function
+    for LLVM to optimise and emit on a first compile: ``benchmarks/first_run.py``)."""
+    jit = _njit(cache=True, nogil=True, no_cfunc_wrapper=True, **options)
+    return lambda function: _cached(jit(function))
 
 
 def _helper(**options):
     """``_entry`` for a function called only from compiled loops: no Python wrapper either. Small ones in
     hot loops take ``forceinline`` (LLVM inlines them; numba's own ``inline="always"`` types them again
     at every call site, which costs more to compile)."""
-    return _njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, **options)
+    jit = _njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True, **options)
+    return lambda function: _cached(jit(function))
 
 
 def _stencils(lines: np.ndarray) -> np.ndarray:

@@ -78,3 +78,29 @@ def test_meta_with_an_unreadable_name_fails_typed(tmp_path):
     zarr.open_group(str(path / "meta"), mode="r+").create_array("nuvosité", data=np.array([1.0]))
     with pytest.raises(MetaSchemaError, match="nuvosité.*lazymerge index"):
         plan(str(path), datafusion=True, **TARGET)
+
+
+def test_source_attributes_keep_their_types_and_an_oversized_integer_becomes_text(tmp_path):
+    """Attributes index as the column their values make (int, float, bool, string; a missing one is null,
+    NaN in /meta for integers and booleans), and one holding an integer beyond int64 as text, as mixed
+    types do: it failed with OverflowError. A boolean missing on a source failed writing /meta."""
+    path = tmp_path / "types.zarr"
+    root = zarr.open_group(str(path), mode="w")
+    a = {"huge": 2**70, "n": 3, "f": 1, "ok": True, "flag": True, "s": "x"}
+    for name, attrs in (("a", a), ("b", {"f": 2.5, "ok": False})):
+        add_source(root, name, "EPSG:32618", TRANSFORM, np.zeros((100, 100), dtype="f4"))
+        root[name].attrs.update(attrs)
+    table = write_meta(path)
+    types = {k: str(table.schema.field(k).type) for k in ("huge", "n", "f", "ok", "flag", "s")}
+    assert types == {
+        "huge": "string",
+        "n": "int64",
+        "f": "double",
+        "ok": "bool",
+        "flag": "bool",
+        "s": "string",
+    }
+    assert table["huge"].to_pylist() == [str(2**70), None] and table["f"].to_pylist() == [1.0, 2.5]
+    assert table["flag"].to_pylist() == [True, None]
+    p = plan(str(path), where="n = 3 AND ok AND flag = 1", datafusion=True, **TARGET)
+    assert set(p.table["source_id"].to_pylist()) == {"a"}

@@ -598,6 +598,32 @@ def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
         assert sorted(out.stdout.split()) == loops, resampling
 
 
+def test_a_process_loading_the_loops_from_the_cache_skips_numbas_context_refresh(tmp_path):
+    """numba refreshes its contexts (imports and installs every implementation registry: ~0.4 s of a
+    fresh process) before each load from its cache; the kernel's loops load without it (``loops._Cache``),
+    as a process that compiles still refreshes them. The first process compiles, the second loads, and a
+    third, after the cache files were truncated, compiles again with a warning instead of failing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    code = (
+        "import sys\n"
+        "from lazymerge.kernel import loops as jit, warm\n"
+        "warm.warm_request(['uint16'], 'uint16', 'nearest')\n"
+        "print(sum(len(f.stats.cache_hits) for f in jit.COMPILED), "
+        "sum(len(f.stats.cache_misses) for f in jit.COMPILED), 'numba.np.arraymath' in sys.modules)\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)]
+    runs.append(
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    )
+    (hits0, misses0, refreshed0), (hits1, misses1, refreshed1) = (r.stdout.split() for r in runs)
+    assert (hits0, refreshed0) == ("0", "True") and int(misses0) >= 2  # compiled, numba's way
+    assert (misses1, refreshed1) == ("0", "False") and int(hits1) == int(misses0)  # loaded, no refresh
+    for path in (tmp_path / "cache").rglob("*.nbc"):  # a damaged cache (a worker image's): compiled again
+        path.write_bytes(path.read_bytes()[:100])
+    run = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    assert run.stdout.split() == ["0", misses0, "True"] and "cannot be loaded" in run.stderr
+
+
 def test_exact_footprint_coverage_matches_polygon_clipping():
     """The area accumulation behind the area resamplings equals shapely's polygon intersection, cell by
     cell, on rotated, sheared and scaled footprints of both orientations."""
