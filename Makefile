@@ -7,10 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint docs clean bench gdal-venv
 
+# The package is byte-compiled, as a wheel install is: an editable install has no .pyc files, and where
+# PYTHONDONTWRITEBYTECODE is set every process would compile every module again (~0.1 s each).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m compileall -q lazymerge
 	touch $(STAMP)
 
 # A side venv for one check only (tests/output/test_geozarr.py): GDAL reading the Zarr output. The GDALs on
