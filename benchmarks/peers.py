@@ -1,7 +1,7 @@
 """End to end against the peers: the same tiles as COGs + STAC items and as a lazymerge store, in one run.
 
     python benchmarks/peers.py [--small] [--repeat 3] [--threads 2] [--resampling nearest|bilinear]
-                               [--chunk 1024] [--place 12,48]
+                               [--chunk 1024] [--place 12,48] [--scaling] [--profile]
 
 Workload: 16 overlapping 3000 x 3000 uint16 tiles (random values 1-4095, nodata 0 on a ragged wedge along
 one edge and a band along the top, as scene edges are), the west half in UTM 32N and the east half in UTM
@@ -38,7 +38,10 @@ A peer that cannot be imported is reported with the reason instead of a time. Fo
 time went: imports (``lazymerge.api`` and what it loads), ``merge()`` (planning) and the compute or write.
 ``--scaling`` also runs ``lazymerge compute`` on one thread (fresh processes) and prints the speed-up, then
 the same in the steady state: the compute of a second merge in a process that has computed once (no
-first-call costs: imports, numba's set-up, transformers), on one thread and on ``--threads``.
+first-call costs: imports, numba's set-up, transformers), on one thread and on ``--threads``. ``--profile``
+prints where lazymerge's time goes in one more fresh process: its imports package by package, a fresh
+merge and compute, the steady-state blocks rendered one after another under cProfile (the functions with
+the most own time), and what numba's context refresh costs (``profile_child``).
 """
 
 from __future__ import annotations
@@ -415,6 +418,60 @@ IMPORTS = {
 }
 
 
+PROFILED_IMPORTS = (
+    *("numpy", "pyproj", "zarr", "pyarrow", "datafusion", "shapely", "networkx", "cubed", "numba"),
+)
+
+
+def profile_child(args: argparse.Namespace) -> None:
+    """``--profile``, in this fresh process: the imports package by package, lazymerge's own modules last;
+    a fresh merge and compute; then every block of a second merge rendered one after another in this
+    thread under cProfile (reads still in reader threads), its largest own times; and what numba's context
+    refresh costs here, which a load of the loops from numba's cache no longer pays (``loops._Cache``)."""
+    import cProfile
+    import importlib
+    import pstats
+
+    tmp = Path(args.data)
+    spec = json.loads((tmp / "workload.json").read_text())
+    took = []
+    for name in (*PROFILED_IMPORTS, "lazymerge.api"):
+        t0 = time.perf_counter()
+        importlib.import_module(name)
+        took.append(f"{name} {time.perf_counter() - t0:.3f}")
+    print(f"  imports, one after another (s): {', '.join(took)} (lazymerge.api: lazymerge's own modules)")
+    import numpy as np
+
+    from lazymerge.executors import get_executor
+    from lazymerge.kernel.block import merge_block
+
+    t0 = time.perf_counter()
+    result = _lazymerge(tmp, spec["grid"], args.resampling)
+    t1 = time.perf_counter()
+    result.array.compute(executor=get_executor("threads", max_workers=args.threads))
+    t2 = time.perf_counter()
+    print(f"  fresh: merge() {t1 - t0:.2f} s, compute on {args.threads} threads {t2 - t1:.2f} s")
+    result = _lazymerge(tmp, spec["grid"], args.resampling)
+    ids = list(np.ndindex(*(len(c) for c in result.array.chunks)))
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    for block_id in ids:
+        merge_block(None, task=result.task, block_id=block_id)
+    prof.disable()
+    total = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:6]
+    where = ", ".join(f"{fn[2]} {v[2]:.3f} s ({v[1]} calls)" for fn, v in top)
+    print(f"  steady state, {len(ids)} blocks one after another: {total:.2f} s; own time: {where}")
+    from numba.core.registry import cpu_target
+
+    t0 = time.perf_counter()
+    cpu_target.target_context.refresh()
+    refresh = time.perf_counter() - t0
+    print(f"  numba's context refresh, which a load from its cache no longer pays: {refresh:.2f} s")
+
+
 def child(args: argparse.Namespace) -> None:
     """Run one tool in this (fresh) process; print its wall and CPU time as JSON, save its output."""
     import importlib
@@ -515,6 +572,7 @@ def main() -> None:
     ap.add_argument("--resampling", default="nearest", choices=("nearest", "bilinear"))
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {', '.join(TOOLS)}")
     ap.add_argument("--scaling", action="store_true", help="also lazymerge compute on 1 thread (fresh)")
+    ap.add_argument("--profile", action="store_true", help="also where lazymerge's time goes (fresh)")
     ap.add_argument("--keep", help="write the tiles into this directory, or reuse them if already there")
     ap.add_argument("--chunk", type=int, default=CHUNK, help="target chunk size of every tool")
     ap.add_argument("--place", default=f"{CENTRE[0]:g},{CENTRE[1]:g}", help="LON,LAT (UTM boundary near LON)")
@@ -523,6 +581,9 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
     configure(args.chunk, args.place)
+    if args.child == "lazymerge profile":
+        profile_child(args)
+        return
     if args.child:
         child(args)
         return
@@ -610,6 +671,13 @@ def main() -> None:
                 f"{warm[args.threads]:.2f} s ({cores[args.threads]:.2f} cores): "
                 f"{warm[1] / warm[args.threads]:.2f}x"
             )
+        if args.profile:
+            cmd = [sys.executable, __file__, "--child", "lazymerge profile", "--data", str(tmp)]
+            cmd += ["--threads", str(args.threads), "--resampling", args.resampling]
+            cmd += ["--chunk", str(args.chunk)]
+            proc = subprocess.run([*cmd, f"--place={args.place}"], capture_output=True, text=True)
+            print("where lazymerge's time goes (a fresh process):")
+            print(proc.stdout.rstrip() if proc.returncode == 0 else f"  failed: {proc.stderr.strip()[-500:]}")
         if fastest:
             name = next(t for t, r in rows.items() if r is fastest)
             print(

@@ -21,6 +21,12 @@ def _bits(flags: np.ndarray) -> pa.Buffer:
     return pa.py_buffer(np.packbits(flags, bitorder="little"))
 
 
+def _flags(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """The ``n`` bits of a bitmap from bit ``offset`` on, as booleans."""
+    bits = np.frombuffer(buffer, dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little", count=offset + n)[offset:].astype(bool)
+
+
 def _validity(nulls: np.ndarray | None) -> tuple[pa.Buffer | None, int]:
     if nulls is None or not nulls.any():
         return None, 0
@@ -74,8 +80,7 @@ def values(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
         if arr.null_count:
             return np.array(arr.to_pylist(), dtype=object)
         data = arr.buffers()[1]
-        raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
-        return np.unpackbits(raw, bitorder="little", count=offset + n)[offset:].astype(bool)
+        return _flags(data, offset, n) if n else np.zeros(0, dtype=bool)
     try:
         dtype = _numpy_dtype(type)
     except TypeError:
@@ -88,9 +93,7 @@ def values(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     )
     if not arr.null_count:
         return out
-    nulls = ~np.unpackbits(
-        np.frombuffer(arr.buffers()[0], dtype=np.uint8), bitorder="little", count=offset + n
-    )[offset:].astype(bool)
+    nulls = ~_flags(arr.buffers()[0], offset, n)
     out = out.astype("f8") if dtype.kind in "iu" else out.copy()
     out[nulls] = np.datetime64("NaT") if dtype.kind == "M" else np.nan
     return out

@@ -78,8 +78,9 @@ class _Cache(FunctionCache):
     """numba's on-disk cache of a loop, loaded without numba's context refresh.
 
     numba refreshes its typing and target contexts before every load from its cache: the first load of a
-    process imports and installs every implementation registry numba has (~0.4 s of one thread, under
-    its compiler lock), which only a compile uses; the loaded machine code needs numba's runtime (NRT)
+    process imports and installs every implementation registry numba has (0.2 s by ``benchmarks/peers.py
+    --profile``, under its compiler lock, so another thread's first load waits too), which only a compile
+    uses; the loaded machine code needs numba's runtime (NRT)
     alone. A compile (a cache miss) still refreshes them, as numba's compiler does first. A load that
     fails this way is tried again numba's way, and a cache file that cannot be loaded at all (truncated,
     corrupt: numba raises) is a miss, compiled again and rewritten, with a warning."""

@@ -84,7 +84,7 @@ def warm(dtypes: Iterable[str] = DTYPES) -> float:
 
 
 def prime() -> float:
-    """Load numba's CPU target (its type registries, ~0.4 s), which a process otherwise does at its first
+    """Load numba's CPU target (its type registries, 0.2-0.4 s), which a process otherwise does at its first
     compile (a load from the cache does without: ``loops._Cache``): run where workers are forked from (a
     Lithops localhost runner), so that a forked task that compiles starts with it loaded. Compiles
     nothing; returns seconds."""

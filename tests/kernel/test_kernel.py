@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -599,29 +600,42 @@ def test_a_request_compiles_only_the_loops_it_needs(tmp_path):
 
 
 def test_a_process_loading_the_loops_from_the_cache_skips_numbas_context_refresh(tmp_path):
-    """numba refreshes its contexts (imports and installs every implementation registry: ~0.4 s of a
-    fresh process) before each load from its cache; the kernel's loops load without it (``loops._Cache``),
-    as a process that compiles still refreshes them. The first process compiles, the second loads, and a
-    third, after the cache files were truncated, compiles again with a warning instead of failing."""
+    """numba refreshes its contexts (imports and installs every implementation registry) before each load
+    from its cache; the kernel's loops load without it (``loops._Cache``), as a process that compiles
+    still refreshes them. The first process compiles, the second loads, and a third, after the cache
+    files were truncated, compiles again with a warning instead of failing; all three render the seed's
+    mosaic (random values, across UTM zones, two levels) to the same pixels as this process."""
+    from tests.support.executor_cases import SEED_REQUEST, random_seed_store
+
+    store = random_seed_store(tmp_path / "store.zarr")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     code = (
-        "import sys\n"
-        "from lazymerge.kernel import loops as jit, warm\n"
-        "warm.warm_request(['uint16'], 'uint16', 'nearest')\n"
+        "import hashlib, sys\n"
+        "import numpy as np\n"
+        "from lazymerge.api import merge\n"
+        "from lazymerge.kernel import loops as jit\n"
+        f"out = np.ascontiguousarray(merge({str(store)!r}, **{SEED_REQUEST!r}).array.compute())\n"
         "print(sum(len(f.stats.cache_hits) for f in jit.COMPILED), "
-        "sum(len(f.stats.cache_misses) for f in jit.COMPILED), 'numba.np.arraymath' in sys.modules)\n"
+        "sum(len(f.stats.cache_misses) for f in jit.COMPILED), 'numba.np.arraymath' in sys.modules, "
+        "hashlib.sha256(out.tobytes()).hexdigest())\n"
     )
-    runs = [subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)]
-    runs.append(
-        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-    )
-    (hits0, misses0, refreshed0), (hits1, misses1, refreshed1) = (r.stdout.split() for r in runs)
-    assert (hits0, refreshed0) == ("0", "True") and int(misses0) >= 2  # compiled, numba's way
-    assert (misses1, refreshed1) == ("0", "False") and int(hits1) == int(misses0)  # loaded, no refresh
+
+    def run() -> list[str]:
+        child = [sys.executable, "-c", code]
+        done = subprocess.run(child, env=env, check=True, capture_output=True, text=True)
+        return [*done.stdout.split(), done.stderr]
+
+    here = np.ascontiguousarray(merge(str(store), **SEED_REQUEST).array.compute())
+    assert np.isfinite(here).mean() > 0.5  # the mosaic holds the random values, not only nodata
+    digest = hashlib.sha256(here.tobytes()).hexdigest()
+    hits0, misses0, refreshed0, digest0, _ = run()
+    assert (hits0, refreshed0, digest0) == ("0", "True", digest) and int(misses0) >= 2  # compiled
+    hits1, misses1, refreshed1, digest1, _ = run()
+    assert (misses1, refreshed1, digest1) == ("0", "False", digest) and hits1 == misses0  # loaded
     for path in (tmp_path / "cache").rglob("*.nbc"):  # a damaged cache (a worker image's): compiled again
         path.write_bytes(path.read_bytes()[:100])
-    run = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-    assert run.stdout.split() == ["0", misses0, "True"] and "cannot be loaded" in run.stderr
+    *again, stderr = run()
+    assert again == ["0", misses0, "True", digest] and "cannot be loaded" in stderr
 
 
 def test_exact_footprint_coverage_matches_polygon_clipping():

@@ -36,13 +36,16 @@ def seed_spec(work_dir: Any, allowed_mem: str = "500MB") -> cubed.Spec:
     return cubed.Spec(work_dir=str(work_dir), allowed_mem=allowed_mem, reserved_mem="100MB")
 
 
+# the seed mosaic's request at 20 m in 128 px chunks (plain values: it can be written into a child's code)
+SEED_REQUEST = {
+    "crs": SEED_TARGET["crs"],
+    "bbox": tuple(SEED_TARGET["bbox"]),
+    "resolution": 20.0,
+    "chunk_size": (128, 128),
+    "sortby": "id",
+}
+
+
 def seed_merge(store: Any, work_dir: Any, resolution: float = 20.0, chunk: int = 128) -> MergeResult:
-    return merge(
-        store,
-        crs=SEED_TARGET["crs"],
-        bbox=SEED_TARGET["bbox"],
-        resolution=resolution,
-        chunk_size=(chunk, chunk),
-        sortby="id",
-        spec=seed_spec(work_dir),
-    )
+    request = {**SEED_REQUEST, "resolution": resolution, "chunk_size": (chunk, chunk)}
+    return merge(store, **request, spec=seed_spec(work_dir))
