@@ -576,25 +576,27 @@ def _flat_row(cols, rows, h, w, flat) -> None:
 
 
 @_helper(boundscheck=False, inline="always")
-def _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty) -> int:
-    """Write ``src[flat]`` into block row ``y`` of ``out`` = (values, has, winner) where ``flat`` >= 0 and
-    the value is valid (``only_empty``: where the row has none yet); returns how many it wrote. The
-    gather alone first (into ``got``), then the checks and writes, branch-free so that they vectorise;
-    the winner (unless ``out`` has a 1 x 1 placeholder) in a loop of its own, before them."""
-    values, has, winner = out[0][y], out[1][y], out[2]
-    for x in range(flat.shape[0]):
-        got[x] = src[max(flat[x], 0)]
+def _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty, lo, hi) -> int:
+    """Write ``src[flat]`` into columns ``lo`` .. ``hi`` - 1 of block row ``y`` of ``out`` = (values, has,
+    winner) where ``flat`` >= 0 and the value is valid (``only_empty``: where the row has none yet);
+    returns how many it wrote. The gather alone first (into ``got``), then the checks and writes,
+    branch-free so that they vectorise; the winner (unless ``out`` has a 1 x 1 placeholder) in a loop of
+    its own, before them."""
+    values, has, winner = out[0][y][lo:hi], out[1][y][lo:hi], out[2]
+    fl, gv = flat[lo:hi], got[lo:hi]  # views from 0: no wraparound of negative indices, so it vectorises
+    for x in range(fl.shape[0]):
+        gv[x] = src[max(fl[x], 0)]
     any_value, anywhere = not use_nodata, not only_empty
     if winner.shape == out[0].shape:
-        who = winner[y]
-        for x in range(flat.shape[0]):
-            v = got[x]
-            ok = (flat[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
+        who = winner[y][lo:hi]
+        for x in range(fl.shape[0]):
+            v = gv[x]
+            ok = (fl[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
             who[x] = index if ok else who[x]
     written = 0
-    for x in range(flat.shape[0]):
-        v = got[x]
-        ok = (flat[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
+    for x in range(fl.shape[0]):
+        v = gv[x]
+        ok = (fl[x] >= 0) & (v == v) & (any_value | (v != nodata)) & (anywhere | (has[x] == 0))
         values[x] = v if ok else values[x]
         has[x] |= np.uint8(ok)  # a select would not vectorise
         written += np.int32(ok)  # type: ignore[assignment]  # numba keeps int64; numpy stubs: int32
@@ -602,12 +604,15 @@ def _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty) -
 
 
 @_helper(boundscheck=False, inline="always")
-def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
+def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> tuple[int, int]:
     """``_row`` and ``_flat_row`` in one, for a control grid: the flat index of the source
-    pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates."""
+    pixel containing each pixel of block row ``y`` (-1 outside the window), without the coordinates.
+    Returns the columns (lo, hi) that may map into the window: beyond them ``flat`` is not written.
+    A control interval whose cubics stay beyond the window (``_beyond``) is filled with -1 uncomputed."""
     ci, ks, tx, ty = m[4], state[6], state[4], state[5]
     _grid_row(m, state, y, inv, x0, y0)
     n, wi = flat.shape[0], np.int32(w)
+    lo, hi = n, 0
     for b in range(len(ci) - 1):
         base, span = ci[b], ci[b + 1] - ci[b]
         k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_row``: the block's pixels only
@@ -617,6 +622,10 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
         c = state[8][b]
         c0, c1, c2, c3, r0, r1, r2, r3 = c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
         seg, offs = flat[base + k0 : base + k1 + 1], ks[k0 : k1 + 1]  # no wraparound: vector stores
+        if _beyond(c0, tx[b + 1], c2, c3, span, w) or _beyond(r0, ty[b + 1], r2, r3, span, h):
+            seg[:] = -1  # (between intervals that map inside; beyond them the caller does not look)
+            continue
+        lo, hi = min(lo, base + k0), base + k1 + 1
         if _within(c0, tx[b + 1], c2, c3, span, w) and _within(r0, ty[b + 1], r2, r3, span, h):
             for k in range(k1 - k0 + 1):  # the whole interval inside the window: no checks
                 t = offs[k]
@@ -628,6 +637,36 @@ def _grid_flat_row(m, state, y, inv, x0, y0, h, w, flat) -> None:
                 seg[k] = _flat(c0 + t * (c1 + t * (c2 + t * c3)), r0 + t * (r1 + t * (r2 + t * r3)), h, w)
         if k0 <= k1 == span:  # the next control column: its own values
             seg[span - k0] = _flat(tx[b + 1], ty[b + 1], h, w)
+    return lo, max(lo, hi)
+
+
+@_helper(boundscheck=False, forceinline=True)
+def _span(m, state, h, w, n) -> tuple[int, int]:
+    """The columns (lo, hi) of an ``n``-pixel block row of a control grid, just laid out by ``_grid_row``,
+    that may map into an (``h``, ``w``) window: those of its control intervals not ``_beyond`` it."""
+    ci, coef, tx, ty = m[4], state[8], state[4], state[5]
+    lo, hi = n, 0
+    for b in range(len(ci) - 1):
+        base, span = ci[b], ci[b + 1] - ci[b]
+        k0 = 0 if base == 0 and b == 0 else max(1, -base)  # as ``_grid_flat_row``
+        k1 = min(span, n - 1 - base)
+        c = coef[b]
+        if (
+            k1 < k0
+            or _beyond(c[0], tx[b + 1], c[2], c[3], span, w)
+            or _beyond(c[4], ty[b + 1], c[6], c[7], span, h)
+        ):
+            continue
+        lo, hi = min(lo, base + k0), base + k1 + 1
+    return lo, max(lo, hi)
+
+
+@_helper(forceinline=True)
+def _beyond(v0: float, v1: float, c2: float, c3: float, s: float, n: int) -> bool:
+    """Whether the cubic of ``_within`` stays below 0 or at or above ``n`` over t in [0, s] (False for
+    NaN): its chord does, farther than the cubic can leave it."""
+    bow = 1e-3 + 0.25 * s * s * (abs(c2 + s * c3) + abs(c3) * s)
+    return (v0 + bow < 0 and v1 + bow < 0) or (v0 - bow >= n and v1 - bow >= n)  # each False for NaN
 
 
 @_helper(forceinline=True)
@@ -647,9 +686,10 @@ def _flat(c: float, r: float, h: int, w: int) -> np.int32:
 
 
 @_helper(boundscheck=False, inline="always")
-def _prefetch_flat(src, flat) -> None:
-    """Prefetch the source lines of a block row's flat indices (every 8th), as ``_prefetch_row``."""
-    for x in range(0, flat.shape[0], 8):
+def _prefetch_flat(src, flat, lo, hi) -> None:
+    """Prefetch the source lines of a block row's flat indices ``lo`` .. ``hi`` - 1 (every 8th), as
+    ``_prefetch_row``."""
+    for x in range(lo, hi, 8):
         if flat[x] >= 0:
             _prefetch(src, flat[x])  # type: ignore[call-arg]  # as in _prefetch_row
 
@@ -796,15 +836,17 @@ def _taps(mode, unit, scale, n, coords, size) -> tuple[np.ndarray, np.ndarray, n
 
 
 @_entry(boundscheck=False)
-def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty) -> int:
+def _nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty, lo, hi) -> int:
     """Nearest for mappings without rotation (``_axes``): ``jx`` the source column of each block column
-    and ``base`` the flat index of each block row's source row (-1: outside the window): each row gathered
-    from its source row by ``_gather_row``, ``jx`` as its flat indices (branch-free, so it vectorises)."""
+    and ``base`` the flat index of each block row's source row (-1: outside the window; block columns
+    ``lo`` .. ``hi`` - 1 hold those inside): each row gathered from its source row by ``_gather_row``, ``jx``
+    as its flat indices (branch-free, so it vectorises)."""
     got = np.empty(jx.shape[0], src.dtype)
     written = 0
     for y in range(out[0].shape[0]):
-        if base[y] >= 0:
-            written += _gather_row(src[base[y] :], jx, got, nodata, use_nodata, out, y, index, only_empty)
+        if base[y] >= 0 and not (only_empty and _full(out[1][y][lo:hi])):
+            row = src[base[y] :]
+            written += _gather_row(row, jx, got, nodata, use_nodata, out, y, index, only_empty, lo, hi)
     return written
 
 
@@ -877,21 +919,26 @@ def _kernel_rows(
     track = winner.shape == values.shape
     written = 0
     cols, rows, cols_next, rows_next = np.empty(bw), np.empty(bw), np.empty(bw), np.empty(bw)
+    lo = hi = 0
     for y in range(-1, bh):  # (no call with a constant row: numba would compile ``_row`` once more for it)
+        lo_next = hi_next = 0
         if y + 1 < bh:
             _row(m, state, y + 1, inv, window[2], window[0], cols_next, rows_next)
+            lo_next, hi_next = _span(m, state, h, w, bw) if m[0] == GRID else (0, bw)
+            c_next, r_next = cols_next[lo_next:hi_next], rows_next[lo_next:hi_next]
             if index < 0:  # dry: the coordinates only
-                if _any_centre(cols_next, rows_next, h, w, count[y + 1], only_empty):
+                if _any_centre(c_next, r_next, h, w, count[y + 1][lo_next:hi_next], only_empty):
                     return 1
                 continue
-            _prefetch_row(src, cols_next, rows_next, h, w, nv)
-        if y >= 0 and index >= 0 and not (only_empty and _full(count[y])):  # (a full row: all have values)
-            who = winner[y] if track else winner[0]
+            _prefetch_row(src, c_next, r_next, h, w, nv)
+        # (a full row: all have values)
+        if y >= 0 and index >= 0 and lo < hi and not (only_empty and _full(count[y][lo:hi])):
+            who = winner[y][lo:hi] if track else winner[0]
             written += _kernel_row(
-                data, nodata, use_nodata, cols, rows, mode, unit, scale, nu, nv, wu, wv,
-                values[y], count[y], who, index, only_empty,
+                data, nodata, use_nodata, cols[lo:hi], rows[lo:hi], mode, unit, scale, nu, nv, wu, wv,
+                values[y][lo:hi], count[y][lo:hi], who, index, only_empty,
             )  # fmt: skip
-        cols, cols_next, rows, rows_next = cols_next, cols, rows_next, rows
+        cols, cols_next, rows, rows_next, lo, hi = cols_next, cols, rows_next, rows, lo_next, hi_next
     return written
 
 
@@ -927,7 +974,11 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
             inside_c, inside_r = (cols >= 0) & (cols < w), (rows >= 0) & (rows < h)  # NaN fails too
             jx[inside_c] = cols[inside_c].astype(np.int64)  # truncation is floor (>= 0)
             base[inside_r] = rows[inside_r].astype(np.int64) * w
-            return int(_nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty))
+            at = np.flatnonzero(inside_c)
+            if not len(at):
+                return 0
+            lo, hi = int(at[0]), int(at[-1]) + 1
+            return int(_nearest_axes(src, nodata, use_nodata, jx, base, out, index, only_empty, lo, hi))
         if src.shape[0] == 0:  # an empty window: nothing to gather (the gather reads src[0] unchecked)
             return 0
         return _nearest_block(src, h, w, nodata, use_nodata, m, inv, window, out, index, only_empty)
@@ -973,19 +1024,20 @@ def _nearest_grid(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
     window, else 0."""
     flat, flat_next = flats
     got = np.empty(flat.shape[0], src.dtype)
-    written = 0
+    written = lo = hi = 0
     for y in range(-1, out[0].shape[0]):
+        lo_next = hi_next = 0
         if y + 1 < out[0].shape[0]:
             # one call site: numba types and inlines _grid_flat_row once for each
-            _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
+            lo_next, hi_next = _grid_flat_row(m, state, y + 1, inv, window[2], window[0], h, w, flat_next)
             if index < 0:  # dry: the flat indices only (``src`` is not read)
-                if _any_flat(flat_next, out[1][y + 1], only_empty):
+                if _any_flat(flat_next, out[1][y + 1], only_empty, lo_next, hi_next):
                     return 1
                 continue
-            _prefetch_flat(src, flat_next)
-        if y >= 0 and index >= 0:
-            written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
-        flat, flat_next = flat_next, flat
+            _prefetch_flat(src, flat_next, lo_next, hi_next)
+        if y >= 0 and index >= 0 and lo < hi and not (only_empty and _full(out[1][y][lo:hi])):
+            written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty, lo, hi)
+        flat, flat_next, lo, hi = flat_next, flat, lo_next, hi_next
     return written
 
 
@@ -1001,9 +1053,10 @@ def _any_centre(cols, rows, h, w, has, only_empty) -> bool:
 
 
 @_helper(boundscheck=False, forceinline=True)
-def _any_flat(flat, has, only_empty) -> bool:
-    """Whether any flat index of a row is inside the window (where ``has`` is 0, with ``only_empty``)."""
-    for x in range(flat.shape[0]):  # noqa: SIM110  (numba compiles no any() of a generator)
+def _any_flat(flat, has, only_empty, lo, hi) -> bool:
+    """Whether any flat index of row columns ``lo`` .. ``hi`` - 1 is inside the window (where ``has`` is 0,
+    with ``only_empty``)."""
+    for x in range(lo, hi):  # noqa: SIM110  (numba compiles no any() of a generator)
         if flat[x] >= 0 and not (only_empty and has[x] > 0):
             return True
     return False
@@ -1021,9 +1074,9 @@ def _nearest_rows(src, h, w, nodata, use_nodata, m, state, inv, window, out, ind
         if y + 1 < out[0].shape[0]:
             _row(m, state, y + 1, inv, window[2], window[0], cols, rows)
             _flat_row(cols, rows, h, w, flat_next)
-            _prefetch_flat(src, flat_next)
+            _prefetch_flat(src, flat_next, 0, bw)
         if y >= 0:
-            written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty)
+            written += _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty, 0, bw)
         flat, flat_next = flat_next, flat
     return written
 
