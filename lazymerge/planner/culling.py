@@ -141,20 +141,23 @@ class CoverCull:
     def covers(self, chunk: np.ndarray, source: np.ndarray) -> np.ndarray:
         out = np.zeros(len(chunk), dtype=bool)
         nc = self.grid.nchunks[1]
-        for c in np.unique(self.crs_of[source]):
-            sel = np.nonzero((self.crs_of[source] == c) & ~self.polar[chunk])[0]
-            X, Y = self._corner_grid(int(c))
+        crs, open_ = self.crs_of[source], ~self.polar[chunk]
+        m = self.MARGIN_PX
+        for c in np.unique(crs):
+            sel = np.flatnonzero((crs == c) & open_)
+            X, Y = (v.ravel() for v in self._corner_grid(int(c)))
             r, q = np.divmod(chunk[sel], nc)
-            k = self.coef[source[sel]]
-            h, w = self.cands.shape[source[sel], 0], self.cands.shape[source[sel], 1]
+            at = r * (nc + 1) + q  # the chunk's first corner in the flat (nr + 1, nc + 1) corner grid
+            s = source[sel]
+            k = self.coef[s].T  # six rows
+            hi_r, hi_c = self.cands.shape[s, 0] - m, self.cands.shape[s, 1] - m
             inside = np.ones(len(sel), dtype=bool)
-            for dr, dq in ((0, 0), (0, 1), (1, 0), (1, 1)):
-                x, y = X[r + dr, q + dq], Y[r + dr, q + dq]
-                col = k[:, 0] * x + k[:, 1] * y + k[:, 2]
-                row = k[:, 3] * x + k[:, 4] * y + k[:, 5]
-                m = self.MARGIN_PX
+            for corner in (0, 1, nc + 1, nc + 2):
+                x, y = X[at + corner], Y[at + corner]
+                col = k[0] * x + k[1] * y + k[2]
+                row = k[3] * x + k[4] * y + k[5]
                 with np.errstate(invalid="ignore"):
-                    inside &= (col >= m) & (col <= w - m) & (row >= m) & (row <= h - m)
+                    inside &= (col >= m) & (col <= hi_c) & (row >= m) & (row <= hi_r)
             out[sel] = inside
         return out
 

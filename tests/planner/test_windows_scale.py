@@ -85,6 +85,33 @@ def test_lattice_extents_from_the_sub_lattice_equal_the_whole_lattice(t):
         np.testing.assert_array_equal(sub[1], whole[1])  # and the same seams
 
 
+@pytest.mark.parametrize("t", TARGETS)
+def test_the_interpolated_culling_lattice_stays_within_its_tolerance(t):
+    """``source_lattice`` interpolates a chunk's lattice from its 3 x 3 sub-lattice only where its checks
+    pass: every one of the 81 points stays within the tolerance of the exact transform (NaN where it is),
+    and many chunks of smooth pairs are interpolated (else this checks nothing)."""
+    code, lon, lat, res = t
+    cx, cy = Transformer.from_crs("EPSG:4326", code, always_xy=True).transform(lon, lat)
+    half = res * 1024 * 12
+    grid = TargetGrid.from_bbox(code, (cx - half, cy - half, cx + half, cy + half), res, (1024, 1024))
+    chunks = np.arange(grid.nchunks[0] * grid.nchunks[1])
+    xs, ys = windows.chunk_lattice(grid, chunks)
+    for src in SOURCES:
+        crs = CRS.from_user_input(src)
+        tol = 1e-3 * (1e-4 if crs.is_geographic else res)
+        ex, ey = Transformer.from_crs(code, src, always_xy=True).transform(xs, ys, errcheck=False)
+        sx, sy = windows.source_lattice(grid, crs, chunks, tol)
+        for got, exact in ((sx, ex), (sy, ey)):
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(exact))
+            with np.errstate(invalid="ignore"):
+                assert not (np.abs(got - exact) > tol).any(), src
+        interpolated = ~((sx == ex) | np.isnan(ex)).all(axis=1)
+        if crs.is_geographic:
+            assert not interpolated.any()  # longitudes wrap: every point transformed
+        elif src != code and "EPSG:3413" not in (code, src):  # (the same CRS: exact either way)
+            assert interpolated.mean() > 0.2, src
+
+
 @pytest.mark.parametrize(
     "pair", [("EPSG:3035", "EPSG:32632"), ("EPSG:4267", "EPSG:4326"), ("EPSG:4326", "EPSG:3413")]
 )
