@@ -117,8 +117,9 @@ _CHECK = [  # where the quadratic errs most: t = 1/4, 3/4 on any sub-lattice lin
 
 def source_lattice(
     grid: TargetGrid, crs: CRS, chunks: np.ndarray, tol: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each chunk's LATTICE x LATTICE lattice (``chunk_lattice``) in ``crs``, as two (n, LATTICE ** 2) arrays.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each chunk's LATTICE x LATTICE lattice (``chunk_lattice``) in ``crs``, as two (n, LATTICE ** 2) arrays,
+    and which chunks' lattices were interpolated (monotonic: no seam crosses them, as in ``lattice_extents``).
 
     With ``tol`` > 0 (CRS units), a chunk's lattice is the biquadratic through its 3 x 3 sub-lattice,
     transformed together with the points between where that errs most (``_CHECK``), wherever those miss it
@@ -129,7 +130,7 @@ def source_lattice(
     xs, ys = chunk_lattice(grid, chunks)
     if tol <= 0 or crs.is_geographic or not len(chunks):
         sx, sy = to_src.transform(xs, ys, errcheck=False)
-        return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8")
+        return np.asarray(sx, dtype="f8"), np.asarray(sy, dtype="f8"), np.zeros(len(chunks), dtype=bool)
     k = LATTICE
     sub = (_SUB[:, None] * k + _SUB[None, :]).ravel()
     check = np.array([a * k + b for a, b in _CHECK])
@@ -149,7 +150,7 @@ def source_lattice(
     if len(hard):
         hx, hy = to_src.transform(xs[hard], ys[hard], errcheck=False)
         out[0][hard], out[1][hard] = hx, hy
-    return out[0], out[1]
+    return out[0], out[1], easy
 
 
 def _pole_chunks(grid: TargetGrid, chunks: np.ndarray) -> dict[float, np.ndarray]:
@@ -378,8 +379,11 @@ def _windows(
     uchunks, inverse = np.unique(chunk, return_inverse=True)
     scale = np.hypot(coef[:, [0, 3]], coef[:, [1, 4]]).max(initial=0.0)  # source pixels per CRS unit
     tol = LATTICE_TOL / scale if np.isfinite(scale) and scale > 0 else 0.0
-    sx, sy = source_lattice(grid, crs, uchunks, tol)
-    jumps = _seams(sx, sy)[inverse]
+    sx, sy, smooth = source_lattice(grid, crs, uchunks, tol)
+    jumps = np.zeros((len(uchunks), 2), dtype=bool)
+    if not smooth.all():  # (a seam is never monotonic)
+        jumps[~smooth] = _seams(sx[~smooth], sy[~smooth])
+    jumps = jumps[inverse]
     sx, sy = sx[inverse], sy[inverse]
     seam = np.zeros(len(chunk), dtype=bool)
     if grid.crs.is_geographic and crs.is_geographic:  # longitudes wrap: 190 is -170 for a source there
