@@ -1,4 +1,5 @@
-"""Computing a merge on local threads straight into the numpy result.
+"""Computing a merge on local threads straight into the numpy result (and, for ``to_zarr``, writing its
+blocks from local threads: ``lazymerge.output.write``).
 
 Cubed's ``compute()`` of a ``map_blocks`` array runs every block into a temporary Zarr array under the
 spec's ``work_dir`` and then reads the whole array back: for a 64 Mpix uint16 mosaic that is 128 MB
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from itertools import accumulate
 from typing import Any
@@ -24,6 +26,24 @@ from lazymerge.executors.local import FINAL_ERRORS, _run_thread_task
 from lazymerge.kernel.block import merge_block
 
 
+def run_blocks(work: Callable[[Any], None], ids: list[Any], max_workers: int | None = None) -> None:
+    """``work(id)`` for every block id on a pool of ``max_workers`` threads (default: CPU count); the first
+    failure cancels the blocks not yet started and stops the running ones at their next step
+    (``lazymerge.kernel.cancel``), then is raised."""
+    workers = max(1, min(max_workers or os.cpu_count() or 1, len(ids)))
+    stop = threading.Event()  # set at the first failure: running blocks stop at their next step
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lazymerge-block")
+    futures = [pool.submit(_run_thread_task, stop, work, block_id) for block_id in ids]
+    try:
+        for done in as_completed(futures):
+            done.result()  # re-raises the first failure
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)  # queued blocks never start
+        raise
+    pool.shutdown()
+
+
 def render_into(
     task: KernelTask,
     chunks: tuple[tuple[int, ...], ...],
@@ -31,9 +51,8 @@ def render_into(
     max_workers: int | None = None,
     retries: int = 2,
 ) -> np.ndarray:
-    """Every block of the merge, rendered on ``max_workers`` threads (default: CPU count) into one array;
-    a failing block is retried ``retries`` times, as the threads executor does, and the first failure
-    cancels the blocks not yet started and stops the running ones at their next step."""
+    """Every block of the merge, rendered on ``max_workers`` threads (``run_blocks``) into one array; a
+    failing block is retried ``retries`` times, as the threads executor does."""
     out = np.empty(tuple(sum(c) for c in chunks), dtype=dtype)
     starts = [list(accumulate(c, initial=0)) for c in chunks]
 
@@ -49,24 +68,14 @@ def render_into(
                 if attempt == retries:
                     raise
 
-    ids = list(np.ndindex(*(len(c) for c in chunks)))
-    workers = max(1, min(max_workers or os.cpu_count() or 1, len(ids)))
-    stop = threading.Event()  # set at the first failure: running blocks stop at their next step
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lazymerge-block")
-    futures = [pool.submit(_run_thread_task, stop, render, block_id) for block_id in ids]
-    try:
-        for done in as_completed(futures):
-            done.result()  # re-raises the first failure
-    except BaseException:
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)  # queued blocks never start
-        raise
-    pool.shutdown()
+    run_blocks(render, list(np.ndindex(*(len(c) for c in chunks))), max_workers)
     return out
 
 
-def _local_threads(array: Array, executor: Any, callbacks: Any, resume: Any, kwargs: dict) -> dict | None:
-    """The threads executor's options when this compute can run locally, straight into numpy; else None."""
+def local_threads(array: Array, executor: Any, callbacks: Any, resume: Any, kwargs: dict) -> dict | None:
+    """The threads executor's options when this run of ``array``'s blocks can go on local threads without
+    Cubed (no callbacks, no resume, no executor chosen by config, ``executor`` or the spec's the threads
+    one); else None."""
     from cubed import config
     from cubed.runtime.executors.local import ThreadsExecutor
     from cubed.runtime.types import Callback
@@ -87,7 +96,7 @@ class MergeArray(Array):
 
     def compute(self, *, executor=None, callbacks=None, optimize_graph=True, optimize_function=None,
                 resume=None, **kwargs):  # fmt: skip
-        options = _local_threads(self, executor, callbacks, resume, kwargs)
+        options = local_threads(self, executor, callbacks, resume, kwargs)
         if options is None:
             return super().compute(
                 executor=executor,

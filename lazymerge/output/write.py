@@ -44,6 +44,7 @@ from lazymerge.errors import (
     OutputIncompleteError,
     OutputWriteError,
 )
+from lazymerge.executors.direct import local_threads, run_blocks
 from lazymerge.executors.local import FINAL_ERRORS
 from lazymerge.kernel.block import KernelTask, merge_block
 from lazymerge.kernel.cancel import check_cancelled
@@ -98,6 +99,17 @@ def render_with_cubed(writer: BlockWriter, ids: np.ndarray, result: MergeResult,
         extra_projected_mem=max(largest, pixels * arr.dtype.itemsize) + pixels * arr.dtype.itemsize,
     )
     written.compute(executor=executor, callbacks=cbs, optimize_graph=False)
+
+
+def render_locally(writer: BlockWriter, ids: np.ndarray, max_workers: int | None = None) -> None:
+    """Render and write the blocks ``ids`` from local threads (``executors.direct.run_blocks``), one
+    ``write_blocks`` call per block: what a threads executor's run does, without Cubed's plan, its task
+    array of block ids on disk and its scheduling (the write's callbacks and memory report need Cubed)."""
+
+    def write(flat: int) -> None:
+        write_blocks(np.array([flat], dtype="i8"), writer=writer)
+
+    run_blocks(write, ids.tolist(), max_workers)
 
 
 def write_blocks(ids: np.ndarray, *, writer: BlockWriter) -> np.ndarray:
@@ -313,10 +325,15 @@ def write_zarr(
         if len(ids):
             run = lease.run if isinstance(lease, Lease) else None
             writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(arr.chunksize), retries, run)
-            if render is None:
-                render_with_cubed(writer, ids, result, executor, cbs)
-            else:
+            local = None
+            if render is None and report is None and len(cbs) == 1:  # (1: no progress bar, only the memory)
+                local = local_threads(arr, executor, callbacks, None, {})
+            if render is not None:
                 render(writer, ids)
+            elif local is not None:
+                render_locally(writer, ids, local.get("max_workers"))
+            else:
+                render_with_cubed(writer, ids, result, executor, cbs)
         if result.task.options.on_error == "skip":
             skipped = warn_skipped(result.task.plan_path)
             if report is not None:

@@ -183,6 +183,33 @@ def test_local_compute_goes_straight_into_numpy(seed, reference, tmp_path):
     assert history.stats_df is not None  # Cubed ran it and reported it
 
 
+def test_local_to_zarr_writes_from_threads_without_cubeds_task_array(seed, reference, tmp_path):
+    """On local threads, to_zarr writes each block from a thread of this process: no task array of block
+    ids under work_dir, the same output as .compute(), every block there and the output marked complete;
+    with a progress bar, callbacks or a memory report asked for, it runs through Cubed (its ids array)."""
+    import zarr
+    from cubed.diagnostics.history import HistoryCallback
+
+    wd = tmp_path / "wd"
+    r = seed_merge(seed, wd)
+    for workers, out in ((1, "a.zarr"), (3, "b.zarr")):
+        arr = r.to_zarr(
+            str(tmp_path / out), executor=get_executor("threads", max_workers=workers), progress=False
+        )
+        np.testing.assert_array_equal(arr[:], reference)
+        assert zarr.open_array(str(tmp_path / out), mode="r").attrs["lazymerge:complete"] is True
+    r.to_zarr(str(tmp_path / "c.zarr"), progress=False)  # the spec's default executor
+    assert not list(wd.glob("lazymerge-ids-*")) and not list(wd.glob("cubed-*"))
+    history, report = HistoryCallback(), []
+    r.to_zarr(str(tmp_path / "d.zarr"), progress=False, callbacks=[history])
+    assert history.stats_df is not None  # Cubed ran it and reported it
+    r.to_zarr(str(tmp_path / "e.zarr"), progress=False, report=report)
+    assert report[0].rows()  # the memory report has the write's op
+    assert len(list(wd.glob("lazymerge-ids-*"))) == 2
+    for out in ("c.zarr", "d.zarr", "e.zarr"):
+        np.testing.assert_array_equal(zarr.open_array(str(tmp_path / out), mode="r")[:], reference)
+
+
 def test_object_store_work_dir_is_probed_through_obstore():
     from lazymerge.executors.workdir import check_work_dir
 
