@@ -102,14 +102,17 @@ def render_with_cubed(writer: BlockWriter, ids: np.ndarray, result: MergeResult,
 
 
 def render_locally(writer: BlockWriter, ids: np.ndarray, max_workers: int | None = None) -> None:
-    """Render and write the blocks ``ids`` from local threads (``executors.direct.run_blocks``), one
-    ``write_blocks`` call per block: what a threads executor's run does, without Cubed's plan, its task
-    array of block ids on disk and its scheduling (the write's callbacks and memory report need Cubed)."""
+    """Render and write the blocks ``ids`` from local threads (``executors.direct.run_blocks``), as many
+    per ``write_blocks`` call as a Cubed task takes (one lease check each, as there): what a threads
+    executor's run does, without Cubed's plan, its task array of block ids on disk and its scheduling (the
+    write's callbacks and memory report need Cubed)."""
+    per_task = blocks_per_task(len(ids), int(np.prod(writer.chunks)))
+    groups = np.array_split(ids, -(-len(ids) // per_task))
 
-    def write(flat: int) -> None:
-        write_blocks(np.array([flat], dtype="i8"), writer=writer)
+    def write(group: np.ndarray) -> None:
+        write_blocks(group, writer=writer)
 
-    run_blocks(write, ids.tolist(), max_workers)
+    run_blocks(write, groups, max_workers)
 
 
 def write_blocks(ids: np.ndarray, *, writer: BlockWriter) -> np.ndarray:
@@ -326,7 +329,7 @@ def write_zarr(
             run = lease.run if isinstance(lease, Lease) else None
             writer = BlockWriter(result.task, out, tuple(arr.numblocks), tuple(arr.chunksize), retries, run)
             local = None
-            if render is None and report is None and len(cbs) == 1:  # (1: no progress bar, only the memory)
+            if render is None and report is None and cbs == [memory, *(callbacks or [])]:  # no progress bar
                 local = local_threads(arr, executor, callbacks, None, {})
             if render is not None:
                 render(writer, ids)
