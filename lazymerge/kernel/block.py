@@ -328,7 +328,7 @@ def _geographic(code: str) -> bool:
     return CRS.from_user_input(code).is_geographic
 
 
-_NO_WINNER = np.zeros((1, 1), dtype="i4")  # the compiled loops skip recording sources into this
+_NO_WINNER = np.zeros((0, 0), dtype="i4")  # no block has its shape: the loops record no source into it
 _ONE = np.ones(2)
 
 

@@ -580,7 +580,7 @@ def _gather_row(src, flat, got, nodata, use_nodata, out, y, index, only_empty, l
     """Write ``src[flat]`` into columns ``lo`` .. ``hi`` - 1 of block row ``y`` of ``out`` = (values, has,
     winner) where ``flat`` >= 0 and the value is valid (``only_empty``: where the row has none yet);
     returns how many it wrote. The gather alone first (into ``got``), then the checks and writes,
-    branch-free so that they vectorise; the winner (unless ``out`` has a 1 x 1 placeholder) in a loop of
+    branch-free so that they vectorise; the winner (unless ``out`` has an empty placeholder) in a loop of
     its own, before them."""
     values, has, winner = out[0][y][lo:hi], out[1][y][lo:hi], out[2]
     fl, gv = flat[lo:hi], got[lo:hi]  # views from 0: no wraparound of negative indices, so it vectorises
@@ -933,7 +933,7 @@ def _kernel_rows(
             _prefetch_row(src, c_next, r_next, h, w, nv)
         # (a full row: all have values)
         if y >= 0 and index >= 0 and lo < hi and not (only_empty and _full(count[y][lo:hi])):
-            who = winner[y][lo:hi] if track else winner[0]
+            who = winner[y][lo:hi] if track else winner.ravel()[:0]  # (empty: records no winner)
             written += _kernel_row(
                 data, nodata, use_nodata, cols[lo:hi], rows[lo:hi], mode, unit, scale, nu, nv, wu, wv,
                 values[y][lo:hi], count[y][lo:hi], who, index, only_empty,
@@ -957,7 +957,7 @@ def sample_into(data, nodata, use_nodata, m, inv, window, mode, scale, out, inde
     """Sample one source window into ``out`` = (values, has, winner) where it has a valid value
     (``only_empty``: only pixels without one yet, as ``first``); returns how many pixels it wrote. A
     point gets a value only where the source pixel containing it is valid. ``scale``: GDAL's (x, y)
-    kernel scale; ``winner`` gets ``index`` unless it is a 1 x 1 placeholder.
+    kernel scale; ``winner`` gets ``index`` unless it is an empty (0 x 0) placeholder.
 
     Picks the compiled loop the case needs (nearest or a kernel; without rotation, on a control grid or
     rotated), so that numba compiles each only when a request first needs it, and small."""
@@ -1526,7 +1526,7 @@ def _weighted_green(
             continue
         _edges(top_c, top_r, bot_c, bot_r, sums, valid, scratch, side_v, side_a)
         edges = (top_c, top_r, bot_c, bot_r, top_v, top_a, bot_v, bot_a, side_v, side_a)
-        row = (values[y], count[y], winner[y] if track else winner[0])
+        row = (values[y], count[y], winner[y] if track else winner.ravel()[:0])
         written += _green_row(edges, h, w, stat, row, index, only_empty, track)
     return written
 

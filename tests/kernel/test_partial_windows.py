@@ -13,7 +13,7 @@ from pyproj import CRS, Transformer
 
 from lazymerge.contract.tasks import THRESHOLD
 from lazymerge.kernel import loops
-from lazymerge.kernel.block import _coef
+from lazymerge.kernel.block import _NO_WINNER, _coef
 from lazymerge.kernel.mapping import pixel_mapping
 
 PAIRS = [  # target CRS, source CRS, lon, lat, target pixel size
@@ -74,6 +74,16 @@ def test_every_pixel_mapping_into_a_partial_window_gets_its_value(case, resampli
         data, np.nan, False, mapping.jit, _coef(source), win, mode, np.ones(2), (values, has, winner), 7,
         only_empty,
     )  # fmt: skip
+
+    # without winners (render_chunk's placeholder, shared by every thread): the same pixels, nothing recorded
+    untracked = (np.full((bh, bw), np.nan, "f4"), before.copy(), _NO_WINNER)
+    untracked[0][before > 0] = -1.0
+    again = loops.sample_into(
+        data, np.nan, False, mapping.jit, _coef(source), win, mode, np.ones(2), untracked, 7, only_empty
+    )
+    assert again == written
+    np.testing.assert_array_equal(untracked[0], values)
+    np.testing.assert_array_equal(untracked[1], has)
 
     cols, rows = _source_pixels(mapping, source, window)
     with np.errstate(invalid="ignore"):
