@@ -426,8 +426,9 @@ PROFILED_IMPORTS = (
 def profile_child(args: argparse.Namespace) -> None:
     """``--profile``, in this fresh process: the imports package by package, lazymerge's own modules last;
     a fresh merge and compute; then every block of a second merge rendered one after another in this
-    thread under cProfile (reads still in reader threads), its largest own times; and what numba's context
-    refresh costs here, which a load of the loops from numba's cache no longer pays (``loops._Cache``)."""
+    thread under cProfile (reads still in reader threads), its largest own times; the block pixels the
+    sampling calls got against those they wrote (``_sampling``); and what numba's context refresh costs
+    here, which a load of the loops from numba's cache no longer pays (``loops._Cache``)."""
     import cProfile
     import importlib
     import pstats
@@ -464,12 +465,40 @@ def profile_child(args: argparse.Namespace) -> None:
     top = sorted(stats.items(), key=lambda kv: -kv[1][2])[:6]
     where = ", ".join(f"{fn[2]} {v[2]:.3f} s ({v[1]} calls)" for fn, v in top)
     print(f"  steady state, {len(ids)} blocks one after another: {total:.2f} s; own time: {where}")
+    print(f"  the sampling calls (a third merge): {_sampling(tmp, spec, args, merge_block)}")
     from numba.core.registry import cpu_target
 
     t0 = time.perf_counter()
     cpu_target.target_context.refresh()
     refresh = time.perf_counter() - t0
     print(f"  numba's context refresh, which a load from its cache no longer pays: {refresh:.2f} s")
+
+
+def _sampling(tmp: Path, spec: dict, args: argparse.Namespace, merge_block) -> str:
+    """How many block pixels the kernel's sampling calls (``loops.sample_into``, one per block and source
+    read) were given, against how many they wrote: what partial windows leave the loops to skip. Counted
+    around the real function over one merge's blocks, then put back."""
+    import numpy as np
+
+    from lazymerge.kernel import loops
+
+    real, given, wrote, calls = loops.sample_into, [0], [0], [0]
+
+    def counted(*a, **k):
+        n = real(*a, **k)
+        calls[0] += 1
+        given[0] += a[8][0].size  # out = (values, has, winner)
+        wrote[0] += n
+        return n
+
+    result = _lazymerge(tmp, spec["grid"], args.resampling)
+    loops.sample_into = counted
+    try:
+        for block_id in np.ndindex(*(len(c) for c in result.array.chunks)):
+            merge_block(None, task=result.task, block_id=block_id)
+    finally:
+        loops.sample_into = real
+    return f"{calls[0]} calls over {given[0] / 1e6:.1f} Mpix of blocks, {wrote[0] / 1e6:.1f} Mpix written"
 
 
 def child(args: argparse.Namespace) -> None:

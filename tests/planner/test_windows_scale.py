@@ -291,3 +291,32 @@ def test_windows_hold_every_pixel_beside_a_seam(pair, chunk, shift, beyond):
         assert w[0] >= 0, f"chunk {k} holds source pixels but has no window"
         assert w[0] <= row[inside].min() and np.floor(row[inside].max()) < w[1]
         assert w[2] <= col[inside].min() and np.floor(col[inside].max()) < w[3]
+
+
+def test_a_culled_plan_from_the_interpolated_lattice_equals_the_exact_lattices(random_store, monkeypatch):
+    """Culling's cell masks and the culled plan's windows from the interpolated lattice (``source_lattice``)
+    give the plan the exact lattice gives, row for row, on two UTM zones' sources in small chunks (most
+    lattices interpolated, which the test checks happened)."""
+    kw = {
+        "crs": "EPSG:32618",
+        "bbox": (495000.0, 5980000.0, 515000.0, 6010000.0),
+        "resolution": 10.0,
+        "chunk_size": (48, 64),
+        "bands": "data",
+        "sortby": "id",
+        "cull": True,
+    }
+    real, smooth = windows.source_lattice, []
+
+    def watched(*args, **kwargs):
+        out = real(*args, **kwargs)
+        smooth.append(out[2])
+        return out
+
+    monkeypatch.setattr(windows, "source_lattice", watched)
+    interpolated = plan(str(random_store), **kw)
+    assert np.concatenate(smooth).mean() > 0.5
+    monkeypatch.setattr(windows, "LATTICE_TOL", 0.0)  # every point transformed
+    exact = plan(str(random_store), **kw)
+    assert interpolated.n_pairs < interpolated.pairs_before_cull  # culling dropped pairs
+    assert interpolated.table.equals(exact.table)
